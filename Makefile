@@ -1,0 +1,50 @@
+# make demo | make test | make bench — each sets up what it needs (as root, on Debian 12).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+RUNNER := $(VENV)/bin/runner
+BUNDLE := build/bundle
+APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static python3-dev python3-venv uidmap
+
+.PHONY: all deps venv rootfs demo test unit bench clean
+
+all: venv rootfs
+
+# apt only when something is missing: a second `make test` costs nothing here
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.built: deps pyproject.toml setup.py csrc/shim.c csrc/shim.h csrc/build.py
+	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.built
+
+# The embedded default bundle: a busybox rootfs from Debian's busybox-static.
+$(BUNDLE)/rootfs/bin/busybox: deps spec/rootfs.sh
+	bash spec/rootfs.sh $(BUNDLE)/rootfs
+
+rootfs: $(BUNDLE)/rootfs/bin/busybox
+
+demo: venv rootfs
+	cp spec/examples/demo.json $(BUNDLE)/config.json
+	$(RUNNER) run --bundle $(BUNDLE) demo-$$$$
+
+unit: venv
+	$(PY) -m pytest -q tests/unit
+
+test: venv rootfs
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: venv rootfs
+	$(PY) tests/bench/bench.py
+
+clean:
+	rm -rf build $(VENV) *.egg-info libcontainer/_shim*.so

@@ -1,0 +1,784 @@
+/* The mechanism: clone the container's init and run a plan that Python already decided.
+ *
+ * The child never returns into Python: after clone it runs only this file, using no heap
+ * (the parent may have had threads holding malloc's locks), and either execs or reports
+ * (op index, errno) on the sync socket and exits. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/openat2.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+
+#include "shim.h"
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER
+#define SECCOMP_FILTER_FLAG_NEW_LISTENER (1UL << 3)
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+enum { MSG_USERNS = 1, MSG_WAITGO = 2, MSG_ERROR = 3, MSG_FD = 4, MSG_CREATED = 5, MSG_CHILD = 6 };
+
+static int sync_fd = -1;
+
+/* ---- talking to the parent --------------------------------------------------------- */
+
+static void send_msg(int type, int op, int err, int pid)
+{
+    struct rc_msg m = { type, op, err, pid };
+    ssize_t n;
+    do n = send(sync_fd, &m, sizeof m, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+}
+
+static __attribute__((noreturn)) void fail(int op, int err)
+{
+    send_msg(MSG_ERROR, op, err, 0);
+    _exit(1);
+}
+
+/* Block until the parent says go. EOF means the parent died or gave up: so do we. */
+static void wait_go(int op)
+{
+    char c;
+    ssize_t n;
+    do n = read(sync_fd, &c, 1); while (n < 0 && errno == EINTR);
+    if (n != 1)
+        _exit(1);
+    (void)op;
+}
+
+static int send_fd(int fd, int op)
+{
+    struct rc_msg m = { MSG_FD, op, 0, 0 };
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = { &m, sizeof m };
+    struct msghdr mh = { 0 };
+    memset(cbuf, 0, sizeof cbuf);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    return sendmsg(sync_fd, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+/* ---- paths inside the root ---------------------------------------------------------- */
+
+/* Open `path` with every component resolved inside `rootfd`: a symlink in the rootfs can
+ * never lead out of it (CVE-2021-30465). */
+static int open_in_root(int rootfd, const char *path, int flags)
+{
+    struct open_how how = { 0 };
+    how.flags = flags | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    while (*path == '/')
+        path++;
+    if (!*path)
+        path = ".";
+    int fd;
+    do fd = syscall(SYS_openat2, rootfd, path, &how, sizeof how); while (fd < 0 && errno == EAGAIN);
+    return fd;
+}
+
+/* mkdir -p inside the root; returns an O_PATH fd of the final directory. */
+static int mkdir_in_root(int rootfd, const char *path, mode_t mode)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, len + 1);
+    int fd = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
+    if (fd >= 0 || errno != ENOENT)
+        return fd;
+    /* walk from the top, creating what is missing */
+    int cur = open_in_root(rootfd, "/", O_PATH | O_DIRECTORY);
+    if (cur < 0)
+        return -1;
+    char *p = buf;
+    while (*p) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        char *end = strchr(p, '/');
+        if (end)
+            *end = '\0';
+        if (mkdirat(cur, p, mode) < 0 && errno != EEXIST) {
+            close(cur);
+            return -1;
+        }
+        /* re-resolve the prefix from the root: the component may be a symlink */
+        int next = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
+        close(cur);
+        if (next < 0)
+            return -1;
+        cur = next;
+        if (!end)
+            break;
+        *end = '/';
+        p = end + 1;
+    }
+    return cur;
+}
+
+/* Split path into (parent dir fd, last component). */
+static int open_parent_in_root(int rootfd, const char *path, char *name, size_t namesz)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, len + 1);
+    while (len > 1 && buf[len - 1] == '/')
+        buf[--len] = '\0';
+    char *slash = strrchr(buf, '/');
+    const char *last = slash ? slash + 1 : buf;
+    if (strlen(last) >= namesz) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(name, last);
+    if (slash)
+        *slash = '\0';
+    else
+        strcpy(buf, "/");
+    return mkdir_in_root(rootfd, buf[0] ? buf : "/", 0755);
+}
+
+/* Make sure a regular file exists at path (a bind target for a file); O_PATH fd of it. */
+static int mkfile_in_root(int rootfd, const char *path)
+{
+    int fd = open_in_root(rootfd, path, O_PATH);
+    if (fd >= 0 || errno != ENOENT)
+        return fd;
+    char name[256];
+    int dir = open_parent_in_root(rootfd, path, name, sizeof name);
+    if (dir < 0)
+        return -1;
+    int wfd = openat(dir, name, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+    close(dir);
+    if (wfd < 0 && errno != EEXIST)
+        return -1;
+    if (wfd >= 0)
+        close(wfd);
+    return open_in_root(rootfd, path, O_PATH);
+}
+
+static void fdpath(char *buf, size_t sz, int fd)
+{
+    snprintf(buf, sz, "/proc/self/fd/%d", fd);
+}
+
+/* A remount inside a user namespace must keep the flags the kernel locked on the mount. */
+static unsigned long locked_flags(const char *target)
+{
+    struct statvfs s;
+    unsigned long f = 0;
+    if (statvfs(target, &s) < 0)
+        return 0;
+    if (s.f_flag & ST_NOSUID) f |= MS_NOSUID;
+    if (s.f_flag & ST_NODEV) f |= MS_NODEV;
+    if (s.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+    if (s.f_flag & ST_RDONLY) f |= MS_RDONLY;
+    if (s.f_flag & ST_NOATIME) f |= MS_NOATIME;
+    if (s.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+    if (s.f_flag & ST_RELATIME) f |= MS_RELATIME;
+    return f;
+}
+
+static int remount(const char *target, unsigned long flags)
+{
+    if (mount(NULL, target, NULL, flags | MS_REMOUNT, NULL) == 0)
+        return 0;
+    if (errno != EPERM)
+        return -1;
+    return mount(NULL, target, NULL, flags | MS_REMOUNT | locked_flags(target), NULL);
+}
+
+struct rc_mount_attr { uint64_t set, clr, propagation, userns_fd; };
+
+static int do_mount(int rootfd, const struct rc_op *op)
+{
+    int fd;
+    /* op->a: 1 when the target is a file (binding a file), op->b/op->c: recursive attrs */
+    if (op->a == 1)
+        fd = mkfile_in_root(rootfd, op->path);
+    else
+        fd = mkdir_in_root(rootfd, op->path, 0755);
+    if (fd < 0)
+        return -1;
+    char target[64];
+    fdpath(target, sizeof target, fd);
+    unsigned long flags = op->flags;
+    int rc;
+    if (flags & MS_REMOUNT)
+        rc = remount(target, flags & ~(unsigned long)MS_REMOUNT);
+    else
+        rc = mount(op->src, target, op->fstype, flags, op->data);
+    if (rc == 0 && (flags & MS_BIND)) {
+        /* a bind ignores every flag but MS_REC: apply the rest with a remount */
+        unsigned long rest = flags & ~(MS_BIND | MS_REC | MS_REMOUNT);
+        if (rest) {
+            /* the fd points at the mount below: reopen to reach the new one */
+            close(fd);
+            fd = op->a == 1 ? open_in_root(rootfd, op->path, O_PATH)
+                            : open_in_root(rootfd, op->path, O_PATH | O_DIRECTORY);
+            if (fd < 0)
+                return -1;
+            fdpath(target, sizeof target, fd);
+            rc = remount(target, MS_BIND | rest);
+        }
+    }
+    if (rc == 0 && (op->pflags || op->b || op->c)) {
+        close(fd);
+        fd = open_in_root(rootfd, op->path, O_PATH);
+        if (fd < 0)
+            return -1;
+        fdpath(target, sizeof target, fd);
+        for (unsigned long bit = 1; rc == 0 && bit; bit <<= 1)
+            if ((op->pflags & ~(unsigned long)MS_REC) & bit)
+                rc = mount(NULL, target, NULL, bit | (op->pflags & MS_REC), NULL);
+        if (rc == 0 && (op->b || op->c)) {
+            struct rc_mount_attr attr = { op->b, op->c, 0, 0 };
+            rc = syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
+        }
+    }
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+static int do_mask(int rootfd, const char *path)
+{
+    int fd = open_in_root(rootfd, path, O_PATH);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    struct stat st;
+    char target[64];
+    fdpath(target, sizeof target, fd);
+    int rc;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+        rc = mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0");
+    else
+        rc = mount("/dev/null", target, NULL, MS_BIND, NULL);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+static int do_readonly(int rootfd, const char *path)
+{
+    int fd = open_in_root(rootfd, path, O_PATH);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    char target[64];
+    fdpath(target, sizeof target, fd);
+    int rc = mount(target, target, NULL, MS_BIND | MS_REC, NULL);
+    close(fd);
+    if (rc < 0)
+        return -1;
+    fd = open_in_root(rootfd, path, O_PATH);
+    if (fd < 0)
+        return -1;
+    fdpath(target, sizeof target, fd);
+    rc = remount(target, MS_BIND | MS_REC | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    if (rc < 0 && errno == EPERM)
+        rc = remount(target, MS_BIND | MS_REC | MS_RDONLY);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+static int write_file(int rootfd, const char *path, const char *data)
+{
+    int fd = rootfd >= 0 ? open_in_root(rootfd, path, O_WRONLY | O_TRUNC)
+                         : open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t len = strlen(data);
+    ssize_t n = write(fd, data, len);
+    int e = errno;
+    close(fd);
+    if (n < 0) {
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+static int pivot(const char *rootfs, int use_move)
+{
+    if (chdir(rootfs) < 0)
+        return -1;
+    if (!use_move) {
+        /* pivot_root(".", ".") stacks the old root under the new one; detach it at once */
+        if (syscall(SYS_pivot_root, ".", ".") == 0) {
+            if (umount2(".", MNT_DETACH) < 0)
+                return -1;
+            return chdir("/");
+        }
+        if (errno != EINVAL)
+            return -1;
+        /* not pivotable (e.g. the rootfs lives on the initramfs): move it instead */
+    }
+    if (mount(rootfs, "/", NULL, MS_MOVE, NULL) < 0)
+        return -1;
+    if (chroot(".") < 0)
+        return -1;
+    return chdir("/");
+}
+
+static int loopback_up(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int e = errno;
+    close(s);
+    errno = e;
+    return rc;
+}
+
+/* Dropping from the bounding set needs CAP_SETPCAP: done before the uid changes. */
+static int drop_bounding(unsigned long long keep, int last_cap)
+{
+    for (int cap = 0; cap <= last_cap; cap++)
+        if (!(keep & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+            return -1;
+    return 0;
+}
+
+static int set_caps(const struct rc_op *op, int last_cap)
+{
+    /* b: effective, c: permitted, d: inheritable, e: ambient */
+    struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    for (int i = 0; i < 2; i++) {
+        data[i].effective = (uint32_t)(op->b >> (32 * i));
+        data[i].permitted = (uint32_t)(op->c >> (32 * i));
+        data[i].inheritable = (uint32_t)(op->d >> (32 * i));
+    }
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        return -1;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return -1;
+    for (int cap = 0; cap <= last_cap; cap++)
+        if ((op->e & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+            return -1;
+    return 0;
+}
+
+static int load_seccomp(const struct rc_op *op, int index)
+{
+    struct sock_fprog prog = { (unsigned short)(op->len / sizeof(struct sock_filter)),
+                               (struct sock_filter *)op->data };
+    unsigned long flags = op->flags;
+    if (op->a)
+        flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    int rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+    if (rc < 0)
+        return -1;
+    if (op->a) {
+        /* the listener fd goes to the parent, which hands it to listenerPath */
+        if (send_fd(rc, index) < 0)
+            return -1;
+        close(rc);
+    }
+    return 0;
+}
+
+static int wait_start(int fifo_fd)
+{
+    /* opening the fifo for writing blocks until `start` opens it for reading */
+    char p[64];
+    fdpath(p, sizeof p, fifo_fd);
+    send_msg(MSG_CREATED, 0, 0, 0);
+    int fd = open(p, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    close(fifo_fd);
+    ssize_t n = write(fd, "0", 1);
+    close(fd);
+    return n == 1 ? 0 : -1;
+}
+
+static int console(int index)
+{
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0)
+        return -1;
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+        return -1;
+    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+    if (slave < 0)
+        return -1;
+    if (send_fd(master, index) < 0)
+        return -1;
+    close(master);
+    if (setsid() < 0 && errno != EPERM)
+        return -1;
+    if (ioctl(slave, TIOCSCTTY, 0) < 0)
+        return -1;
+    for (int i = 0; i < 3; i++)
+        if (dup2(slave, i) < 0)
+            return -1;
+    if (slave > 2)
+        close(slave);
+    return 0;
+}
+
+/* execvpe() searches the caller's PATH; the container's PATH is in the plan. */
+static int exec_search(const struct rc_plan *plan)
+{
+    const char *file = plan->argv[0];
+    if (strchr(file, '/') || !plan->path_env) {
+        execve(file, (char *const *)plan->argv, (char *const *)plan->envp);
+        return -1;
+    }
+    int saved = ENOENT;
+    char buf[4096];
+    const char *p = plan->path_env;
+    while (1) {
+        const char *end = strchrnul(p, ':');
+        size_t dl = end - p;
+        if (dl == 0) {
+            dl = 1;
+            p = ".";
+        }
+        if (dl + 1 + strlen(file) < sizeof buf) {
+            memcpy(buf, p, dl);
+            buf[dl] = '/';
+            strcpy(buf + dl + 1, file);
+            execve(buf, (char *const *)plan->argv, (char *const *)plan->envp);
+            if (errno != ENOENT && errno != ENOTDIR)
+                saved = errno;
+        }
+        if (!*end)
+            break;
+        p = end + 1;
+    }
+    errno = saved;
+    return -1;
+}
+
+static int last_cap(void)
+{
+    char buf[16] = { 0 };
+    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 40;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    return n > 0 ? atoi(buf) : 40;
+}
+
+/* ---- the child ---------------------------------------------------------------------- */
+
+static void setup_namespaces(const struct rc_plan *plan, int in_clone)
+{
+    for (int i = 0; i < plan->njoins; i++) {
+        if (plan->joins[i].nstype == CLONE_NEWPID)
+            continue;  /* joined by the parent around clone, or below with a fork */
+        int fd = open(plan->joins[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, plan->joins[i].nstype) < 0)
+            fail(-1 - i, errno);
+        close(fd);
+    }
+    int rest = plan->clone_flags;
+    if (!in_clone && (rest & CLONE_NEWUSER)) {
+        if (unshare(CLONE_NEWUSER) < 0)
+            fail(-100, errno);
+    }
+    if (plan->clone_flags & CLONE_NEWUSER) {
+        /* the parent writes our uid/gid maps, then we are root in the namespace */
+        send_msg(MSG_USERNS, 0, 0, 0);
+        wait_go(-100);
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+            fail(-100, errno);
+    }
+    if (!in_clone) {
+        rest &= ~(CLONE_NEWUSER | CLONE_NEWPID);
+        if (rest && unshare(rest) < 0)
+            fail(-101, errno);
+    }
+    if (plan->new_timens) {
+        /* offsets can only be set before a process enters the namespace: unshare makes it
+         * for our children, we write the offsets, then enter it ourselves */
+        if (unshare(CLONE_NEWTIME) < 0)
+            fail(-102, errno);
+        if (plan->time_offsets && write_file(-1, "/proc/self/timens_offsets", plan->time_offsets) < 0)
+            fail(-103, errno);
+        int fd = open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, CLONE_NEWTIME) < 0)
+            fail(-102, errno);
+        close(fd);
+    }
+}
+
+static void reset_signals(void)
+{
+    /* Python ignores SIGPIPE and SIGXFSZ; ignored signals survive execve */
+    for (int sig = 1; sig < NSIG; sig++)
+        signal(sig, SIG_DFL);
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clone)
+{
+    reset_signals();
+    /* until execve, /proc/<pid>/exe is the runner's interpreter: keep it out of reach */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    setup_namespaces(plan, in_clone);
+
+    int needs_fork = !in_clone && (plan->clone_flags & CLONE_NEWPID);
+    for (int i = 0; !in_clone && i < plan->njoins; i++) {
+        if (plan->joins[i].nstype != CLONE_NEWPID)
+            continue;
+        int fd = open(plan->joins[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, CLONE_NEWPID) < 0)
+            fail(-1 - i, errno);
+        close(fd);
+        needs_fork = 1;
+    }
+    if (needs_fork) {
+        if ((plan->clone_flags & CLONE_NEWPID) && unshare(CLONE_NEWPID) < 0)
+            fail(-101, errno);
+        /* the new pid namespace only applies to children: fork the real init, as a
+         * sibling so that the runner is its parent */
+        pid_t pid = syscall(SYS_clone, CLONE_PARENT, 0, 0, 0, 0);
+        if (pid < 0)
+            fail(-101, errno);
+        if (pid > 0) {
+            send_msg(MSG_CHILD, 0, 0, pid);
+            _exit(0);
+        }
+    }
+    send_msg(MSG_WAITGO, 0, 0, 0);
+    wait_go(-1);
+
+    if (plan->stdio) {
+        for (int i = 0; i < 3; i++)
+            if (plan->stdio[i] >= 0 && plan->stdio[i] != i && dup2(plan->stdio[i], i) < 0)
+                fail(-104, errno);
+    }
+    /* nothing but stdio, the kept fds and our own (close-on-exec) fds survive execve */
+    if (syscall(SYS_close_range, 3 + plan->keep_fds, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+        fail(-104, errno);
+    for (int fd = 3; fd < 3 + plan->keep_fds; fd++)
+        if (fcntl(fd, F_SETFD, 0) < 0)
+            fail(-104, errno);
+
+    int rootfd = -1;
+    const char *rootfs = NULL;
+    int lcap = last_cap();
+    for (int i = 0; i < plan->nops; i++) {
+        const struct rc_op *op = &plan->ops[i];
+        int rc = 0;
+        switch (op->kind) {
+        case RC_OP_ROOT_PROPAGATION:
+            rc = mount(NULL, "/", NULL, op->flags, NULL);
+            if (rc == 0) {
+                /* the rootfs must be a mount point of its own to be pivoted */
+                rootfs = op->path;
+                rc = mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL);
+                if (rc == 0)
+                    rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (rootfd < 0)
+                    rc = -1;
+            }
+            break;
+        case RC_OP_MOUNT: rc = do_mount(rootfd, op); break;
+        case RC_OP_MKDIR: {
+            int fd = mkdir_in_root(rootfd, op->path, (mode_t)op->a);
+            rc = fd < 0 ? -1 : close(fd);
+            break;
+        }
+        case RC_OP_MKFILE: {
+            int fd = mkfile_in_root(rootfd, op->path);
+            rc = fd < 0 ? -1 : close(fd);
+            break;
+        }
+        case RC_OP_MKNOD: {
+            char name[256];
+            int dir = open_parent_in_root(rootfd, op->path, name, sizeof name);
+            if (dir < 0) { rc = -1; break; }
+            unlinkat(dir, name, 0);
+            rc = mknodat(dir, name, (mode_t)op->a, (dev_t)op->b);
+            if (rc == 0) rc = fchownat(dir, name, (uid_t)op->c, (gid_t)op->d, AT_SYMLINK_NOFOLLOW);
+            if (rc == 0) rc = fchmodat(dir, name, (mode_t)op->a & 07777, 0);
+            int e = errno;
+            close(dir);
+            errno = e;
+            break;
+        }
+        case RC_OP_BIND_DEV: {
+            int fd = mkfile_in_root(rootfd, op->path);
+            if (fd < 0) { rc = -1; break; }
+            char target[64];
+            fdpath(target, sizeof target, fd);
+            rc = mount(op->src, target, NULL, MS_BIND, NULL);
+            int e = errno;
+            close(fd);
+            errno = e;
+            break;
+        }
+        case RC_OP_SYMLINK: {
+            char name[256];
+            int dir = open_parent_in_root(rootfd, op->path, name, sizeof name);
+            if (dir < 0) { rc = -1; break; }
+            rc = symlinkat(op->src, dir, name);
+            if (rc < 0 && errno == EEXIST)
+                rc = 0;
+            int e = errno;
+            close(dir);
+            errno = e;
+            break;
+        }
+        case RC_OP_PIVOT:
+            rc = pivot(rootfs, (int)op->flags);
+            if (rc == 0) {
+                close(rootfd);
+                rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (rootfd < 0) rc = -1;
+            }
+            break;
+        case RC_OP_MASK: rc = do_mask(rootfd, op->path); break;
+        case RC_OP_READONLY: rc = do_readonly(rootfd, op->path); break;
+        case RC_OP_WRITE: rc = write_file(op->a ? rootfd : -1, op->path, op->data); break;
+        case RC_OP_SETHOSTNAME: rc = sethostname(op->data, strlen(op->data)); break;
+        case RC_OP_SETDOMAINNAME: rc = setdomainname(op->data, strlen(op->data)); break;
+        case RC_OP_RLIMIT: {
+            struct rlimit rl = { (rlim_t)op->b, (rlim_t)op->c };
+            rc = setrlimit((int)op->a, &rl);
+            break;
+        }
+        case RC_OP_LOOPBACK_UP: rc = loopback_up(); break;
+        case RC_OP_ROOT_READONLY: rc = remount("/", MS_BIND | MS_RDONLY); break;
+        case RC_OP_CHDIR: rc = chdir(op->path); break;
+        case RC_OP_USER:
+            rc = prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
+            if (rc == 0) rc = setgroups(plan->ngids, (const gid_t *)plan->gids);
+            if (rc < 0 && errno == EPERM && plan->ngids == 0) rc = 0;  /* setgroups denied (rootless) */
+            if (rc == 0) rc = setresgid((gid_t)op->b, (gid_t)op->b, (gid_t)op->b);
+            if (rc == 0) rc = setresuid((uid_t)op->a, (uid_t)op->a, (uid_t)op->a);
+            if (rc == 0) rc = prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+            break;
+        case RC_OP_BOUNDING: rc = drop_bounding(op->a, lcap); break;
+        case RC_OP_CAPS: rc = set_caps(op, lcap); break;
+        case RC_OP_NO_NEW_PRIVS: rc = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); break;
+        case RC_OP_UMASK: umask((mode_t)op->a); break;
+        case RC_OP_SECCOMP: rc = load_seccomp(op, i); break;
+        case RC_OP_WAIT_START: rc = wait_start((int)op->a); break;
+        case RC_OP_SETSID: rc = setsid() < 0 ? -1 : 0; break;
+        case RC_OP_CONSOLE: rc = console(i); break;
+        case RC_OP_EXEC:
+            exec_search(plan);
+            rc = -1;
+            break;
+        default:
+            errno = EINVAL;
+            rc = -1;
+        }
+        if (rc < 0)
+            fail(i, errno);
+    }
+    fail(plan->nops, ENOEXEC);
+}
+
+/* ---- the parent's side -------------------------------------------------------------- */
+
+struct rc_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        set_tid_size, cgroup;
+};
+
+int rc_spawn(const struct rc_plan *plan, int *sock)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return -errno;
+    /* Namespaces are created by clone itself unless one has to be joined first: joining
+     * needs the host's privileges, which a new user namespace would already have dropped. */
+    int in_clone = plan->njoins == 0;
+    uint64_t flags = in_clone ? (uint64_t)plan->clone_flags : 0;
+    struct rc_clone_args args = { 0 };
+    args.flags = flags;
+    args.exit_signal = SIGCHLD;
+    if (plan->cgroup_fd >= 0) {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = (uint64_t)plan->cgroup_fd;
+    }
+    pid_t pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid < 0 && (errno == ENOSYS || errno == E2BIG) && plan->cgroup_fd < 0)
+        pid = syscall(SYS_clone, (unsigned long)flags | SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        return -e;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        sync_fd = sv[1];
+        child_main(plan, in_clone);
+    }
+    close(sv[1]);
+    *sock = sv[0];
+    return pid;
+}

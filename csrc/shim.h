@@ -1,0 +1,84 @@
+/* The shim's interface. This file is read twice: by the C compiler and by cffi's cdef,
+ * so it holds only plain declarations (no macros, no includes). */
+
+/* What one step of the child's plan does. The numbers are shared with plan.py (OpKind). */
+enum rc_op_kind {
+    RC_OP_MOUNT = 1,      /* mount src on path (in root); flags, data, fstype; then propagation, attrs */
+    RC_OP_MKDIR = 2,      /* mkdir -p path (in root), mode a */
+    RC_OP_MKNOD = 3,      /* mknod path mode a dev b, chown to uid c / gid d */
+    RC_OP_SYMLINK = 4,    /* symlink src -> path (in root) */
+    RC_OP_PIVOT = 5,      /* pivot_root into the rootfs (flags 1: MS_MOVE + chroot instead) */
+    RC_OP_MASK = 6,       /* hide path: /dev/null over a file, read-only tmpfs over a dir */
+    RC_OP_READONLY = 7,   /* bind path on itself read-only */
+    RC_OP_WRITE = 8,      /* write data to the file at path (sysctl, oom_score_adj) */
+    RC_OP_SETHOSTNAME = 9,
+    RC_OP_SETDOMAINNAME = 10,
+    RC_OP_RLIMIT = 11,    /* resource a: soft b, hard c */
+    RC_OP_LOOPBACK_UP = 12,
+    RC_OP_ROOT_PROPAGATION = 13,  /* mount(NULL, "/", flags) before anything is mounted */
+    RC_OP_ROOT_READONLY = 14,
+    RC_OP_CHDIR = 15,
+    RC_OP_USER = 16,      /* setgroups(gids), setresgid(b), setresuid(a), keeping caps */
+    RC_OP_CAPS = 17,      /* effective b, permitted c, inheritable d, ambient e masks */
+    RC_OP_NO_NEW_PRIVS = 18,
+    RC_OP_UMASK = 19,
+    RC_OP_SECCOMP = 20,   /* load the BPF program in data/len; flags; a=1: send listener fd */
+    RC_OP_WAIT_START = 21,/* block until `start` opens the exec fifo (fd a) */
+    RC_OP_EXEC = 22,
+    RC_OP_BIND_DEV = 23,  /* create an empty file at path and bind the host device src on it */
+    RC_OP_MKFILE = 24,    /* create an empty regular file at path (in root) */
+    RC_OP_SETSID = 25,
+    RC_OP_CONSOLE = 26,   /* open a pty, send the master to the parent, make the slave stdio */
+    RC_OP_BOUNDING = 27,  /* drop every capability not in mask a from the bounding set */
+};
+
+struct rc_op {
+    int kind;
+    const char *path;
+    const char *src;
+    const char *fstype;
+    const char *data;
+    unsigned long flags;
+    unsigned long pflags;      /* propagation flags applied after a mount */
+    unsigned long long a, b, c, d, e;
+    int len;
+};
+
+struct rc_ns_join {
+    int nstype;                /* CLONE_NEW* of the namespace */
+    const char *path;
+};
+
+struct rc_plan {
+    /* namespaces */
+    int clone_flags;           /* new namespaces (CLONE_NEW*) except time */
+    int new_timens;
+    const char *time_offsets;  /* written to /proc/self/timens_offsets */
+    struct rc_ns_join *joins;  /* the user namespace first */
+    int njoins;
+    int cgroup_fd;             /* >= 0: clone3 CLONE_INTO_CGROUP */
+    /* what the child does, in order */
+    struct rc_op *ops;
+    int nops;
+    /* the process */
+    const char *const *argv;
+    const char *const *envp;
+    const char *path_env;      /* PATH for the executable search, may be NULL */
+    const unsigned int *gids;  /* supplementary groups */
+    int ngids;
+    int keep_fds;              /* fds 3 .. 3+keep_fds-1 survive execve */
+    const int *stdio;          /* 3 fds dup'ed to 0, 1, 2 first; -1 keeps the runner's */
+};
+
+/* Messages on the sync socket, child -> parent. */
+struct rc_msg {
+    int type;                  /* 1 userns ready, 2 waiting for go, 3 error, 4 fd attached,
+                                  5 created (blocked on the exec fifo), 6 forked init (pid) */
+    int op;                    /* index of the failing op, -1 for the namespace stage */
+    int err;                   /* errno */
+    int pid;
+};
+
+/* Clone the child that runs `plan`. Returns its pid (or -errno); *sock gets the parent's
+ * end of the sync socket. The child waits for the parent's "go" before running its ops. */
+int rc_spawn(const struct rc_plan *plan, int *sock);

@@ -1,0 +1,134 @@
+"""The container's process: hostname, rlimits, terminal, user, capabilities, umask, cwd,
+no_new_privs, and the exec itself — as plan ops, in the order the kernel needs them."""
+from __future__ import annotations
+
+import os
+import resource
+
+from . import plan as P
+from .errors import ConfigError
+from .security import capabilities
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RLIM_INFINITY = (1 << 64) - 1
+CAP_SYS_RESOURCE = 24
+
+
+def plan_early(spec, plan) -> None:
+    """Steps that use the host's /proc, before the rootfs is set up."""
+    proc = spec.process
+    if proc.oom_score_adj is not None:
+        plan.add(f"process.oomScoreAdj: writing {proc.oom_score_adj}", P.WRITE,
+                 path="/proc/self/oom_score_adj", data=str(proc.oom_score_adj))
+
+
+def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None) -> None:
+    proc = spec.process
+    for field, value in (("process.apparmorProfile", proc.apparmor_profile),
+                         ("process.selinuxLabel", proc.selinux_label)):
+        if value:
+            raise ConfigError(field, "no LSM profile can be applied: this runtime does not "
+                                     "support AppArmor or SELinux yet")
+    for field, value in (("process.ioPriority", proc.io_priority),
+                         ("process.scheduler", proc.scheduler),
+                         ("linux.personality", spec.linux.personality),
+                         ("linux.seccomp", spec.linux.seccomp)):
+        if value:
+            raise ConfigError(field, "is not supported yet")
+    if spec.hostname:
+        if "uts" not in ns.new:
+            raise ConfigError("hostname", "needs a new uts namespace")
+        plan.add(f"hostname: setting {spec.hostname!r}", P.SETHOSTNAME, data=spec.hostname)
+    if spec.domainname:
+        if "uts" not in ns.new:
+            raise ConfigError("domainname", "needs a new uts namespace")
+        plan.add(f"domainname: setting {spec.domainname!r}", P.SETDOMAINNAME, data=spec.domainname)
+    _plan_rlimits(proc, plan)
+
+    if proc.terminal:
+        plan.console = True
+        plan.add("process.terminal: creating the console", P.CONSOLE,
+                 a=proc.user.uid, b=proc.user.gid)
+    else:
+        plan.add("making the process a session leader", P.SETSID)
+
+    caps = proc.capabilities
+    masks = {}
+    for name in capabilities.SETS:
+        names = getattr(caps, name) if caps else ()
+        masks[name] = capabilities.mask(names, f"process.capabilities.{name}", warn) if names else 0
+    plan.add("process.capabilities.bounding: dropping the rest of the bounding set",
+             P.BOUNDING, a=masks["bounding"])
+    user = proc.user
+    if ns.in_userns and ns.uid_mappings and ns.host_uid(user.uid) is None:
+        raise ConfigError("process.user.uid", f"{user.uid} is not mapped in linux.uidMappings")
+    if not ns.gid_mapped(user.gid):
+        raise ConfigError("process.user.gid", f"{user.gid} is not mapped in linux.gidMappings")
+    plan.gids = user.additional_gids
+    plan.add(f"process.user: switching to uid {user.uid} gid {user.gid}", P.USER,
+             a=user.uid, b=user.gid)
+    plan.add("process.capabilities: setting the capability sets", P.CAPS,
+             b=masks["effective"], c=masks["permitted"], d=masks["inheritable"], e=masks["ambient"])
+    if user.umask is not None:
+        plan.add("process.user.umask", P.UMASK, a=user.umask)
+    plan.add(f"process.cwd: chdir to {proc.cwd}", P.CHDIR, path=proc.cwd)
+    if proc.no_new_privileges:
+        plan.add("process.noNewPrivileges", P.NO_NEW_PRIVS)
+    if start_fifo_fd >= 0:
+        plan.add("waiting for start", P.WAIT_START, a=start_fifo_fd)
+
+    env = list(proc.env)
+    keys = {e.split("=", 1)[0] for e in env}
+    if "HOME" not in keys:
+        env.append("HOME=" + _home(spec.root_path, user.uid))
+    path_env = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+    plan.argv = proc.args
+    plan.env = tuple(env)
+    plan.path_env = path_env
+    plan.keep_fds = keep_fds
+    plan.add(f'exec: "{proc.args[0]}"', P.EXEC)
+
+
+RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+
+
+def _plan_rlimits(proc, plan) -> None:
+    can_raise = _has_effective_cap(CAP_SYS_RESOURCE)
+    for i, r in enumerate(proc.rlimits):
+        field = f"process.rlimits[{i}]"
+        num = RLIMITS.get(r.type)
+        if num is None:
+            raise ConfigError(f"{field}.type", f"unknown rlimit {r.type!r}")
+        host_hard = resource.getrlimit(num)[1]
+        host_hard = RLIM_INFINITY if host_hard == resource.RLIM_INFINITY else host_hard
+        if r.hard > host_hard and not can_raise:
+            raise ConfigError(field, f"{r.type} hard limit {r.hard} is above the host's hard "
+                                     f"limit {host_hard}; raising it needs CAP_SYS_RESOURCE, "
+                                     "which this runtime does not have")
+        plan.add(f"{field}: setting {r.type} to {r.soft}/{r.hard}", P.RLIMIT,
+                 a=num, b=r.soft, c=r.hard)
+
+
+def _has_effective_cap(cap: int) -> bool:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> cap & 1)
+    return False
+
+
+def _home(root: str, uid: int) -> str:
+    """HOME from the container's /etc/passwd, as runc sets it; "/" if there is none."""
+    path = os.path.join(root, "etc/passwd")
+    real = os.path.realpath(path)
+    if not real.startswith(os.path.realpath(root) + "/"):
+        return "/"
+    try:
+        with open(real) as f:
+            for line in f:
+                parts = line.split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"

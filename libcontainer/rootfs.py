@@ -1,0 +1,256 @@
+"""The container's filesystem: mounts, devices, pivot_root, masked and read-only paths,
+sysctls — all turned into plan ops. Destinations are resolved by the shim inside the rootfs
+(openat2 RESOLVE_IN_ROOT), so nothing here follows the rootfs's symlinks."""
+from __future__ import annotations
+
+import os
+import stat
+
+from . import plan as P
+from .errors import ConfigError
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS = 1, 2, 4, 8, 16
+MS_REMOUNT, MS_MANDLOCK, MS_DIRSYNC, MS_NOSYMFOLLOW = 32, 64, 128, 256
+MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_MOVE, MS_REC = 1024, 2048, 4096, 8192, 16384
+MS_SILENT, MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 32768, 1 << 17, 1 << 18, 1 << 19, 1 << 20
+MS_RELATIME, MS_STRICTATIME, MS_LAZYTIME = 1 << 21, 1 << 24, 1 << 25
+
+# option → (clear, set)
+FLAG_OPTIONS = {
+    "defaults": (0, 0), "ro": (0, MS_RDONLY), "rw": (MS_RDONLY, 0),
+    "nosuid": (0, MS_NOSUID), "suid": (MS_NOSUID, 0), "nodev": (0, MS_NODEV), "dev": (MS_NODEV, 0),
+    "noexec": (0, MS_NOEXEC), "exec": (MS_NOEXEC, 0), "sync": (0, MS_SYNCHRONOUS),
+    "async": (MS_SYNCHRONOUS, 0), "dirsync": (0, MS_DIRSYNC), "remount": (0, MS_REMOUNT),
+    "mand": (0, MS_MANDLOCK), "nomand": (MS_MANDLOCK, 0), "atime": (MS_NOATIME, 0),
+    "noatime": (0, MS_NOATIME), "diratime": (MS_NODIRATIME, 0), "nodiratime": (0, MS_NODIRATIME),
+    "relatime": (0, MS_RELATIME), "norelatime": (MS_RELATIME, 0),
+    "strictatime": (0, MS_STRICTATIME), "nostrictatime": (MS_STRICTATIME, 0),
+    "lazytime": (0, MS_LAZYTIME), "nolazytime": (MS_LAZYTIME, 0),
+    "silent": (0, MS_SILENT), "loud": (MS_SILENT, 0), "nosymfollow": (0, MS_NOSYMFOLLOW),
+    "symfollow": (MS_NOSYMFOLLOW, 0), "bind": (0, MS_BIND), "rbind": (0, MS_BIND | MS_REC),
+}
+PROPAGATION = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC, "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
+    "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC,
+}
+# mount_setattr(2) attributes for the recursive options: option → (set, clear)
+ATTR_RDONLY, ATTR_NOSUID, ATTR_NODEV, ATTR_NOEXEC = 1, 2, 4, 8
+ATTR_ATIME_MASK, ATTR_NOATIME, ATTR_STRICTATIME, ATTR_NODIRATIME, ATTR_NOSYMFOLLOW = 0x70, 0x10, 0x20, 0x80, 0x200000
+RECURSIVE_OPTIONS = {
+    "rro": (ATTR_RDONLY, 0), "rrw": (0, ATTR_RDONLY), "rnosuid": (ATTR_NOSUID, 0),
+    "rsuid": (0, ATTR_NOSUID), "rnodev": (ATTR_NODEV, 0), "rdev": (0, ATTR_NODEV),
+    "rnoexec": (ATTR_NOEXEC, 0), "rexec": (0, ATTR_NOEXEC), "rnodiratime": (ATTR_NODIRATIME, 0),
+    "rdiratime": (0, ATTR_NODIRATIME), "rrelatime": (0, ATTR_ATIME_MASK),
+    "rnorelatime": (0, 0), "rnoatime": (ATTR_NOATIME, ATTR_ATIME_MASK),
+    "ratime": (0, ATTR_NOATIME), "rstrictatime": (ATTR_STRICTATIME, ATTR_ATIME_MASK),
+    "rnostrictatime": (0, ATTR_STRICTATIME), "rnosymfollow": (ATTR_NOSYMFOLLOW, 0),
+    "rsymfollow": (0, ATTR_NOSYMFOLLOW),
+}
+UNSUPPORTED_OPTIONS = {"idmap", "ridmap", "tmpcopyup", "copy-symlink"}
+
+DEFAULT_DEVICES = (  # path, major, minor
+    ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0),
+)
+DEV_LINKS = (("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"),
+             ("/dev/stdout", "/proc/self/fd/1"), ("/dev/stderr", "/proc/self/fd/2"))
+S_IFMT = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+class MountOptions:
+    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data")
+
+    def __init__(self) -> None:
+        self.flags = 0
+        self.propagation = 0
+        self.attr_set = 0
+        self.attr_clr = 0
+        self.data: list = []
+
+
+def parse_options(options, field: str) -> MountOptions:
+    mo = MountOptions()
+    for i, opt in enumerate(options):
+        if opt in FLAG_OPTIONS:
+            clr, st = FLAG_OPTIONS[opt]
+            mo.flags = (mo.flags & ~clr) | st
+        elif opt in PROPAGATION:
+            mo.propagation |= PROPAGATION[opt]
+        elif opt in RECURSIVE_OPTIONS:
+            st, clr = RECURSIVE_OPTIONS[opt]
+            mo.attr_set = (mo.attr_set & ~clr) | st
+            mo.attr_clr |= clr
+        elif opt in UNSUPPORTED_OPTIONS:
+            raise ConfigError(f"{field}[{i}]", f"mount option {opt!r} is not supported")
+        else:
+            mo.data.append(opt)
+    return mo
+
+
+def plan(spec, plan, ns, no_pivot: bool = False) -> None:
+    lx = spec.linux
+    root_prop = PROPAGATION[lx.rootfs_propagation] if lx.rootfs_propagation else 0
+    # "/" is made a slave first so nothing we mount reaches the host (unless asked: shared)
+    base = MS_SLAVE | MS_REC
+    if root_prop & (MS_PRIVATE | MS_UNBINDABLE):
+        base = MS_PRIVATE | MS_REC
+    plan.add("linux.rootfsPropagation: preparing the mount namespace", P.ROOT_PROPAGATION,
+             path=spec.root_path, flags=base)
+
+    dev_from_host = False
+    for i, m in enumerate(spec.mounts):
+        field = f"mounts[{i}]"
+        if m.destination == "/dev" and _is_bind(m):
+            dev_from_host = True
+        _plan_mount(spec, plan, ns, m, field)
+
+    if not dev_from_host:
+        _plan_devices(spec, plan, ns)
+    if "network" in ns.new:
+        plan.add("linux.namespaces: bringing up lo in the new network namespace", P.LOOPBACK_UP)
+    cwd = spec.process.cwd if spec.process else "/"
+    if cwd != "/":
+        plan.add(f"process.cwd: creating {cwd}", P.MKDIR, path=cwd, a=0o755)
+    plan.add("root.path: pivot_root into " + spec.root_path + (" (no pivot)" if no_pivot else ""),
+             P.PIVOT, flags=1 if no_pivot else 0)
+    if root_prop:
+        plan.add("linux.rootfsPropagation", P.MOUNT, path="/", pflags=root_prop)
+    for key, value in lx.sysctl.items():
+        _check_sysctl(key, ns)
+        plan.add(f"linux.sysctl.{key}: writing {value!r}", P.WRITE,
+                 path="/proc/sys/" + key.replace(".", "/"), data=value, a=1)
+    for i, p in enumerate(lx.masked_paths):
+        plan.add(f"linux.maskedPaths[{i}]: masking {p}", P.MASK, path=p)
+    for i, p in enumerate(lx.readonly_paths):
+        plan.add(f"linux.readonlyPaths[{i}]: making {p} read-only", P.READONLY, path=p)
+    if spec.root_readonly:
+        plan.add("root.readonly: remounting / read-only", P.ROOT_READONLY)
+
+
+def _is_bind(m) -> bool:
+    return m.type == "bind" or "bind" in m.options or "rbind" in m.options
+
+
+def _plan_mount(spec, plan, ns, m, field: str) -> None:
+    mo = parse_options(m.options, f"{field}.options")
+    data = mo.data
+    src = m.source
+    fstype = m.type
+    target_is_file = 0
+    if _is_bind(m):
+        mo.flags |= MS_BIND
+        fstype = None
+        if not src:
+            raise ConfigError(f"{field}.source", "a bind mount needs a source")
+        if not src.startswith("/"):
+            src = os.path.join(spec.bundle, src)
+        try:
+            st = os.stat(src)
+        except OSError as e:
+            raise ConfigError(f"{field}.source", f"{src}: {e.strerror}") from None
+        target_is_file = 0 if stat.S_ISDIR(st.st_mode) else 1
+        data = []
+    elif fstype == "cgroup":
+        _plan_cgroup_mount(plan, ns, m, mo, field)
+        return
+    elif not fstype:
+        raise ConfigError(f"{field}.type", "is required for a mount that is not a bind mount")
+    if fstype == "sysfs" and ns.in_userns and "network" not in ns.new:
+        # sysfs can only be mounted by the owner of the network namespace: bind the host's
+        fstype, src, mo.flags = None, "/sys", mo.flags | MS_BIND | MS_REC
+    if fstype == "devpts" and ns.in_userns:
+        data = [d for d in data if not (d.startswith("gid=") and not ns.gid_mapped(int(d[4:] or 0)))]
+    plan.add(f"{field}: mounting {m.source or m.type} on {m.destination}", P.MOUNT,
+             path=m.destination, src=src or m.type, fstype=fstype, data=",".join(data) or None,
+             flags=mo.flags, pflags=mo.propagation, a=target_is_file, b=mo.attr_set, c=mo.attr_clr)
+
+
+def _plan_cgroup_mount(plan, ns, m, mo, field: str) -> None:
+    """`type: cgroup` means "the container's cgroups": cgroup2 on a unified host; on a v1 or
+    hybrid host a tmpfs holding each hierarchy, as runc does."""
+    ro = mo.flags & MS_RDONLY
+    flags = mo.flags
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        if "cgroup" in ns.new:
+            plan.add(f"{field}: mounting cgroup2 on {m.destination}", P.MOUNT, path=m.destination,
+                     src="cgroup2", fstype="cgroup2", flags=flags, pflags=mo.propagation)
+        else:
+            plan.add(f"{field}: binding /sys/fs/cgroup on {m.destination}", P.MOUNT,
+                     path=m.destination, src="/sys/fs/cgroup", flags=flags | MS_BIND | MS_REC)
+        return
+    plan.add(f"{field}: mounting tmpfs on {m.destination}", P.MOUNT, path=m.destination,
+             src="tmpfs", fstype="tmpfs", data="mode=755", flags=(flags & ~MS_RDONLY))
+    for name in sorted(os.listdir("/sys/fs/cgroup")):
+        host = f"/sys/fs/cgroup/{name}"
+        if os.path.islink(host) or not os.path.isdir(host):
+            continue
+        dest = f"{m.destination}/{name}"
+        if "cgroup" in ns.new and not ns.in_userns:
+            fstype, opts = _hierarchy(host)
+            plan.add(f"{field}: mounting the {name} cgroup hierarchy", P.MOUNT, path=dest,
+                     src="cgroup", fstype=fstype, data=opts, flags=flags)
+        else:
+            plan.add(f"{field}: binding the {name} cgroup hierarchy", P.MOUNT, path=dest,
+                     src=host, flags=flags | MS_BIND | MS_REC)
+    if ro:
+        plan.add(f"{field}: remounting {m.destination} read-only", P.MOUNT, path=m.destination,
+                 flags=(flags & ~MS_BIND) | MS_REMOUNT | MS_RDONLY)
+
+
+def _hierarchy(path: str):
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            if parts[4] == path:
+                sep = parts.index("-")
+                fstype, opts = parts[sep + 1], parts[sep + 3]
+                keep = [o for o in opts.split(",") if o not in ("rw", "ro")]
+                return fstype, ",".join(keep) if fstype == "cgroup" else None
+    return "cgroup", None
+
+
+def _plan_devices(spec, plan, ns) -> None:
+    configured = {d.path for d in spec.linux.devices}
+    for path, major, minor in DEFAULT_DEVICES:
+        if path not in configured:
+            _plan_device(plan, ns, path, stat.S_IFCHR | 0o666, major, minor, 0, 0,
+                         f"creating the default device {path}")
+    for i, d in enumerate(spec.linux.devices):
+        _plan_device(plan, ns, d.path, S_IFMT[d.type] | (d.file_mode & 0o7777), d.major,
+                     d.minor, d.uid, d.gid, f"linux.devices[{i}]: creating {d.path}")
+    for link, target in DEV_LINKS:
+        plan.add(f"creating the link {link} -> {target}", P.SYMLINK, path=link, src=target)
+    if not any(m.destination == "/dev/ptmx" for m in spec.mounts):
+        plan.add("creating the link /dev/ptmx -> pts/ptmx", P.SYMLINK, path="/dev/ptmx", src="pts/ptmx")
+
+
+def _plan_device(plan, ns, path, mode, major, minor, uid, gid, label) -> None:
+    if ns.in_userns:
+        # mknod is not allowed in a user namespace: bind the host's node (never chown it)
+        if not os.path.exists(path):
+            return
+        plan.add(label + " (bind from the host)", P.BIND_DEV, path=path, src=path)
+        return
+    dev = os.makedev(major, minor)
+    plan.add(label, P.MKNOD, path=path, a=mode, b=dev, c=uid, d=gid)
+
+
+# Sysctls that a namespace isolates, as runc allows them.
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def _check_sysctl(key: str, ns) -> None:
+    field = f"linux.sysctl.{key}"
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        if not ns.has("ipc"):
+            raise ConfigError(field, "needs an ipc namespace")
+    elif key.startswith("net."):
+        if not ns.has("network"):
+            raise ConfigError(field, "needs a network namespace")
+    elif key in ("kernel.hostname", "kernel.domainname"):
+        if not ns.has("uts"):
+            raise ConfigError(field, "needs a uts namespace")
+    else:
+        raise ConfigError(field, "is not namespaced: it would change the host")

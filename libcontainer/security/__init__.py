@@ -1,0 +1,1 @@
+"""Confinement: capabilities and seccomp."""

@@ -1,0 +1,98 @@
+"""Thin wrapper over the compiled cffi module: Plan → C structs → rc_spawn."""
+from __future__ import annotations
+
+import os
+
+from ._shim import ffi, lib
+
+MSG_USERNS, MSG_WAITGO, MSG_ERROR, MSG_FD, MSG_CREATED, MSG_CHILD = 1, 2, 3, 4, 5, 6
+MSG_SIZE = ffi.sizeof("struct rc_msg")
+
+
+def _cstr(keep: list, s):
+    if s is None:
+        return ffi.NULL
+    if isinstance(s, str):
+        s = s.encode()
+    buf = ffi.new("char[]", s)
+    keep.append(buf)
+    return buf
+
+
+def _strv(keep: list, items):
+    arr = ffi.new("char *[]", len(items) + 1)
+    for i, s in enumerate(items):
+        arr[i] = _cstr(keep, s)
+    keep.append(arr)
+    return arr
+
+
+class Spawned:
+    """The parent's handle on a child just cloned: its pid and the sync socket."""
+
+    def __init__(self, pid: int, sock: int):
+        self.pid = pid
+        self.sock = sock
+
+
+def spawn(plan, stdio=None, cgroup_fd: int = -1) -> Spawned:
+    """Clone the child that will run `plan`. It waits for the parent before doing anything."""
+    keep: list = []
+    p = ffi.new("struct rc_plan *")
+    p.clone_flags = plan.clone_flags
+    p.new_timens = 1 if plan.new_timens else 0
+    p.time_offsets = _cstr(keep, plan.time_offsets or None)
+    joins = ffi.new("struct rc_ns_join[]", max(len(plan.joins), 1))
+    for i, (flag, path) in enumerate(plan.joins):
+        joins[i].nstype = flag
+        joins[i].path = _cstr(keep, path)
+    p.joins = joins
+    p.njoins = len(plan.joins)
+    p.cgroup_fd = cgroup_fd
+    ops = ffi.new("struct rc_op[]", len(plan.ops))
+    for i, (kind, path, src, fstype, data, flags, pflags, a, b, c, d, e) in enumerate(plan.ops):
+        o = ops[i]
+        o.kind = kind
+        o.path = _cstr(keep, path)
+        o.src = _cstr(keep, src)
+        o.fstype = _cstr(keep, fstype)
+        if isinstance(data, bytes):
+            buf = ffi.new("char[]", data)
+            keep.append(buf)
+            o.data = buf
+            o.len = len(data)
+        else:
+            o.data = _cstr(keep, data)
+        o.flags, o.pflags, o.a, o.b, o.c, o.d, o.e = flags, pflags, a, b, c, d, e
+    p.ops = ops
+    p.nops = len(plan.ops)
+    p.argv = _strv(keep, plan.argv)
+    p.envp = _strv(keep, plan.env)
+    p.path_env = _cstr(keep, plan.path_env)
+    gids = ffi.new("unsigned int[]", max(len(plan.gids), 1))
+    for i, g in enumerate(plan.gids):
+        gids[i] = g
+    p.gids = gids
+    p.ngids = len(plan.gids)
+    p.keep_fds = plan.keep_fds
+    if stdio is not None:
+        fds = ffi.new("int[3]", list(stdio))
+        keep.append(fds)
+        p.stdio = fds
+    else:
+        p.stdio = ffi.NULL
+    sock = ffi.new("int *")
+    pid = lib.rc_spawn(p, sock)
+    if pid < 0:
+        raise OSError(-pid, os.strerror(-pid), "clone")
+    return Spawned(pid, sock[0])
+
+
+def decode(data: bytes):
+    """(type, op, errno, pid) of one message."""
+    return tuple(int.from_bytes(data[i:i + 4], "little", signed=True) for i in range(0, 16, 4))
+
+
+def seccomp_version() -> str:
+    v = lib.seccomp_version()
+    return f"{v.major}.{v.minor}.{v.micro}" if v != ffi.NULL else "unknown"

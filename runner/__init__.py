@@ -1,0 +1,1 @@
+"""runner: the command line over libcontainer. Flags, output and exit codes only."""

@@ -1,0 +1,119 @@
+"""Global flags, dispatch to the verb modules, and the one place errors become exit codes."""
+from __future__ import annotations
+
+import os
+import sys
+
+from libcontainer.errors import ContainerError, InvalidArgument
+
+from .args import Flag, parse, usage
+
+GLOBAL_FLAGS = [
+    Flag("--root", "root", True, "/run/runner", "state directory root"),
+    Flag("--log", "log", True, "", "log file (errors are written there too)"),
+    Flag("--log-format", "log_format", True, "text", "text or json"),
+    Flag("--debug", "debug", help="more output"),
+    Flag("--systemd-cgroup", "systemd_cgroup", help="use systemd for cgroups (not supported)"),
+    Flag("--rootless", "rootless", True, "auto", "accepted for runc compatibility"),
+    Flag("--version,-v", "version", help="print the version"),
+    Flag("--help,-h", "help", help="show help"),
+]
+
+VERBS = {
+    "run": "lifecycle", "spec": "info", "features": "info",
+}
+
+USAGE = """usage: runner [global flags] VERB [flags] [args]
+
+verbs:
+   run       run a container in the foreground from a bundle
+   spec      write a default config.json into a bundle
+   features  print the OCI features document
+
+global flags:
+"""
+
+
+class Context:
+    """What every verb gets: the global options and the output streams."""
+
+    def __init__(self, opts: dict):
+        self.root = opts["root"]
+        self.debug = opts["debug"]
+        self.log = opts["log"]
+        self.log_format = opts["log_format"]
+
+    def warn(self, msg: str) -> None:
+        sys.stderr.write(f"runner: warning: {msg}\n")
+
+
+def main(argv: list) -> int:
+    # global flags come before the verb
+    split = next((i for i, a in enumerate(argv) if not a.startswith("-") and
+                  (i == 0 or not _takes_value(argv[i - 1]))), len(argv))
+    opts: dict = {}
+    try:
+        opts, _ = parse(argv[:split], GLOBAL_FLAGS)
+        if opts["version"]:
+            from .info import version
+            return version()
+        if opts["help"] or split == len(argv):
+            sys.stdout.write(USAGE + usage(GLOBAL_FLAGS) + "\n")
+            return 0 if opts["help"] else 1
+        if opts["systemd_cgroup"]:
+            raise InvalidArgument("--systemd-cgroup: systemd cgroup management is not supported; "
+                                  "use the default cgroupfs driver")
+        if opts["log_format"] not in ("text", "json"):
+            raise InvalidArgument(f"--log-format: unknown format {opts['log_format']!r} (want text or json)")
+        verb = argv[split]
+        module = VERBS.get(verb)
+        if module is None:
+            raise InvalidArgument(f"unknown command {verb!r}; see 'runner --help'")
+        ctx = Context(opts)
+        mod = __import__(f"runner.{module}", fromlist=[module])
+        return getattr(mod, "cmd_" + verb.replace("-", "_"))(ctx, argv[split + 1:])
+    except ContainerError as e:
+        _report(opts, str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _takes_value(flag: str) -> bool:
+    name = flag.partition("=")[0]
+    return "=" not in flag and any(name in f.names and f.takes_value for f in GLOBAL_FLAGS)
+
+
+def _report(opts, msg: str) -> None:
+    sys.stderr.write(f"runner: {msg}\n")
+    log = opts.get("log")
+    if log:
+        import time
+
+        from libcontainer import jsonio
+
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if opts.get("log_format") == "json":
+            line = jsonio.dumps({"level": "error", "msg": msg, "time": now})
+        else:
+            line = f'time="{now}" level=error msg={jsonio.dumps(msg)}'
+        try:
+            with open(log, "a") as f:
+                f.write(line + "\n")
+        except OSError:
+            pass
+
+
+def flag_help(verb: str, flags: list) -> int:
+    sys.stdout.write(f"usage: runner {verb} [flags]\n\n{usage(flags)}\n")
+    return 0
+
+
+def positional_id(pos: list, verb: str) -> str:
+    if len(pos) != 1:
+        raise InvalidArgument(f"{verb}: expects exactly one container id, got {len(pos)}")
+    return pos[0]
+
+
+def bundle_dir(value: str) -> str:
+    return os.path.abspath(value or ".")
