@@ -6,7 +6,7 @@ RUNNER := $(VENV)/bin/runner
 BUNDLE := build/bundle
 APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static python3-dev python3-venv uidmap
 
-.PHONY: all deps venv rootfs demo test unit bench clean
+.PHONY: all deps compile venv rootfs demo test unit bench clean
 
 all: venv rootfs
 
@@ -22,10 +22,14 @@ deps:
 $(VENV)/.built: deps pyproject.toml setup.py csrc/shim.c csrc/shim.h csrc/build.py
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --config-settings editable_mode=compat -e '.[test]'
 	touch $@
 
-venv: $(VENV)/.built
+# Byte-compile ahead: with PYTHONDONTWRITEBYTECODE set, every start would compile again.
+compile: $(VENV)/.built
+	@$(PY) -m compileall -q libcontainer runner
+
+venv: compile $(VENV)/.built
 
 # The embedded default bundle: a busybox rootfs from Debian's busybox-static.
 $(BUNDLE)/rootfs/bin/busybox: deps spec/rootfs.sh

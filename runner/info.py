@@ -47,9 +47,7 @@ def cmd_spec(ctx, argv: list) -> int:
 
 
 def cmd_features(ctx, argv: list) -> int:
-    import libcontainer
+    from libcontainer.features import features
 
-    path = os.path.join(os.path.dirname(libcontainer.__file__), "features.json")
-    with open(path) as f:
-        sys.stdout.write(f.read())
+    sys.stdout.write(jsonio.dumps(features(), indent=2) + "\n")
     return 0

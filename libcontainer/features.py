@@ -1,0 +1,32 @@
+"""The OCI features document (features.md), built from the tables the code actually uses,
+so that it can only claim what is implemented. spec/features.json is a snapshot of it
+(kept equal by a unit test)."""
+from __future__ import annotations
+
+from . import namespaces, rootfs
+from .spec import NAMESPACES, OCI_VERSION
+
+
+def features() -> dict:
+    from .security import capabilities
+
+    opts = sorted(set(rootfs.FLAG_OPTIONS) | set(rootfs.PROPAGATION) | set(rootfs.RECURSIVE_OPTIONS))
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": [],
+        "mountOptions": opts,
+        "linux": {
+            "namespaces": [n for n in NAMESPACES if n in namespaces.FLAGS],
+            "capabilities": sorted("CAP_" + n.upper() for n in capabilities.known_names()),
+            "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False,
+                       "rdma": False},
+            "seccomp": {"enabled": False},
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+            "intelRdt": {"enabled": False},
+            "mountExtensions": {"idmap": {"enabled": False}},
+        },
+        "annotations": {"org.opencontainers.runc.version": "none",
+                        "io.github.runner.version": "0.1.0"},
+    }

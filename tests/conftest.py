@@ -1,0 +1,149 @@
+"""Shared fixtures: a fresh busybox bundle per test, a private state root, and a check that a
+container left nothing behind (state dir, mounts, processes, cgroups)."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOTFS = os.path.join(REPO, "build", "bundle", "rootfs")
+RUNNER = [sys.executable, "-m", "runner"]
+
+sys.path.insert(0, REPO)
+from libcontainer.default_spec import default_config  # noqa: E402
+
+
+def need_root():
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+
+
+@pytest.fixture(scope="session")
+def rootfs_template():
+    if not os.path.exists(os.path.join(ROOTFS, "bin", "busybox")):
+        pytest.skip("no busybox rootfs: run `make rootfs`")
+    return ROOTFS
+
+
+class Bundle:
+    """A bundle directory with its own copy of the busybox rootfs; `config` is a dict that
+    `write()` (called by `run`) saves as config.json."""
+
+    def __init__(self, path: str, root: str):
+        self.path = path
+        self.rootfs = os.path.join(path, "rootfs")
+        self.root = root  # the runner's --root for this test
+        self.config = default_config(terminal=False)
+        self.config["process"]["args"] = ["true"]
+        # every process of this bundle's containers carries the mark: leftovers() finds them
+        self.mark = "RUNNER_TEST_MARK=" + uuid.uuid4().hex
+        self.config["process"]["env"].append(self.mark)
+
+    def write(self) -> None:
+        with open(os.path.join(self.path, "config.json"), "w") as f:
+            json.dump(self.config, f, indent=1)
+
+    def set_args(self, *args) -> "Bundle":
+        self.config["process"]["args"] = list(args)
+        return self
+
+    def sh(self, script: str) -> "Bundle":
+        return self.set_args("sh", "-c", script)
+
+    @property
+    def linux(self) -> dict:
+        return self.config["linux"]
+
+    @property
+    def process(self) -> dict:
+        return self.config["process"]
+
+    def runner(self, *args, input=None, timeout=60, check=False, env=None):
+        """`runner --root <root> ARGS…`, captured."""
+        cmd = RUNNER + ["--root", self.root] + list(args)
+        r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout,
+                           cwd=REPO, env=env)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{cmd} failed ({r.returncode}): {r.stderr}")
+        return r
+
+    def run(self, cid: str | None = None, *extra, **kw):
+        """Write config.json and `runner run` it; returns the CompletedProcess."""
+        self.write()
+        cid = cid or new_id()
+        self.last_id = cid
+        return self.runner("run", "--bundle", self.path, *extra, cid, **kw)
+
+
+def new_id() -> str:
+    return "t-" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def bundle(tmp_path, rootfs_template):
+    need_root()
+    path = tmp_path / "bundle"
+    path.mkdir()
+    # tmp_path lives under /tmp, reachable from a user namespace (unlike /root)
+    os.chmod(tmp_path, 0o755)
+    subprocess.run(["cp", "-a", rootfs_template, str(path / "rootfs")], check=True)
+    b = Bundle(str(path), str(tmp_path / "state"))
+    yield b
+    left = leftovers(b.root, getattr(b, "last_id", None), str(path), b.mark)
+    if left:
+        subprocess.run(RUNNER + ["--root", b.root, "delete", "--force", b.last_id],
+                       capture_output=True)
+    assert not left, f"the container left behind: {left}"
+
+
+def marked_pids(mark: str) -> list:
+    pids = []
+    needle = mark.encode() + b"\0"
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if needle in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def leftovers(root: str, cid: str | None, bundle_path: str, mark: str | None = None) -> list:
+    """What a finished container left behind; empty when it left nothing."""
+    found = []
+    if cid and os.path.exists(os.path.join(root, cid)):
+        found.append(f"state dir {root}/{cid}")
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if bundle_path in line.split()[4]:
+                found.append(f"mount {line.split()[4]}")
+    if cid:
+        for base, dirs, _ in os.walk("/sys/fs/cgroup"):
+            if cid in dirs:
+                found.append(f"cgroup {base}/{cid}")
+            if base.count("/") > 6:
+                dirs[:] = []
+    if mark:
+        found += [f"process {pid}" for pid in marked_pids(mark)]
+    return found
+
+
+def assert_nothing_left(b: Bundle, cid: str | None = None) -> None:
+    cid = cid or getattr(b, "last_id", None)
+    left = leftovers(b.root, cid, b.path, b.mark)
+    assert not left, f"left behind: {left}"
+
+
+def with_config(base: dict, **changes) -> dict:
+    c = copy.deepcopy(base)
+    c.update(changes)
+    return c
