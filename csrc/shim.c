@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -50,9 +51,16 @@
 #define PR_CAP_AMBIENT_CLEAR_ALL 4
 #endif
 
-enum { MSG_USERNS = 1, MSG_WAITGO = 2, MSG_ERROR = 3, MSG_FD = 4, MSG_CREATED = 5, MSG_CHILD = 6 };
+enum { MSG_USERNS = 1, MSG_WAITGO = 2, MSG_ERROR = 3, MSG_FD = 4, MSG_CREATED = 5, MSG_CHILD = 6,
+       MSG_SYNC = 7 };
+
+/* a hook that failed reports errno HOOK_STATUS + its exit status, or HOOK_TIMEOUT */
+enum { HOOK_STATUS = 100000, HOOK_TIMEOUT = 99999, HOOK_SIGNAL = 200000 };
 
 static int sync_fd = -1;
+/* the container's state JSON, sent by the parent with a go: the hooks' stdin */
+static char state_buf[65536];
+static size_t state_len;
 
 /* ---- talking to the parent --------------------------------------------------------- */
 
@@ -69,14 +77,18 @@ static __attribute__((noreturn)) void fail(int op, int err)
     _exit(1);
 }
 
-/* Block until the parent says go. EOF means the parent died or gave up: so do we. */
+/* Block until the parent says go. EOF means the parent died or gave up: so do we. A go
+ * longer than one byte carries the state JSON for the hooks. */
 static void wait_go(int op)
 {
-    char c;
     ssize_t n;
-    do n = read(sync_fd, &c, 1); while (n < 0 && errno == EINTR);
-    if (n != 1)
+    do n = read(sync_fd, state_buf, sizeof state_buf - 1); while (n < 0 && errno == EINTR);
+    if (n < 1)
         _exit(1);
+    if (n > 1) {
+        state_len = (size_t)n;
+        state_buf[n] = '\0';
+    }
     (void)op;
 }
 
@@ -455,7 +467,7 @@ static int wait_start(int fifo_fd)
     return n == 1 ? 0 : -1;
 }
 
-static int console(int index)
+static int console(int index, uid_t uid, gid_t gid)
 {
     int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master < 0)
@@ -466,6 +478,22 @@ static int console(int index)
     int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
     if (slave < 0)
         return -1;
+    /* the slave belongs to the process's user, and is the container's /dev/console */
+    if (fchown(slave, uid, gid) < 0)
+        return -1;
+    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int cfd = root < 0 ? -1 : mkfile_in_root(root, "/dev/console");
+    if (root >= 0)
+        close(root);
+    if (cfd >= 0) {
+        char src[64], dst[64];
+        fdpath(src, sizeof src, slave);
+        fdpath(dst, sizeof dst, cfd);
+        int rc = mount(src, dst, NULL, MS_BIND, NULL);
+        close(cfd);
+        if (rc < 0)
+            return -1;
+    }
     if (send_fd(master, index) < 0)
         return -1;
     close(master);
@@ -479,6 +507,66 @@ static int console(int index)
     if (slave > 2)
         close(slave);
     return 0;
+}
+
+/* Run a hook with the state on stdin, as the spec says; wait at most `timeout` seconds. */
+static int run_hook(const struct rc_op *op)
+{
+    char *argv[256], *envp[256];
+    const char *p = op->data;
+    unsigned na = (unsigned)op->a, ne = (unsigned)op->b;
+    if (na > 255 || ne > 255) {
+        errno = E2BIG;
+        return -1;
+    }
+    for (unsigned i = 0; i < na; i++, p += strlen(p) + 1)
+        argv[i] = (char *)p;
+    argv[na] = NULL;
+    for (unsigned i = 0; i < ne; i++, p += strlen(p) + 1)
+        envp[i] = (char *)p;
+    envp[ne] = NULL;
+    if (na == 0)
+        argv[0] = (char *)op->path, argv[1] = NULL;
+    int in[2];
+    if (pipe2(in, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        dup2(in[0], 0);
+        execve(op->path, argv, envp);
+        _exit(127);
+    }
+    close(in[0]);
+    /* the hook may not read its stdin: don't let a full pipe block us */
+    signal(SIGPIPE, SIG_IGN);
+    if (write(in[1], state_buf, state_len) < 0 && errno != EPIPE) { /* ignored */ }
+    close(in[1]);
+    signal(SIGPIPE, SIG_DFL);
+    int pidfd = syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd >= 0 && op->c) {
+        struct pollfd pfd = { pidfd, POLLIN, 0 };
+        int r;
+        do r = poll(&pfd, 1, (int)op->c * 1000); while (r < 0 && errno == EINTR);
+        if (r == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            close(pidfd);
+            errno = HOOK_TIMEOUT;
+            return -1;
+        }
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    errno = WIFEXITED(status) ? HOOK_STATUS + WEXITSTATUS(status) : HOOK_SIGNAL + WTERMSIG(status);
+    return -1;
 }
 
 /* execvpe() searches the caller's PATH; the container's PATH is in the plan. */
@@ -544,9 +632,13 @@ static void setup_namespaces(const struct rc_plan *plan, int in_clone)
             fail(-100, errno);
     }
     if (plan->clone_flags & CLONE_NEWUSER) {
-        /* the parent writes our uid/gid maps, then we are root in the namespace */
+        /* the parent writes our uid/gid maps, then we are root in the namespace. A
+         * non-dumpable process's /proc/<pid> files belong to root, which an unprivileged
+         * parent is not: be dumpable only while it writes them (runc does the same). */
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
         send_msg(MSG_USERNS, 0, 0, 0);
         wait_go(-100);
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
             fail(-100, errno);
     }
@@ -719,6 +811,17 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
             if (rc == 0) rc = setresuid((uid_t)op->a, (uid_t)op->a, (uid_t)op->a);
             if (rc == 0) rc = prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
             break;
+        case RC_OP_SYNC:
+            send_msg(MSG_SYNC, i, 0, 0);
+            wait_go(i);
+            break;
+        case RC_OP_HOOK: rc = run_hook(op); break;
+        case RC_OP_KEYRING:
+            /* KEYCTL_JOIN_SESSION_KEYRING: the container must not share the host's keys */
+            rc = syscall(SYS_keyctl, 1, op->data) < 0 ? -1 : 0;
+            if (rc < 0 && (errno == ENOSYS || errno == EACCES))
+                rc = 0;  /* no keyring support, or denied by the profile: nothing shared */
+            break;
         case RC_OP_BOUNDING: rc = drop_bounding(op->a, lcap); break;
         case RC_OP_CAPS: rc = set_caps(op, lcap); break;
         case RC_OP_NO_NEW_PRIVS: rc = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); break;
@@ -726,7 +829,7 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
         case RC_OP_SECCOMP: rc = load_seccomp(op, i); break;
         case RC_OP_WAIT_START: rc = wait_start((int)op->a); break;
         case RC_OP_SETSID: rc = setsid() < 0 ? -1 : 0; break;
-        case RC_OP_CONSOLE: rc = console(i); break;
+        case RC_OP_CONSOLE: rc = console(i, (uid_t)op->a, (gid_t)op->b); break;
         case RC_OP_EXEC:
             exec_search(plan);
             rc = -1;

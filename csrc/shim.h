@@ -30,6 +30,10 @@ enum rc_op_kind {
     RC_OP_SETSID = 25,
     RC_OP_CONSOLE = 26,   /* open a pty, send the master to the parent, make the slave stdio */
     RC_OP_BOUNDING = 27,  /* drop every capability not in mask a from the bounding set */
+    RC_OP_SYNC = 28,      /* tell the parent (MSG_SYNC) and wait for its go: createRuntime hooks */
+    RC_OP_HOOK = 29,      /* run hook `path`: data = a args then b env, NUL-separated; timeout c s;
+                             stdin = the state JSON the parent sent with its last go */
+    RC_OP_KEYRING = 30,   /* join a new session keyring named data */
 };
 
 struct rc_op {
@@ -73,7 +77,8 @@ struct rc_plan {
 /* Messages on the sync socket, child -> parent. */
 struct rc_msg {
     int type;                  /* 1 userns ready, 2 waiting for go, 3 error, 4 fd attached,
-                                  5 created (blocked on the exec fifo), 6 forked init (pid) */
+                                  5 created (blocked on the exec fifo), 6 forked init (pid),
+                                  7 sync point reached (waiting for go) */
     int op;                    /* index of the failing op, -1 for the namespace stage */
     int err;                   /* errno */
     int pid;
