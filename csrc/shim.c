@@ -129,8 +129,53 @@ static int open_in_root(int rootfd, const char *path, int flags)
     return fd;
 }
 
-/* mkdir -p inside the root; returns an O_PATH fd of the final directory. */
+/* mkdir -p inside the root; returns an O_PATH fd of the final directory. A dangling
+ * symlink on the way (rootfs/evil -> /tmp/x) has its target created inside the root, as
+ * runc's MkdirAllInRoot does: nothing is ever created or mounted outside the rootfs. */
+static int mkdir_in_root_depth(int rootfd, const char *path, mode_t mode, int depth);
+
 static int mkdir_in_root(int rootfd, const char *path, mode_t mode)
+{
+    return mkdir_in_root_depth(rootfd, path, mode, 0);
+}
+
+/* `name` (in directory `dir`, reached by the root-relative prefix `prefix`) is a dangling
+ * symlink: create its target inside the root. */
+static int mkdir_link_target(int rootfd, int dir, const char *prefix, size_t plen,
+                             const char *name, mode_t mode, int depth)
+{
+    char link[4096], target[4096];
+    if (depth >= 16) {
+        errno = ELOOP;
+        return -1;
+    }
+    ssize_t n = readlinkat(dir, name, link, sizeof link - 1);
+    if (n < 0)
+        return -1;
+    link[n] = '\0';
+    size_t off = 0;
+    if (link[0] != '/') {
+        /* relative: from the directory holding the link */
+        if (plen >= sizeof target) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        memcpy(target, prefix, plen);
+        off = plen;
+    }
+    if (off + (size_t)n + 1 > sizeof target) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(target + off, link, (size_t)n + 1);
+    int fd = mkdir_in_root_depth(rootfd, target, mode, depth + 1);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
+static int mkdir_in_root_depth(int rootfd, const char *path, mode_t mode, int depth)
 {
     char buf[4096];
     size_t len = strlen(path);
@@ -161,6 +206,15 @@ static int mkdir_in_root(int rootfd, const char *path, mode_t mode)
         }
         /* re-resolve the prefix from the root: the component may be a symlink */
         int next = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
+        if (next < 0 && errno == ENOENT) {
+            if (mkdir_link_target(rootfd, cur, buf, (size_t)(p - buf), p, mode, depth) < 0) {
+                int e = errno == EINVAL ? ENOENT : errno;  /* EINVAL: not a symlink */
+                close(cur);
+                errno = e;
+                return -1;
+            }
+            next = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
+        }
         close(cur);
         if (next < 0)
             return -1;
