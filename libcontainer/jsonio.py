@@ -38,14 +38,28 @@ def loads(text: str | bytes) -> object:
     i = len(text) - len(text.lstrip(_WS))
     try:
         obj, end = _scan(text, i)
-    except StopIteration as e:
-        raise JSONError("invalid JSON", text, e.value) from None
-    except ValueError as e:  # json.JSONDecodeError from inside the scanner
-        raise JSONError(getattr(e, "msg", str(e)), text, getattr(e, "pos", i)) from None
+    except (StopIteration, ValueError, SystemError) as e:
+        # The C scanner builds most of its errors from json.decoder, which is not imported
+        # on the happy path (it pulls in `re`); without it some errors come out as a bare
+        # SystemError. Only now, on the error path, let the json package explain.
+        raise _explain(text, e) from None
     rest = len(text) - len(text.rstrip(_WS))
     if end != len(text) - rest:
         raise JSONError("extra data after the JSON value", text, end)
     return obj
+
+
+def _explain(text: str, exc: BaseException) -> JSONError:
+    import json
+
+    try:
+        json.loads(text, parse_constant=_Context.parse_constant)
+    except json.JSONDecodeError as e:
+        return JSONError(e.msg, text, e.pos)
+    except ValueError as e:  # parse_constant: NaN, Infinity
+        return JSONError(str(e), text, getattr(exc, "pos", 0))
+    pos = exc.value if isinstance(exc, StopIteration) else getattr(exc, "pos", 0)
+    return JSONError("invalid JSON", text, pos or 0)
 
 
 def dumps(obj: object, indent: int | None = None) -> str:
