@@ -13,6 +13,7 @@ for applet in $("$bb" --list); do
   [ "$applet" = busybox ] || ln -s busybox "$tmp/bin/$applet"
 done
 chmod 1777 "$tmp/tmp" "$tmp/var/tmp"
+chmod 755 "$tmp"  # mktemp made it 0700: no other user (uid 1000, userns) could enter it
 cat > "$tmp/etc/passwd" <<'P'
 root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
