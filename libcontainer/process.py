@@ -6,7 +6,7 @@ import os
 import resource
 
 from . import plan as P
-from .errors import ConfigError
+from .errors import ConfigError, InvalidArgument
 from .security import capabilities
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -18,8 +18,14 @@ def plan_early(spec, plan) -> None:
     """Steps that use the host's /proc, before the rootfs is set up."""
     proc = spec.process
     if proc.oom_score_adj is not None:
-        plan.add(f"process.oomScoreAdj: writing {proc.oom_score_adj}", P.WRITE,
-                 path="/proc/self/oom_score_adj", data=str(proc.oom_score_adj))
+        label = f"process.oomScoreAdj: writing {proc.oom_score_adj}"
+        with open("/proc/self/oom_score_adj") as f:
+            current = int(f.read())
+        if proc.oom_score_adj < current and not _has_effective_cap(CAP_SYS_RESOURCE):
+            # the kernel refuses with a bare EACCES: say why
+            label += (f" (lowering it below the runner's own {current} needs CAP_SYS_RESOURCE, "
+                      "which this runtime does not have)")
+        plan.add(label, P.WRITE, path="/proc/self/oom_score_adj", data=str(proc.oom_score_adj))
 
 
 def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None) -> None:
@@ -85,6 +91,13 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None) 
     plan.argv = proc.args
     plan.env = tuple(env)
     plan.path_env = path_env
+    for fd in range(3, 3 + keep_fds):
+        # an fd that is not open would be taken by the runner's own (the sync socket) and
+        # leak into the container: refuse
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise InvalidArgument(f"--preserve-fds: fd {fd} is not open") from None
     plan.keep_fds = keep_fds
     plan.add(f'exec: "{proc.args[0]}"', P.EXEC)
 
