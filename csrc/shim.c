@@ -670,15 +670,23 @@ static int last_cap(void)
 
 /* ---- the child ---------------------------------------------------------------------- */
 
+/* fds of the namespaces to join, all opened before the first setns: joining a mount
+ * namespace changes what /proc/<pid>/ns/... resolves to */
+static int join_fds[32];
+
 static void setup_namespaces(const struct rc_plan *plan, int in_clone)
 {
+    if (plan->njoins > 32)
+        fail(-1, E2BIG);
+    for (int i = 0; i < plan->njoins; i++)
+        if ((join_fds[i] = open(plan->joins[i].path, O_RDONLY | O_CLOEXEC)) < 0)
+            fail(-1 - i, errno);
     for (int i = 0; i < plan->njoins; i++) {
         if (plan->joins[i].nstype == CLONE_NEWPID)
-            continue;  /* joined by the parent around clone, or below with a fork */
-        int fd = open(plan->joins[i].path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || setns(fd, plan->joins[i].nstype) < 0)
+            continue;  /* below, with a fork */
+        if (setns(join_fds[i], plan->joins[i].nstype) < 0)
             fail(-1 - i, errno);
-        close(fd);
+        close(join_fds[i]);
     }
     int rest = plan->clone_flags;
     if (!in_clone && (rest & CLONE_NEWUSER)) {
@@ -736,10 +744,9 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
     for (int i = 0; !in_clone && i < plan->njoins; i++) {
         if (plan->joins[i].nstype != CLONE_NEWPID)
             continue;
-        int fd = open(plan->joins[i].path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || setns(fd, CLONE_NEWPID) < 0)
+        if (setns(join_fds[i], CLONE_NEWPID) < 0)
             fail(-1 - i, errno);
-        close(fd);
+        close(join_fds[i]);
         needs_fork = 1;
     }
     if (needs_fork) {

@@ -1,4 +1,7 @@
-"""The container lifecycle: the parent's side of starting a plan, and running it."""
+"""The container lifecycle (runtime.md): create, start, run, exec, kill, delete, state.
+
+The parent's side of a plan lives here too: driving the child over the sync socket
+(id maps, hooks, fds it sends) until it execs or blocks on the exec fifo."""
 from __future__ import annotations
 
 import os
@@ -7,11 +10,15 @@ import time
 import _signal
 import _socket
 
-from . import namespaces, plan as planmod, shim, spec as specmod
-from .errors import ExecNotFound, ExecNotPermitted, StartError
+from . import hooks as hookmod, namespaces, plan as planmod, shim, spec as specmod
+from .errors import (ContainerError, ExecNotFound, ExecNotPermitted, InvalidArgument, NotFound,
+                     StartError, WrongState)
+
+__all__ = ["Container", "create", "run", "load", "list_containers", "NotFound"]
 from .state import DEFAULT_ROOT, StateDir
 
 FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)  # HUP INT QUIT USR1 USR2 TERM WINCH
+FIFO = "exec.fifo"
 
 
 class Started:
@@ -23,10 +30,15 @@ class Started:
         self.fds = fds
 
 
-def start_plan(plan, *, stdio=None, before_go=None, on_fd=None) -> Started:
+def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
+               cgroup_fd: int = -1) -> Started:
     """Clone the child and drive it through the plan until it execs (or, with a
-    WAIT_START op, until it blocks on the exec fifo). On failure nothing of it is left."""
-    spawned = shim.spawn(plan, stdio=stdio)
+    WAIT_START op, until it blocks on the exec fifo). On failure nothing of it is left.
+
+    before_go(pid) runs once the final process exists (cgroups, state) and may return bytes
+    (the state JSON) that the child keeps for its hooks; on_sync(pid) runs at a SYNC op;
+    on_fd(op_kind, fd) gets each fd the child sends."""
+    spawned = shim.spawn(plan, stdio=stdio, cgroup_fd=cgroup_fd)
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, spawned.sock)
     init = spawned.pid
     fds: dict = {}
@@ -43,13 +55,15 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None) -> Started:
                 init = pid
                 os.waitpid(spawned.pid, 0)
             elif kind == shim.MSG_WAITGO:
-                if before_go is not None:
-                    before_go(init)
-                sock.send(b"g")
+                payload = before_go(init) if before_go is not None else None
+                sock.send(payload or b"g")
+            elif kind == shim.MSG_SYNC:
+                payload = on_sync(init) if on_sync is not None else None
+                sock.send(payload or b"g")
             elif kind == shim.MSG_FD:
-                for level, typ, payload in anc:
+                for level, typ, raw in anc:
                     if level == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS:
-                        fd = int.from_bytes(payload[:4], "little")
+                        fd = int.from_bytes(raw[:4], "little")
                         fds[plan.label(op)] = fd
                         if on_fd is not None:
                             on_fd(plan.ops[op][0] if 0 <= op < len(plan.ops) else 0, fd)
@@ -60,7 +74,7 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None) -> Started:
     except BaseException:
         _kill_and_reap(init, spawned.pid)
         for fd in fds.values():
-            os.close(fd)
+            _close(fd)
         raise
     finally:
         sock.close()
@@ -69,13 +83,16 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None) -> Started:
 
 def _child_error(plan, op: int, err: int) -> StartError:
     label = plan.label(op)
-    if 0 <= op < len(plan.ops) and plan.ops[op][0] == planmod.EXEC:
+    kind = plan.ops[op][0] if 0 <= op < len(plan.ops) else 0
+    if kind == planmod.EXEC:
         arg0 = plan.argv[0]
         if err == 2:
             where = "" if "/" in arg0 else " in $PATH"
             return ExecNotFound(f'exec: "{arg0}": executable file not found{where}', err, label)
         if err in (13, 8):
             return ExecNotPermitted(f'exec: "{arg0}": {os.strerror(err).lower()}', err, label)
+    if kind == planmod.HOOK:
+        return StartError(f"{label}: {hookmod.describe_failure(err)}", 0, label)
     return StartError(f"{label}: {os.strerror(err)}", err, label)
 
 
@@ -91,6 +108,13 @@ def _kill_and_reap(*pids: int) -> None:
             pass
 
 
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def exit_code(status: int) -> int:
     """A wait status as a shell reports it: the exit code, or 128+N for signal N."""
     code = os.waitstatus_to_exitcode(status)
@@ -98,13 +122,14 @@ def exit_code(status: int) -> int:
 
 
 class _Forwarder:
-    """Forward the runner's signals to the container's init. Installed before the clone so
-    that a signal arriving during setup is delivered once the pid is known, not lost."""
+    """Forward the runner's signals to a process. Installed before the clone so that a
+    signal arriving during setup is delivered once the pid is known, not lost."""
 
-    def __init__(self) -> None:
+    def __init__(self, master: int = -1) -> None:
         self.pid = 0
+        self.master = master
         self.pending: list = []
-        self.saved = {}
+        self.saved: dict = {}
 
     def __enter__(self):
         for sig in FORWARDED_SIGNALS:
@@ -112,6 +137,10 @@ class _Forwarder:
         return self
 
     def _handle(self, sig, frame) -> None:
+        if sig == 28 and self.master >= 0:
+            from .terminal import copy_size
+
+            copy_size(0, self.master)  # the pty's size follows the runner's terminal
         if self.pid:
             try:
                 os.kill(self.pid, sig)
@@ -130,39 +159,479 @@ class _Forwarder:
             _signal.signal(sig, old)
 
 
-def run(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, no_pivot: bool = False,
-        keep_fds: int = 0, stdio=None, warn=None) -> int:
-    """Run a container in the foreground and return its exit code (128+N if killed by
-    signal N). When this returns, nothing of the container is left."""
-    state = StateDir(root, container_id)
-    spec = specmod.load(bundle)
-    plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds, warn=warn)
-    state.create()
+def _wait(pid: int) -> int:
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except InterruptedError:
+            continue
+
+
+# ---- process liveness -------------------------------------------------------------------
+
+def _proc_stat(pid: int):
+    """(state letter, start time) of a process, or None when there is none."""
     try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rindex(b")") + 2:].split()
+    return rest[0].decode(), int(rest[19])
+
+
+def _alive(pid: int, start_time: int | None) -> bool:
+    st = _proc_stat(pid)
+    return st is not None and st[0] not in ("Z", "X") and (start_time is None or st[1] == start_time)
+
+
+# ---- the container --------------------------------------------------------------------
+
+class Container:
+    """A container known to the state directory. Get one with `create`, `load` or `run`
+    (detached); every method re-reads what it needs, so separate processes can drive it."""
+
+    def __init__(self, state_dir: StateDir, state: dict):
+        self._dir = state_dir
+        self._state = state
+        self._spec = None
+        self._master = -1  # the pty master a foreground run relays
+
+    # -- reading --
+    @property
+    def id(self) -> str:
+        return self._dir.id
+
+    @property
+    def pid(self) -> int:
+        return self._state["pid"]
+
+    @property
+    def bundle(self) -> str:
+        return self._state["bundle"]
+
+    @property
+    def spec(self) -> specmod.Spec:
+        if self._spec is None:
+            with open(os.path.join(self._dir.path, "config.json"), "rb") as f:
+                from . import jsonio
+
+                self._spec = specmod.Spec.parse(jsonio.loads(f.read()), self.bundle)
+        return self._spec
+
+    def status(self) -> str:
+        """creating, created, running, paused or stopped (runtime.md "State")."""
+        if self._state.get("status") == "creating" and not self._state.get("pid"):
+            return "creating"
+        if not _alive(self.pid, self._state.get("start_time")):
+            return "stopped"
+        if os.path.exists(os.path.join(self._dir.path, FIFO)):
+            return "created"
+        if self._is_paused():
+            return "paused"
+        return "running"
+
+    def _is_paused(self) -> bool:
+        cg = self._cgroups()
+        return cg.is_frozen() if cg is not None else False
+
+    def _cgroups(self):
+        """The cgroup manager recorded in the state, if the container has one."""
+        info = self._state.get("cgroups")
+        if not info:
+            return None
+        from . import cgroups
+
+        return cgroups.Manager.from_state(info)
+
+    def state(self) -> dict:
+        """The OCI state (runtime.md): ociVersion, id, status, pid, bundle, annotations."""
+        status = self.status()
+        return {
+            "ociVersion": specmod.OCI_VERSION,
+            "id": self.id,
+            "status": status,
+            "pid": self.pid if status != "stopped" else 0,
+            "bundle": self.bundle,
+            "annotations": self._state.get("annotations", {}),
+            "created": self._state.get("created", ""),
+            "owner": self._state.get("owner", ""),
+        }
+
+    def processes(self) -> list:
+        """Host pids of every process in the container."""
+        if self.status() == "stopped":
+            return []
+        cg = self._cgroups()
+        if cg is not None:
+            return sorted(cg.pids())
+        return _pids_in_pid_namespace(self.pid)
+
+    # -- lifecycle --
+    def start(self) -> None:
+        """Let a created container's init exec its process (`start`)."""
+        status = self.status()
+        if status != "created":
+            raise WrongState(f"cannot start container {self.id!r}: it is {status}, not created")
+        fifo = os.path.join(self._dir.path, FIFO)
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            import select
+
+            p = select.poll()
+            p.register(fd, select.POLLIN)
+            while not p.poll(100):
+                if not _alive(self.pid, self._state.get("start_time")):
+                    raise WrongState(f"cannot start container {self.id!r}: its init exited")
+            os.read(fd, 1)
+        finally:
+            os.close(fd)
+            os.unlink(fifo)
+        self._state["status"] = "running"
+        self._dir.write(self._state)
+        hooks = hookmod.parse(self.spec.hooks).get("poststart")
+        if hooks:
+            hookmod.run(hooks, _dumps(self.state()), strict=False, warn=_stderr_warn)
+
+    def kill(self, sig: int = 15, all: bool = False) -> None:
+        """Signal the init (or, with all, every process of the container)."""
+        status = self.status()
+        if status == "stopped":
+            raise WrongState(f"cannot kill container {self.id!r}: container not running")
+        pids = self.processes() if all else [self.pid]
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def delete(self, force: bool = False) -> None:
+        """Remove a stopped container and everything it owned. Without force, any other
+        status is an error and nothing changes (the spec's MUST)."""
+        status = self.status()
+        if status != "stopped":
+            if not force:
+                raise WrongState(f"cannot delete container {self.id!r} that is not stopped: {status}")
+            self._kill_all()
+        cg = self._cgroups()
+        if cg is not None:
+            cg.destroy()
+        self._dir.remove()
+        try:
+            raw = self.spec.hooks
+        except (OSError, ContainerError):
+            raw = {}
+        hooks = hookmod.parse(raw).get("poststop")
+        if hooks:
+            state = self.state()
+            state["status"] = "stopped"
+            hookmod.run(hooks, _dumps(state), strict=False, warn=_stderr_warn)
+
+    def _kill_all(self) -> None:
+        cg = self._cgroups()
+        if cg is not None:
+            cg.kill()
+        for pid in [self.pid] + self.processes():
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        start = self._state.get("start_time")
+        for _ in range(1000):
+            if not _alive(self.pid, start):
+                break
+            try:  # our own child (a library user's create): reap it
+                os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.01)
+
+    def wait(self) -> int:
+        """Wait for the init to exit; only for a container this process created."""
+        return exit_code(_wait(self.pid))
+
+    def pause(self) -> None:
+        cg = self._require_cgroups("pause")
+        status = self.status()
+        if status != "running":
+            raise WrongState(f"cannot pause container {self.id!r}: it is {status}")
+        cg.freeze()
+
+    def resume(self) -> None:
+        cg = self._require_cgroups("resume")
+        status = self.status()
+        if status != "paused":
+            raise WrongState(f"cannot resume container {self.id!r}: it is {status}, not paused")
+        cg.thaw()
+
+    def _require_cgroups(self, verb: str):
+        cg = self._cgroups()
+        if cg is None:
+            raise WrongState(f"cannot {verb} container {self.id!r}: it has no cgroup")
+        return cg
+
+    def exec(self, proc: specmod.Process, *, stdio=None, console_socket: str = "",
+             detach: bool = False, pid_file: str = "", keep_fds: int = 0):
+        """Start another process in the running container: every namespace of the init is
+        joined (so it shows up in the container's pid namespace) and its cgroup too. In the
+        foreground returns the exit code; detached, the pid."""
+        status = self.status()
+        if status != "running":
+            raise WrongState(f"cannot exec in container {self.id!r}: it is {status}, not running")
+        if proc.terminal and detach and not console_socket:
+            raise InvalidArgument("cannot allocate a tty for a detached process without --console-socket")
+        if console_socket:
+            from .terminal import check_console_socket
+
+            check_console_socket(console_socket)
+        plan = planmod.make_exec(self.spec, proc, self.pid, keep_fds=keep_fds)
+        cg = self._cgroups()
+        master = []
+
+        def before_go(pid):
+            if cg is not None:
+                cg.add(pid)
+
+        def on_fd(kind, fd):
+            if kind == planmod.CONSOLE:
+                master.append(fd)
+
         with _Forwarder() as fwd:
-            started = start_plan(plan, stdio=stdio)
-            fwd.attach(started.pid)
-            state.write(_state_dict(spec, container_id, "running", started.pid))
-            while True:
-                try:
-                    _, status = os.waitpid(started.pid, 0)
-                    break
-                except InterruptedError:
-                    continue
+            started = start_plan(plan, stdio=stdio, before_go=before_go, on_fd=on_fd)
+            try:
+                if pid_file:
+                    _write_pid_file(pid_file, started.pid)
+                if master:
+                    _setup_console(master[0], proc, console_socket)
+                if detach:
+                    return started.pid
+                fwd.attach(started.pid)
+                if master and not console_socket:
+                    fwd.master = master[0]
+                    from .terminal import relay
+
+                    return exit_code(relay(master[0], started.pid))
+                return exit_code(_wait(started.pid))
+            finally:
+                for fd in started.fds.values():
+                    _close(fd)
+
+
+def _setup_console(master: int, proc, console_socket: str) -> None:
+    from . import terminal
+
+    if proc.console_size:
+        terminal.set_size(master, *proc.console_size)
+    if console_socket:
+        terminal.send_to_socket(console_socket, master)
+
+
+def _pids_in_pid_namespace(init: int) -> list:
+    """Without a cgroup, the container's processes are those in init's pid namespace —
+    if it has one of its own; otherwise only init is known to be the container's."""
+    try:
+        ns = os.readlink(f"/proc/{init}/ns/pid")
+    except OSError:
+        return []
+    if ns == os.readlink("/proc/self/ns/pid"):
+        return [init]
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                    pids.append(int(entry))
+            except OSError:
+                pass
+    return sorted(pids)
+
+
+def _dumps(obj) -> str:
+    from . import jsonio
+
+    return jsonio.dumps(obj)
+
+
+def _stderr_warn(msg: str) -> None:
+    import sys
+
+    sys.stderr.write(f"runner: warning: {msg}\n")
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+# ---- create and run ---------------------------------------------------------------------
+
+def load(container_id: str, root: str = DEFAULT_ROOT) -> Container:
+    """The container `container_id` under `root`; NotFound if there is none."""
+    d = StateDir(root, container_id)
+    if not d.exists():
+        raise NotFound(f"container does not exist: {container_id}")
+    return Container(d, d.read())
+
+
+def list_containers(root: str = DEFAULT_ROOT) -> list:
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        try:
+            out.append(load(name, root))
+        except ContainerError:
+            continue
+    return out
+
+
+def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=None,
+           console_socket: str = "", pid_file: str = "", no_pivot: bool = False,
+           keep_fds: int = 0, new_keyring: bool = True, warn=None,
+           _start_now: bool = False, _foreground: bool = False):
+    """Set the container up and leave its init blocked before execve (status created).
+    Nothing is left behind if any step fails."""
+    d = StateDir(root, container_id)
+    spec = specmod.load(bundle)
+    hooks = hookmod.parse(spec.hooks)
+    if spec.process is not None and spec.process.terminal and not console_socket and not _foreground:
+        raise InvalidArgument("process.terminal is true: a detached container needs --console-socket")
+    if console_socket:
+        from .terminal import check_console_socket
+
+        check_console_socket(console_socket)
+    d.create()
+    cg = None
+    master: list = []
+    try:
+        fifo_fd = -1
+        if not _start_now:
+            fifo = os.path.join(d.path, FIFO)
+            os.mkfifo(fifo, 0o600)
+            fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+        try:
+            plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds,
+                                start_fifo_fd=fifo_fd, hooks=hooks, new_keyring=new_keyring,
+                                warn=warn)
+            state = {"ociVersion": specmod.OCI_VERSION, "id": container_id, "status": "creating",
+                     "pid": 0, "bundle": spec.bundle, "annotations": spec.annotations,
+                     "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+                     "owner": _owner(), "rootfs": spec.root_path}
+            with open(os.path.join(d.path, "config.json"), "w") as f:
+                f.write(_dumps(spec.raw))
+            cg = _make_cgroups(spec, container_id)
+            if cg is not None:
+                state["cgroups"] = cg.to_state()
+
+            def oci_state(pid, status="creating"):
+                s = {k: state[k] for k in ("ociVersion", "id", "bundle", "annotations")}
+                s.update(status=status, pid=pid)
+                return _dumps(s).encode()
+
+            def before_go(pid):
+                if cg is not None:
+                    cg.add(pid)
+                state["pid"] = pid
+                return oci_state(pid) if hooks else None
+
+            def on_sync(pid):
+                st = oci_state(pid).decode()
+                hookmod.run(hooks.get("prestart", []), st)
+                hookmod.run(hooks.get("createRuntime", []), st)
+                return oci_state(pid, "created")
+
+            def on_fd(kind, fd):
+                if kind == planmod.CONSOLE:
+                    master.append(fd)
+
+            started = start_plan(plan, stdio=stdio, before_go=before_go, on_sync=on_sync,
+                                 on_fd=on_fd)
+        finally:
+            if fifo_fd >= 0:
+                os.close(fifo_fd)
+        try:
+            state["pid"] = started.pid
+            st = _proc_stat(started.pid)
+            state["start_time"] = st[1] if st else None
+            state["status"] = "running" if _start_now else "created"
+            d.write(state)
+            if pid_file:
+                _write_pid_file(pid_file, started.pid)
+            if master:
+                _setup_console(master[0], spec.process, console_socket)
+        except BaseException:
+            _kill_and_reap(started.pid)
+            raise
+        finally:
             for fd in started.fds.values():
-                os.close(fd)
+                if not (_foreground and master and fd == master[0]):
+                    _close(fd)
+    except BaseException:
+        if cg is not None:
+            cg.destroy()
+        d.remove()
+        raise
+    c = Container(d, state)
+    c._spec = spec
+    c._master = master[0] if (_foreground and master) else -1
+    return c
+
+
+def _make_cgroups(spec, container_id: str):
+    """The container's cgroup, created and limited before its process runs.
+
+    The interface the lifecycle uses (libcontainer.cgroups.Manager):
+      Manager.for_spec(spec, id) → Manager; .create() (mkdir + apply linux.resources; on
+      failure raises ConfigError naming the field and removes what it made); .add(pid);
+      .to_state() → dict for state.json; Manager.from_state(dict) → Manager; .pids();
+      .freeze(); .thaw(); .is_frozen(); .kill() (every process, SIGKILL); .destroy()
+      (kill what is left, remove every directory it created)."""
+    try:
+        from . import cgroups
+    except ImportError:
+        return None
+    if not hasattr(cgroups, "Manager"):  # while issue 4 is being built
+        return None
+    mgr = cgroups.Manager.for_spec(spec, container_id)
+    mgr.create()
+    return mgr
+
+
+def _owner() -> str:
+    return str(os.geteuid())
+
+
+def run(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, no_pivot: bool = False,
+        keep_fds: int = 0, stdio=None, detach: bool = False, console_socket: str = "",
+        pid_file: str = "", new_keyring: bool = True, keep: bool = False, warn=None):
+    """create + start (+ wait and delete, in the foreground). Foreground: returns the exit
+    code (128+N if killed by signal N) and leaves nothing of the container behind (unless
+    keep). Detached: returns the Container, running."""
+    with _Forwarder() as fwd:
+        c = create(bundle, container_id, root=root, stdio=stdio, console_socket=console_socket,
+                   pid_file=pid_file, no_pivot=no_pivot, keep_fds=keep_fds,
+                   new_keyring=new_keyring, warn=warn, _start_now=True, _foreground=not detach)
+        try:
+            hooks = hookmod.parse(c.spec.hooks).get("poststart")
+            if hooks:
+                hookmod.run(hooks, _dumps(c.state()), strict=False, warn=warn)
+            if detach:
+                return c
+            fwd.attach(c.pid)
+            if c._master >= 0 and not console_socket:
+                from .terminal import relay
+
+                fwd.master = c._master
+                status = relay(c._master, c.pid)
+            else:
+                status = _wait(c.pid)
             return exit_code(status)
-    finally:
-        state.remove()
-
-
-def _state_dict(spec, container_id: str, status: str, pid: int) -> dict:
-    return {
-        "ociVersion": specmod.OCI_VERSION,
-        "id": container_id,
-        "status": status,
-        "pid": pid,
-        "bundle": spec.bundle,
-        "annotations": spec.annotations,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+        finally:
+            if c._master >= 0:
+                _close(c._master)
+            if not detach and not keep:
+                c.delete(force=True)

@@ -85,6 +85,24 @@ def plan(spec, plan) -> NamespaceInfo:
     return info
 
 
+def plan_join(spec, plan, init_pid: int) -> NamespaceInfo:
+    """Join every namespace of the running container (for exec): /proc/<init>/ns/*."""
+    info = NamespaceInfo()
+    kinds = [ns.type for ns in spec.linux.namespaces]
+    # the user namespace first; the others are then joined with its privileges
+    kinds.sort(key=lambda k: k != "user")
+    for k, kind in enumerate(kinds):
+        path = f"/proc/{init_pid}/ns/{PROC_NAMES[kind]}"
+        plan.joins.append((FLAGS[kind], path))
+        plan.ns_labels[-1 - k] = f"joining the container's {kind} namespace ({path})"
+        info.joined.add(kind)
+    plan.ns_labels[-104] = "setting up stdio and closing inherited fds"
+    info.in_userns = "user" in info.joined
+    info.uid_mappings = spec.linux.uid_mappings
+    info.gid_mappings = spec.linux.gid_mappings
+    return info
+
+
 def _map_text(mappings) -> str:
     return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
 

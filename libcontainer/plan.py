@@ -77,13 +77,45 @@ class Plan:
 
 
 def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
-         start_fifo_fd: int = -1, warn=None) -> Plan:
-    """Decide everything the container's init will do before it execs."""
+         start_fifo_fd: int = -1, hooks: dict | None = None, new_keyring: bool = True,
+         warn=None) -> Plan:
+    """Decide everything the container's init will do before it execs. With a
+    `start_fifo_fd` the init blocks on that fifo (`create`) until `start` opens it."""
     if spec.process is None:
         raise ConfigError("process", "is required to start a container")
     plan = Plan()
     ns = namespaces.plan(spec, plan)
     process.plan_early(spec, plan)
+    if new_keyring:
+        # a keyring of its own, so the container cannot reach the host session's keys
+        plan.add("creating a session keyring (--no-new-keyring to skip)", KEYRING)
     rootfs.plan(spec, plan, ns, no_pivot=no_pivot)
     process.plan(spec, plan, ns, keep_fds=keep_fds, start_fifo_fd=start_fifo_fd, warn=warn)
+    if hooks:
+        _plan_hooks(plan, hooks)
+    return plan
+
+
+def _plan_hooks(plan: Plan, hooks: dict) -> None:
+    from . import hooks as hookmod
+
+    kinds = [o[0] for o in plan.ops]
+    pivot = kinds.index(PIVOT)
+    if hooks.get("prestart") or hooks.get("createRuntime"):
+        # mounts are done, pivot_root is not: the parent runs its hooks now
+        plan.ops.insert(pivot, op(SYNC))
+        plan.labels.insert(pivot, "running the prestart and createRuntime hooks")
+        pivot += 1
+    hookmod.add_ops(plan, hooks.get("createContainer", ()), "createContainer", pivot)
+    kinds = [o[0] for o in plan.ops]
+    at = kinds.index(WAIT_START) + 1 if WAIT_START in kinds else kinds.index(EXEC)
+    hookmod.add_ops(plan, hooks.get("startContainer", ()), "startContainer", at)
+
+
+def make_exec(spec: Spec, proc, init_pid: int, *, keep_fds: int = 0, warn=None) -> Plan:
+    """A plan for `exec`: join every namespace of the container's init, then become `proc`.
+    Joining the mount namespace puts the process at the container's root already."""
+    plan = Plan()
+    info = namespaces.plan_join(spec, plan, init_pid)
+    process.plan(spec, plan, info, keep_fds=keep_fds, warn=warn, proc=proc, for_exec=True)
     return plan

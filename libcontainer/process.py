@@ -28,8 +28,11 @@ def plan_early(spec, plan) -> None:
         plan.add(label, P.WRITE, path="/proc/self/oom_score_adj", data=str(proc.oom_score_adj))
 
 
-def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None) -> None:
-    proc = spec.process
+def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
+         proc=None, for_exec: bool = False) -> None:
+    """`proc` overrides spec.process (exec); `for_exec` skips what belongs to the container
+    as a whole (hostname, domainname), which the joined namespaces already have."""
+    proc = proc or spec.process
     for field, value in (("process.apparmorProfile", proc.apparmor_profile),
                          ("process.selinuxLabel", proc.selinux_label)):
         if value:
@@ -41,11 +44,11 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None) 
                          ("linux.seccomp", spec.linux.seccomp)):
         if value:
             raise ConfigError(field, "is not supported yet")
-    if spec.hostname:
+    if spec.hostname and not for_exec:
         if "uts" not in ns.new:
             raise ConfigError("hostname", "needs a new uts namespace")
         plan.add(f"hostname: setting {spec.hostname!r}", P.SETHOSTNAME, data=spec.hostname)
-    if spec.domainname:
+    if spec.domainname and not for_exec:
         if "uts" not in ns.new:
             raise ConfigError("domainname", "needs a new uts namespace")
         plan.add(f"domainname: setting {spec.domainname!r}", P.SETDOMAINNAME, data=spec.domainname)

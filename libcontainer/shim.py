@@ -5,7 +5,7 @@ import os
 
 from ._shim import ffi, lib
 
-MSG_USERNS, MSG_WAITGO, MSG_ERROR, MSG_FD, MSG_CREATED, MSG_CHILD = 1, 2, 3, 4, 5, 6
+MSG_USERNS, MSG_WAITGO, MSG_ERROR, MSG_FD, MSG_CREATED, MSG_CHILD, MSG_SYNC = 1, 2, 3, 4, 5, 6, 7
 MSG_SIZE = ffi.sizeof("struct rc_msg")
 
 

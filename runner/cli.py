@@ -20,13 +20,25 @@ GLOBAL_FLAGS = [
 ]
 
 VERBS = {
-    "run": "lifecycle", "spec": "info", "features": "info",
+    "run": "lifecycle", "create": "lifecycle", "start": "lifecycle", "kill": "lifecycle",
+    "delete": "lifecycle", "exec": "lifecycle", "pause": "lifecycle", "resume": "lifecycle",
+    "state": "info", "list": "info", "ps": "info", "spec": "info", "features": "info",
 }
 
 USAGE = """usage: runner [global flags] VERB [flags] [args]
 
 verbs:
-   run       run a container in the foreground from a bundle
+   create    set a container up; its process waits for start
+   start     start a created container's process
+   run       create + start (+ wait and delete unless --detach)
+   exec      run another process in a running container
+   kill      signal a container (--all: every process)
+   delete    remove a stopped container (--force: any)
+   pause     freeze a container's processes
+   resume    thaw them
+   state     print a container's OCI state
+   list      list containers
+   ps        list a container's processes
    spec      write a default config.json into a bundle
    features  print the OCI features document
 

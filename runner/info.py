@@ -51,3 +51,76 @@ def cmd_features(ctx, argv: list) -> int:
 
     sys.stdout.write(jsonio.dumps(features(), indent=2) + "\n")
     return 0
+
+
+def _format_flag(opts) -> str:
+    fmt = opts["format"]
+    if fmt not in ("table", "json"):
+        raise InvalidArgument(f"--format: unknown format {fmt!r} (want table or json)")
+    return fmt
+
+
+def cmd_state(ctx, argv: list) -> int:
+    from libcontainer import container as lc
+
+    from .cli import positional_id
+
+    c = lc.load(positional_id(argv, "state"), ctx.root)
+    sys.stdout.write(jsonio.dumps(c.state(), indent=2) + "\n")
+    return 0
+
+
+LIST_FLAGS = [Flag("--format,-f", "format", True, "table", "table or json"),
+              Flag("--quiet,-q", "quiet", help="only IDs"), Flag("--help,-h", "help")]
+
+
+def cmd_list(ctx, argv: list) -> int:
+    from libcontainer import container as lc
+
+    opts, _ = parse(argv, LIST_FLAGS)
+    if opts["help"]:
+        return flag_help("list", LIST_FLAGS)
+    fmt = _format_flag(opts)
+    states = [c.state() for c in lc.list_containers(ctx.root)]
+    if opts["quiet"]:
+        sys.stdout.write("".join(s["id"] + "\n" for s in states))
+    elif fmt == "json":
+        sys.stdout.write(jsonio.dumps(states) + "\n")
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"])
+                 for s in states]
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        for r in rows:
+            sys.stdout.write("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+    return 0
+
+
+PS_FLAGS = [Flag("--format,-f", "format", True, "table", "table or json"), Flag("--help,-h", "help")]
+
+
+def cmd_ps(ctx, argv: list) -> int:
+    from libcontainer import container as lc
+
+    from .cli import positional_id
+
+    opts, pos = parse(argv, PS_FLAGS)
+    if opts["help"]:
+        return flag_help("ps ID", PS_FLAGS)
+    fmt = _format_flag(opts)
+    pids = lc.load(positional_id(pos, "ps"), ctx.root).processes()
+    if fmt == "json":
+        sys.stdout.write(jsonio.dumps(pids) + "\n")
+        return 0
+    sys.stdout.write(f"{'UID':<8} {'PID':>8} {'PPID':>8} CMD\n")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        uid = fields["Uid"].split()[0]
+        sys.stdout.write(f"{uid:<8} {pid:>8} {fields['PPid'].strip():>8} {cmd or fields['Name'].strip()}\n")
+    return 0

@@ -1,21 +1,60 @@
-"""Verbs that start and stop containers."""
+"""Verbs that start, signal and stop containers."""
 from __future__ import annotations
 
-import libcontainer
+
+
+from libcontainer import container as lc
 from libcontainer.errors import InvalidArgument
 
 from .args import Flag, parse
 from .cli import bundle_dir, flag_help, positional_id
 
-RUN_FLAGS = [
+COMMON = [
     Flag("--bundle,-b", "bundle", True, "", "path to the bundle (default: current directory)"),
+    Flag("--console-socket", "console_socket", True, "", "unix socket to send the pty master to"),
+    Flag("--pid-file", "pid_file", True, "", "write the container's pid here"),
     Flag("--no-pivot", "no_pivot", help="use MS_MOVE + chroot instead of pivot_root"),
+    Flag("--no-new-keyring", "no_new_keyring", help="keep the runner's session keyring"),
     Flag("--preserve-fds", "preserve_fds", True, "0", "pass N more fds (3 .. 3+N-1) to the process"),
     Flag("--help,-h", "help"),
 ]
+RUN_FLAGS = COMMON + [
+    Flag("--detach,-d", "detach", help="do not wait for the container"),
+    Flag("--keep", "keep", help="do not delete the container when it exits"),
+]
+CREATE_FLAGS = COMMON
+KILL_FLAGS = [Flag("--all,-a", "all", help="signal every process of the container"),
+              Flag("--help,-h", "help")]
+DELETE_FLAGS = [Flag("--force,-f", "force", help="kill the container first if it runs"),
+                Flag("--help,-h", "help")]
+
+SIGNALS = {
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8,
+    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
+    "STKFLT": 16, "CHLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21, "TTOU": 22,
+    "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28, "IO": 29,
+    "POLL": 29, "PWR": 30, "SYS": 31,
+}
 
 
-def _int_flag(value: str, name: str) -> int:
+def parse_signal(text: str) -> int:
+    if text.isdigit():
+        n = int(text)
+        if 0 < n <= 64:
+            return n
+        raise InvalidArgument(f"signal: {text} is not a valid signal number")
+    name = text.upper()
+    name = name[3:] if name.startswith("SIG") else name
+    if name.startswith("RTMIN") or name.startswith("RTMAX"):
+        base, _, off = name[5:].partition("+") if "+" in name else (name[5:], "", "0")
+        if name[5:] in ("", "+" + off) or base == "":
+            return (34 + int(off or 0)) if name.startswith("RTMIN") else (64 - int(off or 0))
+    if name not in SIGNALS:
+        raise InvalidArgument(f"signal: unknown signal {text!r}")
+    return SIGNALS[name]
+
+
+def int_flag(value: str, name: str) -> int:
     try:
         n = int(value)
     except ValueError:
@@ -25,12 +64,153 @@ def _int_flag(value: str, name: str) -> int:
     return n
 
 
+def _create_kwargs(ctx, opts) -> dict:
+    return dict(root=ctx.root, console_socket=opts["console_socket"], pid_file=opts["pid_file"],
+                no_pivot=opts["no_pivot"], new_keyring=not opts["no_new_keyring"],
+                keep_fds=int_flag(opts["preserve_fds"], "--preserve-fds"), warn=ctx.warn)
+
+
 def cmd_run(ctx, argv: list) -> int:
     opts, pos = parse(argv, RUN_FLAGS)
     if opts["help"]:
         return flag_help("run", RUN_FLAGS)
     cid = positional_id(pos, "run")
-    return libcontainer.run(bundle_dir(opts["bundle"]), cid, root=ctx.root,
-                            no_pivot=opts["no_pivot"],
-                            keep_fds=_int_flag(opts["preserve_fds"], "--preserve-fds"),
-                            warn=ctx.warn)
+    result = lc.run(bundle_dir(opts["bundle"]), cid, detach=opts["detach"], keep=opts["keep"],
+                    **_create_kwargs(ctx, opts))
+    return 0 if opts["detach"] else result
+
+
+def cmd_create(ctx, argv: list) -> int:
+    opts, pos = parse(argv, CREATE_FLAGS)
+    if opts["help"]:
+        return flag_help("create", CREATE_FLAGS)
+    cid = positional_id(pos, "create")
+    lc.create(bundle_dir(opts["bundle"]), cid, **_create_kwargs(ctx, opts))
+    return 0
+
+
+def cmd_start(ctx, argv: list) -> int:
+    opts, pos = parse(argv, [Flag("--help,-h", "help")])
+    if opts["help"]:
+        return flag_help("start", [])
+    lc.load(positional_id(pos, "start"), ctx.root).start()
+    return 0
+
+
+def cmd_kill(ctx, argv: list) -> int:
+    opts, pos = parse(argv, KILL_FLAGS)
+    if opts["help"]:
+        return flag_help("kill ID [SIGNAL]", KILL_FLAGS)
+    if not 1 <= len(pos) <= 2:
+        raise InvalidArgument("kill: expects a container id and an optional signal")
+    sig = parse_signal(pos[1]) if len(pos) == 2 else 15
+    lc.load(pos[0], ctx.root).kill(sig, all=opts["all"])
+    return 0
+
+
+def cmd_delete(ctx, argv: list) -> int:
+    opts, pos = parse(argv, DELETE_FLAGS)
+    if opts["help"]:
+        return flag_help("delete", DELETE_FLAGS)
+    cid = positional_id(pos, "delete")
+    try:
+        c = lc.load(cid, ctx.root)
+    except lc.NotFound:
+        if opts["force"]:
+            return 0  # runc: delete --force of a missing container succeeds
+        raise
+    c.delete(force=opts["force"])
+    return 0
+
+
+def cmd_pause(ctx, argv: list) -> int:
+    lc.load(positional_id(argv, "pause"), ctx.root).pause()
+    return 0
+
+
+def cmd_resume(ctx, argv: list) -> int:
+    lc.load(positional_id(argv, "resume"), ctx.root).resume()
+    return 0
+
+
+
+
+EXEC_FLAGS = [
+    Flag("--process,-p", "process", True, "", "path to a process.json (replaces the args and flags)"),
+    Flag("--tty,-t", "tty", help="allocate a pseudo-TTY"),
+    Flag("--detach,-d", "detach", help="do not wait for the process"),
+    Flag("--pid-file", "pid_file", True, "", "write the process's pid here"),
+    Flag("--console-socket", "console_socket", True, "", "unix socket to send the pty master to"),
+    Flag("--env,-e", "env", True, help="add an environment variable KEY=value", multiple=True),
+    Flag("--cwd", "cwd", True, "", "working directory in the container"),
+    Flag("--user,-u", "user", True, "", "uid[:gid]"),
+    Flag("--additional-gids,-g", "gids", True, help="additional gid", multiple=True),
+    Flag("--cap,-c", "caps", True, help="add a capability", multiple=True),
+    Flag("--no-new-privs", "no_new_privs", help="set no_new_privs"),
+    Flag("--preserve-fds", "preserve_fds", True, "0", "pass N more fds (3 .. 3+N-1) to the process"),
+    Flag("--ignore-paused", "ignore_paused", help="accepted for runc compatibility"),
+    Flag("--help,-h", "help"),
+]
+
+
+def _exec_process(c, opts, args):
+    from libcontainer import jsonio
+    from libcontainer.errors import ConfigError
+    from libcontainer.spec import Capabilities, Process, User
+
+    if opts["process"]:
+        try:
+            with open(opts["process"], "rb") as f:
+                raw = jsonio.loads(f.read())
+        except OSError as e:
+            raise InvalidArgument(f"--process: {opts['process']}: {e.strerror}") from None
+        except ValueError as e:
+            raise InvalidArgument(f"--process: {opts['process']}: malformed JSON: {e}") from None
+        if not isinstance(raw, dict):
+            raise InvalidArgument("--process: must hold a JSON object")
+        try:
+            return Process.parse(raw, "process")
+        except ConfigError as e:
+            raise InvalidArgument(f"--process: {e}") from None
+    if not args:
+        raise InvalidArgument("exec: expects a container id and a command (or --process)")
+    base = c.spec.process
+    user = base.user
+    if opts["user"]:
+        uid, _, gid = opts["user"].partition(":")
+        try:
+            user = User(int(uid), int(gid) if gid else 0, user.umask,
+                        tuple(int(g) for g in opts["gids"]))
+        except ValueError:
+            raise InvalidArgument(f"--user: {opts['user']!r} is not uid[:gid]") from None
+    elif opts["gids"]:
+        user = User(user.uid, user.gid, user.umask, tuple(int(g) for g in opts["gids"]))
+    caps = base.capabilities
+    if opts["caps"]:
+        caps = caps or Capabilities()
+        extra = tuple(opts["caps"])
+        caps = Capabilities(caps.bounding + extra, caps.effective + extra,
+                            caps.permitted + extra, caps.inheritable, caps.ambient + extra)
+    cwd = opts["cwd"] or base.cwd
+    if not cwd.startswith("/"):
+        raise InvalidArgument(f"--cwd: {cwd!r} must be an absolute path")
+    for e in opts["env"]:
+        if "=" not in e:
+            raise InvalidArgument(f"--env: {e!r} is not KEY=value")
+    return Process(args=args, env=tuple(base.env) + tuple(opts["env"]), cwd=cwd, user=user,
+                   terminal=opts["tty"], capabilities=caps, rlimits=base.rlimits,
+                   no_new_privileges=base.no_new_privileges or opts["no_new_privs"])
+
+
+def cmd_exec(ctx, argv: list) -> int:
+    opts, pos = parse(argv, EXEC_FLAGS, stop_at_positional=True)
+    if opts["help"]:
+        return flag_help("exec ID [COMMAND [ARGS…]]", EXEC_FLAGS)
+    if not pos:
+        raise InvalidArgument("exec: expects a container id")
+    c = lc.load(pos[0], ctx.root)
+    proc = _exec_process(c, opts, pos[1:])
+    result = c.exec(proc, console_socket=opts["console_socket"], detach=opts["detach"],
+                    pid_file=opts["pid_file"],
+                    keep_fds=int_flag(opts["preserve_fds"], "--preserve-fds"))
+    return 0 if opts["detach"] else result

@@ -12,6 +12,7 @@ cp "$bb" "$tmp/bin/busybox"
 for applet in $("$bb" --list); do
   [ "$applet" = busybox ] || ln -s busybox "$tmp/bin/$applet"
 done
+chmod 755 "$tmp"  # mktemp made it 0700: no other user could enter the container root
 chmod 1777 "$tmp/tmp" "$tmp/var/tmp"
 chmod 755 "$tmp"  # mktemp made it 0700: no other user (uid 1000, userns) could enter it
 cat > "$tmp/etc/passwd" <<'P'

@@ -1,0 +1,103 @@
+"""OCI hooks (config.md "POSIX-platform Hooks").
+
+Runtime-namespace hooks (prestart, createRuntime, poststart, poststop) run here, in the
+runtime's process. Container-namespace hooks (createContainer, startContainer) become plan
+ops that the child runs itself, so they really execute inside the container's namespaces.
+Every hook gets the state JSON on stdin; `timeout` seconds at most."""
+from __future__ import annotations
+
+import os
+
+from . import plan as P
+from .errors import ConfigError, StartError
+
+STAGES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+
+class Hook:
+    __slots__ = ("path", "args", "env", "timeout", "field")
+
+    def __init__(self, path: str, args: tuple, env: tuple, timeout: int | None, field: str):
+        self.path, self.args, self.env, self.timeout, self.field = path, args, env, timeout, field
+
+
+def parse(raw: dict) -> dict:
+    """stage → [Hook], with every field checked."""
+    out = {}
+    for stage, items in raw.items():
+        if stage not in STAGES:
+            raise ConfigError(f"hooks.{stage}", f"unknown hook stage (want one of {', '.join(STAGES)})")
+        hooks = []
+        for i, h in enumerate(items):
+            field = f"hooks.{stage}[{i}]"
+            path = h["path"]
+            if not path.startswith("/"):
+                raise ConfigError(f"{field}.path", f"{path!r} must be an absolute path")
+            args, env = h.get("args") or [], h.get("env") or []
+            for key, val in (("args", args), ("env", env)):
+                if not isinstance(val, list) or not all(isinstance(a, str) for a in val):
+                    raise ConfigError(f"{field}.{key}", "must be an array of strings")
+            timeout = h.get("timeout")
+            if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool)
+                                        or timeout <= 0):
+                raise ConfigError(f"{field}.timeout", "must be an integer greater than zero")
+            hooks.append(Hook(path, tuple(args), tuple(env), timeout, field))
+        out[stage] = hooks
+    return out
+
+
+def add_ops(plan, hooks: list, stage: str, index: int | None = None) -> int:
+    """Plan container-namespace hooks; at `index` (before an op) or at the end."""
+    for h in hooks:
+        data = b"".join(s.encode() + b"\0" for s in h.args + h.env)
+        o = P.op(P.HOOK, path=h.path, data=data, a=len(h.args), b=len(h.env), c=h.timeout or 0)
+        label = f"{h.field}: running {h.path}"
+        if index is None:
+            plan.ops.append(o)
+            plan.labels.append(label)
+        else:
+            plan.ops.insert(index, o)
+            plan.labels.insert(index, label)
+            index += 1
+    return index if index is not None else len(plan.ops)
+
+
+def describe_failure(err: int) -> str:
+    """The shim reports a failed hook as a pseudo-errno (see run_hook in shim.c)."""
+    if err == 99999:
+        return "timed out"
+    if err >= 200000:
+        return f"killed by signal {err - 200000}"
+    if err >= 100000:
+        return f"exited with status {err - 100000}"
+    return os.strerror(err)
+
+
+def run(hooks: list, state_json: str, *, strict: bool = True, warn=None) -> None:
+    """Run runtime-namespace hooks in order. With strict, the first failure raises
+    (prestart, createRuntime); otherwise failures are warnings (poststart, poststop)."""
+    if not hooks:
+        return
+    import subprocess
+
+    for h in hooks:
+        argv = list(h.args) or [h.path]
+        try:
+            r = subprocess.run(argv, executable=h.path, input=state_json.encode(),
+                               env=dict(e.split("=", 1) for e in h.env),
+                               timeout=h.timeout, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+            problem = None if r.returncode == 0 else (
+                f"exited with status {r.returncode}" if r.returncode > 0
+                else f"killed by signal {-r.returncode}")
+            detail = r.stderr.decode(errors="replace").strip()
+        except subprocess.TimeoutExpired:
+            problem, detail = f"timed out after {h.timeout}s", ""
+        except OSError as e:
+            problem, detail = e.strerror, ""
+        if problem:
+            msg = f"{h.field}: {h.path} {problem}" + (f": {detail}" if detail else "")
+            if strict:
+                raise StartError(msg, 0, h.field)
+            if warn:
+                warn(msg)
