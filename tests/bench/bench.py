@@ -1,0 +1,483 @@
+"""`make bench`: wall time and peak memory of `runner run` of a /bin/true container, side by
+side with `runc run` and `crun run`, plus the floors (the kernel's `unshare` + chroot, and the
+interpreter's own start-up).
+
+    .venv/bin/python tests/bench/bench.py [--runs N] [--warmup N] [--profile]
+
+BENCH_RUNS (default 30) sets N; BENCH_PROFILE=1 is the same as --profile, which afterwards
+prints where a `runner run` spends its time (`-X importtime`, `strace -f -c`, `strace -T`).
+
+Every scenario is a small function returning a Scenario: a command built from a fresh
+container id, and an optional per-run cleanup. Runs are interleaved round-robin so that
+noise from other work on the machine falls on every scenario alike. Time is wall time
+from fork to wait4 in a tiny C helper; peak RSS is wait4's ru_maxrss of the command, i.e. the
+largest resident set of any process in its tree that was reaped (KiB). Each run gets a
+unique id; runc and crun create cgroups named after it, which are checked for and removed
+after every run (only those names, nothing else).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = REPO / ".venv" / "bin"
+PY = str(VENV_BIN / "python")
+RUNNER = str(VENV_BIN / "runner")
+ROOTFS = REPO / "build" / "bundle" / "rootfs"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+UNIFIED = CGROUP_ROOT / "unified"
+# crun 1.8.1 rejects ociVersion "1.3.0"; every runtime gets this same config.
+OCI_VERSION = "1.0.2"
+
+sys.path.insert(0, str(REPO))
+
+
+# ---------------------------------------------------------------------------------- setup
+
+def ensure_packages(*pkgs: str) -> list:
+    """apt-get install whichever of `pkgs` is missing; → the ones still missing after."""
+    def missing():
+        out = []
+        for p in pkgs:
+            r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True)
+            if not r.stdout.startswith("install ok installed"):
+                out.append(p)
+        return out
+
+    todo = missing()
+    if todo:
+        print(f"installing: {' '.join(todo)}", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *todo], env=env, check=False,
+                       stdout=subprocess.DEVNULL)
+        todo = missing()
+    return todo
+
+
+def compile_package() -> None:
+    """What `make compile` does: with PYTHONDONTWRITEBYTECODE set, a module edited since its
+    .pyc was written is compiled again on every start, and the bench would time that."""
+    subprocess.run([PY, "-m", "compileall", "-q", "libcontainer", "runner"], cwd=REPO, check=True)
+
+
+def stale_modules() -> list:
+    """Sources newer than their .pyc (edited while the bench ran)."""
+    out = []
+    for src in [*REPO.glob("libcontainer/**/*.py"), *REPO.glob("runner/*.py")]:
+        pyc = src.parent / "__pycache__" / f"{src.stem}.cpython-{sys.version_info[0]}{sys.version_info[1]}.pyc"
+        if not pyc.exists() or pyc.stat().st_mtime < src.stat().st_mtime:
+            out.append(str(src.relative_to(REPO)))
+    return out
+
+
+def bench_config() -> dict:
+    from libcontainer.default_spec import default_config
+
+    config = default_config(args=["/bin/true"], terminal=False)
+    config["ociVersion"] = OCI_VERSION
+    return config
+
+
+def make_bundle(work: Path, name: str) -> Path:
+    """A private copy of build/bundle/rootfs and the shared config, under `work`."""
+    from libcontainer import jsonio
+
+    bundle = work / "bundles" / name
+    bundle.mkdir(parents=True)
+    subprocess.run(["cp", "-a", str(ROOTFS), str(bundle / "rootfs")], check=True)
+    (bundle / "config.json").write_text(jsonio.dumps(bench_config()))
+    return bundle
+
+
+def cgroup_parents() -> list:
+    """Where runc and crun put a container's cgroup when the config names none: under each
+    hierarchy's root (crun) and under the caller's own cgroup in it (runc)."""
+    own = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        name = controllers.removeprefix("name=") or "unified"
+        for key in [name, *name.split(",")]:
+            own[key] = path.lstrip("/")
+    parents = {CGROUP_ROOT}
+    if CGROUP_ROOT.is_dir():
+        if (CGROUP_ROOT / "cgroup.procs").exists():  # pure cgroup v2
+            parents.add(CGROUP_ROOT / own.get("unified", ""))
+        for hier in CGROUP_ROOT.iterdir():
+            if hier.is_dir() and not hier.is_symlink() and (hier / "cgroup.procs").exists():
+                parents |= {hier, hier / own.get(hier.name, "")}
+    return sorted(p for p in parents if p.is_dir())
+
+
+CGROUP_PARENTS = cgroup_parents()
+
+
+def cgroups_named(prefix: str, exact: bool = True) -> list:
+    """Cgroups called `prefix` (or starting with it): ids are unique to this run, so these
+    are ours. Nothing else is looked at."""
+    if exact:
+        return [p / prefix for p in CGROUP_PARENTS if (p / prefix).is_dir()]
+    return [d for p in CGROUP_PARENTS for d in p.iterdir()
+            if d.is_dir() and d.name.startswith(prefix)]
+
+
+def remove_cgroups(dirs: list) -> list:
+    """rmdir `dirs` (their child cgroups first); → `dirs`."""
+    for d in dirs:
+        for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            sub.rmdir()
+        d.rmdir()
+    return dirs
+
+
+# ------------------------------------------------------------------------------ scenarios
+
+@dataclass
+class Scenario:
+    name: str
+    command: Callable[[str], list]           # container id → argv
+    cleanup: Optional[Callable[[str], None]] = None   # after each run, with its id
+    note: str = ""
+    times: list = field(default_factory=list)  # ns
+    rss: list = field(default_factory=list)    # KiB
+
+
+def cgroup_cleanup(leaks: list, name: str) -> Callable[[str], None]:
+    """After each run: remove, and remember, any cgroup the runtime left under the run's id."""
+    def clean(cid: str) -> None:
+        leaks.extend((name, d) for d in remove_cgroups(cgroups_named(cid)))
+    return clean
+
+
+def scenario_runner(work: Path, leaks: list) -> Scenario:
+    bundle, root = make_bundle(work, "runner"), work / "state" / "runner"
+    return Scenario("runner", lambda cid: [RUNNER, "--root", str(root), "run", "--bundle",
+                                           str(bundle), cid], cgroup_cleanup(leaks, "runner"))
+
+
+def scenario_runc(work: Path, leaks: list) -> Scenario:
+    bundle, root = make_bundle(work, "runc"), work / "state" / "runc"
+    runc = shutil.which("runc")
+    return Scenario("runc", lambda cid: [runc, "--root", str(root), "run", "--bundle",
+                                         str(bundle), cid], cgroup_cleanup(leaks, "runc"))
+
+
+def _crun_wrapper(then: str) -> list:
+    """crun refuses hybrid cgroups (v1 + /sys/fs/cgroup/unified): run it in a mount
+    namespace without the unified mount. Nothing to do on a pure v1 or v2 machine."""
+    if os.path.ismount(UNIFIED):
+        return ["unshare", "-m", "sh", "-c", f"umount {UNIFIED} && exec {then}"]
+    return ["sh", "-c", f"exec {then}"]
+
+
+def scenario_crun(work: Path, leaks: list) -> Scenario:
+    bundle, root = make_bundle(work, "crun"), work / "state" / "crun"
+    crun = shutil.which("crun")
+    return Scenario("crun (raw)", lambda cid: _crun_wrapper(
+        f'{crun} --root {root} run --bundle {bundle} "$0"') + [cid], cgroup_cleanup(leaks, "crun"),
+        note="includes the unshare -m + umount wrapper")
+
+
+def scenario_crun_wrapper() -> Scenario:
+    return Scenario("crun wrapper", lambda cid: _crun_wrapper("/bin/true"),
+                    note="unshare -m sh -c umount, alone")
+
+
+def scenario_floor(work: Path) -> Scenario:
+    rootfs = make_bundle(work, "floor") / "rootfs"
+    return Scenario("floor", lambda cid: [
+        "unshare", "--fork", "--pid", "--mount", "--net", "--ipc", "--uts", "--mount-proc",
+        "chroot", str(rootfs), "/bin/true"], note="unshare (all namespaces) + chroot + exec")
+
+
+def scenario_python() -> Scenario:
+    return Scenario("python -c pass", lambda cid: [PY, "-c", "pass"],
+                    note="the interpreter's own start-up")
+
+
+# -------------------------------------------------------------------------------- running
+
+# A fork + exec + wait4 from Python would report Python's own RSS as the child's peak: the
+# kernel carries the old address space's high-water mark across execve, and posix_spawn's
+# vfork child *is* the bench's address space until it execs. So runs go through this tiny
+# helper, which also takes the time (fork → wait4) without any Python in the loop.
+HELPER_C = r"""
+#include <stdio.h>
+#include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <sys/resource.h>
+int main(int argc, char **argv) {
+    struct timespec a, b;
+    struct rusage ru;
+    int status;
+    if (argc < 2) return 126;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/dev/null", O_RDWR);
+        dup2(fd, 0);
+        dup2(fd, 1);
+        execvp(argv[1], argv + 1);
+        _exit(127);
+    }
+    if (pid < 0 || wait4(pid, &status, 0, &ru) < 0) return 126;
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    printf("%lld %ld %d\n", (b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec),
+           ru.ru_maxrss, status);
+    return 0;
+}
+"""
+
+
+def build_helper(work: Path) -> str:
+    src, exe = work / "spawn.c", work / "spawn"
+    src.write_text(HELPER_C)
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(src)], check=True)
+    return str(exe)
+
+
+class RunFailed(Exception):
+    pass
+
+
+def run_once(helper: str, sc: Scenario, cid: str) -> tuple:
+    """→ (wall ns, ru_maxrss KiB) of one run of `sc`."""
+    argv = sc.command(cid)
+    r = subprocess.run([helper, *argv], stdin=subprocess.DEVNULL, capture_output=True)
+    if sc.cleanup is not None:
+        sc.cleanup(cid)
+    try:
+        elapsed, rss, status = map(int, r.stdout.split())
+    except ValueError:
+        elapsed, rss, status = 0, 0, 126 << 8
+    code = os.waitstatus_to_exitcode(status)
+    if r.returncode or code:
+        err = r.stderr.decode(errors="replace").strip()
+        raise RunFailed(f"{sc.name}: exit {code}: {' '.join(argv)}\n{err}")
+    return elapsed, rss
+
+
+def measure(helper: str, scenarios: list, runs: int, warmup: int, tag: str) -> None:
+    """Warm-up, then `runs` rounds; each round runs every scenario once, starting from a
+    different one each round."""
+    n = 0
+    for rnd in range(warmup + runs):
+        for k in range(len(scenarios)):
+            sc = scenarios[(rnd + k) % len(scenarios)]
+            n += 1
+            elapsed, rss = run_once(helper, sc, f"{tag}-{n}")
+            if rnd >= warmup:
+                sc.times.append(elapsed)
+                sc.rss.append(rss)
+
+
+# ------------------------------------------------------------------------------- reporting
+
+def median(xs: list) -> float:
+    s = sorted(xs)
+    m = len(s) // 2
+    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
+
+
+def p90(xs: list) -> float:
+    s = sorted(xs)
+    return s[max(0, -(-len(s) * 9 // 10) - 1)]  # nearest rank
+
+
+def ms(ns: float) -> float:
+    return ns / 1e6
+
+
+def report(scenarios: list, runs: int) -> str:
+    by = {sc.name: sc for sc in scenarios}
+    print(f"\n{runs} runs each, round-robin, after warm-up (wall ms; peak RSS = wait4 ru_maxrss)")
+    print(f"{'scenario':<18}{'median':>9}{'p90':>9}{'peak RSS':>12}   note")
+    for sc in scenarios:
+        print(f"{sc.name:<18}{ms(median(sc.times)):>9.1f}{ms(p90(sc.times)):>9.1f}"
+              f"{max(sc.rss) / 1024:>9.1f} MiB   {sc.note}")
+    med = {name: ms(median(sc.times)) for name, sc in by.items()}
+    rss = {name: max(sc.rss) / 1024 for name, sc in by.items()}
+    if "crun (raw)" in med:
+        med["crun"] = max(med["crun (raw)"] - med["crun wrapper"], 0.001)
+        rss["crun"] = rss["crun (raw)"]
+        print(f"{'crun (corrected)':<18}{med['crun']:>9.1f}{'':>9}{'':>12}   "
+              "raw median minus the wrapper's median")
+
+    r = med["runner"]
+    parts = [f"runner {r:.1f} ms"]
+    print()
+    for other in ("crun", "crun (raw)", "runc"):
+        if other in med:
+            line = (f"runner/{other:<11} time {r / med[other]:5.2f}x   "
+                    f"peak RSS {rss['runner'] / rss[other]:5.2f}x")
+            print(line)
+            if other != "crun (raw)":
+                parts.append(f"{r / med[other]:.2f}x {other} ({med[other]:.1f} ms)")
+    summary = (", ".join(parts) + f"; floor {med['floor']:.1f} ms, "
+               f"python -c pass {med['python -c pass']:.1f} ms, "
+               f"peak RSS runner {rss['runner']:.1f} MiB")
+    print(f"\nsummary: {summary}")
+    return summary
+
+
+# ------------------------------------------------------------------------------- profiling
+
+def profile(work: Path) -> None:
+    """Where a `runner run` spends its time: imports, syscalls, and a timeline."""
+    bundle = work / "bundles" / "runner"
+    root = work / "state" / "runner"
+    env = dict(os.environ)
+
+    def runner_argv(cid):
+        return [RUNNER, "--root", str(root), "run", "--bundle", str(bundle), cid]
+
+    # 1. imports
+    r = subprocess.run([PY, "-X", "importtime", *runner_argv("prof-imp")], env=env,
+                       capture_output=True, text=True)
+    rows = []
+    for line in r.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if m:
+            rows.append((int(m[1]), int(m[2]), len(m[3]) // 2, m[4]))
+    total = sum(s for s, _, _, _ in rows)
+    print(f"\n== python -X importtime: {len(rows)} modules, {total / 1000:.1f} ms self time in all")
+    print("top-level imports by cumulative time:")
+    for self_us, cum, depth, name in sorted((x for x in rows if x[2] == 0),
+                                            key=lambda x: -x[1])[:8]:
+        print(f"  {cum / 1000:7.2f} ms  {name}")
+    print("modules by self time:")
+    for self_us, cum, depth, name in sorted(rows, key=lambda x: -x[0])[:10]:
+        print(f"  {self_us / 1000:7.2f} ms  {name}")
+
+    if ensure_packages("strace"):
+        print("\nstrace is not available: no syscall profile")
+        return
+
+    # 2. syscall counts and time, whole tree
+    out = work / "strace-c.txt"
+    subprocess.run(["strace", "-f", "-c", "-S", "time", "-o", str(out), *runner_argv("prof-c")],
+                   env=env, capture_output=True)
+    lines = out.read_text().splitlines()
+    print("\n== strace -f -c (top 12 by time; strace inflates every syscall)")
+    print("\n".join(lines[:14] + lines[-2:]))
+
+    # 3. timeline: phases from one strace -f -ttt -T trace
+    out = work / "strace-T.txt"
+    subprocess.run(["strace", "-f", "-ttt", "-T", "-o", str(out), *runner_argv("prof-t")],
+                   env=env, capture_output=True)
+    print_timeline(out.read_text().splitlines())
+
+
+def print_timeline(lines: list) -> None:
+    line_re = re.compile(r"^(\d+)\s+(\d+\.\d+) (\w+)\((.*?)(?:\) += (.*?))?(?: <(\d+\.\d+)>)?$")
+    events = []
+    for line in lines:
+        m = line_re.match(line)
+        if m:
+            events.append((int(m[1]), float(m[2]), m[3], m[4], m[6]))
+    if not events:
+        return
+    main_pid, t0 = events[0][0], events[0][1]
+    t_end = max(e[1] for e in events)
+
+    def first(pred):
+        return next((e for e in events if pred(e)), None)
+
+    marks = [
+        ("interpreter start-up (execve → first libcontainer/runner import)", first(
+            lambda e: e[2] in ("openat", "newfstatat", "stat") and
+            ("/libcontainer" in e[3] or "/runner/" in e[3]) and "site-packages" not in e[3])),
+        ("our imports (→ reading config.json)", first(
+            lambda e: e[2] == "openat" and "config.json" in e[3])),
+        ("parse + plan + state dir (→ clone)", first(
+            lambda e: e[0] == main_pid and e[2] in ("clone", "clone3"))),
+        ("container setup in the child (→ execve /bin/true)", first(
+            lambda e: e[0] != main_pid and e[2] == "execve" and "/bin/true" in e[3])),
+        ("run /bin/true, reap, clean up, exit", None),
+    ]
+    print("\n== timeline of one `runner run` under strace -f -ttt -T (ms; strace slows syscalls)")
+    prev = t0
+    for label, ev in marks:
+        t = ev[1] if ev else t_end
+        print(f"  {(t - prev) * 1000:7.2f}  {label}")
+        prev = t
+    print(f"  {(t_end - t0) * 1000:7.2f}  total")
+    slow = sorted((e for e in events if e[4]), key=lambda e: -float(e[4]))[:10]
+    print("slowest syscalls (strace -T):")
+    for pid, t, name, args, dur in slow:
+        who = "parent" if pid == main_pid else f"pid {pid}"
+        print(f"  {float(dur) * 1000:7.2f}  {who:<10} {name}({args[:70]})")
+
+
+# ------------------------------------------------------------------------------------ main
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "30")))
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--profile", action="store_true",
+                    default=os.environ.get("BENCH_PROFILE", "") not in ("", "0"))
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench: needs root", file=sys.stderr)
+        return 1
+    if not ROOTFS.is_dir():
+        print(f"bench: {ROOTFS} is missing: run `make rootfs`", file=sys.stderr)
+        return 1
+    if ensure_packages("gcc", "libc6-dev"):
+        print("bench: gcc is needed for the measuring helper", file=sys.stderr)
+        return 1
+    missing = ensure_packages("runc", "crun")
+    for p in missing:
+        print(f"bench: {p} could not be installed; leaving it out")
+
+    compile_package()
+    tag = f"bench-{uuid.uuid4().hex[:8]}"
+    work = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir="/tmp"))
+    leaks: list = []
+    try:
+        scenarios = [scenario_runner(work, leaks)]
+        if "crun" not in missing:
+            scenarios += [scenario_crun(work, leaks), scenario_crun_wrapper()]
+        if "runc" not in missing:
+            scenarios.append(scenario_runc(work, leaks))
+        scenarios += [scenario_floor(work), scenario_python()]
+        print(f"bench: {len(scenarios)} scenarios, {args.warmup} warm-up + {args.runs} runs "
+              f"each, work dir {work}", flush=True)
+        try:
+            measure(build_helper(work), scenarios, args.runs, args.warmup, tag)
+        except RunFailed as e:
+            print(f"bench: run failed: {e}", file=sys.stderr)
+            return 1
+        report(scenarios, args.runs)
+        stale = stale_modules()
+        if stale:
+            print(f"warning: {', '.join(stale)} changed during the bench: runner's times "
+                  "include compiling them")
+        for name in sorted({name for name, _ in leaks}):
+            dirs = [str(d) for n, d in leaks if n == name]
+            print(f"note: {name} left {len(dirs)} cgroups behind (removed), e.g. {dirs[0]}")
+        if args.profile:
+            profile(work)
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        left = remove_cgroups(cgroups_named(tag + "-", exact=False))
+        if left:
+            print(f"bench: removed {len(left)} cgroups left behind: {left[0]} …")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
