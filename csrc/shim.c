@@ -687,6 +687,11 @@ static void setup_namespaces(const struct rc_plan *plan, int in_clone)
         if (setns(join_fds[i], plan->joins[i].nstype) < 0)
             fail(-1 - i, errno);
         close(join_fds[i]);
+        /* become root of a joined user namespace: the host's uid 0 is not mapped there,
+         * and the filesystems mounted next would refuse an unmapped owner (EOVERFLOW) */
+        if (plan->joins[i].nstype == CLONE_NEWUSER &&
+            (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+            fail(-1 - i, errno);
     }
     int rest = plan->clone_flags;
     if (!in_clone && (rest & CLONE_NEWUSER)) {

@@ -218,18 +218,29 @@ def _plan_devices(spec, plan, ns) -> None:
                          f"creating the default device {path}")
     for i, d in enumerate(spec.linux.devices):
         _plan_device(plan, ns, d.path, S_IFMT[d.type] | (d.file_mode & 0o7777), d.major,
-                     d.minor, d.uid, d.gid, f"linux.devices[{i}]: creating {d.path}")
+                     d.minor, d.uid, d.gid, f"linux.devices[{i}]: creating {d.path}",
+                     field=f"linux.devices[{i}]")
     for link, target in DEV_LINKS:
         plan.add(f"creating the link {link} -> {target}", P.SYMLINK, path=link, src=target)
     if not any(m.destination == "/dev/ptmx" for m in spec.mounts):
         plan.add("creating the link /dev/ptmx -> pts/ptmx", P.SYMLINK, path="/dev/ptmx", src="pts/ptmx")
 
 
-def _plan_device(plan, ns, path, mode, major, minor, uid, gid, label) -> None:
-    if ns.in_userns:
+def _plan_device(plan, ns, path, mode, major, minor, uid, gid, label, field=None) -> None:
+    if ns.in_userns and not stat.S_ISFIFO(mode):
         # mknod is not allowed in a user namespace: bind the host's node (never chown it)
-        if not os.path.exists(path):
-            return
+        try:
+            st = os.stat(path)
+        except OSError:
+            if field is None:
+                return  # a default device this host lacks
+            raise ConfigError(f"{field}.path", f"{path} does not exist on the host; in a user "
+                                               "namespace devices are bind-mounted from the host") from None
+        if field is not None and (stat.S_IFMT(st.st_mode) != stat.S_IFMT(mode) or
+                                  st.st_rdev != os.makedev(major, minor)):
+            raise ConfigError(field, f"the host's {path} is {os.major(st.st_rdev)}:"
+                                     f"{os.minor(st.st_rdev)}, not {major}:{minor}; in a user "
+                                     "namespace the host's node is bind-mounted as it is")
         plan.add(label + " (bind from the host)", P.BIND_DEV, path=path, src=path)
         return
     dev = os.makedev(major, minor)

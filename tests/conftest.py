@@ -147,3 +147,46 @@ def with_config(base: dict, **changes) -> dict:
     c = copy.deepcopy(base)
     c.update(changes)
     return c
+
+
+# ---- helpers for the run/rootfs/namespace/process tests --------------------------------
+
+def status_fields(text: str) -> dict:
+    """`Key:\tvalue` lines (as /proc/self/status prints them) → dict."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def cap_mask(*names: str) -> str:
+    """The /proc/self/status hex mask (16 digits) of capability names."""
+    from libcontainer.security import capabilities
+
+    return "%016x" % capabilities.mask(names, "test")
+
+
+def mountinfo_line(text: str, mount_point: str) -> str:
+    """The last /proc/self/mountinfo line for `mount_point` (the one that is visible)."""
+    lines = [l for l in text.splitlines() if len(l.split()) > 4 and l.split()[4] == mount_point]
+    assert lines, f"{mount_point} is not mounted:\n{text}"
+    return lines[-1]
+
+
+def mount_options(line: str) -> set:
+    """Per-mount options plus superblock options of one mountinfo line."""
+    parts = line.split()
+    sep = parts.index("-")
+    return set(parts[5].split(",")) | set(parts[sep + 3].split(","))
+
+
+def make_reachable(path: str) -> None:
+    """Let any user traverse the directories above `path` (pytest makes its base temp dir
+    0700): the root of a user namespace mapped to an unprivileged host uid must reach the
+    rootfs."""
+    d = os.path.dirname(os.path.abspath(path))
+    while d not in ("/", "/tmp"):
+        os.chmod(d, os.stat(d).st_mode | 0o111)
+        d = os.path.dirname(d)
