@@ -1,0 +1,494 @@
+"""The container's cgroup, through the kernel's files, on v1, v2 and hybrid hosts.
+
+`detect()` reads the host's layout once per process. `Manager.create()` validates
+`linux.resources`, creates the container's directory in every hierarchy and applies the
+limits, all before the container's process exists; `clone_fd()` lets the shim clone the
+init straight into the v2 cgroup (CLONE_INTO_CGROUP) and `join()` puts it into the v1 ones
+before it runs any of the container's code. `state()` / `Manager.load()` carry the paths
+between commands.
+
+Each resource group is handled by v1 where its controller is mounted on v1, else by v2
+where the unified hierarchy offers it (on this kind of hybrid host, hugetlb). The v2
+directory is used for freeze and kill only where no v1 freezer exists, and for cgroup.kill
+whenever the kernel has it (one write kills everything, race-free).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from . import fs, v1, v2, validate
+from ..errors import ConfigError
+
+# linux.resources key → the (v1-named) groups it writes
+KEY_GROUPS = {"memory": ("memory",), "cpu": ("cpu", "cpuset"), "pids": ("pids",),
+              "blockIO": ("blkio",), "hugepageLimits": ("hugetlb",),
+              "network": ("net_cls", "net_prio"), "rdma": ("rdma",)}
+GROUP_FIELD = {"memory": "memory", "cpu": "cpu", "cpuset": "cpu", "pids": "pids",
+               "blkio": "blockIO", "hugetlb": "hugepageLimits", "net_cls": "network",
+               "net_prio": "network", "rdma": "rdma"}
+DEFAULT_PARENT = "runner"
+
+
+class Host:
+    """Where the hierarchies are mounted and where this process sits in them."""
+
+    def __init__(self, v1_mounts: dict, unified: str, own: dict):
+        self.v1 = v1_mounts          # controller (or "name=systemd") → mount point
+        self.unified = unified       # cgroup2 mount point, "" if none
+        self.own = own               # controller → our cgroup in it; "" → v2
+        if unified and not any(not c.startswith("name=") for c in v1_mounts):
+            self.mode = "v2"
+        elif unified:
+            self.mode = "hybrid"
+        else:
+            self.mode = "v1"
+        self._v2_ctrls = None
+
+    @property
+    def v2_controllers(self) -> set:
+        if self._v2_ctrls is None:
+            self._v2_ctrls = v2.controllers(self.unified) if self.unified else set()
+        return self._v2_ctrls
+
+
+_host: Host | None = None
+
+
+def detect(mountinfo: str = "/proc/self/mountinfo", cgroup: str = "/proc/self/cgroup") -> Host:
+    """The host's cgroup layout (cached for the default files)."""
+    global _host
+    default = mountinfo == "/proc/self/mountinfo"
+    if default and _host is not None:
+        return _host
+    own, v1_mounts, unified = {}, {}, ""
+    with open(cgroup) as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            for c in ctrls.split(",") if ctrls else ("",):
+                own[c] = path
+    with open(mountinfo) as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fstype, _, superopts = right.split()[:3]
+            if fstype not in ("cgroup", "cgroup2"):
+                continue
+            fields = left.split()
+            root, mnt = fields[3], fields[4].replace("\\040", " ")
+            if fstype == "cgroup2":
+                if not unified:
+                    unified = mnt
+                    own[""] = _below(own.get("", "/"), root)
+                continue
+            for opt in superopts.split(","):
+                if opt in ("rw", "ro") or ("=" in opt and not opt.startswith("name=")):
+                    continue
+                if opt not in v1_mounts:
+                    v1_mounts[opt] = mnt
+                    own[opt] = _below(own.get(opt, "/"), root)
+    host = Host(v1_mounts, unified, own)
+    if default:
+        _host = host
+    return host
+
+
+def _below(path: str, root: str) -> str:
+    """Our cgroup as seen inside a mount of the hierarchy's subtree `root`."""
+    if root != "/" and (path == root or path.startswith(root + "/")):
+        return path[len(root):] or "/"
+    return path
+
+
+def _inner(cgroups_path: str, container_id: str, own: str, v2_parent: bool) -> str:
+    """The container's cgroup within one hierarchy. Absolute paths are the config's;
+    relative ones (and the default `runner/<id>`) are below our own cgroup, on v2 below
+    its parent, which (unlike ours) has no processes and so may enable controllers."""
+    p = cgroups_path or f"{DEFAULT_PARENT}/{container_id}"
+    if p.startswith("/"):
+        return os.path.normpath(p)
+    base = os.path.dirname(own) if v2_parent else own
+    return os.path.normpath(os.path.join(base or "/", p))
+
+
+def check_path(cgroups_path: str) -> None:
+    field = "linux.cgroupsPath"
+    if ":" in cgroups_path:
+        raise ConfigError(field, f"{cgroups_path!r}: systemd cgroup paths (slice:prefix:name) "
+                                 "are not supported; use a path")
+    parts = [p for p in cgroups_path.split("/") if p]
+    if cgroups_path and not parts:
+        raise ConfigError(field, f"{cgroups_path!r} names the root cgroup")
+    if ".." in parts or "\0" in cgroups_path:
+        raise ConfigError(field, f"{cgroups_path!r} must not contain '..'")
+
+
+class Manager:
+    """One container's cgroup: a directory per v1 hierarchy and/or one v2 directory."""
+
+    def __init__(self, st: dict):
+        self.mode: str = st["mode"]
+        self.paths: dict = st["paths"]        # v1 controller → directory
+        self.unified: str = st.get("unified", "")
+        self.created: list = st.get("created", [])
+        self.groups: dict = st.get("groups", {})  # resource group → "v1" | "v2"
+        self.resources: dict = st.get("resources", {})
+        self.devices: list = st.get("devices", [])  # linux.devices as [type, major, minor]
+
+    # ---- creation -------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, container_id: str, cgroups_path: str = "", resources: dict | None = None,
+               devices=(), host: Host | None = None) -> "Manager":
+        """Create the cgroup and apply `resources` (linux.resources); on any error nothing
+        is left and the error names the field (and the file)."""
+        res = validate.resources(resources or {})
+        check_path(cgroups_path)
+        host = host or detect()
+        if not host.v1 and not host.unified:
+            raise ConfigError("linux.resources", "no cgroup hierarchy is mounted on this host")
+        groups = _assign(host, res)
+        plan = _plan_writes(host, res, groups)
+        paths = {}
+        for ctrl, mnt in host.v1.items():
+            paths[ctrl] = mnt + _inner(cgroups_path, container_id, host.own.get(ctrl, "/"), False)
+        unified = ""
+        if host.unified:
+            unified = host.unified + _inner(cgroups_path, container_id, host.own.get("", "/"),
+                                           True)
+        m = cls({"mode": host.mode, "paths": paths, "unified": unified, "created": [],
+                 "groups": groups, "resources": res,
+                 "devices": [[d.type, d.major, d.minor] for d in devices
+                             if d.type in ("c", "b", "u")]})
+        try:
+            m._make_dirs(host, _v2_needed(plan, groups))
+            m._apply(plan, groups, res, devices=True)
+        except BaseException:
+            m.destroy()
+            raise
+        return m
+
+    def _dirs(self) -> list:
+        """Every directory of the container (v1 ones once each, then v2)."""
+        out = list(dict.fromkeys(self.paths.values()))
+        if self.unified:
+            out.append(self.unified)
+        return out
+
+    def _make_dirs(self, host: Host, v2_needed: set) -> None:
+        mounts = {d: m for c, m in host.v1.items() for d in [self.paths[c]]}
+        if self.unified:
+            mounts[self.unified] = host.unified
+        for d in self._dirs():
+            mnt = mounts[d]
+            if os.path.isdir(d):
+                self._check_reusable(d)
+            chain = []
+            cur = d
+            while cur != mnt:
+                chain.append(cur)
+                cur = os.path.dirname(cur)
+            for sub in reversed(chain):
+                for attempt in range(20):
+                    try:
+                        os.mkdir(sub, 0o755)
+                    except FileExistsError:
+                        break
+                    except FileNotFoundError:
+                        # a parent we saw was removed by another container's delete
+                        parent = os.path.dirname(sub)
+                        try:
+                            os.mkdir(parent, 0o755)
+                            self.created.append(parent)
+                        except FileExistsError:
+                            pass
+                        continue
+                    except OSError as e:
+                        raise ConfigError("linux.cgroupsPath",
+                                          f"creating {sub}: {e.strerror}") from None
+                    self.created.append(sub)
+                    if mnt == host.v1.get("cpuset"):
+                        _cpuset_inherit(sub)
+                    break
+            if d == self.unified:
+                self._enable_v2(host, mnt, chain, v2_needed)
+
+    def _check_reusable(self, d: str) -> None:
+        if (v1.procs(d) if d != self.unified else v2.procs(d)):
+            raise ConfigError("linux.cgroupsPath", f"{d} already has processes in it")
+
+    def _enable_v2(self, host: Host, mnt: str, chain: list, needed: set) -> None:
+        """Controllers reach a cgroup only through every ancestor's subtree_control. In
+        directories we created, all available ones are enabled on a pure v2 host (for later
+        updates and stats); in ancestors that are not ours, only what the config needs."""
+        for parent in [os.path.dirname(c) for c in reversed(chain)]:
+            ours = parent in self.created
+            want = set(needed)
+            if ours and host.mode == "v2":
+                want |= v2.controllers(parent) & set(V2_ENABLE)
+            missing = want - v2.controllers(parent)
+            if missing:
+                ctrl = sorted(missing)[0]
+                raise ConfigError(_field_of_ctrl(ctrl), f"the {ctrl} controller is not available "
+                                  f"in {parent}/cgroup.controllers")
+            try:
+                v2.enable(parent, want)
+            except OSError as e:
+                raise ConfigError(_field_of_ctrl(sorted(want)[0]),
+                                  f"enabling {' '.join(sorted(want))} in "
+                                  f"{parent}/cgroup.subtree_control: {e.strerror}") from None
+
+    def _apply(self, plan: dict, groups: dict, res: dict, devices: bool) -> None:
+        for group, writes in plan.items():
+            if group.startswith("unified:"):
+                fs.apply(self.unified, writes)
+            elif groups.get(group) == "v1":
+                fs.apply(self.paths[group], writes)
+            else:
+                fs.apply(self.unified, writes)
+        if devices:
+            self._apply_devices(res)
+
+    def _apply_devices(self, res: dict) -> None:
+        from . import devices as dev
+        from ..spec import Device
+
+        linux_devs = [Device("/dev/x", t, ma, mi) for t, ma, mi in self.devices]
+        rules = dev.rules(res, linux_devs)
+        if "devices" in self.paths:
+            dev.v1_writes(rules, self.paths["devices"])
+        elif self.unified:
+            try:
+                dev.install(self.unified, rules)
+            except OSError as e:
+                raise ConfigError("linux.resources.devices",
+                                  f"attaching the device program to {self.unified}: {e}") from None
+
+    # ---- the process ------------------------------------------------------------------
+
+    def clone_fd(self) -> int:
+        """An fd of the v2 directory for clone3(CLONE_INTO_CGROUP), -1 without v2."""
+        if not self.unified:
+            return -1
+        return os.open(self.unified, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def join(self, pid: int, v2_too: bool = True) -> None:
+        """Move `pid` into every directory (v2 only when it was not cloned there)."""
+        for d in self._dirs():
+            if d == self.unified and not v2_too:
+                continue
+            try:
+                fs.write(os.path.join(d, "cgroup.procs"), str(pid))
+            except OSError as e:
+                raise OSError(e.errno, f"adding {pid} to {d}/cgroup.procs: {e.strerror}") from None
+
+    def pids(self) -> list:
+        """Every process in the container's cgroup."""
+        if self.unified and self.mode == "v2":
+            return _tree_procs(self.unified)
+        d = self.paths.get("pids") or self.paths.get("freezer") or self._dirs()[0]
+        return _tree_procs(d)
+
+    # ---- freezer ----------------------------------------------------------------------
+
+    def freeze(self, frozen: bool) -> None:
+        """Pause (or resume) every process; returns once the kernel reports it done."""
+        try:
+            if "freezer" in self.paths:
+                v1.freeze(self.paths["freezer"], frozen)
+            elif self.unified:
+                v2.freeze(self.unified, frozen)
+            else:
+                raise OSError(95, "no freezer: neither v1 freezer nor cgroup v2")
+        except OSError as e:
+            from ..errors import ContainerError
+
+            raise ContainerError(f"{'pausing' if frozen else 'resuming'}: {e}") from None
+
+    def paused(self) -> bool:
+        if "freezer" in self.paths:
+            return v1.frozen(self.paths["freezer"])
+        return bool(self.unified) and v2.frozen(self.unified)
+
+    # ---- update -----------------------------------------------------------------------
+
+    def update(self, resources: dict) -> None:
+        """Apply new values for some resources to the running container; the rest stay."""
+        res = validate.resources(resources)
+        merged = _merge(self.resources, res)
+        validate.resources(merged)
+        host = detect()
+        groups = _assign(host, res)
+        plan = _plan_writes(host, res, groups, full=merged)
+        if self.unified:
+            needed = _v2_needed(plan, groups)
+            if needed:
+                chain = []
+                cur = self.unified
+                while cur != host.unified and cur != "/":
+                    chain.append(cur)
+                    cur = os.path.dirname(cur)
+                self._enable_v2(host, host.unified, chain, needed)
+        self._apply(plan, groups, merged, devices="devices" in res)
+        self.resources = merged
+        self.groups.update(groups)
+
+    # ---- teardown ---------------------------------------------------------------------
+
+    def kill_all(self) -> None:
+        """SIGKILL everything in the cgroup: cgroup.kill where the kernel has it, else
+        freeze, kill, thaw (so nothing forks past the kill)."""
+        if self.unified and os.path.isdir(self.unified) and v2.kill_all(self.unified):
+            return
+        freezer = self.paths.get("freezer")
+        d = freezer or self.paths.get("pids") or (self._dirs() or [""])[0]
+        if d and os.path.isdir(d):
+            v1.kill_all(d, freezer if freezer and os.path.isdir(freezer) else None)
+
+    def destroy(self) -> None:
+        """Kill what is left and remove every directory this manager created."""
+        self.kill_all()
+        leaves = set(self._dirs())
+        for d in reversed(self.created):
+            _rmdir(d, d in leaves)
+        self.created = []
+
+    def state(self) -> dict:
+        return {"mode": self.mode, "paths": self.paths, "unified": self.unified,
+                "created": self.created, "groups": self.groups, "resources": self.resources,
+                "devices": self.devices}
+
+    @classmethod
+    def load(cls, st: dict) -> "Manager":
+        return cls(st)
+
+    def stats(self) -> dict:
+        from . import stats
+
+        return stats.collect(self)
+
+
+V2_ENABLE = ("cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma", "misc")
+
+
+def _field_of_ctrl(ctrl: str) -> str:
+    inv = {v: k for k, v in v2.V2_NAME.items()}
+    g = inv.get(ctrl)
+    return f"linux.resources.{GROUP_FIELD[g]}" if g in GROUP_FIELD else "linux.resources.unified"
+
+
+def _assign(host: Host, res: dict) -> dict:
+    """Which hierarchy handles each resource group the config uses."""
+    groups = {}
+    for key, gs in KEY_GROUPS.items():
+        if not res.get(key):
+            continue
+        for g in gs:
+            if g in host.v1:
+                groups[g] = "v1"
+            elif host.unified and (v2.V2_NAME.get(g) in host.v2_controllers
+                                   or g not in v2.V2_NAME):
+                groups[g] = "v2"  # (no v2 equivalent: v2.writes names the field)
+            else:
+                groups[g] = ""
+    return groups
+
+
+def _plan_writes(host: Host, res: dict, groups: dict, full: dict | None = None) -> dict:
+    """{group: writes}, with "unified:<ctrl>" groups for `unified`; raises for a field the
+    host cannot apply."""
+    w1 = v1.writes(res)
+    out = {}
+    for g, writes in w1.items():
+        where = groups.get(g)
+        if where == "v1":
+            out[g] = writes
+        elif not where:
+            field = writes[0][0]
+            where_v2 = f", not in {host.unified}/cgroup.controllers" if host.unified else ""
+            raise ConfigError(field, f"cannot be applied: the {g} controller is not mounted "
+                                     f"on this host{where_v2}")
+    v2_keys = {k for k, gs in KEY_GROUPS.items() if any(groups.get(g) == "v2" for g in gs)}
+    if v2_keys:
+        sub = {k: res[k] for k in v2_keys}
+        for g, writes in v2.writes(sub, full).items():
+            if groups.get(g) == "v2":
+                out[g] = writes
+    uni = res.get("unified")
+    if uni:
+        if not host.unified:
+            raise ConfigError("linux.resources.unified", "needs cgroup v2, which this host "
+                                                         "does not have mounted")
+        for ctrl, writes in v2.unified_writes(uni).items():
+            if ctrl != "cgroup" and ctrl not in host.v2_controllers:
+                raise ConfigError(writes[0][0], f"the {ctrl} controller is not available in "
+                                                f"{host.unified}/cgroup.controllers")
+            out["unified:" + ctrl] = writes
+    return out
+
+
+def _v2_needed(plan: dict, groups: dict) -> set:
+    need = set()
+    for g in plan:
+        if g.startswith("unified:"):
+            if g != "unified:cgroup":
+                need.add(g[8:])
+        elif groups.get(g) == "v2":
+            need.add(v2.V2_NAME[g])
+    return need
+
+
+def _merge(old: dict, new: dict) -> dict:
+    out = dict(old)
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("rdma",):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def _cpuset_inherit(d: str) -> None:
+    """A new v1 cpuset starts empty, and no task can join an empty one: copy the parent's."""
+    parent = os.path.dirname(d)
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        path = os.path.join(d, name)
+        if not fs.read(path).strip():
+            fs.write(path, fs.read(os.path.join(parent, name)).strip())
+
+
+def _tree_procs(d: str) -> list:
+    out = []
+    for base, _, _ in os.walk(d):
+        try:
+            out += [int(p) for p in fs.read(os.path.join(base, "cgroup.procs")).split()]
+        except OSError:
+            pass
+    return out
+
+
+def _rmdir(d: str, leaf: bool) -> None:
+    """Remove a directory we created. A container's own directory may hold sub-cgroups
+    (made by the container through a writable cgroup mount): they go first, and EBUSY
+    means tasks are still leaving, so wait. A parent (`runner/`) stays while it still holds
+    other containers."""
+    delay = 0.001
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if leaf:
+                for name in os.listdir(d):
+                    if os.path.isdir(os.path.join(d, name)):
+                        _rmdir(os.path.join(d, name), True)
+            os.rmdir(d)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno not in (16, 39):  # EBUSY, ENOTEMPTY
+                raise
+            if not leaf:
+                return
+            if time.monotonic() > deadline:
+                raise OSError(e.errno, f"removing {d}: {e.strerror}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)

@@ -1,0 +1,232 @@
+"""The device allow-list: v1 devices.allow/deny lines, and for v2 an eBPF
+BPF_PROG_TYPE_CGROUP_DEVICE program built here, instruction by instruction.
+
+Both start from the same rule list: the config's `linux.resources.devices` in order, then an
+allow for each `linux.devices` entry, then the devices every container needs (runc's list).
+Like runc, the list starts from "deny everything", so a config without rules gets only the
+defaults. For v2 the list is first reduced the way the v1 kernel would keep it (a default
+and exceptions, see `Emulator`), so that both versions give the same answers.
+"""
+from __future__ import annotations
+
+import os
+
+# (type, major, minor, access); -1 is "*"
+DEFAULT_ALLOWED = (
+    ("c", -1, -1, "m"), ("b", -1, -1, "m"),
+    ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"), ("c", 1, 8, "rwm"),
+    ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 2, "rwm"), ("c", 136, -1, "rwm"),
+    ("c", 10, 200, "rwm"),  # /dev/net/tun, as runc
+)
+
+
+class Rule:
+    __slots__ = ("allow", "type", "major", "minor", "access")
+
+    def __init__(self, allow: bool, type: str = "a", major: int = -1, minor: int = -1,
+                 access: str = "rwm"):
+        self.allow, self.type, self.major, self.minor = allow, type, major, minor
+        self.access = "".join(c for c in "rwm" if c in access)
+
+    def v1(self) -> str:
+        """The devices.allow / devices.deny line."""
+        if self.type == "a":
+            return "a"
+        num = lambda n: "*" if n < 0 else str(n)  # noqa: E731
+        return f"{self.type} {num(self.major)}:{num(self.minor)} {self.access}"
+
+    def __repr__(self) -> str:
+        return f"Rule({'allow' if self.allow else 'deny'} {self.v1()})"
+
+
+def rules(resources: dict, devices=()) -> list:
+    """The full rule list for a container: deny all, the config's rules, its devices,
+    the defaults. `devices` are spec.Device objects (linux.devices)."""
+    out = [Rule(False)]
+    for d in resources.get("devices") or ():
+        out.append(Rule(d["allow"], d.get("type") or "a",
+                        -1 if d.get("major") is None else d["major"],
+                        -1 if d.get("minor") is None else d["minor"], d.get("access") or "rwm"))
+    for d in devices:
+        if d.type in ("c", "b", "u"):
+            out.append(Rule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm"))
+    out += [Rule(True, *r) for r in DEFAULT_ALLOWED]
+    return out
+
+
+def v1_writes(rule_list: list, directory: str) -> None:
+    """Apply the rules in order, as the v1 kernel interprets them."""
+    from . import fs
+    from ..errors import ConfigError
+
+    for r in rule_list:
+        name = "devices.allow" if r.allow else "devices.deny"
+        try:
+            fs.write(os.path.join(directory, name), r.v1())
+        except OSError as e:
+            raise ConfigError("linux.resources.devices",
+                              f"writing {r.v1()!r} to {directory}/{name}: {e.strerror}") from None
+
+
+class Emulator:
+    """What the v1 kernel keeps of a rule list: a default (allow or deny) and exceptions
+    with their access bits. "a" resets everything; a rule that agrees with the default
+    takes its access bits away from the exception with the same device."""
+
+    def __init__(self) -> None:
+        self.default_allow = False
+        self.exceptions: dict = {}
+
+    def apply(self, r: Rule) -> None:
+        if r.type == "a" and r.major == -1 and r.minor == -1:
+            self.default_allow = r.allow
+            self.exceptions = {}
+            return
+        key = (r.type, r.major, r.minor)
+        have = self.exceptions.get(key, "")
+        if r.allow != self.default_allow:
+            self.exceptions[key] = "".join(c for c in "rwm" if c in have or c in r.access)
+        else:
+            left = "".join(c for c in have if c not in r.access)
+            if left:
+                self.exceptions[key] = left
+            else:
+                self.exceptions.pop(key, None)
+
+
+# ---- the eBPF program ---------------------------------------------------------------------
+# struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }
+# access_type = (access << 16) | type; type 1 block, 2 char; access 1 mknod, 2 read, 4 write.
+_TYPE = {"b": 1, "c": 2}
+_ACCESS = {"m": 1, "r": 2, "w": 4}
+
+
+def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
+    return (bytes((code, (src << 4) | dst)) + (off & 0xFFFF).to_bytes(2, "little")
+            + (imm & 0xFFFFFFFF).to_bytes(4, "little"))
+
+
+LDXW, AND32K, RSH32K, MOV32X, MOV64K, EXIT = 0x61, 0x54, 0x74, 0xBC, 0xB7, 0x95
+JNEK, JNEX, JEQK = 0x55, 0x5D, 0x15
+
+
+def program(rule_list: list) -> bytes:
+    """The instructions (struct bpf_insn[]) deciding like the v1 kernel would: R2 type,
+    R3 requested access, R4 major, R5 minor; each exception that matches returns the
+    opposite of the default."""
+    emu = Emulator()
+    for r in rule_list:
+        emu.apply(r)
+    ret_match = 0 if emu.default_allow else 1
+    code = [
+        _insn(LDXW, 2, 1, 0), _insn(AND32K, 2, imm=0xFFFF),
+        _insn(LDXW, 3, 1, 0), _insn(RSH32K, 3, imm=16),
+        _insn(LDXW, 4, 1, 4), _insn(LDXW, 5, 1, 8),
+    ]
+    for (typ, major, minor), access in emu.exceptions.items():
+        acc = sum(_ACCESS[c] for c in access)
+        block = []  # (code, dst, src, imm, jumps to the next block)
+        if typ != "a":
+            block.append((JNEK, 2, 0, _TYPE[typ], True))
+        block.append((MOV32X, 1, 3, 0, False))
+        block.append((AND32K, 1, 0, acc, False))
+        if emu.default_allow:
+            # deny-list: any requested bit the exception covers denies
+            block.append((JEQK, 1, 0, 0, True))
+        else:
+            # allow-list: every requested bit must be covered
+            block.append((JNEX, 1, 3, 0, True))
+        if major >= 0:
+            block.append((JNEK, 4, 0, major, True))
+        if minor >= 0:
+            block.append((JNEK, 5, 0, minor, True))
+        block.append((MOV64K, 0, 0, ret_match, False))
+        block.append((EXIT, 0, 0, 0, False))
+        n = len(block)
+        for i, (op, dst, src, imm, jump) in enumerate(block):
+            code.append(_insn(op, dst, src, n - i - 1 if jump else 0, imm))
+    code.append(_insn(MOV64K, 0, imm=1 if emu.default_allow else 0))
+    code.append(_insn(EXIT))
+    return b"".join(code)
+
+
+# ---- loading and attaching: bpf(2) through the shim ------------------------------------------
+BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_GET_FD_BY_ID, BPF_PROG_QUERY = 5, 8, 9, 13, 16
+BPF_PROG_TYPE_CGROUP_DEVICE, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI = 15, 6, 2
+_ATTR_SIZE = 128
+
+
+def _bpf(cmd: int, attr: bytes, what: str):
+    """→ (result, attr after the call)."""
+    from .._shim import ffi, lib
+
+    buf = ffi.new("char[]", attr.ljust(_ATTR_SIZE, b"\0"))
+    r = lib.rc_bpf(cmd, buf, _ATTR_SIZE)
+    if r < 0:
+        raise OSError(-r, f"bpf({what}): {os.strerror(-r)}")
+    return r, ffi.buffer(buf, _ATTR_SIZE)[:]
+
+
+def _u32(*vals: int) -> bytes:
+    return b"".join(v.to_bytes(4, "little") for v in vals)
+
+
+def _u64(v: int) -> bytes:
+    return v.to_bytes(8, "little")
+
+
+def load(insns: bytes) -> int:
+    """BPF_PROG_LOAD; the program's fd. The verifier's log comes with a failure."""
+    from .._shim import ffi
+
+    prog = ffi.new("char[]", insns)
+    lic = ffi.new("char[]", b"Apache")
+    log = ffi.new("char[]", 65536)
+    addr = lambda b: int(ffi.cast("uintptr_t", b))  # noqa: E731
+    attr = (_u32(BPF_PROG_TYPE_CGROUP_DEVICE, len(insns) // 8) + _u64(addr(prog)) + _u64(addr(lic))
+            + _u32(0, 0) + _u64(0) + _u32(0, 0) + b"runner_devices\0\0" + _u32(0, BPF_CGROUP_DEVICE))
+    try:
+        fd, _ = _bpf(BPF_PROG_LOAD, attr, "BPF_PROG_LOAD")
+    except OSError:
+        # again with the verifier's log, to say why
+        attr = attr[:24] + _u32(1, 65536) + _u64(addr(log)) + attr[40:]
+        try:
+            fd, _ = _bpf(BPF_PROG_LOAD, attr, "BPF_PROG_LOAD")
+        except OSError as e:
+            raise OSError(e.errno, f"{e.strerror}: {ffi.string(log).decode(errors='replace')}") from None
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def attached(cgroup_fd: int) -> list:
+    """Ids of the device programs attached to the cgroup."""
+    from .._shim import ffi
+
+    ids = ffi.new("unsigned int[]", 64)
+    attr = _u32(cgroup_fd, BPF_CGROUP_DEVICE, 0, 0) + _u64(int(ffi.cast("uintptr_t", ids))) + _u32(64)
+    _, out = _bpf(BPF_PROG_QUERY, attr, "BPF_PROG_QUERY")
+    count = int.from_bytes(out[24:28], "little")
+    return [ids[i] for i in range(min(count, 64))]
+
+
+def install(cgroup_dir: str, rule_list: list) -> None:
+    """Attach the program for `rule_list` to the cgroup, then detach the ones attached
+    before: the new rules apply at once, never on top of older ones, and at no moment is
+    the cgroup without a program."""
+    fd = load(program(rule_list))
+    cg = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        old = attached(cg)
+        _bpf(BPF_PROG_ATTACH, _u32(cg, fd, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI), "BPF_PROG_ATTACH")
+        for prog_id in old:
+            try:
+                ofd, _ = _bpf(BPF_PROG_GET_FD_BY_ID, _u32(prog_id), "BPF_PROG_GET_FD_BY_ID")
+            except FileNotFoundError:
+                continue
+            try:
+                _bpf(BPF_PROG_DETACH, _u32(cg, ofd, BPF_CGROUP_DEVICE), "BPF_PROG_DETACH")
+            finally:
+                os.close(ofd)
+    finally:
+        os.close(cg)
+        os.close(fd)
