@@ -321,6 +321,8 @@ static int do_mount(int rootfd, const struct rc_op *op)
     int rc;
     if (flags & MS_REMOUNT)
         rc = remount(target, flags & ~(unsigned long)MS_REMOUNT);
+    else if (!op->src && !op->fstype && !flags)
+        rc = 0;  /* only a propagation change (rootfsPropagation on "/") */
     else
         rc = mount(op->src, target, op->fstype, flags, op->data);
     if (rc == 0 && (flags & MS_BIND)) {
