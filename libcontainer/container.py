@@ -221,9 +221,11 @@ class Container:
 
     def status(self) -> str:
         """creating, created, running, paused or stopped (runtime.md "State")."""
-        if self._state.get("status") == "creating" and not self._state.get("pid"):
-            return "creating"
-        if not _alive(self.pid, self._state.get("start_time")):
+        alive = self.pid > 0 and _alive(self.pid, self._state.get("start_time"))
+        if self._state.get("status") == "creating":
+            # a create still under way, or one whose runner died (delete --force cleans up)
+            return "creating" if alive or self._creator_alive() else "stopped"
+        if not alive:
             return "stopped"
         if os.path.exists(os.path.join(self._dir.path, FIFO)):
             return "created"
@@ -231,9 +233,12 @@ class Container:
             return "paused"
         return "running"
 
+    def _creator_alive(self) -> bool:
+        return _alive(self._state.get("creator", 0), self._state.get("creator_start"))
+
     def _is_paused(self) -> bool:
         cg = self._cgroups()
-        return cg.is_frozen() if cg is not None else False
+        return cg.paused() if cg is not None else False
 
     def _cgroups(self):
         """The cgroup manager recorded in the state, if the container has one."""
@@ -242,7 +247,7 @@ class Container:
             return None
         from . import cgroups
 
-        return cgroups.Manager.from_state(info)
+        return cgroups.Manager.load(info)
 
     def state(self) -> dict:
         """The OCI state (runtime.md): ociVersion, id, status, pid, bundle, annotations."""
@@ -330,12 +335,16 @@ class Container:
     def _kill_all(self) -> None:
         cg = self._cgroups()
         if cg is not None:
-            cg.kill()
+            cg.kill_all()
         for pid in [self.pid] + self.processes():
+            if pid <= 0:  # never kill(0): that is our own process group
+                continue
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:
                 pass
+        if self.pid <= 0:
+            return
         start = self._state.get("start_time")
         for _ in range(1000):
             if not _alive(self.pid, start):
@@ -355,20 +364,36 @@ class Container:
         status = self.status()
         if status != "running":
             raise WrongState(f"cannot pause container {self.id!r}: it is {status}")
-        cg.freeze()
+        cg.freeze(True)
 
     def resume(self) -> None:
         cg = self._require_cgroups("resume")
         status = self.status()
         if status != "paused":
             raise WrongState(f"cannot resume container {self.id!r}: it is {status}, not paused")
-        cg.thaw()
+        cg.freeze(False)
 
     def _require_cgroups(self, verb: str):
         cg = self._cgroups()
         if cg is None:
             raise WrongState(f"cannot {verb} container {self.id!r}: it has no cgroup")
         return cg
+
+    # -- cgroups (libcontainer/cgroups; `update` and `events` verbs) --
+    def cgroup(self, verb: str = "use the cgroup of"):
+        """The container's cgroups.Manager (for stats and events)."""
+        return self._require_cgroups(verb)
+
+    def update(self, resources: dict) -> None:
+        """New limits (a linux.resources object, possibly partial) for a live container;
+        the merged set is saved so that later updates and `events` see it."""
+        cg = self._require_cgroups("update")
+        status = self.status()
+        if status == "stopped":
+            raise WrongState(f"cannot update container {self.id!r}: it is stopped")
+        cg.update(resources)
+        self._state["cgroups"] = cg.state()
+        self._dir.write(self._state)
 
     def exec(self, proc: specmod.Process, *, stdio=None, console_socket: str = "",
              detach: bool = False, pid_file: str = "", keep_fds: int = 0):
@@ -390,7 +415,7 @@ class Container:
 
         def before_go(pid):
             if cg is not None:
-                cg.add(pid)
+                cg.join(pid)
 
         def on_fd(kind, fd):
             if kind == planmod.CONSOLE:
@@ -507,7 +532,15 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
     d.create()
     cg = None
     master: list = []
+    me = _proc_stat(os.getpid())
+    state = {"ociVersion": specmod.OCI_VERSION, "id": container_id, "status": "creating",
+             "pid": 0, "bundle": spec.bundle, "annotations": spec.annotations,
+             "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+             "owner": _owner(), "rootfs": spec.root_path,
+             "creator": os.getpid(), "creator_start": me[1] if me else None}
     try:
+        # on disk at once: if this process is killed midway, `delete --force` finds it all
+        d.write(state)
         fifo_fd = -1
         if not _start_now:
             fifo = os.path.join(d.path, FIFO)
@@ -517,15 +550,12 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
             plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds,
                                 start_fifo_fd=fifo_fd, hooks=hooks, new_keyring=new_keyring,
                                 warn=warn)
-            state = {"ociVersion": specmod.OCI_VERSION, "id": container_id, "status": "creating",
-                     "pid": 0, "bundle": spec.bundle, "annotations": spec.annotations,
-                     "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
-                     "owner": _owner(), "rootfs": spec.root_path}
             with open(os.path.join(d.path, "config.json"), "w") as f:
                 f.write(_dumps(spec.raw))
             cg = _make_cgroups(spec, container_id)
             if cg is not None:
-                state["cgroups"] = cg.to_state()
+                state["cgroups"] = cg.state()
+                d.write(state)
 
             def oci_state(pid, status="creating"):
                 s = {k: state[k] for k in ("ociVersion", "id", "bundle", "annotations")}
@@ -533,9 +563,12 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
                 return _dumps(s).encode()
 
             def before_go(pid):
-                if cg is not None:
-                    cg.add(pid)
+                if cg is not None:  # v2 was joined by clone3 itself
+                    cg.join(pid, v2_too=cgroup_fd < 0)
                 state["pid"] = pid
+                st = _proc_stat(pid)
+                state["start_time"] = st[1] if st else None
+                d.write(state)
                 return oci_state(pid) if hooks else None
 
             def on_sync(pid):
@@ -548,15 +581,22 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
                 if kind == planmod.CONSOLE:
                     master.append(fd)
 
-            started = start_plan(plan, stdio=stdio, before_go=before_go, on_sync=on_sync,
-                                 on_fd=on_fd)
+            # on v2, clone3 puts the child in its cgroup: it never runs outside it
+            cgroup_fd = cg.clone_fd() if cg is not None else -1
+            try:
+                started = start_plan(plan, stdio=stdio, before_go=before_go, on_sync=on_sync,
+                                     on_fd=on_fd, cgroup_fd=cgroup_fd)
+            finally:
+                if cgroup_fd >= 0:
+                    os.close(cgroup_fd)
         finally:
             if fifo_fd >= 0:
                 os.close(fifo_fd)
         try:
-            state["pid"] = started.pid
-            st = _proc_stat(started.pid)
-            state["start_time"] = st[1] if st else None
+            if state["pid"] != started.pid:
+                state["pid"] = started.pid
+                st = _proc_stat(started.pid)
+                state["start_time"] = st[1] if st else None
             state["status"] = "running" if _start_now else "created"
             d.write(state)
             if pid_file:
@@ -584,21 +624,12 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
 def _make_cgroups(spec, container_id: str):
     """The container's cgroup, created and limited before its process runs.
 
-    The interface the lifecycle uses (libcontainer.cgroups.Manager):
-      Manager.for_spec(spec, id) → Manager; .create() (mkdir + apply linux.resources; on
-      failure raises ConfigError naming the field and removes what it made); .add(pid);
-      .to_state() → dict for state.json; Manager.from_state(dict) → Manager; .pids();
-      .freeze(); .thaw(); .is_frozen(); .kill() (every process, SIGKILL); .destroy()
-      (kill what is left, remove every directory it created)."""
-    try:
-        from . import cgroups
-    except ImportError:
-        return None
-    if not hasattr(cgroups, "Manager"):  # while issue 4 is being built
-        return None
-    mgr = cgroups.Manager.for_spec(spec, container_id)
-    mgr.create()
-    return mgr
+    Manager.create applies linux.resources; on failure it raises an error naming the
+    field and leaves nothing."""
+    from . import cgroups
+
+    return cgroups.Manager.create(container_id, spec.linux.cgroups_path, spec.linux.resources,
+                                  devices=spec.linux.devices)
 
 
 def _owner() -> str:

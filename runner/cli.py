@@ -23,6 +23,7 @@ VERBS = {
     "run": "lifecycle", "create": "lifecycle", "start": "lifecycle", "kill": "lifecycle",
     "delete": "lifecycle", "exec": "lifecycle", "pause": "lifecycle", "resume": "lifecycle",
     "state": "info", "list": "info", "ps": "info", "spec": "info", "features": "info",
+    "update": "cgroup_verbs", "events": "cgroup_verbs",
 }
 
 USAGE = """usage: runner [global flags] VERB [flags] [args]
@@ -36,6 +37,8 @@ verbs:
    delete    remove a stopped container (--force: any)
    pause     freeze a container's processes
    resume    thaw them
+   update    change the resource limits of a running container
+   events    stats and OOM events of a container (--stats: once)
    state     print a container's OCI state
    list      list containers
    ps        list a container's processes
@@ -89,6 +92,13 @@ def main(argv: list) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except OSError as e:
+        # a syscall the runtime itself made failed: say which, on which path
+        where = f" {e.filename}" if e.filename else ""
+        _report(opts, f"{e.strerror or e}{where}")
+        if opts.get("debug"):
+            raise
+        return 1
 
 
 def _takes_value(flag: str) -> bool:

