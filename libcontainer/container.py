@@ -87,8 +87,12 @@ def _child_error(plan, op: int, err: int) -> StartError:
     if kind == planmod.EXEC:
         arg0 = plan.argv[0]
         if err == 2:
-            where = "" if "/" in arg0 else " in $PATH"
-            return ExecNotFound(f'exec: "{arg0}": executable file not found{where}', err, label)
+            # runc's words, which engines match: podman turns "executable file not found
+            # in" and "no such file or directory" into exit status 127
+            if "/" in arg0:
+                return ExecNotFound(f'exec: "{arg0}": stat {arg0}: no such file or directory',
+                                    err, label)
+            return ExecNotFound(f'exec: "{arg0}": executable file not found in $PATH', err, label)
         if err in (13, 8):
             return ExecNotPermitted(f'exec: "{arg0}": {os.strerror(err).lower()}', err, label)
     if kind == planmod.HOOK:
@@ -318,14 +322,14 @@ class Container:
             if not force:
                 raise WrongState(f"cannot delete container {self.id!r} that is not stopped: {status}")
             self._kill_all()
+        try:  # read before the state dir (and its config copy) goes
+            raw = self.spec.hooks
+        except (OSError, ValueError, ContainerError):
+            raw = {}
         cg = self._cgroups()
         if cg is not None:
             cg.destroy()
         self._dir.remove()
-        try:
-            raw = self.spec.hooks
-        except (OSError, ContainerError):
-            raw = {}
         hooks = hookmod.parse(raw).get("poststop")
         if hooks:
             state = self.state()
@@ -412,14 +416,21 @@ class Container:
         plan = planmod.make_exec(self.spec, proc, self.pid, keep_fds=keep_fds)
         cg = self._cgroups()
         master = []
+        exec_pid: list = []
 
         def before_go(pid):
             if cg is not None:
                 cg.join(pid)
+            exec_pid.append(pid)
 
         def on_fd(kind, fd):
             if kind == planmod.CONSOLE:
                 master.append(fd)
+            elif kind == planmod.SECCOMP:
+                # SCMP_ACT_NOTIFY: the listener fd goes to the agent at listenerPath
+                from .security import seccomp
+
+                seccomp.send_listener(plan, fd, exec_pid[-1], _dumps(self.state()).encode())
 
         with _Forwarder() as fwd:
             started = start_plan(plan, stdio=stdio, before_go=before_go, on_fd=on_fd)
@@ -517,12 +528,15 @@ def list_containers(root: str = DEFAULT_ROOT) -> list:
 def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=None,
            console_socket: str = "", pid_file: str = "", no_pivot: bool = False,
            keep_fds: int = 0, new_keyring: bool = True, warn=None,
-           _start_now: bool = False, _foreground: bool = False):
+           _start_now: bool = False, _foreground: bool = False) -> Container:
     """Set the container up and leave its init blocked before execve (status created).
+    `stdio` is (stdin, stdout, stderr) as files, fds or None (keep this process's).
     Nothing is left behind if any step fails."""
     d = StateDir(root, container_id)
     spec = specmod.load(bundle)
     hooks = hookmod.parse(spec.hooks)
+    if stdio is not None:  # files, pipes or fds; None keeps the caller's own
+        stdio = [-1 if f is None else f if isinstance(f, int) else f.fileno() for f in stdio]
     if spec.process is not None and spec.process.terminal and not console_socket and not _foreground:
         raise InvalidArgument("process.terminal is true: a detached container needs --console-socket")
     if console_socket:
@@ -580,6 +594,11 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
             def on_fd(kind, fd):
                 if kind == planmod.CONSOLE:
                     master.append(fd)
+                elif kind == planmod.SECCOMP:
+                    # SCMP_ACT_NOTIFY: the listener fd goes to the agent at listenerPath
+                    from .security import seccomp
+
+                    seccomp.send_listener(plan, fd, state["pid"], oci_state(state["pid"]))
 
             # on v2, clone3 puts the child in its cgroup: it never runs outside it
             cgroup_fd = cg.clone_fd() if cg is not None else -1
