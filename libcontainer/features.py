@@ -19,8 +19,9 @@ def features() -> dict:
         "linux": {
             "namespaces": [n for n in NAMESPACES if n in namespaces.FLAGS],
             "capabilities": sorted("CAP_" + n.upper() for n in capabilities.known_names()),
-            "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False,
-                       "rdma": False},
+            # libcontainer/cgroups: cgroupfs on v1, v2 and hybrid hosts (no systemd driver)
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+                       "rdma": True},
             "seccomp": {"enabled": False},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},

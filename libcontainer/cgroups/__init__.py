@@ -350,6 +350,12 @@ class Manager:
         leaves = set(self._dirs())
         for d in reversed(self.created):
             _rmdir(d, d in leaves)
+        # The default parent is the runtime's own, whoever created it: the last container
+        # out removes it (one created by a still-running container was skipped above).
+        for d in leaves:
+            parent = os.path.dirname(d)
+            if os.path.basename(parent) == DEFAULT_PARENT and d.endswith("/" + DEFAULT_PARENT + "/" + os.path.basename(d)):
+                _rmdir(parent, False)
         self.created = []
 
     def state(self) -> dict:

@@ -1,0 +1,307 @@
+"""cgroups through the CLI, for real: limits hold (OOM, pids, devices, cpu quota), pause and
+resume, update, events, and nothing is left. Containers live under a parent cgroup this
+test run owns (`cgroupsPath` relative: below the runner's own cgroup)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+from conftest import REPO, RUNNER, assert_nothing_left, new_id
+
+PARENT = "runner-test-" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def parent_removed():
+    yield
+    left = _dirs_named(PARENT)
+    assert not left, f"test parent cgroup left behind: {left}"
+
+
+def _dirs_named(name: str) -> list:
+    found = []
+    for base, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if name in dirs:
+            found.append(os.path.join(base, name))
+        if base.count("/") > 7:
+            dirs[:] = []
+    return found
+
+
+def limited(bundle, resources: dict, cid: str | None = None) -> str:
+    cid = cid or new_id()
+    bundle.linux["cgroupsPath"] = f"{PARENT}/{cid}"
+    bundle.linux["resources"] = resources
+    bundle.last_id = cid
+    return cid
+
+
+def detached(bundle, *args, timeout=30):
+    """A runner command whose container outlives it: its stdio must not be our pipes."""
+    cmd = RUNNER + ["--root", bundle.root] + list(args)
+    with open(os.path.join(bundle.path, "out.log"), "ab") as out, \
+            open(os.path.join(bundle.path, f"err-{uuid.uuid4().hex}.log"), "w+") as err:
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True,
+                           timeout=timeout, cwd=REPO)
+        err.seek(0)
+        r.stderr = err.read()
+    return r
+
+
+def create(bundle, cid: str) -> dict:
+    bundle.write()
+    r = detached(bundle, "create", "--bundle", bundle.path, cid)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(bundle.root, cid, "state.json")) as f:
+        return json.load(f)
+
+
+def cg_file(st: dict, ctrl: str, name: str) -> str:
+    d = st["cgroups"]["unified"] if ctrl == "unified" else st["cgroups"]["paths"][ctrl]
+    with open(os.path.join(d, name)) as f:
+        return f.read().strip()
+
+
+def delete(bundle, cid: str) -> None:
+    bundle.runner("delete", "--force", cid, check=True)
+    assert_nothing_left(bundle, cid)
+
+
+TYPICAL = {
+    "memory": {"limit": 256 << 20, "reservation": 128 << 20, "swap": 256 << 20,
+               "swappiness": 0, "kernelTCP": 64 << 20},
+    "cpu": {"shares": 512, "quota": 50000, "period": 100000, "burst": 10000, "cpus": "0",
+            "mems": "0"},
+    "pids": {"limit": 64},
+}
+
+
+def test_limits_are_in_place_before_the_process_runs(bundle):
+    bundle.sh("cat /proc/self/cgroup > /dev/null")
+    cid = limited(bundle, TYPICAL)
+    st = create(bundle, cid)
+    # status created: the init exists (blocked before execve) and is already confined
+    assert cg_file(st, "memory", "memory.limit_in_bytes") == str(256 << 20)
+    assert cg_file(st, "memory", "memory.memsw.limit_in_bytes") == str(256 << 20)
+    assert cg_file(st, "memory", "memory.soft_limit_in_bytes") == str(128 << 20)
+    assert cg_file(st, "memory", "memory.swappiness") == "0"
+    assert cg_file(st, "memory", "memory.kmem.tcp.limit_in_bytes") == str(64 << 20)
+    assert cg_file(st, "cpu", "cpu.shares") == "512"
+    assert cg_file(st, "cpu", "cpu.cfs_quota_us") == "50000"
+    assert cg_file(st, "cpu", "cpu.cfs_burst_us") == "10000"
+    assert cg_file(st, "cpuset", "cpuset.cpus") == "0"
+    assert cg_file(st, "pids", "pids.max") == "64"
+    for ctrl in ("memory", "pids", "cpu", "devices", "freezer"):
+        assert str(st["pid"]) in cg_file(st, ctrl, "cgroup.procs").split()
+    if st["cgroups"]["unified"]:
+        assert str(st["pid"]) in cg_file(st, "unified", "cgroup.procs").split()
+    # the child's own view agrees
+    with open(f"/proc/{st['pid']}/cgroup") as f:
+        assert f"{PARENT}/{cid}" in f.read()
+    delete(bundle, cid)
+
+
+def test_memory_hog_is_oom_killed_and_reported(bundle):
+    bundle.sh("dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd=$?")
+    cid = limited(bundle, {"memory": {"limit": 24 << 20, "swap": 24 << 20}})
+    create(bundle, cid)
+    ev = subprocess.Popen(RUNNER + ["--root", bundle.root, "events", "--interval", "200ms", cid],
+                          stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        first = json.loads(ev.stdout.readline())  # the watch is set up before the first line
+        assert first["type"] == "stats" and first["data"]["memory"]["usage"]["limit"] == 24 << 20
+        r = detached(bundle, "start", cid)
+        assert r.returncode == 0, r.stderr
+        events = [json.loads(line) for line in ev.stdout]  # ends when the container stops
+    finally:
+        ev.kill()
+        ev.wait()
+    assert {"type": "oom", "id": cid} in events
+    with open(os.path.join(bundle.path, "out.log")) as f:
+        assert "dd=137" in f.read()  # SIGKILLed by the OOM killer
+    delete(bundle, cid)
+
+
+def test_fork_bomb_stops_at_pids_limit(bundle):
+    # every `&` forks; ash exits on the first fork that fails
+    bundle.sh("i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); echo $i; done")
+    limited(bundle, {"pids": {"limit": 12}})
+    r = bundle.run(bundle.last_id)
+    counts = [int(x) for x in r.stdout.split()]
+    assert r.returncode != 0
+    assert "can't fork" in r.stderr or "Resource temporarily unavailable" in r.stderr
+    assert counts[-1] == 11  # the shell + 11 children = the limit
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_device_rules(bundle, allow):
+    bundle.config["mounts"].append({"destination": "/dev/lp", "type": "bind",
+                                    "source": "/dev/loop0", "options": ["bind"]})
+    bundle.sh("(exec 3</dev/lp) && echo opened; echo null > /dev/null && echo null-ok")
+    rules = [{"allow": False, "access": "rwm"}]
+    if allow:
+        rules.append({"allow": True, "type": "b", "major": 7, "minor": 0, "access": "r"})
+    limited(bundle, {"devices": rules})
+    r = bundle.run(bundle.last_id)
+    assert "null-ok" in r.stdout  # the default devices stay usable
+    if allow:
+        assert "opened" in r.stdout
+    else:
+        assert "opened" not in r.stdout and "Operation not permitted" in r.stderr
+
+
+def test_cpu_quota_holds_a_busy_loop(bundle):
+    bundle.sh("while :; do :; done")
+    cid = limited(bundle, {"cpu": {"quota": 20000, "period": 100000}})
+    st = create(bundle, cid)
+    assert detached(bundle, "start", cid).returncode == 0
+    acct = os.path.join(st["cgroups"]["paths"]["cpuacct"], "cpuacct.usage")
+    t0, u0 = time.monotonic(), int(open(acct).read())
+    time.sleep(1.0)
+    t1, u1 = time.monotonic(), int(open(acct).read())
+    share = (u1 - u0) / 1e9 / (t1 - t0)
+    throttled = dict(line.split() for line in open(
+        os.path.join(st["cgroups"]["paths"]["cpu"], "cpu.stat")))
+    delete(bundle, cid)
+    assert int(throttled["nr_throttled"]) > 0
+    assert 0.05 < share < 0.35, share  # 20% of one cpu, with room for accounting slack
+
+
+def _counter(st: dict) -> int:
+    try:
+        with open(f"/proc/{st['pid']}/root/dev/shm/n") as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return -1
+
+
+def _changes(st: dict, tries: int = 200) -> bool:
+    a = _counter(st)
+    for _ in range(tries):
+        time.sleep(0.01)
+        if _counter(st) != a:
+            return True
+    return False
+
+
+def test_pause_stops_a_counter_that_resume_lets_go_on(bundle):
+    bundle.sh("i=0; while :; do i=$((i+1)); echo $i > /dev/shm/n; done")
+    cid = limited(bundle, {})
+    st = create(bundle, cid)
+    assert detached(bundle, "start", cid).returncode == 0
+    assert _changes(st)
+    bundle.runner("pause", cid, check=True)
+    assert json.loads(bundle.runner("state", cid, check=True).stdout)["status"] == "paused"
+    assert cg_file(st, "freezer", "freezer.state") == "FROZEN"
+    a = _counter(st)
+    time.sleep(0.3)
+    assert _counter(st) == a
+    bundle.runner("resume", cid, check=True)
+    assert json.loads(bundle.runner("state", cid, check=True).stdout)["status"] == "running"
+    assert _changes(st)
+    delete(bundle, cid)
+
+
+def test_update_changes_live_limits(bundle):
+    bundle.sh("sleep 100")
+    cid = limited(bundle, {"memory": {"limit": 64 << 20}, "pids": {"limit": 10}})
+    st = create(bundle, cid)
+    bundle.runner("update", "--pids-limit", "7", "--memory", "96m", "--cpu-quota", "30000",
+                  cid, check=True)
+    assert cg_file(st, "pids", "pids.max") == "7"
+    assert cg_file(st, "memory", "memory.limit_in_bytes") == str(96 << 20)
+    assert cg_file(st, "cpu", "cpu.cfs_quota_us") == "30000"
+    r = bundle.runner("update", "--resources", "-", cid,
+                      input=json.dumps({"pids": {"limit": 5}, "cpu": {"shares": 300}}))
+    assert r.returncode == 0, r.stderr
+    assert cg_file(st, "pids", "pids.max") == "5"
+    assert cg_file(st, "cpu", "cpu.shares") == "300"
+    # bad input: named, refused, nothing changed
+    r = bundle.runner("update", "--resources", "-", cid, input='{"pids": {"limit": "x"}}')
+    assert r.returncode == 1 and "linux.resources.pids.limit" in r.stderr
+    r = bundle.runner("update", "--memory", "lots", cid)
+    assert r.returncode == 1 and "--memory" in r.stderr
+    r = bundle.runner("update", "--resources", "-", cid, input='{"cpu": {"cpus": "63"}}')
+    assert r.returncode == 1 and "linux.resources.cpu.cpus" in r.stderr and "cpuset.cpus" in r.stderr
+    assert cg_file(st, "pids", "pids.max") == "5"
+    delete(bundle, cid)
+
+
+def test_events_stats(bundle):
+    bundle.sh("sleep 100")
+    cid = limited(bundle, {"memory": {"limit": 64 << 20}, "pids": {"limit": 10}})
+    create(bundle, cid)
+    r = bundle.runner("events", "--stats", cid, check=True)
+    ev = json.loads(r.stdout)
+    assert ev["type"] == "stats" and ev["id"] == cid
+    data = ev["data"]
+    assert data["memory"]["usage"]["limit"] == 64 << 20
+    assert {"usage", "max", "failcnt"} <= set(data["memory"]["usage"])
+    assert data["pids"] == {"current": 1, "limit": 10}
+    assert data["cpu"]["usage"]["total"] > 0
+    assert "ioServiceBytesRecursive" in data["blkio"]
+    delete(bundle, cid)
+
+
+def test_delete_kills_everything_left(bundle):
+    bundle.sh("sleep 100 & sleep 100 & sleep 100")
+    # without a pid namespace, init's death would not take the others with it
+    bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"] if n["type"] != "pid"]
+    cid = limited(bundle, {})
+    st = create(bundle, cid)
+    assert detached(bundle, "start", cid).returncode == 0
+    for _ in range(500):
+        if len(cg_file(st, "pids", "cgroup.procs").split()) >= 3:
+            break
+        time.sleep(0.01)
+    assert len(cg_file(st, "pids", "cgroup.procs").split()) == 3  # sh exec()s the last sleep
+    delete(bundle, cid)  # checks: no process with the bundle's mark, no cgroup, no state
+
+
+@pytest.mark.parametrize("resources, field, words", [
+    ({"memory": {"limit": "lots"}}, "linux.resources.memory.limit", "integer"),
+    ({"cpu": {"cpus": "0-1-2"}}, "linux.resources.cpu.cpus", "list"),
+    ({"cpu": {"cpus": "63"}}, "linux.resources.cpu.cpus", "cpuset.cpus"),
+    ({"network": {"classID": 5}}, "linux.resources.network", "not supported"),
+    ({"rdma": {"mlx5_1": {"hcaHandles": 3}}}, "linux.resources.rdma", "rdma"),
+    ({"unified": {"memory.high": "1"}}, "linux.resources.unified.memory.high", "memory"),
+    ({"devices": [{"allow": True, "access": "rwx"}]}, "linux.resources.devices[0].access", "rwx"),
+])
+def test_bad_resources_are_named_and_leave_nothing(bundle, resources, field, words):
+    limited(bundle, resources)
+    r = bundle.run(bundle.last_id)
+    assert r.returncode == 1, r.stderr
+    assert field in r.stderr and words in r.stderr, r.stderr
+    assert_nothing_left(bundle)
+    assert not any(_dirs_named(bundle.last_id))
+
+
+def test_bad_cgroups_path(bundle):
+    bundle.linux["cgroupsPath"] = "system.slice:runner:x"
+    r = bundle.run()
+    assert r.returncode == 1 and "linux.cgroupsPath" in r.stderr
+    bundle.linux["cgroupsPath"] = "a/../../b"
+    r = bundle.run()
+    assert r.returncode == 1 and "linux.cgroupsPath" in r.stderr
+
+
+def test_default_path_is_under_runner(bundle):
+    bundle.sh("cat /proc/self/cgroup")
+    r = bundle.run()
+    assert r.returncode == 0, r.stderr
+    assert f"pids:/runner/{bundle.last_id}" in r.stdout
+
+
+def test_200_create_destroy_cycles_leave_nothing():
+    from conftest import need_root
+    need_root()
+    from libcontainer import cgroups
+
+    for i in range(200):
+        m = cgroups.Manager.create(f"cycle-{i}", f"{PARENT}/cycles/c{i}", TYPICAL)
+        m.destroy()
+    assert not _dirs_named("cycles") and not _dirs_named(PARENT)
