@@ -28,6 +28,9 @@ GROUP_FIELD = {"memory": "memory", "cpu": "cpu", "cpuset": "cpu", "pids": "pids"
                "blkio": "blockIO", "hugetlb": "hugepageLimits", "net_cls": "network",
                "net_prio": "network", "rdma": "rdma"}
 DEFAULT_PARENT = "runner"
+V1_CONTROLLERS = frozenset(("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls",
+                            "net_prio", "blkio", "perf_event", "hugetlb", "pids", "rdma", "misc",
+                            "debug"))
 
 
 class Host:
@@ -81,8 +84,8 @@ def detect(mountinfo: str = "/proc/self/mountinfo", cgroup: str = "/proc/self/cg
                     own[""] = _below(own.get("", "/"), root)
                 continue
             for opt in superopts.split(","):
-                if opt in ("rw", "ro") or ("=" in opt and not opt.startswith("name=")):
-                    continue
+                if opt not in V1_CONTROLLERS and not opt.startswith("name="):
+                    continue  # a mount option (xattr, noprefix, release_agent=…)
                 if opt not in v1_mounts:
                     v1_mounts[opt] = mnt
                     own[opt] = _below(own.get(opt, "/"), root)
