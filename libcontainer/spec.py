@@ -87,7 +87,7 @@ def _objects(obj: dict, key: str, path: str) -> list:
 def _uint(obj: dict, key: str, path: str, default=None, required=False, bits=32):
     v = _get(obj, key, path, int, default, required)
     if v is not None and not 0 <= v < (1 << bits):
-        raise ConfigError(f"{path}.{key}", f"{v} is out of range")
+        raise ConfigError(f"{path}.{key}" if path else key, f"{v} is out of range")
     return v
 
 
@@ -212,7 +212,7 @@ class Process(Frozen):
         upath = f"{path}.user"
         user = User(_uint(u, "uid", upath, 0), _uint(u, "gid", upath, 0),
                     _uint(u, "umask", upath, None),
-                    tuple(_uint({"g": g}, "g", f"{upath}.additionalGids[{i}]")
+                    tuple(_uint({f"{upath}.additionalGids[{i}]": g}, f"{upath}.additionalGids[{i}]", "")
                           for i, g in enumerate(_get(u, "additionalGids", upath, list, []))))
         if _get(u, "username", upath, str):
             raise ConfigError(f"{upath}.username", "is for Windows; use uid and gid")
