@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,14 +90,14 @@ def bench_config() -> dict:
     return config
 
 
-def make_bundle(work: Path, name: str) -> Path:
+def make_bundle(work: Path, name: str, config: Optional[dict] = None) -> Path:
     """A private copy of build/bundle/rootfs and the shared config, under `work`."""
     from libcontainer import jsonio
 
     bundle = work / "bundles" / name
     bundle.mkdir(parents=True)
     subprocess.run(["cp", "-a", str(ROOTFS), str(bundle / "rootfs")], check=True)
-    (bundle / "config.json").write_text(jsonio.dumps(bench_config()))
+    (bundle / "config.json").write_text(jsonio.dumps(config or bench_config()))
     return bundle
 
 
@@ -159,14 +160,14 @@ def cgroup_cleanup(leaks: list, name: str) -> Callable[[str], None]:
     return clean
 
 
-def scenario_runner(work: Path, leaks: list) -> Scenario:
-    bundle, root = make_bundle(work, "runner"), work / "state" / "runner"
+def scenario_runner(work: Path, leaks: list, config: Optional[dict] = None) -> Scenario:
+    bundle, root = make_bundle(work, "runner", config), work / "state" / "runner"
     return Scenario("runner", lambda cid: [RUNNER, "--root", str(root), "run", "--bundle",
                                            str(bundle), cid], cgroup_cleanup(leaks, "runner"))
 
 
-def scenario_runc(work: Path, leaks: list) -> Scenario:
-    bundle, root = make_bundle(work, "runc"), work / "state" / "runc"
+def scenario_runc(work: Path, leaks: list, config: Optional[dict] = None) -> Scenario:
+    bundle, root = make_bundle(work, "runc", config), work / "state" / "runc"
     runc = shutil.which("runc")
     return Scenario("runc", lambda cid: [runc, "--root", str(root), "run", "--bundle",
                                          str(bundle), cid], cgroup_cleanup(leaks, "runc"))
@@ -180,8 +181,8 @@ def _crun_wrapper(then: str) -> list:
     return ["sh", "-c", f"exec {then}"]
 
 
-def scenario_crun(work: Path, leaks: list) -> Scenario:
-    bundle, root = make_bundle(work, "crun"), work / "state" / "crun"
+def scenario_crun(work: Path, leaks: list, config: Optional[dict] = None) -> Scenario:
+    bundle, root = make_bundle(work, "crun", config), work / "state" / "crun"
     crun = shutil.which("crun")
     return Scenario("crun (raw)", lambda cid: _crun_wrapper(
         f'{crun} --root {root} run --bundle {bundle} "$0"') + [cid], cgroup_cleanup(leaks, "crun"),
@@ -191,6 +192,57 @@ def scenario_crun(work: Path, leaks: list) -> Scenario:
 def scenario_crun_wrapper() -> Scenario:
     return Scenario("crun wrapper", lambda cid: _crun_wrapper("/bin/true"),
                     note="unshare -m sh -c umount, alone")
+
+
+# ------------------------------------------------------------------ cgroups (issue 4)
+# The same `run` with a typical linux.resources set, for each runtime: the difference to
+# the plain scenarios is the cost of creating the cgroup, applying the limits and removing
+# it. cgroup_manager_cost() measures libcontainer.cgroups alone, in-process.
+TYPICAL_RESOURCES = {
+    "memory": {"limit": 256 << 20, "reservation": 128 << 20},
+    "cpu": {"shares": 512, "quota": 50000, "period": 100000},
+    "pids": {"limit": 128},
+    "devices": [{"allow": False, "access": "rwm"}],
+}
+
+
+def resources_config() -> dict:
+    config = bench_config()
+    config["linux"]["resources"] = TYPICAL_RESOURCES
+    return config
+
+
+def scenarios_with_resources(work: Path, leaks: list, missing: list) -> list:
+    out = []
+    for name, make in (("runner", scenario_runner), ("crun", scenario_crun),
+                       ("runc", scenario_runc)):
+        if name in missing:
+            continue
+        sc = make(work / "res", leaks, resources_config())
+        sc.name += " +res"
+        sc.note = (sc.note + "; " if sc.note else "") + "memory, cpu, pids, devices limits"
+        out.append(sc)
+    return out
+
+
+def cgroup_manager_cost(runs: int, tag: str) -> str:
+    """Median cost of Manager.create (mkdir in every hierarchy + the limits) and destroy."""
+    from libcontainer import cgroups
+
+    create_ns, destroy_ns = [], []
+    for i in range(runs + 3):
+        t0 = time.perf_counter_ns()
+        m = cgroups.Manager.create(f"{tag}-m{i}", f"{tag}-mgr/m{i}", TYPICAL_RESOURCES)
+        t1 = time.perf_counter_ns()
+        m.destroy()
+        t2 = time.perf_counter_ns()
+        if i >= 3:
+            create_ns.append(t1 - t0)
+            destroy_ns.append(t2 - t1)
+    host = cgroups.detect()
+    return (f"cgroups.Manager ({host.mode} host, typical resources): create+apply "
+            f"{ms(median(create_ns)):.2f} ms, destroy {ms(median(destroy_ns)):.2f} ms (median "
+            f"of {runs})")
 
 
 def scenario_floor(work: Path) -> Scenario:
@@ -453,6 +505,7 @@ def main() -> int:
             scenarios += [scenario_crun(work, leaks), scenario_crun_wrapper()]
         if "runc" not in missing:
             scenarios.append(scenario_runc(work, leaks))
+        scenarios += scenarios_with_resources(work, leaks, missing)
         scenarios += [scenario_floor(work), scenario_python()]
         print(f"bench: {len(scenarios)} scenarios, {args.warmup} warm-up + {args.runs} runs "
               f"each, work dir {work}", flush=True)
@@ -462,6 +515,7 @@ def main() -> int:
             print(f"bench: run failed: {e}", file=sys.stderr)
             return 1
         report(scenarios, args.runs)
+        print(cgroup_manager_cost(args.runs, tag))
         stale = stale_modules()
         if stale:
             print(f"warning: {', '.join(stale)} changed during the bench: runner's times "
