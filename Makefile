@@ -5,19 +5,28 @@ PY := $(VENV)/bin/python
 RUNNER := $(VENV)/bin/runner
 BUNDLE := build/bundle
 APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static python3-dev python3-venv uidmap
+ACCEPT_PACKAGES := podman containerd
 
-.PHONY: all deps compile venv rootfs demo test unit bench clean
+.PHONY: all deps accept-deps compile venv rootfs demo test unit bench clean
 
 all: venv rootfs
 
 # apt only when something is missing: a second `make test` costs nothing here
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+define apt_install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+deps:
+	$(call apt_install_missing,$(APT_PACKAGES))
+
+# the engines of the "real clients" acceptance tests (tests/integration/test_engines.py)
+accept-deps:
+	$(call apt_install_missing,$(ACCEPT_PACKAGES))
 
 $(VENV)/.built: deps pyproject.toml setup.py csrc/shim.c csrc/shim.h csrc/build.py
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
@@ -44,7 +53,7 @@ demo: venv rootfs
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
-test: venv rootfs
+test: venv rootfs accept-deps
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: venv rootfs
