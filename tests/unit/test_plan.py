@@ -1,0 +1,258 @@
+"""Planning without root: mount option parsing, capability masks, and the plan's ops for
+a given config (kinds, order, labels naming config fields)."""
+import os
+import stat
+
+import pytest
+
+from libcontainer import plan as P
+from libcontainer import rootfs, spec
+from libcontainer.default_spec import default_config
+from libcontainer.errors import ConfigError
+from libcontainer.security import capabilities
+
+
+# ---- mount options -------------------------------------------------------------------
+
+def test_flag_options_set_and_clear_in_order():
+    mo = rootfs.parse_options(["ro", "nosuid", "nodev", "noexec", "relatime", "rw"], "o")
+    assert mo.flags == rootfs.MS_NOSUID | rootfs.MS_NODEV | rootfs.MS_NOEXEC | rootfs.MS_RELATIME
+    assert rootfs.parse_options(["rw", "ro"], "o").flags == rootfs.MS_RDONLY
+    assert rootfs.parse_options(["rbind"], "o").flags == rootfs.MS_BIND | rootfs.MS_REC
+    assert rootfs.parse_options(["defaults"], "o").flags == 0
+
+
+def test_propagation_options():
+    mo = rootfs.parse_options(["rprivate"], "o")
+    assert (mo.flags, mo.propagation) == (0, rootfs.MS_PRIVATE | rootfs.MS_REC)
+    assert rootfs.parse_options(["shared"], "o").propagation == rootfs.MS_SHARED
+    assert rootfs.parse_options(["runbindable"], "o").propagation == rootfs.MS_UNBINDABLE | rootfs.MS_REC
+
+
+def test_recursive_options_become_mount_setattr_attributes():
+    mo = rootfs.parse_options(["rro", "rnosuid", "rnoatime"], "o")
+    assert mo.attr_set == rootfs.ATTR_RDONLY | rootfs.ATTR_NOSUID | rootfs.ATTR_NOATIME
+    assert mo.attr_clr & rootfs.ATTR_ATIME_MASK
+    mo = rootfs.parse_options(["rro", "rrw"], "o")
+    assert mo.attr_set & rootfs.ATTR_RDONLY == 0 and mo.attr_clr & rootfs.ATTR_RDONLY
+
+
+def test_unknown_options_are_filesystem_data():
+    mo = rootfs.parse_options(["size=1m", "mode=755", "nosuid"], "o")
+    assert mo.data == ["size=1m", "mode=755"]
+
+
+def test_unsupported_option_names_the_field():
+    with pytest.raises(ConfigError, match=r"^mounts\[2\]\.options\[1\]: .*idmap"):
+        rootfs.parse_options(["bind", "idmap"], "mounts[2].options")
+
+
+# ---- capabilities ----------------------------------------------------------------------
+
+def test_capability_masks():
+    assert capabilities.mask(["CAP_CHOWN"], "f") == 1
+    assert capabilities.mask(["CAP_KILL", "cap_net_bind_service", "SYS_ADMIN"], "f") == \
+        1 << 5 | 1 << 10 | 1 << 21
+    assert capabilities.mask([], "f") == 0
+    assert capabilities.names_of(1 << 5 | 1 << 10) == ["CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    assert capabilities.all_caps() == (1 << (capabilities.last_cap() + 1)) - 1
+
+
+def test_unknown_capability_is_an_error_naming_the_index():
+    with pytest.raises(ConfigError, match=r"^process\.capabilities\.bounding\[1\]: .*CAP_NOSUCH"):
+        capabilities.mask(["CAP_KILL", "CAP_NOSUCH"], "process.capabilities.bounding")
+
+
+def test_capability_newer_than_the_kernel_is_skipped_with_a_warning(monkeypatch):
+    monkeypatch.setattr(capabilities, "_last", 39)  # pretend CAP_CHECKPOINT_RESTORE (40) is new
+    warnings = []
+    bits = capabilities.mask(["CAP_KILL", "CAP_CHECKPOINT_RESTORE"], "process.capabilities.effective",
+                             warnings.append)
+    assert bits == 1 << 5
+    assert len(warnings) == 1
+    assert "process.capabilities.effective[1]" in warnings[0] and "CAP_CHECKPOINT_RESTORE" in warnings[0]
+
+
+# ---- plans ---------------------------------------------------------------------------
+
+@pytest.fixture
+def bundle(tmp_path):
+    (tmp_path / "rootfs").mkdir()
+    (tmp_path / "rootfs" / "etc").mkdir()
+    (tmp_path / "rootfs" / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\n")
+    return str(tmp_path)
+
+
+def make(cfg, bundle, **kw):
+    return P.make(spec.Spec.parse(cfg, bundle), **kw)
+
+
+def kinds(plan):
+    return [P.KIND_NAMES[o[0]] for o in plan.ops]
+
+
+def test_default_plan_shape(bundle):
+    plan = make(default_config(terminal=False), bundle)
+    k = kinds(plan)
+    # namespaces are clone flags; the mount steps come first, pivot, then the process
+    assert plan.clone_flags == (0x20000000 | 0x40000000 | 0x08000000 | 0x04000000 | 0x00020000)
+    assert not plan.new_timens and plan.joins == []
+    assert k.index("ROOT_PROPAGATION") < min(i for i, x in enumerate(k) if x in ("MOUNT", "MKNOD"))
+    assert k.index("PIVOT") > max(i for i, x in enumerate(k) if x in ("MOUNT", "MKNOD", "SYMLINK"))
+    assert k.index("PIVOT") < k.index("MASK") < k.index("READONLY") < k.index("ROOT_READONLY")
+    assert k[-1] == "EXEC"
+    assert k.index("BOUNDING") < k.index("USER") < k.index("CAPS") < k.index("NO_NEW_PRIVS") < k.index("EXEC")
+    assert "LOOPBACK_UP" in k
+    assert plan.argv == ("sh",)
+    assert "HOME=/root" in plan.env
+    assert plan.path_env.startswith("/usr/local/sbin")
+
+
+def test_mount_ops_are_in_config_order_with_labels(bundle):
+    cfg = default_config(terminal=False)
+    plan = make(cfg, bundle)
+    mounts = [(lab, o) for lab, o in zip(plan.labels, plan.ops) if o[0] == P.MOUNT]
+    assert [o[1] for _, o in mounts[:6]] == ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"]
+    assert mounts[0][0].startswith("mounts[0]:")
+    shm = mounts[3][1]
+    assert shm[3] == "tmpfs" and shm[4] == "mode=1777,size=65536k"
+    assert shm[5] == rootfs.MS_NOSUID | rootfs.MS_NOEXEC | rootfs.MS_NODEV
+
+
+def test_bind_mount_of_a_file_is_planned_as_a_file(bundle, tmp_path):
+    f = tmp_path / "f"
+    f.write_text("")
+    cfg = default_config(terminal=False)
+    cfg["mounts"] = [{"destination": "/etc/f", "type": "none", "source": str(f),
+                      "options": ["rbind", "ro"]},
+                     {"destination": "/d", "source": "rootfs", "options": ["bind"]}]
+    plan = make(cfg, bundle)
+    ops = [o for o in plan.ops if o[0] == P.MOUNT]
+    assert ops[0][1:4] == ("/etc/f", str(f), None)
+    assert ops[0][5] == rootfs.MS_BIND | rootfs.MS_REC | rootfs.MS_RDONLY
+    assert ops[0][7] == 1  # a file
+    # a relative bind source is relative to the bundle
+    assert ops[1][2] == os.path.join(bundle, "rootfs") and ops[1][7] == 0
+
+
+def test_devices_are_mknod_without_a_user_namespace(bundle):
+    cfg = default_config(terminal=False)
+    cfg["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
+                                "fileMode": 0o600, "uid": 1, "gid": 2}]
+    plan = make(cfg, bundle)
+    nodes = {o[1]: o for o in plan.ops if o[0] == P.MKNOD}
+    assert set(nodes) == {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+                          "/dev/tty", "/dev/fuse"}
+    fuse = nodes["/dev/fuse"]
+    assert fuse[7:11] == (stat.S_IFCHR | 0o600, os.makedev(10, 229), 1, 2)
+    links = {o[1]: o[2] for o in plan.ops if o[0] == P.SYMLINK}
+    assert links == {"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
+                     "/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2",
+                     "/dev/ptmx": "pts/ptmx"}
+
+
+def test_user_namespace_binds_host_devices_and_maps_ids(bundle):
+    cfg = default_config(terminal=False)
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    plan = make(cfg, bundle)
+    assert plan.uid_map == "0 100000 65536\n" and plan.gid_map == "0 200000 65536\n"
+    assert P.MKNOD not in [o[0] for o in plan.ops]
+    binds = [o[1] for o in plan.ops if o[0] == P.BIND_DEV]
+    assert "/dev/null" in binds and all(o[2] == o[1] for o in plan.ops if o[0] == P.BIND_DEV)
+
+
+def test_user_not_mapped_is_an_error(bundle):
+    cfg = default_config(terminal=False)
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 10}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 10}]
+    cfg["process"]["user"] = {"uid": 1000, "gid": 0}
+    with pytest.raises(ConfigError, match=r"^process\.user\.uid: 1000 is not mapped"):
+        make(cfg, bundle)
+
+
+def test_joined_namespaces_user_first_with_labels(bundle):
+    cfg = default_config(terminal=False)
+    cfg["linux"]["namespaces"][1] = {"type": "network", "path": "/proc/self/ns/net"}
+    cfg["linux"]["namespaces"].append({"type": "user", "path": "/proc/self/ns/user"})
+    plan = make(cfg, bundle)
+    assert plan.joins == [(0x10000000, "/proc/self/ns/user"), (0x40000000, "/proc/self/ns/net")]
+    assert plan.label(-1) == "linux.namespaces[5]: joining /proc/self/ns/user"
+    assert plan.label(-2) == "linux.namespaces[1]: joining /proc/self/ns/net"
+    assert plan.clone_flags & 0x40000000 == 0
+    assert "LOOPBACK_UP" not in kinds(plan)  # a joined network namespace is left as it is
+
+
+def test_time_namespace_offsets_text(bundle):
+    cfg = default_config(terminal=False)
+    cfg["linux"]["namespaces"].append({"type": "time"})
+    cfg["linux"]["timeOffsets"] = {"boottime": {"secs": 10, "nanosecs": 5}}
+    plan = make(cfg, bundle)
+    assert plan.new_timens and plan.time_offsets == "boottime 10 5\n"
+    assert plan.clone_flags & 0x80 == 0  # CLONE_NEWTIME is unshared, not cloned
+
+
+def test_process_ops_carry_the_config(bundle):
+    cfg = default_config(terminal=False)
+    p = cfg["process"]
+    p["user"] = {"uid": 1000, "gid": 1000, "umask": 0o027, "additionalGids": [5, 6]}
+    p["capabilities"] = {"bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"],
+                         "permitted": ["CAP_KILL", "CAP_CHOWN"], "inheritable": ["CAP_KILL"],
+                         "ambient": ["CAP_KILL"]}
+    p["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20}]
+    p["oomScoreAdj"] = 1000
+    p["cwd"] = "/work"
+    cfg["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    plan = make(cfg, bundle)
+    by_kind = {}
+    for label, o in zip(plan.labels, plan.ops):
+        by_kind.setdefault(P.KIND_NAMES[o[0]], []).append((label, o))
+    (_, user), = by_kind["USER"]
+    assert user[7:9] == (1000, 1000) and plan.gids == (5, 6)
+    (_, caps), = by_kind["CAPS"]
+    assert caps[8:12] == (1 << 5, 1 << 5 | 1 << 0, 1 << 5, 1 << 5)
+    (_, bnd), = by_kind["BOUNDING"]
+    assert bnd[7] == 1 << 5 | 1 << 0
+    (_, um), = by_kind["UMASK"]
+    assert um[7] == 0o027
+    (label, rl), = by_kind["RLIMIT"]
+    assert label.startswith("process.rlimits[0]") and rl[7:10] == (7, 10, 20)
+    writes = {o[1]: (label, o) for label, o in by_kind["WRITE"]}
+    assert writes["/proc/self/oom_score_adj"][1][4] == "1000"
+    assert writes["/proc/sys/net/ipv4/ip_forward"][0].startswith("linux.sysctl.net.ipv4.ip_forward")
+    assert [o[1] for _, o in by_kind["CHDIR"]] == ["/work"]
+    assert "/work" in [o[1] for _, o in by_kind["MKDIR"]]
+    assert "HOME=/home/u" in plan.env
+    assert "NO_NEW_PRIVS" in by_kind
+
+
+def test_no_pivot_flag_and_root_propagation(bundle):
+    cfg = default_config(terminal=False)
+    cfg["linux"]["rootfsPropagation"] = "rshared"
+    plan = make(cfg, bundle, no_pivot=True)
+    pivot = [o for o in plan.ops if o[0] == P.PIVOT][0]
+    assert pivot[5] == 1
+    after = plan.ops[plan.ops.index(pivot) + 1]
+    assert after[0] == P.MOUNT and after[1] == "/" and after[6] == rootfs.MS_SHARED | rootfs.MS_REC
+    assert (after[2], after[3], after[5]) == (None, None, 0)
+
+
+@pytest.mark.parametrize("key,drop", [("kernel.panic", None), ("net.core.somaxconn", "network"),
+                                      ("kernel.msgmax", "ipc"), ("kernel.hostname", "uts")])
+def test_sysctl_checks(bundle, key, drop):
+    cfg = default_config(terminal=False)
+    if drop:
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != drop]
+        cfg.pop("hostname")
+    cfg["linux"]["sysctl"] = {key: "1"}
+    with pytest.raises(ConfigError, match=rf"^linux\.sysctl\.{key}:"):
+        make(cfg, bundle)
+
+
+def test_describe_is_plain_data(bundle):
+    plan = make(default_config(terminal=False), bundle)
+    d = plan.describe()
+    assert len(d) == len(plan.ops)
+    assert d[-1][0] == "EXEC" and d[-1][1] == 'exec: "sh"'
