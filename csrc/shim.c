@@ -659,6 +659,66 @@ static int exec_search(const struct rc_plan *plan)
     return -1;
 }
 
+/* 0 if execve could run `path` as far as the file itself goes; -1 with ENOENT or EACCES
+ * (a directory, no x bit for us, a noexec mount) otherwise. */
+static int executable(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -1;
+    if (S_ISDIR(st.st_mode)) {
+        errno = EACCES;
+        return -1;
+    }
+    return faccessat(AT_FDCWD, path, X_OK, AT_EACCESS);
+}
+
+/* Before blocking on the exec fifo: resolve process.args[0] the way exec_search will (same
+ * PATH, same user, same cwd) and, if it is missing or not executable, fail now with the
+ * EXEC op's index. runc does the same (it looks the program up before it waits for
+ * `start`): engines learn of a missing program from `create` (podman maps the message to
+ * exit status 127 or 126, containerd reports it), not from a bare exit status 1 after
+ * `start`. Any other error (e.g. a seccomp filter refusing stat) is left to execve. */
+static void exec_check(const struct rc_plan *plan, int from)
+{
+    int exec_op = -1;
+    for (int j = from; j < plan->nops; j++)
+        if (plan->ops[j].kind == RC_OP_EXEC)
+            exec_op = j;
+    if (exec_op < 0)
+        return;
+    const char *file = plan->argv[0];
+    int err;
+    if (strchr(file, '/') || !plan->path_env) {
+        if (executable(file) == 0)
+            return;
+        err = errno == ENOTDIR ? ENOENT : errno;
+    } else {
+        char buf[4096];
+        const char *p = plan->path_env;
+        err = ENOENT;
+        while (1) {
+            const char *end = strchrnul(p, ':');
+            const char *dir = end == p ? "." : p;
+            size_t dl = end == p ? 1 : (size_t)(end - p);
+            if (dl + 1 + strlen(file) < sizeof buf) {
+                memcpy(buf, dir, dl);
+                buf[dl] = '/';
+                strcpy(buf + dl + 1, file);
+                if (executable(buf) == 0)
+                    return;
+                if (errno != ENOENT && errno != ENOTDIR)
+                    err = errno;
+            }
+            if (!*end)
+                break;
+            p = end + 1;
+        }
+    }
+    if (err == ENOENT || err == EACCES)
+        fail(exec_op, err);
+}
+
 static int last_cap(void)
 {
     char buf[16] = { 0 };
@@ -895,7 +955,11 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
         case RC_OP_NO_NEW_PRIVS: rc = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); break;
         case RC_OP_UMASK: umask((mode_t)op->a); break;
         case RC_OP_SECCOMP: rc = load_seccomp(op, i); break;
-        case RC_OP_WAIT_START: rc = wait_start((int)op->a); break;
+        case RC_OP_WAIT_START:
+            /* a program that cannot be executed fails `create`, as the exec op's error */
+            exec_check(plan, i);
+            rc = wait_start((int)op->a);
+            break;
         case RC_OP_SETSID: rc = setsid() < 0 ? -1 : 0; break;
         case RC_OP_CONSOLE: rc = console(i, (uid_t)op->a, (gid_t)op->b); break;
         case RC_OP_EXEC:

@@ -1,0 +1,638 @@
+"""Real clients (issue 3): podman and containerd drive `runner` as their OCI runtime.
+
+Each engine gets a private instance: podman with its own --root/--runroot/--tmpdir and a
+containers.conf (cgroupfs, file events, ulimits the host allows); containerd started here
+on a private socket, root and state, stopped by PID at the end. Images are made here from
+the busybox rootfs (`make rootfs`); nothing is pulled. The runtime is a wrapper script that
+records every call (argv, one line each) and execs the runner with a private default
+--root, so each test can check both what the engine saw and what it asked the runtime.
+
+Everything an engine makes is removed at the end of the module: containers, mounts, its
+cgroups (all under one parent named for this run), processes (conmon, shims) and the few
+host paths the engines create on first use, when they did not exist before."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+
+import pytest
+from conftest import REPO, RUNNER, need_root
+
+IMAGE = "localhost/busybox-test:latest"
+# the installed command (`make venv`), as engines would be configured with it
+RUNNER_BIN = os.path.join(REPO, ".venv", "bin", "runner")
+T = 60  # seconds: the bound on any one engine command
+
+
+def sh(cmd, timeout=T, **kw) -> subprocess.CompletedProcess:
+    kw.setdefault("capture_output", True)
+    return subprocess.run(cmd, text=True, timeout=timeout, **kw)
+
+
+def ok(cmd, timeout=T, **kw) -> subprocess.CompletedProcess:
+    r = sh(cmd, timeout, **kw)
+    assert r.returncode == 0, f"{cmd} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+def runner_features() -> dict:
+    r = ok(RUNNER + ["features"], cwd=REPO)
+    return json.loads(r.stdout)
+
+
+# ---- the recording runtime ---------------------------------------------------------------
+
+class Runtime:
+    """The wrapper script engines get as their runtime binary. Engines that pass --root
+    (containerd) override the default one given here: the runner's last --root wins."""
+
+    def __init__(self, base: str):
+        self.path = os.path.join(base, "runner-rt")
+        self.log = os.path.join(base, "calls.log")
+        self.root = os.path.join(base, "runner-state")
+        with open(self.path, "w") as f:
+            f.write("#!/bin/sh\n"
+                    "# record the call (tab-separated argv), then be the runner\n"
+                    "{ for a in \"$@\"; do printf '%s\\t' \"$a\"; done; printf '\\n'; }"
+                    f" >> {self.log}\n"
+                    f"exec {self._command()} --root {self.root} \"$@\"\n")
+        os.chmod(self.path, 0o755)
+
+    @staticmethod
+    def _command() -> str:
+        if os.access(RUNNER_BIN, os.X_OK):
+            return RUNNER_BIN
+        # not installed (a bare checkout): the package as the other tests run it
+        return f"env PYTHONPATH={REPO} {sys.executable} -m runner"
+
+    def calls(self) -> list:
+        """Every recorded call since the last reset(): a list of argv lists."""
+        try:
+            with open(self.log) as f:
+                return [line.rstrip("\n").rstrip("\t").split("\t") for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+
+    def reset(self) -> None:
+        open(self.log, "w").close()
+
+    def verbs(self) -> list:
+        return [verb_of(c) for c in self.calls()]
+
+
+GLOBAL_WITH_VALUE = {"--root", "--log", "--log-format", "--criu", "--rootless"}
+
+
+def verb_of(argv: list) -> str:
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in GLOBAL_WITH_VALUE else 1
+    return argv[i] if i < len(argv) else ""
+
+
+def call(calls: list, verb: str) -> list:
+    found = [c for c in calls if verb_of(c) == verb]
+    assert found, f"no `{verb}` among the runtime calls: {calls}"
+    return found[0]
+
+
+# ---- leftovers ---------------------------------------------------------------------------
+
+def cgroup_mounts() -> list:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f
+                if line.split(" - ")[1].split()[0] in ("cgroup", "cgroup2")]
+
+
+def cgroup_dirs(name: str) -> list:
+    """Every cgroup directory named `name` (a parent made for this run) at depth ≤ 3."""
+    found = []
+    for mnt in cgroup_mounts():
+        for base, dirs, _ in os.walk(mnt):
+            if os.path.basename(base) == name:
+                found.append(base)
+                dirs[:] = []
+            elif base.count("/") - mnt.count("/") >= 3:
+                dirs[:] = []
+    return found
+
+
+def remove_cgroups(name: str) -> list:
+    """rmdir the trees under the `name` parents (leaves first); → what could not go."""
+    left = []
+    for top in cgroup_dirs(name):
+        for base, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+            for _ in range(50):
+                try:
+                    os.rmdir(base)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # EBUSY: a process still exiting
+                    time.sleep(0.05)
+            else:
+                left.append(base)
+    return left
+
+
+def mounts_under(path: str) -> list:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(path + "/")]
+
+
+def unmount_under(path: str) -> None:
+    for mnt in sorted(mounts_under(path), key=len, reverse=True):
+        sh(["umount", "-l", mnt], timeout=10)
+
+
+def pids_mentioning(text: str) -> list:
+    """Processes whose command line holds `text` (this run's temp dir or socket)."""
+    needle = text.encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if needle in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def kill_pids(pids: list) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def state_dirs(root: str) -> list:
+    try:
+        return [d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
+    except FileNotFoundError:
+        return []
+
+
+class HostPaths:
+    """Paths outside our temp dirs that an engine creates on first use (and never removes).
+    Only those that did not exist before the engine ran here are removed."""
+
+    def __init__(self, paths: list):
+        self.new = [p for p in paths if not os.path.lexists(p)]
+
+    def remove(self) -> None:
+        for p in self.new:
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            elif os.path.lexists(p):
+                os.unlink(p)
+
+
+def check_clean(engine, cids=()) -> None:
+    """After a test: no runner state, no container cgroups, no mounts of its containers."""
+    assert state_dirs(engine.runtime.root) == [], "the runner kept containers' state"
+    for top in cgroup_dirs(engine.cgroup_name):
+        kids = set(os.listdir(top)) - {"conmon"}
+        kids = {k for k in kids if os.path.isdir(os.path.join(top, k))}
+        assert not kids, f"container cgroups left under {top}: {kids}"
+    for cid in cids:
+        assert not [m for m in mounts_under(engine.base) if cid in m], f"mounts of {cid} left"
+
+
+# ---- podman ------------------------------------------------------------------------------
+
+def _host_hard_limit(res: int, cap: int) -> int:
+    import resource
+
+    hard = resource.getrlimit(res)[1]
+    return cap if hard == resource.RLIM_INFINITY else min(hard, cap)
+
+
+class Podman:
+    def __init__(self, base: str):
+        import resource
+
+        self.base = base
+        self.runtime = Runtime(base)
+        self.cgroup_name = "runner-podman-" + uuid.uuid4().hex[:8]
+        self.conf = os.path.join(base, "containers.conf")
+        nofile = _host_hard_limit(resource.RLIMIT_NOFILE, 1024)
+        nproc = _host_hard_limit(resource.RLIMIT_NPROC, 4096)
+        with open(self.conf, "w") as f:
+            # podman's default ulimits (1048576) are above this host's hard limits, and
+            # raising a hard limit needs CAP_SYS_RESOURCE, which this VM does not give
+            f.write("[containers]\n"
+                    f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+                    "[engine]\n"
+                    'cgroup_manager = "cgroupfs"\n'
+                    'events_logger = "file"\n'
+                    f'events_logfile_path = "{base}/events.log"\n'
+                    "[network]\n"
+                    f'network_config_dir = "{base}/networks"\n')
+        self.env = dict(os.environ, CONTAINERS_CONF=self.conf)
+        self.global_flags = ["--root", f"{base}/root", "--runroot", f"{base}/runroot",
+                             "--tmpdir", f"{base}/tmp", "--storage-driver", "vfs",
+                             "--runtime", self.runtime.path]
+        # every container's cgroup (and conmon's) under one parent made for this run
+        self.run_flags = ["--network", "none", "--cgroup-parent", "/" + self.cgroup_name]
+        if not runner_features().get("linux", {}).get("seccomp", {}).get("enabled"):
+            # the runner refuses linux.seccomp while it cannot apply it (see
+            # test_podman_default_seccomp_profile), and podman adds its default profile
+            self.run_flags += ["--security-opt", "seccomp=unconfined"]
+
+    def __call__(self, *args, timeout=T, **kw) -> subprocess.CompletedProcess:
+        return sh(["podman"] + self.global_flags + list(args), timeout, env=self.env, **kw)
+
+    def run(self, *args, **kw) -> subprocess.CompletedProcess:
+        """`podman run RUN_FLAGS ARGS…` where ARGS holds run's own flags, the image, the
+        command."""
+        return self("run", *self.run_flags, *args, **kw)
+
+    def teardown(self) -> None:
+        self("rm", "--all", "--force", "--time", "0", timeout=T)
+        kill_pids(pids_mentioning(self.base))  # a conmon that outlived its container
+        unmount_under(self.base)
+
+
+PODMAN_HOST_PATHS = ["/run/containers", "/var/lib/containers/cache",
+                     "/var/lib/containers"]
+
+
+@pytest.fixture(scope="module")
+def podman(rootfs_template):
+    need_root()
+    if shutil.which("podman") is None or shutil.which("conmon") is None:
+        pytest.skip("podman (and conmon) are not installed: `make test` installs them")
+    host = HostPaths(PODMAN_HOST_PATHS)
+    base = tempfile.mkdtemp(prefix="runner-podman-", dir="/tmp")
+    p = Podman(base)
+    try:
+        tar = subprocess.Popen(["tar", "-C", rootfs_template, "-c", "."], stdout=subprocess.PIPE)
+        r = p("import", "-", IMAGE, stdin=tar.stdout)
+        tar.stdout.close()
+        tar.wait(timeout=T)
+        assert r.returncode == 0, r.stderr
+        yield p
+    finally:
+        p.teardown()
+        left = remove_cgroups(p.cgroup_name)
+        shutil.rmtree(base, ignore_errors=True)
+        host.remove()
+        assert not left, f"cgroups that could not be removed: {left}"
+        assert not mounts_under(base)
+
+
+@pytest.fixture
+def pm(podman):
+    podman.runtime.reset()
+    yield podman
+    check_clean(podman)
+
+
+def test_podman_run_rm_echo(pm):
+    r = pm.run("--rm", IMAGE, "echo", "hi")
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    calls = pm.runtime.calls()
+    assert pm.runtime.verbs() == ["create", "start", "delete"]
+    create = call(calls, "create")
+    # conmon hands the bundle and the pid file it reads the container's pid from
+    assert "--bundle" in create and "--pid-file" in create
+
+
+def test_podman_exit_codes(pm):
+    r = pm.run("--rm", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    # a missing program fails `create` with runc's words, which podman turns into 127
+    r = pm.run("--rm", IMAGE, "nosuch")
+    assert r.returncode == 127, r.stderr
+    assert 'exec: "nosuch": executable file not found in $PATH' in r.stderr
+    r = pm.run("--rm", IMAGE, "/nosuch")
+    assert r.returncode == 127, r.stderr
+    assert "no such file or directory" in r.stderr
+    r = pm.run("--rm", IMAGE, "/etc/passwd")
+    assert r.returncode == 126, r.stderr
+    assert 'exec: "/etc/passwd": permission denied' in r.stderr
+    # killed by a signal: 128+N, through `runner kill` and conmon's wait
+    r = pm.run("-d", "--name", "killed", IMAGE, "sleep", "100")
+    assert r.returncode == 0, r.stderr
+    assert pm("kill", "--signal", "KILL", "killed").returncode == 0
+    r = pm("wait", "killed")
+    assert r.stdout.strip() == "137", r.stderr
+    assert pm("rm", "killed").returncode == 0
+
+
+def test_podman_stdin(pm):
+    r = pm.run("--rm", "-i", IMAGE, "sh", "-c", "read l; echo got:$l", input="abc\n")
+    assert (r.returncode, r.stdout) == (0, "got:abc\n"), r.stderr
+
+
+def test_podman_detached_exec_pause_stop_rm(pm):
+    script = "trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.1; done"
+    r = pm.run("-d", "--name", "d1", IMAGE, "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    cid = r.stdout.strip()
+    r = pm("inspect", "--format", "{{.State.Status}} {{.State.Pid}}", "d1")
+    status, pid = r.stdout.split()
+    assert status == "running" and int(pid) > 0
+
+    r = pm("exec", "d1", "sh", "-c", "echo $$; tr '\\0' ' ' < /proc/1/cmdline; exit 4")
+    assert r.returncode == 4, r.stderr
+    own, init = r.stdout.split("\n", 1)
+    assert own != "1" and "trap" in init  # in the init's pid namespace, not pid 1 itself
+    r = pm("exec", "--env", "X=1", "--workdir", "/tmp", "d1", "sh", "-c", "echo $X $PWD")
+    assert (r.returncode, r.stdout) == (0, "1 /tmp\n"), r.stderr
+
+    assert pm("pause", "d1").returncode == 0
+    r = pm("inspect", "--format", "{{.State.Status}}", "d1")
+    assert r.stdout.strip() == "paused"
+    assert pm("unpause", "d1").returncode == 0
+
+    t0 = time.monotonic()
+    r = pm("stop", "--time", "10", "d1")
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 < 5, "SIGTERM did not reach the container: podman waited"
+    r = pm("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "d1")
+    assert r.stdout.split() == ["exited", "0"]
+    assert pm("logs", "d1").stdout == "up\nbye\n"
+    assert pm("rm", "d1").returncode == 0
+
+    calls = pm.runtime.calls()
+    exec_call = call(calls, "exec")
+    # conmon's exec: a process.json, detached, the pid file it then reads
+    for flag in ("--process", "--detach", "--pid-file"):
+        assert flag in exec_call
+    assert call(calls, "kill")[-2:] == [cid, "15"]
+    assert {"pause", "resume", "delete"} <= set(pm.runtime.verbs())
+
+
+def test_podman_tty(pm):
+    # -t: the runner sends the pty master over conmon's --console-socket
+    r = pm.run("--rm", "-t", IMAGE, "sh", "-c", "tty; exit 5")
+    assert r.returncode == 5, r.stderr
+    assert r.stdout.replace("\r", "").strip() == "/dev/pts/0"
+    assert "--console-socket" in call(pm.runtime.calls(), "create")
+
+    assert pm.run("-d", "--name", "t1", IMAGE, "sleep", "100").returncode == 0
+    r = pm("exec", "-t", "t1", "sh", "-c", "tty; exit 6")
+    assert r.returncode == 6, r.stderr
+    assert r.stdout.replace("\r", "").strip().startswith("/dev/pts/")
+    exec_call = call(pm.runtime.calls(), "exec")
+    assert "--tty" in exec_call and "--console-socket" in exec_call
+    assert pm("rm", "--force", "--time", "0", "t1").returncode == 0
+
+
+def test_podman_default_seccomp_profile(podman):
+    """podman always sends its default seccomp profile. While the runner cannot apply one
+    it must refuse (not run unconfined silently): the error reaches podman's user."""
+    podman.runtime.reset()
+    flags = [f for f in podman.run_flags if f not in ("--security-opt", "seccomp=unconfined")]
+    r = podman("run", "--rm", *flags, IMAGE, "echo", "hi")
+    if runner_features().get("linux", {}).get("seccomp", {}).get("enabled"):
+        assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    else:
+        assert r.returncode != 0
+        assert "linux.seccomp" in r.stderr, r.stderr
+    check_clean(podman)
+
+
+# ---- containerd --------------------------------------------------------------------------
+
+def docker_archive(rootfs: str, ref: str, out: str) -> None:
+    """A `docker save` archive (what `ctr images import` reads) of one uncompressed layer:
+    the rootfs as it is."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as t:
+        for name in sorted(os.listdir(rootfs)):
+            t.add(os.path.join(rootfs, name), arcname=name)
+    layer_bytes = layer.getvalue()
+    diff_id = hashlib.sha256(layer_bytes).hexdigest()
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    config = json.dumps({
+        "architecture": arch, "os": "linux",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                   "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff_id]},
+    }).encode()
+    config_id = hashlib.sha256(config).hexdigest()
+    manifest = json.dumps([{"Config": config_id + ".json", "RepoTags": [ref],
+                            "Layers": [diff_id + "/layer.tar"]}]).encode()
+    with tarfile.open(out, "w") as t:
+        for name, data in ((config_id + ".json", config), (diff_id + "/layer.tar", layer_bytes),
+                           ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+
+
+class Containerd:
+    def __init__(self, base: str):
+        self.base = base
+        self.runtime = Runtime(base)
+        self.cgroup_name = "runner-ctrd-" + uuid.uuid4().hex[:8]
+        self.sock = os.path.join(base, "containerd.sock")
+        self.runc_root = os.path.join(base, "runc-root")
+        self.config = os.path.join(base, "config.toml")
+        with open(self.config, "w") as f:
+            f.write(f'version = 2\nroot = "{base}/root"\nstate = "{base}/state"\n'
+                    'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+                    f'[grpc]\n  address = "{self.sock}"\n'
+                    f'[ttrpc]\n  address = "{self.sock}.ttrpc"\n'
+                    '[debug]\n  address = ""\n[metrics]\n  address = ""\n'
+                    '[plugins."io.containerd.internal.v1.opt"]\n'
+                    f'  path = "{base}/opt"\n')
+        self.proc = None
+        self.log = open(os.path.join(base, "containerd.log"), "w")
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["containerd", "--config", self.config],
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"containerd exited {self.proc.returncode}: {self.logs()}")
+            if os.path.exists(self.sock) and self.ctr("version", timeout=5).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"containerd did not come up: {self.logs()}")
+
+    def logs(self) -> str:
+        with open(self.log.name) as f:
+            return f.read()[-3000:]
+
+    def ctr(self, *args, timeout=T, **kw) -> subprocess.CompletedProcess:
+        return sh(["ctr", "--address", self.sock] + list(args), timeout, **kw)
+
+    def run_flags(self, cid: str) -> list:
+        return ["--runc-binary", self.runtime.path, "--runc-root", self.runc_root,
+                "--cgroup", f"/{self.cgroup_name}/{cid}"]
+
+    def stop(self) -> None:
+        """Everything down: tasks, containers, containerd (by its pid), leftover shims."""
+        if self.proc is not None and self.proc.poll() is None:
+            for cid in self.ctr("containers", "list", "--quiet", timeout=10).stdout.split():
+                self.ctr("task", "kill", "--signal", "KILL", cid, timeout=10)
+                self.ctr("task", "delete", "--force", cid, timeout=10)
+                self.ctr("containers", "delete", cid, timeout=10)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        # a shim outlives containerd; ours are the ones given our socket's address
+        kill_pids(pids_mentioning(self.sock))
+        kill_pids(pids_mentioning(self.base))
+        self.log.close()
+        unmount_under(self.base)
+
+
+# Made by containerd and its shims whatever the config says: the shims' sockets
+# (/run/containerd/s), ctr's fifos (/run/containerd/fifo).
+CONTAINERD_HOST_PATHS = ["/run/containerd"]
+
+
+@pytest.fixture(scope="module")
+def containerd(rootfs_template):
+    need_root()
+    for prog in ("containerd", "ctr", "containerd-shim-runc-v2"):
+        if shutil.which(prog) is None:
+            pytest.skip(f"{prog} is not installed: `make test` installs containerd")
+    host = HostPaths(CONTAINERD_HOST_PATHS)
+    base = tempfile.mkdtemp(prefix="runner-ctrd-", dir="/tmp")
+    c = Containerd(base)
+    try:
+        c.start()
+        archive = os.path.join(base, "busybox.tar")
+        docker_archive(rootfs_template, IMAGE, archive)
+        r = c.ctr("images", "import", archive)
+        assert r.returncode == 0, r.stderr
+        # a rootfs directory for `ctr run --rootfs`, which needs no image
+        c.rootfs = os.path.join(base, "rootfs")
+        ok(["cp", "-a", rootfs_template, c.rootfs])
+        yield c
+    finally:
+        c.stop()
+        left = remove_cgroups(c.cgroup_name)
+        mounts = mounts_under(base)
+        shutil.rmtree(base, ignore_errors=True)
+        host.remove()
+        assert not left, f"cgroups that could not be removed: {left}"
+        assert not mounts, f"mounts left: {mounts}"
+        assert not pids_mentioning(base), "containerd processes left"
+
+
+@pytest.fixture
+def cd(containerd):
+    containerd.runtime.reset()
+    yield containerd
+    check_clean(containerd)
+    assert containerd.ctr("containers", "list", "--quiet").stdout.split() == []
+
+
+def test_ctr_run_image(cd):
+    r = cd.ctr("run", "--rm", *cd.run_flags("c1"), IMAGE, "c1", "sh", "-c", "echo hi; exit 3")
+    assert (r.returncode, r.stdout) == (3, "hi\n"), r.stderr
+    calls = cd.runtime.calls()
+    assert cd.runtime.verbs()[:2] == ["create", "start"] and "delete" in cd.runtime.verbs()
+    create = call(calls, "create")
+    # the shim's global flags: its own --root, a JSON log it reads errors from
+    i = create.index("--log-format")
+    assert create[i + 1] == "json" and "--log" in create and "--root" in create
+    assert "--pid-file" in create and "--bundle" in create
+    check_clean(cd, ["c1"])
+
+
+def test_ctr_run_rootfs(cd):
+    r = cd.ctr("run", "--rm", *cd.run_flags("c2"), "--rootfs", cd.rootfs, "c2",
+               "/bin/sh", "-c", "echo from rootfs; exit 0")
+    assert (r.returncode, r.stdout) == (0, "from rootfs\n"), r.stderr
+
+
+def test_ctr_missing_program(cd):
+    """The error comes back from `create`, through the shim, with the runner's message."""
+    r = cd.ctr("run", "--rm", *cd.run_flags("c3"), IMAGE, "c3", "/nosuch")
+    assert r.returncode != 0
+    assert 'exec: "/nosuch": stat /nosuch: no such file or directory' in r.stderr, r.stderr
+    assert cd.runtime.verbs()[0] == "create" and "start" not in cd.runtime.verbs()
+
+
+def test_ctr_detached_exec_pause_kill(cd):
+    flags = cd.run_flags("c4")
+    script = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
+    r = cd.ctr("run", "-d", *flags, IMAGE, "c4", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    r = cd.ctr("task", "exec", "--exec-id", "e1", "c4", "sh", "-c", "echo in:$$; exit 6")
+    assert r.returncode == 6 and r.stdout.startswith("in:"), r.stderr
+    r = cd.ctr("task", "ps", "c4")
+    assert r.returncode == 0 and len(r.stdout.split("\n")[1:]) >= 1, r.stderr
+    assert cd.ctr("task", "pause", "c4").returncode == 0
+    assert "PAUSED" in cd.ctr("task", "list").stdout
+    assert cd.ctr("task", "resume", "c4").returncode == 0
+    assert "RUNNING" in cd.ctr("task", "list").stdout
+    assert cd.ctr("task", "kill", "c4").returncode == 0  # SIGTERM: the trap exits 0
+    for _ in range(100):
+        if "STOPPED" in cd.ctr("task", "list").stdout:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("c4 did not stop after SIGTERM")
+    # a second kill: the runner says "container not running", the shim "already finished"
+    r = cd.ctr("task", "kill", "c4")
+    assert r.returncode != 0 and "process already finished" in r.stderr, r.stderr
+    assert cd.ctr("task", "delete", "c4").returncode == 0
+    assert cd.ctr("containers", "delete", "c4").returncode == 0
+
+    calls = cd.runtime.calls()
+    exec_call = call(calls, "exec")
+    for flag in ("--process", "--detach", "--pid-file"):
+        assert flag in exec_call
+    assert {"ps", "pause", "resume", "kill", "delete"} <= set(cd.runtime.verbs())
+
+
+def test_ctr_tty(cd):
+    """ctr -t needs a terminal of its own: `script` gives it one."""
+    cmd = ["ctr", "--address", cd.sock, "run", "--rm", "-t", *cd.run_flags("c5"), IMAGE, "c5",
+           "sh", "-c", "tty; exit 4"]
+    r = sh(["script", "-qec", " ".join(cmd), "/dev/null"], stdin=subprocess.DEVNULL)
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "/dev/pts/0" in r.stdout
+    assert "--console-socket" in call(cd.runtime.calls(), "create")
+
+
+# ---- the same calls, made directly -------------------------------------------------------
+
+def test_create_fails_for_a_missing_program(bundle):
+    """Like runc, `create` looks the program up (as the container's user, in its cwd and
+    PATH) before it waits for `start`: engines get the error from `create`, and a log
+    line in JSON for the containerd shim."""
+    log = os.path.join(bundle.path, "log.json")
+    for prog, code, msg in (("nosuch", 127, 'exec: "nosuch": executable file not found in $PATH'),
+                            ("/bin/nosuch", 127, 'exec: "/bin/nosuch": stat /bin/nosuch: no such file or directory'),
+                            ("/etc/passwd", 126, 'exec: "/etc/passwd": permission denied'),
+                            ("/etc", 126, 'exec: "/etc": permission denied')):
+        bundle.set_args(prog)
+        bundle.write()
+        cid = "t-" + uuid.uuid4().hex[:12]
+        bundle.last_id = cid
+        r = bundle.runner("--log", log, "--log-format", "json", "create", "--bundle",
+                          bundle.path, cid, timeout=30)
+        assert r.returncode == code, r.stderr
+        assert msg in r.stderr
+        with open(log) as f:
+            last = json.loads(f.readlines()[-1])
+        assert last["level"] == "error" and msg in last["msg"]
+        assert bundle.runner("state", cid).returncode != 0  # nothing left
