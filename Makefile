@@ -28,7 +28,7 @@ deps:
 accept-deps:
 	$(call apt_install_missing,$(ACCEPT_PACKAGES))
 
-$(VENV)/.built: deps pyproject.toml setup.py csrc/shim.c csrc/shim.h csrc/build.py
+$(VENV)/.built: deps pyproject.toml setup.py csrc/shim.c csrc/shim.h csrc/build.py csrc/security.c csrc/security.h csrc/trampoline.c
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
 	$(PY) -m pip install -q --config-settings editable_mode=compat -e '.[test]'

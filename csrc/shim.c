@@ -35,6 +35,7 @@
 #include <linux/seccomp.h>
 
 #include "shim.h"
+#include "security.h"
 
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
@@ -500,10 +501,12 @@ static int load_seccomp(const struct rc_op *op, int index)
     if (rc < 0)
         return -1;
     if (op->a) {
-        /* the listener fd goes to the parent, which hands it to listenerPath */
+        /* the listener fd goes to the parent, which hands it to listenerPath; nothing
+         * of the container runs until it is delivered (or the parent gives up and kills us) */
         if (send_fd(rc, index) < 0)
             return -1;
         close(rc);
+        wait_go(index);
     }
     return 0;
 }
@@ -963,12 +966,14 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
         case RC_OP_SETSID: rc = setsid() < 0 ? -1 : 0; break;
         case RC_OP_CONSOLE: rc = console(i, (uid_t)op->a, (gid_t)op->b); break;
         case RC_OP_EXEC:
+            /* through the sealed trampoline, so that /proc/self/exe is never the host's
+             * interpreter when the container's program starts (CVE-2019-5736) */
+            rc_exec_trampoline(plan, i, sync_fd);
             exec_search(plan);
             rc = -1;
             break;
-        default:
-            errno = EINVAL;
-            rc = -1;
+        default:  /* personality, ioprio, scheduler (security.c) */
+            rc = rc_security_op(op);
         }
         if (rc < 0)
             fail(i, errno);

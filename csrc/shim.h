@@ -34,6 +34,9 @@ enum rc_op_kind {
     RC_OP_HOOK = 29,      /* run hook `path`: data = a args then b env, NUL-separated; timeout c s;
                              stdin = the state JSON the parent sent with its last go */
     RC_OP_KEYRING = 30,   /* join a new session keyring named data */
+    RC_OP_PERSONALITY = 31,  /* personality(a) */
+    RC_OP_IOPRIO = 32,    /* ioprio_set(IOPRIO_WHO_PROCESS, 0, a) */
+    RC_OP_SCHED = 33,     /* sched_setattr(0, data = struct sched_attr, 0) */
 };
 
 struct rc_op {

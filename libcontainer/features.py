@@ -8,7 +8,7 @@ from .spec import NAMESPACES, OCI_VERSION
 
 
 def features() -> dict:
-    from .security import capabilities
+    from .security import capabilities, seccomp
 
     opts = sorted(set(rootfs.FLAG_OPTIONS) | set(rootfs.PROPAGATION) | set(rootfs.RECURSIVE_OPTIONS))
     return {
@@ -22,7 +22,10 @@ def features() -> dict:
             # libcontainer/cgroups: cgroupfs on v1, v2 and hybrid hosts (no systemd driver)
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
                        "rdma": True},
-            "seccomp": {"enabled": False},
+            "seccomp": {"enabled": True, "actions": sorted(seccomp.ACTIONS),
+                        "operators": sorted(seccomp.OPERATORS), "archs": sorted(seccomp.ARCHS),
+                        "knownFlags": list(seccomp.FLAGS),
+                        "supportedFlags": seccomp.supported_flags()},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},

@@ -33,17 +33,15 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
     """`proc` overrides spec.process (exec); `for_exec` skips what belongs to the container
     as a whole (hostname, domainname), which the joined namespaces already have."""
     proc = proc or spec.process
-    for field, value in (("process.apparmorProfile", proc.apparmor_profile),
-                         ("process.selinuxLabel", proc.selinux_label)):
-        if value:
-            raise ConfigError(field, "no LSM profile can be applied: this runtime does not "
-                                     "support AppArmor or SELinux yet")
-    for field, value in (("process.ioPriority", proc.io_priority),
-                         ("process.scheduler", proc.scheduler),
-                         ("linux.personality", spec.linux.personality),
-                         ("linux.seccomp", spec.linux.seccomp)):
-        if value:
-            raise ConfigError(field, "is not supported yet")
+    conf = None
+    if (proc.apparmor_profile or proc.selinux_label or proc.io_priority is not None or
+            proc.scheduler is not None or spec.linux.personality is not None or
+            spec.linux.seccomp is not None):
+        # LSM, personality, ioPriority, scheduler, seccomp: checked (and the filter
+        # compiled) here, before anything runs; imported only for configs that ask
+        from .security import confine
+
+        conf = confine.prepare(spec, proc, warn)
     if spec.hostname and not for_exec:
         if "uts" not in ns.new:
             raise ConfigError("hostname", "needs a new uts namespace")
@@ -61,11 +59,9 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
     else:
         plan.add("making the process a session leader", P.SETSID)
 
-    caps = proc.capabilities
-    masks = {}
-    for name in capabilities.SETS:
-        names = getattr(caps, name) if caps else ()
-        masks[name] = capabilities.mask(names, f"process.capabilities.{name}", warn) if names else 0
+    masks = capabilities.plan_masks(proc.capabilities, ns.in_userns, warn)
+    if conf:
+        confine.add_early(conf, plan, masks["effective"], proc.no_new_privileges)
     plan.add("process.capabilities.bounding: dropping the rest of the bounding set",
              P.BOUNDING, a=masks["bounding"])
     user = proc.user
@@ -83,6 +79,8 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
     plan.add(f"process.cwd: chdir to {proc.cwd}", P.CHDIR, path=proc.cwd)
     if proc.no_new_privileges:
         plan.add("process.noNewPrivileges", P.NO_NEW_PRIVS)
+    if conf:
+        confine.add_seccomp(conf, plan, before_start=True)
     if start_fifo_fd >= 0:
         plan.add("waiting for start", P.WAIT_START, a=start_fifo_fd)
 
@@ -102,6 +100,8 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
         except OSError:
             raise InvalidArgument(f"--preserve-fds: fd {fd} is not open") from None
     plan.keep_fds = keep_fds
+    if conf:
+        confine.add_seccomp(conf, plan, before_start=False)
     plan.add(f'exec: "{proc.args[0]}"', P.EXEC)
 
 

@@ -13,6 +13,7 @@ from .cli import bundle_dir, flag_help
 SPEC_FLAGS = [
     Flag("--bundle,-b", "bundle", True, "", "where to write config.json"),
     Flag("--rootless", "rootless", help="a config for an unprivileged user (user namespace)"),
+    Flag("--seccomp", "seccomp", True, "", "'default': add the default seccomp profile"),
     Flag("--help,-h", "help"),
 ]
 
@@ -35,12 +36,20 @@ def cmd_spec(ctx, argv: list) -> int:
         return flag_help("spec", SPEC_FLAGS)
     if pos:
         raise InvalidArgument(f"spec: unexpected argument {pos[0]!r}")
+    if opts["seccomp"] not in ("", "default"):
+        raise InvalidArgument(f"--seccomp: unknown profile {opts['seccomp']!r} (want default)")
+    config = default_config(rootless=opts["rootless"])
+    if opts["seccomp"]:
+        from libcontainer.security.seccomp_default import default_profile
+
+        caps = config["process"]["capabilities"]["bounding"]
+        config["linux"]["seccomp"] = default_profile(caps)
     path = os.path.join(bundle_dir(opts["bundle"]), "config.json")
     if os.path.exists(path):
         raise InvalidArgument(f"spec: {path} already exists; remove it first")
     try:
         with open(path, "x") as f:
-            f.write(jsonio.dumps(default_config(rootless=opts["rootless"]), indent=2) + "\n")
+            f.write(jsonio.dumps(config, indent=2) + "\n")
     except OSError as e:
         raise InvalidArgument(f"--bundle: cannot write {path}: {e.strerror}") from None
     return 0

@@ -64,3 +64,45 @@ def names_of(bits: int) -> list:
 
 def _warn(msg: str) -> None:
     sys.stderr.write(f"warning: {msg}\n")
+
+
+def _own_caps(kind: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(kind + ":"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def plan_masks(caps, in_userns: bool, warn=None) -> dict:
+    """The five sets of process.capabilities as masks, ready for the child.
+
+    A capability this runtime cannot grant (not in its own permitted and bounding sets, when
+    no user namespace gives a fresh full set) is dropped with a warning, as the spec asks
+    ("SHOULD NOT fail"); so is an ambient one not in both permitted and inheritable, which
+    the kernel would refuse to raise. Inheritable and ambient stay empty unless asked."""
+    warn = warn or _warn
+    masks = {}
+    for name in SETS:
+        names = getattr(caps, name) if caps else ()
+        masks[name] = mask(names, f"process.capabilities.{name}", warn) if names else 0
+    if not in_userns:
+        grantable = _own_caps("CapPrm") & _own_caps("CapBnd")
+        for name in SETS:
+            missing = masks[name] & ~grantable
+            if missing:
+                warn(f"process.capabilities.{name}: {', '.join(names_of(missing))} cannot be "
+                     "granted: the runtime does not hold it; skipped")
+                masks[name] &= grantable
+    if masks["effective"] & ~masks["permitted"]:
+        warn("process.capabilities.effective: "
+             f"{', '.join(names_of(masks['effective'] & ~masks['permitted']))} is not in the "
+             "permitted set, so it cannot be effective; skipped")
+        masks["effective"] &= masks["permitted"]
+    ambient_ok = masks["permitted"] & masks["inheritable"]
+    if masks["ambient"] & ~ambient_ok:
+        warn("process.capabilities.ambient: "
+             f"{', '.join(names_of(masks['ambient'] & ~ambient_ok))} is not in both the "
+             "permitted and inheritable sets, which an ambient capability needs; skipped")
+        masks["ambient"] &= ambient_ok
+    return masks

@@ -1,0 +1,39 @@
+"""AppArmor and SELinux: this runtime applies neither. A config that asks for a profile or
+a label is refused, saying whether the host has the LSM at all — never silently run
+unconfined."""
+from __future__ import annotations
+
+import os
+
+from ..errors import ConfigError
+
+APPARMOR = "/sys/kernel/security/apparmor"
+SELINUX = "/sys/fs/selinux"
+
+
+def apparmor_enabled() -> bool:
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            return f.read().strip() == "Y" and os.path.isdir(APPARMOR)
+    except OSError:
+        return False
+
+
+def selinux_enabled() -> bool:
+    return os.path.exists(os.path.join(SELINUX, "enforce"))
+
+
+def check(proc) -> None:
+    if proc.apparmor_profile:
+        _refuse("process.apparmorProfile", "AppArmor", proc.apparmor_profile,
+                apparmor_enabled(), APPARMOR)
+    if proc.selinux_label:
+        _refuse("process.selinuxLabel", "SELinux", proc.selinux_label, selinux_enabled(), SELINUX)
+
+
+def _refuse(field: str, name: str, value: str, enabled: bool, where: str) -> None:
+    if not enabled:
+        raise ConfigError(field, f"cannot apply {value!r}: {name} is not enabled on this host "
+                                 f"({where} does not exist); remove the field to run without it")
+    raise ConfigError(field, f"cannot apply {value!r}: this runtime does not support {name} "
+                             "labels yet; remove the field to run without it")
