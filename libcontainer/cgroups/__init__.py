@@ -141,7 +141,7 @@ class Manager:
 
     @classmethod
     def create(cls, container_id: str, cgroups_path: str = "", resources: dict | None = None,
-               devices=(), host: Host | None = None) -> "Manager":
+               devices=(), host: Host | None = None) -> "Manager | None":
         """Create the cgroup and apply `resources` (linux.resources); on any error nothing
         is left and the error names the field (and the file)."""
         res = validate.resources(resources or {})
@@ -165,8 +165,13 @@ class Manager:
         try:
             m._make_dirs(host, _v2_needed(plan, groups))
             m._apply(plan, groups, res, devices=True)
-        except BaseException:
+        except BaseException as e:
             m.destroy()
+            # Rootless without delegated cgroups: like runc, go without one unless the
+            # config asked for limits.
+            if (os.geteuid() != 0 and isinstance(e, ConfigError) and "Permission denied" in str(e)
+                    and not any(k for k in res if k != "devices")):
+                return None
             raise
         return m
 
@@ -493,10 +498,10 @@ def _rmdir(d: str, leaf: bool) -> None:
         except FileNotFoundError:
             return
         except OSError as e:
+            if not leaf:
+                return  # a shared parent: still in use, or not ours to remove
             if e.errno not in (16, 39):  # EBUSY, ENOTEMPTY
                 raise
-            if not leaf:
-                return
             if time.monotonic() > deadline:
                 raise OSError(e.errno, f"removing {d}: {e.strerror}") from None
             time.sleep(delay)
