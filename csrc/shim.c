@@ -775,7 +775,7 @@ static void setup_namespaces(const struct rc_plan *plan, int in_clone)
             fail(-100, errno);
     }
     if (!in_clone) {
-        rest &= ~(CLONE_NEWUSER | CLONE_NEWPID);
+        rest &= ~(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWCGROUP);
         if (rest && unshare(rest) < 0)
             fail(-101, errno);
     }
@@ -834,6 +834,10 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
     }
     send_msg(MSG_WAITGO, 0, 0, 0);
     wait_go(-1);
+    /* only now, after the parent put us in the container's cgroups: the new cgroup
+     * namespace's root is the container's cgroup, not the runner's */
+    if ((plan->clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+        fail(-101, errno);
 
     if (plan->stdio) {
         for (int i = 0; i < 3; i++)
@@ -996,7 +1000,8 @@ int rc_spawn(const struct rc_plan *plan, int *sock)
     /* Namespaces are created by clone itself unless one has to be joined first: joining
      * needs the host's privileges, which a new user namespace would already have dropped. */
     int in_clone = plan->njoins == 0;
-    uint64_t flags = in_clone ? (uint64_t)plan->clone_flags : 0;
+    /* the cgroup namespace is made later, once the child is in its cgroups */
+    uint64_t flags = in_clone ? (uint64_t)(plan->clone_flags & ~CLONE_NEWCGROUP) : 0;
     struct rc_clone_args args = { 0 };
     args.flags = flags;
     args.exit_signal = SIGCHLD;

@@ -63,7 +63,10 @@ def test_new_network_namespace_has_only_lo_and_it_is_up(bundle):
     assert len(links) == 1 and links[0].split(": ")[1] == "lo"
     assert "UP" in links[0].split("<")[1].split(">")[0].split(",")
     assert int(lines[-1], 16) & 1  # IFF_UP
-    r = bundle.sh("nc -l -p 5555 127.0.0.1 & sleep 0.2; echo hi | nc 127.0.0.1 5555; wait").run()
+    # traffic over lo: wait until the server listens (or died), no sleeping
+    r = bundle.sh("echo hi | nc -l -p 5555 127.0.0.1 & srv=$!; "
+                  "until netstat -ltn | grep -q ':5555 '; do kill -0 $srv || exit 9; done; "
+                  "nc 127.0.0.1 5555 </dev/null; wait").run()
     assert r.stdout == "hi\n", r.stderr
 
 

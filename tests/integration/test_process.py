@@ -117,7 +117,9 @@ def test_capabilities_of_a_non_root_user_come_from_ambient(bundle):
     assert c["CapBnd"] == cap_mask(*sets)
     # the capability works: bind a port below 1024 as uid 1000
     bundle.process["env"].append("X=1")
-    out = run_ok(bundle, "nc -l -p 80 127.0.0.1 & sleep 0.2; kill $! && echo bound")
+    out = run_ok(bundle, "nc -l -p 80 127.0.0.1 & srv=$!; "
+                         "until netstat -ltn | grep -q ':80 '; do kill -0 $srv || exit 9; done; "
+                         "kill $srv; echo bound")
     assert out == "bound\n"
 
 
