@@ -561,6 +561,10 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
         if not _start_now:
             fifo = os.path.join(d.path, FIFO)
             os.mkfifo(fifo, 0o600)
+            # the init reopens it for writing after it has become process.user (any uid,
+            # possibly a user namespace's): writable by all, as runc makes it. Only
+            # `start` (root) can open it for reading, which is what lets the init go on.
+            os.chmod(fifo, 0o622)
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         try:
             plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds,

@@ -339,6 +339,12 @@ def test_podman_stdin(pm):
     assert (r.returncode, r.stdout) == (0, "got:abc\n"), r.stderr
 
 
+def test_podman_user(pm):
+    # create/start as a user that is not root: the init opens the exec fifo as that user
+    r = pm.run("--rm", "--user", "1000:1000", IMAGE, "sh", "-c", "id -u; id -g")
+    assert (r.returncode, r.stdout) == (0, "1000\n1000\n"), r.stderr
+
+
 def test_podman_detached_exec_pause_stop_rm(pm):
     script = "trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.1; done"
     r = pm.run("-d", "--name", "d1", IMAGE, "sh", "-c", script)
@@ -636,3 +642,28 @@ def test_create_fails_for_a_missing_program(bundle):
             last = json.loads(f.readlines()[-1])
         assert last["level"] == "error" and msg in last["msg"]
         assert bundle.runner("state", cid).returncode != 0  # nothing left
+
+
+def test_create_start_as_another_user(bundle):
+    """The init waits for `start` by opening the exec fifo for writing after it has become
+    process.user: the fifo must let that user write (it was 0600, root's only)."""
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    bundle.config["root"]["readonly"] = False
+    bundle.sh("id > /tmp/id.txt")
+    bundle.write()
+    cid = "t-" + uuid.uuid4().hex[:12]
+    bundle.last_id = cid
+    # the container keeps its stdio: not our pipes, or run() would wait for it
+    r = subprocess.run(RUNNER + ["--root", bundle.root, "create", "--bundle", bundle.path, cid],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=30, cwd=REPO)
+    assert r.returncode == 0
+    assert json.loads(bundle.runner("state", cid, check=True).stdout)["status"] == "created"
+    bundle.runner("start", cid, check=True)
+    for _ in range(200):
+        if json.loads(bundle.runner("state", cid, check=True).stdout)["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    with open(os.path.join(bundle.rootfs, "tmp", "id.txt")) as f:
+        assert f.read() == "uid=1000(user) gid=1000(user)\n"
+    bundle.runner("delete", cid, check=True)
