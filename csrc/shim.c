@@ -273,6 +273,29 @@ static int mkfile_in_root(int rootfd, const char *path)
     return open_in_root(rootfd, path, O_PATH);
 }
 
+/* chdir to `path` resolved inside the root (the current one when rootfd < 0): a magic
+ * link such as /proc/self/fd/N, naming an fd the child still holds until execve, can never
+ * put the process's cwd on the host (CVE-2024-21626). */
+static int chdir_in_root(int rootfd, const char *path)
+{
+    int root = rootfd >= 0 ? rootfd : open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return -1;
+    int fd = open_in_root(root, path, O_PATH | O_DIRECTORY);
+    int e = errno;
+    if (root != rootfd)
+        close(root);
+    if (fd < 0) {
+        errno = e;
+        return -1;
+    }
+    int rc = fchdir(fd);
+    e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
 static void fdpath(char *buf, size_t sz, int fd)
 {
     snprintf(buf, sz, "/proc/self/fd/%d", fd);
@@ -369,10 +392,30 @@ static int do_mask(int rootfd, const char *path)
     char target[64];
     fdpath(target, sizeof target, fd);
     int rc;
-    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
         rc = mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0");
-    else
-        rc = mount("/dev/null", target, NULL, MS_BIND, NULL);
+    } else {
+        /* the container's /dev/null, but only if it really is the null device: a rootfs
+         * (or a bind-mounted /dev) where it is a symlink to, say, core_pattern would have
+         * us bind a host-global file writable over the masked path (CVE-2025-31133) */
+        int nfd = open_in_root(rootfd, "/dev/null", O_PATH | O_NOFOLLOW);
+        struct stat nst;
+        if (nfd < 0) {
+            rc = -1;
+        } else if (fstat(nfd, &nst) < 0 || !S_ISCHR(nst.st_mode) ||
+                   nst.st_rdev != makedev(1, 3)) {
+            errno = ENODEV;
+            rc = -1;
+        } else {
+            char src[64];
+            fdpath(src, sizeof src, nfd);
+            rc = mount(src, target, NULL, MS_BIND, NULL);
+        }
+        int e = errno;
+        if (nfd >= 0)
+            close(nfd);
+        errno = e;
+    }
     int e = errno;
     close(fd);
     errno = e;
@@ -937,7 +980,7 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
         }
         case RC_OP_LOOPBACK_UP: rc = loopback_up(); break;
         case RC_OP_ROOT_READONLY: rc = remount("/", MS_BIND | MS_RDONLY); break;
-        case RC_OP_CHDIR: rc = chdir(op->path); break;
+        case RC_OP_CHDIR: rc = chdir_in_root(rootfd, op->path); break;
         case RC_OP_USER:
             rc = prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
             if (rc == 0) rc = setgroups(plan->ngids, (const gid_t *)plan->gids);
