@@ -327,6 +327,109 @@ static int remount(const char *target, unsigned long flags)
     return mount(NULL, target, NULL, flags | MS_REMOUNT | locked_flags(target), NULL);
 }
 
+/* ---- tmpcopyup: a tmpfs that starts with what the directory it covers held ----------- */
+
+struct rc_dirent64 { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; };
+
+static int copy_file(int src, int dst, const char *name, mode_t mode)
+{
+    int in = openat(src, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (in < 0)
+        return -1;
+    int out = openat(dst, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    int rc = out < 0 ? -1 : 0;
+    char buf[8192];
+    while (rc == 0) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -1 : 0;
+            break;
+        }
+        for (ssize_t done = 0; done < n;) {
+            ssize_t w = write(out, buf + done, n - done);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                rc = -1;
+                break;
+            }
+            done += w;
+        }
+    }
+    int e = errno;
+    close(in);
+    if (out >= 0)
+        close(out);
+    errno = e;
+    return rc;
+}
+
+static int copy_symlink(int src, int dst, const char *name)
+{
+    char target[4096];
+    ssize_t len = readlinkat(src, name, target, sizeof target - 1);
+    if (len < 0)
+        return -1;
+    target[len] = 0;
+    return symlinkat(target, dst, name);
+}
+
+/* Copy the entries of directory `src` into `dst`, recursively, keeping modes, owners,
+ * symlinks (not followed) and special files. No heap: getdents64 into the stack. */
+static int copy_tree(int src, int dst, int depth)
+{
+    char buf[2048];
+    if (depth > 64) {
+        errno = ELOOP;
+        return -1;
+    }
+    for (;;) {
+        long n = syscall(SYS_getdents64, src, buf, sizeof buf);
+        if (n <= 0)
+            return (int)n;
+        for (long off = 0; off < n;) {
+            struct rc_dirent64 *de = (struct rc_dirent64 *)(buf + off);
+            off += de->reclen;
+            const char *name = de->name;
+            if (!strcmp(name, ".") || !strcmp(name, ".."))
+                continue;
+            struct stat st;
+            if (fstatat(src, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return -1;
+            int rc;
+            if (S_ISDIR(st.st_mode)) {
+                rc = mkdirat(dst, name, 0700);
+                if (rc == 0) {
+                    int s = openat(src, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                    int d = openat(dst, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                    rc = s < 0 || d < 0 ? -1 : copy_tree(s, d, depth + 1);
+                    int e = errno;
+                    if (s >= 0)
+                        close(s);
+                    if (d >= 0)
+                        close(d);
+                    errno = e;
+                }
+            } else if (S_ISREG(st.st_mode)) {
+                rc = copy_file(src, dst, name, 0600);
+            } else if (S_ISLNK(st.st_mode)) {
+                rc = copy_symlink(src, dst, name);
+            } else {
+                rc = mknodat(dst, name, st.st_mode, st.st_rdev);  /* fifo, socket, device */
+            }
+            if (rc == 0)
+                rc = fchownat(dst, name, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW);
+            /* the mode last: chown clears set-id bits */
+            if (rc == 0 && !S_ISLNK(st.st_mode))
+                rc = fchmodat(dst, name, st.st_mode & 07777, 0);
+            if (rc < 0)
+                return -1;
+        }
+    }
+}
+
 struct rc_mount_attr { uint64_t set, clr, propagation, userns_fd; };
 
 static int do_mount(int rootfd, const struct rc_op *op)
@@ -343,12 +446,35 @@ static int do_mount(int rootfd, const struct rc_op *op)
     fdpath(target, sizeof target, fd);
     unsigned long flags = op->flags;
     int rc;
+    /* op->d: tmpcopyup (a tmpfs): keep a handle on the directory it will cover, mount,
+     * copy that directory's contents in (a read-only tmpfs is planned read-write, and
+     * remounted read-only after every mount) */
+    int below = -1;
+    if (op->d) {
+        below = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (below < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+    }
     if (flags & MS_REMOUNT)
         rc = remount(target, flags & ~(unsigned long)MS_REMOUNT);
     else if (!op->src && !op->fstype && !flags)
         rc = 0;  /* only a propagation change (rootfsPropagation on "/") */
     else
         rc = mount(op->src, target, op->fstype, flags, op->data);
+    if (below >= 0) {
+        int above = rc == 0 ? open_in_root(rootfd, op->path, O_RDONLY | O_DIRECTORY) : -1;
+        if (rc == 0)
+            rc = above < 0 ? -1 : copy_tree(below, above, 0);
+        int e = errno;
+        close(below);
+        if (above >= 0)
+            close(above);
+        errno = e;
+    }
     if (rc == 0 && (flags & MS_BIND)) {
         /* a bind ignores every flag but MS_REC: apply the rest with a remount */
         unsigned long rest = flags & ~(MS_BIND | MS_REC | MS_REMOUNT);

@@ -3,7 +3,8 @@
 
 /* What one step of the child's plan does. The numbers are shared with plan.py (OpKind). */
 enum rc_op_kind {
-    RC_OP_MOUNT = 1,      /* mount src on path (in root); flags, data, fstype; then propagation, attrs */
+    RC_OP_MOUNT = 1,      /* mount src on path (in root); flags, data, fstype; then propagation, attrs;
+                             d: tmpcopyup (copy what path held into the new tmpfs) */
     RC_OP_MKDIR = 2,      /* mkdir -p path (in root), mode a */
     RC_OP_MKNOD = 3,      /* mknod path mode a dev b, chown to uid c / gid d */
     RC_OP_SYMLINK = 4,    /* symlink src -> path (in root) */

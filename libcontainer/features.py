@@ -10,7 +10,8 @@ from .spec import NAMESPACES, OCI_VERSION
 def features() -> dict:
     from .security import capabilities, seccomp
 
-    opts = sorted(set(rootfs.FLAG_OPTIONS) | set(rootfs.PROPAGATION) | set(rootfs.RECURSIVE_OPTIONS))
+    opts = sorted(set(rootfs.FLAG_OPTIONS) | set(rootfs.PROPAGATION) | set(rootfs.RECURSIVE_OPTIONS)
+                  | rootfs.COPYUP_OPTIONS)
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,

@@ -47,7 +47,10 @@ RECURSIVE_OPTIONS = {
     "rnostrictatime": (0, ATTR_STRICTATIME), "rnosymfollow": (ATTR_NOSYMFOLLOW, 0),
     "rsymfollow": (0, ATTR_NOSYMFOLLOW),
 }
-UNSUPPORTED_OPTIONS = {"idmap", "ridmap", "tmpcopyup", "copy-symlink"}
+UNSUPPORTED_OPTIONS = {"idmap", "ridmap", "copy-symlink"}
+# runc's extension (podman sets it on its tmpfs mounts, e.g. for --read-only and --tmpfs):
+# the new tmpfs starts with a copy of what the directory it covers held
+COPYUP_OPTIONS = {"tmpcopyup"}
 
 DEFAULT_DEVICES = (  # path, major, minor
     ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
@@ -59,7 +62,7 @@ S_IFMT = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_I
 
 
 class MountOptions:
-    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data")
+    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data", "copyup")
 
     def __init__(self) -> None:
         self.flags = 0
@@ -67,6 +70,7 @@ class MountOptions:
         self.attr_set = 0
         self.attr_clr = 0
         self.data: list = []
+        self.copyup = False
 
 
 def parse_options(options, field: str) -> MountOptions:
@@ -81,6 +85,8 @@ def parse_options(options, field: str) -> MountOptions:
             st, clr = RECURSIVE_OPTIONS[opt]
             mo.attr_set = (mo.attr_set & ~clr) | st
             mo.attr_clr |= clr
+        elif opt in COPYUP_OPTIONS:
+            mo.copyup = True
         elif opt in UNSUPPORTED_OPTIONS:
             raise ConfigError(f"{field}[{i}]", f"mount option {opt!r} is not supported")
         else:
@@ -99,14 +105,21 @@ def plan(spec, plan, ns, no_pivot: bool = False) -> None:
              path=spec.root_path, flags=base)
 
     dev_from_host = False
+    late: list = []
     for i, m in enumerate(spec.mounts):
         field = f"mounts[{i}]"
         if m.destination == "/dev" and _is_bind(m):
             dev_from_host = True
-        _plan_mount(spec, plan, ns, m, field)
+        _plan_mount(spec, plan, ns, m, field, late)
 
     if not dev_from_host:
         _plan_devices(spec, plan, ns)
+    # A read-only tmpfs is mounted read-write and made read-only only now, as runc does:
+    # later mounts may need mount points created in it (podman's --tmpfs /etc:ro gets
+    # /etc/hostname bound in), and tmpcopyup fills it first.
+    for field, dest, flags in late:
+        plan.add(f"{field}: making the tmpfs on {dest} read-only", P.MOUNT, path=dest,
+                 flags=flags | MS_REMOUNT)
     if "network" in ns.new:
         plan.add("linux.namespaces: bringing up lo in the new network namespace", P.LOOPBACK_UP)
     cwd = spec.process.cwd if spec.process else "/"
@@ -132,7 +145,7 @@ def _is_bind(m) -> bool:
     return m.type == "bind" or "bind" in m.options or "rbind" in m.options
 
 
-def _plan_mount(spec, plan, ns, m, field: str) -> None:
+def _plan_mount(spec, plan, ns, m, field: str, late: list) -> None:
     mo = parse_options(m.options, f"{field}.options")
     data = mo.data
     src = m.source
@@ -161,9 +174,16 @@ def _plan_mount(spec, plan, ns, m, field: str) -> None:
         fstype, src, mo.flags = None, "/sys", mo.flags | MS_BIND | MS_REC
     if fstype == "devpts" and ns.in_userns:
         data = [d for d in data if not (d.startswith("gid=") and not ns.gid_mapped(int(d[4:] or 0)))]
-    plan.add(f"{field}: mounting {m.source or m.type} on {m.destination}", P.MOUNT,
+    if mo.copyup and fstype != "tmpfs":
+        raise ConfigError(f"{field}.options", "tmpcopyup is only for tmpfs mounts")
+    if fstype == "tmpfs" and mo.flags & MS_RDONLY:
+        late.append((field, m.destination, mo.flags))
+        mo.flags &= ~MS_RDONLY
+    plan.add(f"{field}: mounting {m.source or m.type} on {m.destination}"
+             + (" (with a copy of what it covers)" if mo.copyup else ""), P.MOUNT,
              path=m.destination, src=src or m.type, fstype=fstype, data=",".join(data) or None,
-             flags=mo.flags, pflags=mo.propagation, a=target_is_file, b=mo.attr_set, c=mo.attr_clr)
+             flags=mo.flags, pflags=mo.propagation, a=target_is_file, b=mo.attr_set, c=mo.attr_clr,
+             d=1 if mo.copyup else 0)
 
 
 def _plan_cgroup_mount(plan, ns, m, mo, field: str) -> None:

@@ -345,6 +345,18 @@ def test_podman_user(pm):
     assert (r.returncode, r.stdout) == (0, "1000\n1000\n"), r.stderr
 
 
+def test_podman_read_only_and_tmpfs(pm):
+    # podman mounts its tmpfs with runc's tmpcopyup: they start with what they cover
+    r = pm.run("--rm", "--read-only", IMAGE, "sh", "-c",
+               "touch /x 2>/dev/null && echo root-writable; touch /tmp/y /run/y && echo tmp-ok")
+    assert (r.returncode, r.stdout) == (0, "tmp-ok\n"), r.stderr
+    r = pm.run("--rm", "--tmpfs", "/etc:ro", IMAGE, "sh", "-c",
+               "grep ' /etc ' /proc/mounts; cat /etc/passwd | head -1; touch /etc/x")
+    lines = r.stdout.splitlines()
+    assert r.returncode == 1 and "Read-only file system" in r.stderr, r.stderr
+    assert lines[0].startswith("tmpfs /etc tmpfs ro,") and lines[1].startswith("root:")
+
+
 def test_podman_detached_exec_pause_stop_rm(pm):
     script = "trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.1; done"
     r = pm.run("-d", "--name", "d1", IMAGE, "sh", "-c", script)
@@ -667,3 +679,41 @@ def test_create_start_as_another_user(bundle):
     with open(os.path.join(bundle.rootfs, "tmp", "id.txt")) as f:
         assert f.read() == "uid=1000(user) gid=1000(user)\n"
     bundle.runner("delete", cid, check=True)
+
+
+def test_tmpcopyup(bundle):
+    """tmpcopyup (runc's extension, which podman uses): the tmpfs starts with a copy of the
+    directory it covers: files, modes, owners, symlinks, subdirectories."""
+    etc = os.path.join(bundle.rootfs, "etc")
+    os.makedirs(os.path.join(etc, "sub", "deeper"))
+    with open(os.path.join(etc, "sub", "deeper", "f"), "w") as f:
+        f.write("deep\n")
+    os.chown(os.path.join(etc, "sub", "deeper", "f"), 1000, 1000)
+    os.chmod(os.path.join(etc, "sub", "deeper", "f"), 0o4755)  # after chown, which clears it
+    os.symlink("../passwd", os.path.join(etc, "sub", "link"))
+    os.mkfifo(os.path.join(etc, "sub", "fifo"))
+    bundle.config["mounts"].append({"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+                                    "options": ["nosuid", "tmpcopyup", "ro"]})
+    # a read-only tmpfs is made read-only after every mount: this bind needs a mount point
+    bundle.config["mounts"].append({"destination": "/etc/extra", "type": "bind",
+                                    "source": os.path.join(bundle.rootfs, "bin"),
+                                    "options": ["bind", "ro"]})
+    r = bundle.sh("grep ' /etc ' /proc/mounts; cat /etc/sub/deeper/f; "
+                  "stat -c '%a %u %g' /etc/sub/deeper/f; readlink /etc/sub/link; "
+                  "head -c 5 /etc/sub/link; echo; test -p /etc/sub/fifo && echo fifo; "
+                  "test -x /etc/extra/busybox && echo bound; touch /etc/new || echo ro").run()
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("tmpfs /etc tmpfs ro,nosuid"), lines
+    assert lines[1:] == ["deep", "4755 1000 1000", "../passwd", "root:", "fifo", "bound", "ro"]
+    with open(os.path.join(etc, "passwd")) as f:  # the rootfs itself is untouched
+        assert f.read().startswith("root:")
+    assert not os.path.exists(os.path.join(etc, "new"))
+
+
+def test_tmpcopyup_only_for_tmpfs(bundle):
+    bundle.config["mounts"].append({"destination": "/mnt", "type": "bind",
+                                    "source": bundle.rootfs, "options": ["bind", "tmpcopyup"]})
+    r = bundle.run()
+    assert r.returncode == 1
+    assert "tmpcopyup is only for tmpfs mounts" in r.stderr
