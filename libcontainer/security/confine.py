@@ -154,4 +154,8 @@ def _scheduler(raw: dict):
     # struct sched_attr (SCHED_ATTR_SIZE_VER1: with the utilization clamps, left at 0)
     attr = struct.pack("=IIQiIQQQII", 56, SCHED_POLICIES[policy], flags, nice, prio,
                        runtime, deadline, period, 0, 0)
-    return (f"{f}: setting {policy} (nice {nice}, priority {prio})", P.SCHED, {"data": attr})
+    label = f"{f}: setting {policy} (nice {nice}, priority {prio})"
+    if realtime:
+        label += (" (a real-time policy also needs real-time time granted to the container's "
+                  "cgroup where the kernel groups it: linux.resources.cpu.realtimeRuntime)")
+    return (label, P.SCHED, {"data": attr})

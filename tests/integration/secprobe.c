@@ -11,6 +11,7 @@
  *   secprobe keyring                session keyring serial ("ok <id>") or "err <ERRNO>"
  *   secprobe handle PATH            name_to_handle_at + open_by_handle_at on PATH
  *   secprobe keysearch DESC         look a "user" key up in the session keyring
+ *   secprobe ids                    "<uid> <euid>"
  *   secprobe parent                 ptrace, /proc/PPID/exe and /proc/PPID/mem of our parent
  */
 #define _GNU_SOURCE
@@ -230,6 +231,10 @@ int main(int argc, char **argv)
             printf("err %s\n", ename(errno));
         else
             printf("ok %ld\n", fd);
+        return 0;
+    }
+    if (!strcmp(c, "ids")) {
+        printf("%d %d\n", (int)getuid(), (int)geteuid());
         return 0;
     }
     if (!strcmp(c, "keysearch") && argc >= 3) {
