@@ -357,6 +357,19 @@ def test_podman_read_only_and_tmpfs(pm):
     assert lines[0].startswith("tmpfs /etc tmpfs ro,") and lines[1].startswith("root:")
 
 
+def test_podman_preserve_fds(pm):
+    # podman run --preserve-fds N → conmon → runner create --preserve-fds N
+    path = os.path.join(pm.base, "fd3.txt")
+    with open(path, "w") as f:
+        f.write("through fd 3\n")
+    cmd = ["podman"] + pm.global_flags + ["run", *pm.run_flags, "--rm", "--preserve-fds", "1",
+                                          IMAGE, "cat", "/proc/self/fd/3"]
+    r = sh(["sh", "-c", 'f=$1; shift; exec "$@" 3<"$f"', "sh", path] + cmd, env=pm.env)
+    assert (r.returncode, r.stdout) == (0, "through fd 3\n"), r.stderr
+    create = call(pm.runtime.calls(), "create")
+    assert create[create.index("--preserve-fds") + 1] == "1"
+
+
 def test_podman_detached_exec_pause_stop_rm(pm):
     script = "trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.1; done"
     r = pm.run("-d", "--name", "d1", IMAGE, "sh", "-c", script)
@@ -717,3 +730,78 @@ def test_tmpcopyup_only_for_tmpfs(bundle):
     r = bundle.run()
     assert r.returncode == 1
     assert "tmpcopyup is only for tmpfs mounts" in r.stderr
+
+
+# What the engines do, without them: a stand-in for conmon / the containerd shim, run as
+# its own process because it must be a child subreaper (it reaps the container's init and
+# detached exec processes once `runner create` / `runner exec --detach` have exited).
+MINI_ENGINE = r"""
+import ctypes, json, os, subprocess, sys, time
+runner, root, bundle, cid, work = sys.argv[1:6]
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+log = os.path.join(work, "log.json")
+rt = [runner, "--root", root, "--log", log, "--log-format", "json"]
+out = {}
+rfd, wfd = os.pipe()
+def call(*args):
+    # stderr to a file: the container inherits it and outlives the call (a pipe would
+    # keep subprocess waiting for its EOF)
+    with open(os.path.join(work, "stderr"), "w+") as err:
+        r = subprocess.run(rt + list(args), stdin=subprocess.DEVNULL, stdout=wfd, stderr=err,
+                           timeout=30)
+        err.seek(0)
+        return r.returncode, err.read()
+pid_file = os.path.join(work, "init.pid")
+out["create"] = call("create", "--bundle", bundle, "--pid-file", pid_file, cid)
+with open(pid_file) as f:
+    init = int(f.read())
+out["state_created"] = json.loads(subprocess.run(rt + ["state", cid], capture_output=True).stdout)
+out["start"] = call("start", cid)
+proc = os.path.join(work, "process.json")
+with open(proc, "w") as f:
+    json.dump({"args": ["sh", "-c", "echo exec-out; exit 6"], "cwd": "/", "env": ["PATH=/bin"],
+               "user": {"uid": 0, "gid": 0}}, f)
+exec_pid_file = os.path.join(work, "exec.pid")
+out["exec"] = call("exec", "--process", proc, "--detach", "--pid-file", exec_pid_file, cid)
+with open(exec_pid_file) as f:
+    out["exec_status"] = os.waitstatus_to_exitcode(os.waitpid(int(f.read()), 0)[1])
+out["kill"] = call("kill", cid, "15")
+out["init_status"] = os.waitstatus_to_exitcode(os.waitpid(init, 0)[1])
+out["state_stopped"] = json.loads(subprocess.run(rt + ["state", cid], capture_output=True).stdout)
+out["kill_again"] = call("kill", cid, "15")
+out["delete"] = call("delete", cid)
+os.close(wfd)
+out["stdout"] = os.read(rfd, 65536).decode()
+with open(log) as f:
+    out["log"] = [json.loads(line) for line in f]
+print(json.dumps(out))
+"""
+
+
+def test_engine_sequence_directly(bundle):
+    """The calls recorded from the containerd shim (and conmon), made by a stand-in:
+    create with --pid-file (written before create returns) and stdio as pipes, start,
+    exec --process --detach --pid-file, kill, kill of a stopped container (an error in
+    the JSON log that the shim matches: "container not running"), delete. The engine,
+    a subreaper, reaps the init and the exec'd process itself."""
+    bundle.sh("trap 'exit 0' TERM; echo init-out; while :; do sleep 0.1; done")
+    bundle.write()
+    cid = "t-" + uuid.uuid4().hex[:12]
+    bundle.last_id = cid
+    work = os.path.join(bundle.path, "engine")
+    os.mkdir(work)
+    runner = RUNNER_BIN if os.access(RUNNER_BIN, os.X_OK) else Runtime._command()
+    r = sh([sys.executable, "-c", MINI_ENGINE, runner, bundle.root, bundle.path, cid, work],
+           timeout=60, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    for step in ("create", "start", "exec", "kill", "delete"):
+        assert out[step][0] == 0, (step, out[step])
+    s = out["state_created"]
+    assert s["status"] == "created" and s["id"] == cid and s["pid"] > 0
+    assert s["bundle"] == bundle.path and s["ociVersion"]
+    assert out["exec_status"] == 6 and out["init_status"] == 0
+    assert out["state_stopped"]["status"] == "stopped"
+    assert out["kill_again"][0] != 0 and "container not running" in out["kill_again"][1]
+    assert out["log"][-1]["level"] == "error" and "container not running" in out["log"][-1]["msg"]
+    assert sorted(out["stdout"].split()) == ["exec-out", "init-out"]
