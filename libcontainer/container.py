@@ -428,6 +428,7 @@ class Container:
         def on_fd(kind, fd):
             if kind == planmod.CONSOLE:
                 master.append(fd)
+                _early_size(fd, proc)
             elif kind == planmod.SECCOMP:
                 # SCMP_ACT_NOTIFY: the listener fd goes to the agent at listenerPath
                 from .security import seccomp
@@ -453,6 +454,15 @@ class Container:
             finally:
                 for fd in started.fds.values():
                     _close(fd)
+
+
+def _early_size(master: int, proc) -> None:
+    """Size the pty as soon as its master arrives, while the child is still setting up:
+    after the exec it would race with the process's first look at it (`stty size`)."""
+    if proc.console_size:
+        from . import terminal
+
+        terminal.set_size(master, *proc.console_size)
 
 
 def _setup_console(master: int, proc, console_socket: str) -> None:
@@ -600,6 +610,7 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
             def on_fd(kind, fd):
                 if kind == planmod.CONSOLE:
                     master.append(fd)
+                    _early_size(fd, spec.process)
                 elif kind == planmod.SECCOMP:
                     # SCMP_ACT_NOTIFY: the listener fd goes to the agent at listenerPath
                     from .security import seccomp
