@@ -314,7 +314,8 @@ def test_podman_run_rm_echo(pm):
 
 def test_podman_exit_codes(pm):
     r = pm.run("--rm", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3")
-    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    assert (r.returncode, r.stdout) == (3, "out\n")
+    assert "err" in r.stderr.splitlines()  # podman may add warnings of its own
     # a missing program fails `create` with runc's words, which podman turns into 127
     r = pm.run("--rm", IMAGE, "nosuch")
     assert r.returncode == 127, r.stderr
