@@ -163,6 +163,20 @@ def test_cve_2024_21626_exec_cwd_through_a_leaked_fd(bundle):
         bundle.runner("delete", "--force", cid)
 
 
+def test_cve_2024_21626_sync_socket_never_leaks_even_when_seccomp_refuses_cloexec(bundle):
+    """The runtime's sync socket crosses the exec trampoline without close-on-exec, and the
+    trampoline sets it back; when a filter refuses exactly that fcntl, the socket is closed
+    rather than handed to the container."""
+    secprobe.install(bundle)
+    bundle.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["fcntl"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 1, "value": 2, "op": "SCMP_CMP_EQ"},    # F_SETFD
+                  {"index": 2, "value": 1, "op": "SCMP_CMP_EQ"}]}]}  # FD_CLOEXEC
+    r = bundle.set_args("secprobe", "fds").run()
+    assert r.returncode == 0, r.stderr
+    assert [l.split()[1] for l in r.stdout.splitlines()] == ["0", "1", "2"], r.stdout
+
+
 # ---- CVE-2021-30465, CVE-2025-31133/52565: symlinks in the rootfs redirecting mounts -------
 
 def test_cve_2021_30465_mount_destination_symlink_stays_in_the_rootfs(bundle, tmp_path):
