@@ -35,8 +35,10 @@ $(VENV)/.built: deps pyproject.toml setup.py csrc/shim.c csrc/shim.h csrc/build.
 	touch $@
 
 # Byte-compile ahead: with PYTHONDONTWRITEBYTECODE set, every start would compile again.
+# Then replace pip's entry-point script with bin/runner, which starts Python with -IS (one shebang argument).
 compile: $(VENV)/.built
 	@$(PY) -m compileall -q libcontainer runner
+	@sed '1s|^#!python.*|#!$(abspath $(PY)) -IS|' bin/runner > $(RUNNER).tmp && chmod 755 $(RUNNER).tmp && mv $(RUNNER).tmp $(RUNNER)
 
 venv: compile $(VENV)/.built
 

@@ -65,6 +65,8 @@ struct rc_plan {
     struct rc_ns_join *joins;  /* the user namespace first */
     int njoins;
     int cgroup_fd;             /* >= 0: clone3 CLONE_INTO_CGROUP */
+    const char *const *cgroup_files; /* the child writes "0" to each (v1 tasks files) */
+    int ncgroup_files;
     /* what the child does, in order */
     struct rc_op *ops;
     int nops;

@@ -592,8 +592,10 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
                 s.update(status=status, pid=pid)
                 return _dumps(s).encode()
 
+            parent_joins = _cgroup_entry(cg, plan)
+
             def before_go(pid):
-                if cg is not None:  # v2 was joined by clone3 itself
+                if parent_joins:  # v2 was joined by clone3 itself
                     cg.join(pid, v2_too=cgroup_fd < 0)
                 state["pid"] = pid
                 st = _proc_stat(pid)
@@ -655,6 +657,19 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
     c._spec = spec
     c._master = master[0] if (_foreground and master) else -1
     return c
+
+
+def _cgroup_entry(cg, plan) -> bool:
+    """How the new process enters its cgroups: the child joins the v1 ones itself when it
+    still sees the host's cgroup files as the host's root (no user namespace, no joined
+    mount namespace); otherwise the parent moves it. True when the parent must."""
+    if cg is None:
+        return False
+    user, mount = namespaces.FLAGS["user"], namespaces.FLAGS["mount"]
+    if plan.clone_flags & user or any(f in (user, mount) for f, _ in plan.joins):
+        return True
+    plan.cgroup_files = cg.self_join_files()
+    return False  # and v2, if there is one, by clone3 with CLONE_INTO_CGROUP
 
 
 def _make_cgroups(spec, container_id: str):

@@ -70,6 +70,7 @@ def plan(spec, plan) -> NamespaceInfo:
         -102: "linux.namespaces: creating the time namespace",
         -103: "linux.timeOffsets: writing /proc/self/timens_offsets",
         -104: "setting up stdio and closing inherited fds",
+        -105: "joining the container's cgroups",
     })
     if lx.time_offsets:
         plan.time_offsets = "".join(f"{clock} {s} {ns}\n" for clock, (s, ns) in lx.time_offsets.items())
@@ -97,6 +98,7 @@ def plan_join(spec, plan, init_pid: int) -> NamespaceInfo:
         plan.ns_labels[-1 - k] = f"joining the container's {kind} namespace ({path})"
         info.joined.add(kind)
     plan.ns_labels[-104] = "setting up stdio and closing inherited fds"
+    plan.ns_labels[-105] = "joining the container's cgroups"
     info.in_userns = "user" in info.joined
     info.uid_mappings = spec.linux.uid_mappings
     info.gid_mappings = spec.linux.gid_mappings

@@ -52,6 +52,7 @@ class Plan:
         self.seccomp_listener = ""    # where that fd goes (linux.seccomp.listenerPath)
         self.seccomp_metadata = ""
         self.ns_labels: dict = {}     # negative op index → label, for the namespace stage
+        self.cgroup_files: list = []  # v1 `tasks` files the child joins itself
 
     def add(self, label: str, *args, **kw) -> None:
         self.ops.append(op(*args, **kw))

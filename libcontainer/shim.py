@@ -49,6 +49,8 @@ def spawn(plan, stdio=None, cgroup_fd: int = -1) -> Spawned:
     p.joins = joins
     p.njoins = len(plan.joins)
     p.cgroup_fd = cgroup_fd
+    p.cgroup_files = _strv(keep, plan.cgroup_files)
+    p.ncgroup_files = len(plan.cgroup_files)
     ops = ffi.new("struct rc_op[]", len(plan.ops))
     for i, (kind, path, src, fstype, data, flags, pflags, a, b, c, d, e) in enumerate(plan.ops):
         o = ops[i]
