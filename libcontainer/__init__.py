@@ -15,11 +15,11 @@ from __future__ import annotations
 from .container import Container, create, list_containers, load, run
 from .errors import (AlreadyExists, ConfigError, ContainerError, ExecNotFound, InvalidArgument,
                      NotFound, StartError, WrongState)
-from .spec import OCI_VERSION, Spec
+from .spec import OCI_VERSION, Process, Spec
 from .spec import load as load_spec
 
 __version__ = "0.1.0"
 
-__all__ = ["run", "create", "load", "list_containers", "Container", "load_spec", "Spec",
+__all__ = ["run", "create", "load", "list_containers", "Container", "load_spec", "Spec", "Process",
            "OCI_VERSION", "ContainerError", "ConfigError", "StartError", "ExecNotFound",
            "InvalidArgument", "NotFound", "AlreadyExists", "WrongState", "__version__"]

@@ -8,6 +8,8 @@ from ..errors import ConfigError
 # python-prctl's table stops at CAP_BPF/CAP_PERFMON (39); newer kernels define more.
 _NEWER_THAN_PRCTL = {"checkpoint_restore": 40}
 
+_NOT_CAPS = {"CAP_EFFECTIVE", "CAP_INHERITABLE", "CAP_PERMITTED", "CAP_LAST_CAP"}
+
 SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 
 _names: dict | None = None
@@ -18,9 +20,12 @@ def known_names() -> dict:
     """Every capability name any kernel defines, lower-case without CAP_, → number."""
     global _names
     if _names is None:
-        import prctl  # python-prctl; imported only when a config names capabilities
+        # python-prctl's C module holds the table; its Python half (`import prctl`) costs
+        # ~3 ms of start-up building classes we do not use
+        import _prctl
 
-        _names = {n: v for n, v in zip(prctl.ALL_CAP_NAMES, prctl.ALL_CAPS) if n != "last_cap"}
+        _names = {n[4:].lower(): getattr(_prctl, n) for n in dir(_prctl)
+                  if n.startswith("CAP_") and n not in _NOT_CAPS}
         _names.update(_NEWER_THAN_PRCTL)
     return _names
 
