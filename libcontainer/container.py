@@ -193,6 +193,17 @@ def _alive(pid: int, start_time: int | None) -> bool:
 
 # ---- the container --------------------------------------------------------------------
 
+def _serialised(method):
+    """Run a Container method holding the container's lock, on freshly read state: another
+    command may have changed it (or deleted the container) while this one waited."""
+    def locked(self, *args, **kw):
+        with self._dir.lock():
+            self._state = self._dir.read()
+            return method(self, *args, **kw)
+    locked.__name__, locked.__doc__ = method.__name__, method.__doc__
+    return locked
+
+
 class Container:
     """A container known to the state directory. Get one with `create`, `load` or `run`
     (detached); every method re-reads what it needs, so separate processes can drive it."""
@@ -279,6 +290,7 @@ class Container:
         return _pids_in_pid_namespace(self.pid)
 
     # -- lifecycle --
+    @_serialised
     def start(self) -> None:
         """Let a created container's init exec its process (`start`)."""
         status = self.status()
@@ -316,6 +328,7 @@ class Container:
             except ProcessLookupError:
                 pass
 
+    @_serialised
     def delete(self, force: bool = False) -> None:
         """Remove a stopped container and everything it owned. Without force, any other
         status is an error and nothing changes (the spec's MUST)."""
@@ -365,6 +378,7 @@ class Container:
         """Wait for the init to exit; only for a container this process created."""
         return exit_code(_wait(self.pid))
 
+    @_serialised
     def pause(self) -> None:
         cg = self._require_cgroups("pause")
         status = self.status()
@@ -372,6 +386,7 @@ class Container:
             raise WrongState(f"cannot pause container {self.id!r}: it is {status}")
         cg.freeze(True)
 
+    @_serialised
     def resume(self) -> None:
         cg = self._require_cgroups("resume")
         status = self.status()
@@ -390,6 +405,7 @@ class Container:
         """The container's cgroups.Manager (for stats and events)."""
         return self._require_cgroups(verb)
 
+    @_serialised
     def update(self, resources: dict) -> None:
         """New limits (a linux.resources object, possibly partial) for a live container;
         the merged set is saved so that later updates and `events` see it."""
@@ -555,7 +571,17 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
         from .terminal import check_console_socket
 
         check_console_socket(console_socket)
-    d.create()
+    lock = d.create()  # held until the container is created: other commands wait
+    try:
+        return _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
+                       new_keyring, warn, _start_now, _foreground)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds, new_keyring,
+            warn, _start_now, _foreground) -> Container:
+    container_id = d.id
     cg = None
     master: list = []
     me = _proc_stat(os.getpid())

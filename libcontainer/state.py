@@ -25,13 +25,20 @@ class StateDir:
         self.id = container_id
         self.path = os.path.join(root, container_id)
 
-    def create(self) -> None:
-        """Claim the ID: mkdir is atomic, so of two concurrent creates exactly one wins."""
+    def create(self) -> "_Lock":
+        """Claim the ID: mkdir is atomic, so of two concurrent creates exactly one wins.
+        Returns the container's lock, held (release with __exit__)."""
         os.makedirs(self.root, mode=0o711, exist_ok=True)
         try:
             os.mkdir(self.path, 0o711)
         except FileExistsError:
             raise AlreadyExists(f"container with id {self.id!r} already exists") from None
+        return _Lock(self, new=True).__enter__()
+
+    def lock(self) -> "_Lock":
+        """Serialise commands on this container: `with d.lock():`.
+        NotFound if the container was deleted meanwhile."""
+        return _Lock(self)
 
     def exists(self) -> bool:
         return os.path.isdir(self.path)
@@ -56,3 +63,29 @@ class StateDir:
             os.rmdir(self.path)
         except FileNotFoundError:
             pass
+
+
+class _Lock:
+    def __init__(self, d: StateDir, new: bool = False):
+        self.d = d
+        self.new = new
+        self.fd = -1
+
+    def __enter__(self) -> "_Lock":
+        # A POSIX record lock, not flock: a forked child does not inherit it, so the
+        # container's init (which keeps our fds until it execs) cannot hold it for us.
+        import fcntl
+
+        try:
+            self.fd = os.open(os.path.join(self.d.path, ".lock"),
+                              os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise NotFound(f"container does not exist: {self.d.id}") from None
+        fcntl.lockf(self.fd, fcntl.LOCK_EX)
+        if not self.new and not os.path.exists(os.path.join(self.d.path, "state.json")):
+            os.close(self.fd)  # removed while we waited
+            raise NotFound(f"container does not exist: {self.d.id}")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)  # releases the lock

@@ -282,3 +282,34 @@ def test_run_detach_then_delete_force(bundle):
     time.sleep(0.05)
     assert not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split(")")[1][:3]
     assert_nothing_left(bundle)
+
+
+def test_commands_on_one_container_are_serialised(bundle):
+    """While one command holds the container's lock (here: a create whose createRuntime
+    hook is still running), another command on the same id waits for it."""
+    gate = os.path.join(bundle.path, "gate")
+    bundle.config["hooks"] = {"createRuntime": [
+        {"path": "/bin/sh", "args": ["sh", "-c", f"while [ ! -e {gate} ]; do sleep 0.02; done"]}]}
+    bundle.sh("sleep 30")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    creator = threading.Thread(target=detached, args=(bundle, "create", "--bundle", bundle.path, cid))
+    creator.start()
+    for _ in range(500):
+        if os.path.exists(os.path.join(bundle.root, cid, "state.json")):
+            break
+        time.sleep(0.01)
+    results = []
+    deleter = threading.Thread(target=lambda: results.append(bundle.runner("delete", cid)))
+    deleter.start()
+    time.sleep(0.5)
+    assert deleter.is_alive(), "delete did not wait for the create in progress"
+    open(gate, "w").close()
+    creator.join(30)
+    deleter.join(30)
+    # it ran after the create finished, so it saw a created container and refused
+    assert results[0].returncode == 1 and "created" in results[0].stderr
+    assert state(bundle, cid)["status"] == "created"
+    bundle.runner("delete", "--force", cid, check=True)
+    assert_nothing_left(bundle)
