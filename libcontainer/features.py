@@ -3,7 +3,7 @@ so that it can only claim what is implemented. spec/features.json is a snapshot 
 (kept equal by a unit test)."""
 from __future__ import annotations
 
-from . import namespaces, rootfs
+from . import hooks, namespaces, rootfs
 from .spec import NAMESPACES, OCI_VERSION
 
 
@@ -15,7 +15,7 @@ def features() -> dict:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": [],
+        "hooks": list(hooks.STAGES),
         "mountOptions": opts,
         "linux": {
             "namespaces": [n for n in NAMESPACES if n in namespaces.FLAGS],
