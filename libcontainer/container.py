@@ -626,7 +626,10 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
                 state["pid"] = pid
                 st = _proc_stat(pid)
                 state["start_time"] = st[1] if st else None
-                d.write(state)
+                if cg is None:
+                    # without a cgroup the pid is the only way to find the child if this
+                    # process dies now; with one, delete --force empties the cgroup
+                    d.write(state)
                 return oci_state(pid) if hooks else None
 
             def on_sync(pid):

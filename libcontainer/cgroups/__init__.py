@@ -494,11 +494,7 @@ def _rmdir(d: str, leaf: bool) -> None:
     deadline = time.monotonic() + 10
     while True:
         try:
-            if leaf:
-                for name in os.listdir(d):
-                    if os.path.isdir(os.path.join(d, name)):
-                        _rmdir(os.path.join(d, name), True)
-            os.rmdir(d)
+            os.rmdir(d)  # control files do not count: this fails only for sub-cgroups or tasks
             return
         except FileNotFoundError:
             return
@@ -507,6 +503,12 @@ def _rmdir(d: str, leaf: bool) -> None:
                 return  # a shared parent: still in use, or not ours to remove
             if e.errno not in (16, 39):  # EBUSY, ENOTEMPTY
                 raise
+            with os.scandir(d) as entries:  # d_type: no stat per control file
+                subs = [x.path for x in entries if x.is_dir(follow_symlinks=False)]
+            for sub in subs:
+                _rmdir(sub, True)
+            if subs:
+                continue
             if time.monotonic() > deadline:
                 raise OSError(e.errno, f"removing {d}: {e.strerror}") from None
             time.sleep(delay)
