@@ -695,6 +695,35 @@ static int wait_start(int fifo_fd)
     return n == 1 ? 0 : -1;
 }
 
+/* The bind target for the pty: a fresh regular file at /dev/console. Whatever the image
+ * put there is removed first: a symlink would otherwise aim the bind at, say, a procfs
+ * file (the CVE-2025-52565 class). On a read-only /dev, an existing file or device node
+ * (never a symlink) is used as it is. */
+static int console_target(void)
+{
+    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int dev = root < 0 ? -1 : mkdir_in_root(root, "/dev", 0755);
+    if (root >= 0)
+        close(root);
+    if (dev < 0)
+        return -1;
+    int fd = -1;
+    if (unlinkat(dev, "console", 0) == 0 || errno == ENOENT) {
+        fd = openat(dev, "console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+    } else if (errno == EROFS) {
+        struct stat st;
+        if (fstatat(dev, "console", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)))
+            fd = openat(dev, "console", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        else
+            errno = ELOOP;
+    }
+    int e = errno;
+    close(dev);
+    errno = e;
+    return fd;
+}
+
 static int console(int index, uid_t uid, gid_t gid)
 {
     int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -709,19 +738,16 @@ static int console(int index, uid_t uid, gid_t gid)
     /* the slave belongs to the process's user, and is the container's /dev/console */
     if (fchown(slave, uid, gid) < 0)
         return -1;
-    int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    int cfd = root < 0 ? -1 : mkfile_in_root(root, "/dev/console");
-    if (root >= 0)
-        close(root);
-    if (cfd >= 0) {
-        char src[64], dst[64];
-        fdpath(src, sizeof src, slave);
-        fdpath(dst, sizeof dst, cfd);
-        int rc = mount(src, dst, NULL, MS_BIND, NULL);
-        close(cfd);
-        if (rc < 0)
-            return -1;
-    }
+    int cfd = console_target();
+    if (cfd < 0)
+        return -1;
+    char src[64], dst[64];
+    fdpath(src, sizeof src, slave);
+    fdpath(dst, sizeof dst, cfd);
+    int rc = mount(src, dst, NULL, MS_BIND, NULL);
+    close(cfd);
+    if (rc < 0)
+        return -1;
     if (send_fd(master, index) < 0)
         return -1;
     close(master);

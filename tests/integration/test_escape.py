@@ -240,6 +240,25 @@ def test_cve_2025_31133_dev_null_symlink_is_never_bound_over_a_masked_path(bundl
     assert_nothing_left(bundle)
 
 
+def test_cve_2025_52565_dev_console_symlink_is_not_a_bind_target(bundle):
+    """CVE-2025-52565 class: with /dev from the rootfs and /dev/console a symlink to a
+    procfs file, binding the pty "on /dev/console" would land on that file. The runtime
+    replaces the symlink with a file of its own, so the pty is at /dev/console and procfs
+    is untouched."""
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"]
+                               if m["destination"] not in ("/dev", "/dev/shm", "/dev/mqueue")]
+    bundle.config["root"]["readonly"] = False
+    os.makedirs(os.path.join(bundle.rootfs, "dev", "pts"), exist_ok=True)
+    os.symlink("/proc/sys/kernel/core_pattern", os.path.join(bundle.rootfs, "dev", "console"))
+    bundle.process["terminal"] = True
+    r = bundle.sh("grep -c ' /proc/sys/kernel/core_pattern ' /proc/self/mountinfo; "
+                  "grep -c ' /dev/console ' /proc/self/mountinfo; ls -l /dev/console | cut -c1").run(input="")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.replace("\r", "").split() == ["0", "1", "c"]
+    assert not os.path.islink(os.path.join(bundle.rootfs, "dev", "console"))
+    assert_nothing_left(bundle)
+
+
 # ---- kernel interfaces ----------------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["/proc/sysrq-trigger", "/proc/sys/kernel/domainname",
