@@ -751,6 +751,7 @@ static int console(int index, uid_t uid, gid_t gid)
     if (send_fd(master, index) < 0)
         return -1;
     close(master);
+    wait_go(index);  /* the parent sizes the pty first: the process may look at it at once */
     if (setsid() < 0 && errno != EPERM)
         return -1;
     if (ioctl(slave, TIOCSCTTY, 0) < 0)

@@ -67,8 +67,9 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
                         fds[plan.label(op)] = fd
                         if on_fd is not None:
                             on_fd(plan.ops[op][0] if 0 <= op < len(plan.ops) else 0, fd)
-                if 0 <= op < len(plan.ops) and plan.ops[op][0] == planmod.SECCOMP:
-                    sock.send(b"g")  # the seccomp listener is with its agent: go on
+                # the child waits until the fd is dealt with: the seccomp listener is with
+                # its agent, the pty has its size
+                sock.send(b"g")
             elif kind == shim.MSG_CREATED:
                 break
             elif kind == shim.MSG_ERROR:
@@ -641,6 +642,10 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
             def on_fd(kind, fd):
                 if kind == planmod.CONSOLE:
                     master.append(fd)
+                    if _foreground and not console_socket and os.isatty(0):
+                        from .terminal import copy_size
+
+                        copy_size(0, fd)  # the relayed pty starts at our terminal's size
                     _early_size(fd, spec.process)
                 elif kind == planmod.SECCOMP:
                     # SCMP_ACT_NOTIFY: the listener fd goes to the agent at listenerPath
