@@ -89,6 +89,10 @@ def main(argv: list) -> int:
         return getattr(mod, "cmd_" + verb.replace("-", "_"))(ctx, argv[split + 1:])
     except ContainerError as e:
         _report(opts, str(e))
+        if opts.get("debug"):
+            import traceback
+
+            traceback.print_exc()
         return e.exit_code
     except KeyboardInterrupt:
         return 130
