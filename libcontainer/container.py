@@ -13,9 +13,9 @@ import _socket
 from . import hooks as hookmod, namespaces, plan as planmod, shim, spec as specmod
 from .errors import (ContainerError, ExecNotFound, ExecNotPermitted, InvalidArgument, NotFound,
                      StartError, WrongState)
+from .state import DEFAULT_ROOT, StateDir
 
 __all__ = ["Container", "create", "run", "load", "list_containers", "NotFound"]
-from .state import DEFAULT_ROOT, StateDir
 
 FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)  # HUP INT QUIT USR1 USR2 TERM WINCH
 FIFO = "exec.fifo"

@@ -350,9 +350,14 @@ class Manager:
     def kill_all(self) -> None:
         """SIGKILL everything in the cgroup: cgroup.kill where the kernel has it, else
         freeze, kill, thaw (so nothing forks past the kill)."""
-        if self.unified and os.path.isdir(self.unified) and v2.kill_all(self.unified):
-            return
         freezer = self.paths.get("freezer")
+        if self.unified and os.path.isdir(self.unified):
+            if freezer and os.path.isdir(freezer) and v1.frozen(freezer):
+                # a task frozen by the v1 freezer takes no signal until thawed: cgroup.kill
+                # would wait for it forever (and it kills what forks after the thaw too)
+                v1.freeze(freezer, False)
+            if v2.kill_all(self.unified):
+                return
         d = freezer or self.paths.get("pids") or (self._dirs() or [""])[0]
         if d and os.path.isdir(d):
             v1.kill_all(d, freezer if freezer and os.path.isdir(freezer) else None)

@@ -313,3 +313,18 @@ def test_commands_on_one_container_are_serialised(bundle):
     assert state(bundle, cid)["status"] == "created"
     bundle.runner("delete", "--force", cid, check=True)
     assert_nothing_left(bundle)
+
+
+def test_delete_force_of_a_paused_container(bundle):
+    """Frozen tasks take no signal until thawed: delete --force must still remove all."""
+    bundle.sh("sleep 30 & sleep 30")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    assert detached(bundle, "run", "-d", "--bundle", bundle.path, cid).returncode == 0
+    bundle.runner("pause", cid, check=True)
+    assert state(bundle, cid)["status"] == "paused"
+    r = bundle.runner("delete", cid)
+    assert r.returncode == 1 and "paused" in r.stderr
+    bundle.runner("delete", "--force", cid, check=True, timeout=20)
+    assert_nothing_left(bundle)
