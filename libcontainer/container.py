@@ -549,8 +549,10 @@ def list_containers(root: str = DEFAULT_ROOT) -> list:
     for name in names:
         try:
             out.append(load(name, root))
-        except ContainerError:
-            continue
+        except NotFound:
+            continue  # deleted meanwhile, or not a container's directory
+        except ContainerError as e:
+            _stderr_warn(str(e))
     return out
 
 

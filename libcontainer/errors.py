@@ -29,6 +29,10 @@ class AlreadyExists(ContainerError):
     pass
 
 
+class DamagedState(ContainerError):
+    """A container's state.json cannot be read; `delete --force` removes what is left."""
+
+
 class WrongState(ContainerError):
     """The operation is not allowed in the container's current status."""
 

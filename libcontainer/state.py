@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from . import jsonio
-from .errors import AlreadyExists, InvalidArgument, NotFound
+from .errors import AlreadyExists, DamagedState, InvalidArgument, NotFound
 
 DEFAULT_ROOT = "/run/runner"
 
@@ -55,6 +55,8 @@ class StateDir:
                 return jsonio.loads(f.read())
         except FileNotFoundError:
             raise NotFound(f"container {self.id!r} does not exist") from None
+        except ValueError as e:
+            raise DamagedState(f"container {self.id!r}: {self.path}/state.json is damaged ({e})") from None
 
     def remove(self) -> None:
         try:

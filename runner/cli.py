@@ -103,6 +103,11 @@ def main(argv: list) -> int:
         if opts.get("debug"):
             raise
         return 1
+    except Exception as e:  # a bug of ours: one line, the traceback with --debug
+        _report(opts, f"internal error: {type(e).__name__}: {e}")
+        if opts.get("debug"):
+            raise
+        return 1
 
 
 def _takes_value(flag: str) -> bool:

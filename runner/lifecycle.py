@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 from libcontainer import container as lc
-from libcontainer.errors import InvalidArgument
+from libcontainer.errors import DamagedState, InvalidArgument
+from libcontainer.state import StateDir
 
 from .args import Flag, parse
 from .cli import bundle_dir, flag_help, positional_id
@@ -119,6 +120,11 @@ def cmd_delete(ctx, argv: list) -> int:
         if opts["force"]:
             return 0  # runc: delete --force of a missing container succeeds
         raise
+    except DamagedState:
+        if not opts["force"]:
+            raise
+        StateDir(ctx.root, cid).remove()  # nothing readable says what else it owned
+        return 0
     c.delete(force=opts["force"])
     return 0
 

@@ -328,3 +328,18 @@ def test_delete_force_of_a_paused_container(bundle):
     assert r.returncode == 1 and "paused" in r.stderr
     bundle.runner("delete", "--force", cid, check=True, timeout=20)
     assert_nothing_left(bundle)
+
+
+def test_damaged_state_is_reported_and_removable(bundle):
+    d = os.path.join(bundle.root, "broken")
+    os.makedirs(d)
+    with open(os.path.join(d, "state.json"), "w") as f:
+        f.write("{not json")
+    r = bundle.runner("list")
+    assert r.returncode == 0 and "broken" in r.stderr and "damaged" in r.stderr
+    r = bundle.runner("state", "broken")
+    assert r.returncode == 1 and "damaged" in r.stderr and "Traceback" not in r.stderr
+    assert bundle.runner("delete", "broken").returncode == 1
+    assert os.path.isdir(d)
+    bundle.runner("delete", "--force", "broken", check=True)
+    assert not os.path.exists(d)
