@@ -81,12 +81,24 @@ SYS_CDEF = """
 long rc_bpf(int cmd, void *attr, unsigned int size);
 """
 
+# getrlimit and the spec's RLIMIT_* names, their values from <sys/resource.h>: the shim is
+# loaded anyway, and the `resource` module is one more shared object to load per start.
+RLIMIT_NAMES = ("AS", "CORE", "CPU", "DATA", "FSIZE", "LOCKS", "MEMLOCK", "MSGQUEUE", "NICE",
+                "NOFILE", "NPROC", "RSS", "RTPRIO", "RTTIME", "SIGPENDING", "STACK")
+RLIMIT_CDEF = """
+typedef unsigned long... rlim_t;
+struct rlimit { rlim_t rlim_cur; rlim_t rlim_max; };
+int getrlimit(int resource, struct rlimit *rlim);
+static const rlim_t RLIM_INFINITY;
+""" + "".join(f"static const int RLIMIT_{n};\n" for n in RLIMIT_NAMES)
+
 ffi = FFI()
 with open(os.path.join(HERE, "shim.h")) as f:
-    ffi.cdef(f.read() + SECCOMP_CDEF + SYS_CDEF)
+    ffi.cdef(f.read() + SECCOMP_CDEF + SYS_CDEF + RLIMIT_CDEF)
 ffi.set_source(
     "libcontainer._shim",
-    '#include "shim.h"\n#include "security.h"\n#include <seccomp.h>\n' + SYS_CDEF,
+    '#include "shim.h"\n#include "security.h"\n#include <seccomp.h>\n'
+    '#include <sys/resource.h>\n' + SYS_CDEF,
     sources=[os.path.relpath(os.path.join(HERE, "shim.c")),
              os.path.relpath(os.path.join(HERE, "security.c")),
              os.path.relpath(os.path.join(HERE, "sys.c"))],

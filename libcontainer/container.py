@@ -10,7 +10,7 @@ import time
 import _signal
 import _socket
 
-from . import hooks as hookmod, namespaces, plan as planmod, shim, spec as specmod
+from . import namespaces, plan as planmod, shim, spec as specmod
 from .errors import (ContainerError, ExecNotFound, ExecNotPermitted, InvalidArgument, NotFound,
                      StartError, WrongState)
 from .state import DEFAULT_ROOT, StateDir
@@ -99,7 +99,9 @@ def _child_error(plan, op: int, err: int) -> StartError:
         if err in (13, 8):
             return ExecNotPermitted(f'exec: "{arg0}": {os.strerror(err).lower()}', err, label)
     if kind == planmod.HOOK:
-        return StartError(f"{label}: {hookmod.describe_failure(err)}", 0, label)
+        from .hooks import describe_failure
+
+        return StartError(f"{label}: {describe_failure(err)}", 0, label)
     return StartError(f"{label}: {os.strerror(err)}", err, label)
 
 
@@ -313,9 +315,7 @@ class Container:
             os.unlink(fifo)
         self._state["status"] = "running"
         self._dir.write(self._state)
-        hooks = hookmod.parse(self.spec.hooks).get("poststart")
-        if hooks:
-            hookmod.run(hooks, _dumps(self.state()), strict=False, warn=_stderr_warn)
+        _run_hooks(_hooks(self.spec.hooks, "poststart"), lambda: self.state(), _stderr_warn)
 
     def kill(self, sig: int = 15, all: bool = False) -> None:
         """Signal the init (or, with all, every process of the container)."""
@@ -346,11 +346,8 @@ class Container:
         if cg is not None:
             cg.destroy()
         self._dir.remove()
-        hooks = hookmod.parse(raw).get("poststop")
-        if hooks:
-            state = self.state()
-            state["status"] = "stopped"
-            hookmod.run(hooks, _dumps(state), strict=False, warn=_stderr_warn)
+        _run_hooks(_hooks(raw, "poststop"), lambda: dict(self.state(), status="stopped"),
+                   _stderr_warn)
 
     def _kill_all(self) -> None:
         cg = self._cgroups()
@@ -511,6 +508,26 @@ def _pids_in_pid_namespace(init: int) -> list:
     return sorted(pids)
 
 
+def _hooks(raw: dict, stage: str = ""):
+    """The config's hooks, parsed (stage → [Hook], or one stage's list). hooks.py is
+    imported only when a config has some."""
+    if not raw:
+        return [] if stage else {}
+    from .hooks import parse
+
+    parsed = parse(raw)
+    return parsed.get(stage, []) if stage else parsed
+
+
+def _run_hooks(hooks: list, state, warn) -> None:
+    """Run hooks whose failure is only a warning (poststart, poststop); `state` is called
+    for the state JSON only if there is a hook to give it to."""
+    if hooks:
+        from .hooks import run
+
+        run(hooks, _dumps(state()), strict=False, warn=warn)
+
+
 def _dumps(obj) -> str:
     from . import jsonio
 
@@ -565,7 +582,7 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
     Nothing is left behind if any step fails."""
     d = StateDir(root, container_id)
     spec = specmod.load(bundle)
-    hooks = hookmod.parse(spec.hooks)
+    hooks = _hooks(spec.hooks)
     if stdio is not None:  # files, pipes or fds; None keeps the caller's own
         stdio = [-1 if f is None else f if isinstance(f, int) else f.fileno() for f in stdio]
     if spec.process is not None and spec.process.terminal and not console_socket and not _foreground:
@@ -637,8 +654,10 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
 
             def on_sync(pid):
                 st = oci_state(pid).decode()
-                hookmod.run(hooks.get("prestart", []), st)
-                hookmod.run(hooks.get("createRuntime", []), st)
+                from .hooks import run as run_hooks
+
+                run_hooks(hooks.get("prestart", []), st)
+                run_hooks(hooks.get("createRuntime", []), st)
                 return oci_state(pid, "created")
 
             def on_fd(kind, fd):
@@ -734,9 +753,7 @@ def run(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, no_pivot: b
                    pid_file=pid_file, no_pivot=no_pivot, keep_fds=keep_fds,
                    new_keyring=new_keyring, warn=warn, _start_now=True, _foreground=not detach)
         try:
-            hooks = hookmod.parse(c.spec.hooks).get("poststart")
-            if hooks:
-                hookmod.run(hooks, _dumps(c.state()), strict=False, warn=warn)
+            _run_hooks(_hooks(c.spec.hooks, "poststart"), c.state, warn)
             if detach:
                 return c
             fwd.attach(c.pid)

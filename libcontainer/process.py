@@ -3,7 +3,6 @@ no_new_privs, and the exec itself — as plan ops, in the order the kernel needs
 from __future__ import annotations
 
 import os
-import resource
 
 from . import plan as P
 from .errors import ConfigError, InvalidArgument
@@ -105,7 +104,13 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
     plan.add(f'exec: "{proc.args[0]}"', P.EXEC)
 
 
-RLIMITS = {name: getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_")}
+def _rlimits() -> dict:
+    from ._shim import lib
+
+    return {name: getattr(lib, name) for name in dir(lib) if name.startswith("RLIMIT_")}
+
+
+RLIMITS = _rlimits()
 
 
 def _plan_rlimits(proc, plan) -> None:
@@ -115,14 +120,21 @@ def _plan_rlimits(proc, plan) -> None:
         num = RLIMITS.get(r.type)
         if num is None:
             raise ConfigError(f"{field}.type", f"unknown rlimit {r.type!r}")
-        host_hard = resource.getrlimit(num)[1]
-        host_hard = RLIM_INFINITY if host_hard == resource.RLIM_INFINITY else host_hard
+        host_hard = _host_hard_limit(num)
         if r.hard > host_hard and not can_raise:
             raise ConfigError(field, f"{r.type} hard limit {r.hard} is above the host's hard "
                                      f"limit {host_hard}; raising it needs CAP_SYS_RESOURCE, "
                                      "which this runtime does not have")
         plan.add(f"{field}: setting {r.type} to {r.soft}/{r.hard}", P.RLIMIT,
                  a=num, b=r.soft, c=r.hard)
+
+
+def _host_hard_limit(num: int) -> int:
+    from ._shim import ffi, lib
+
+    rl = ffi.new("struct rlimit *")
+    lib.getrlimit(num, rl)
+    return RLIM_INFINITY if rl.rlim_max == lib.RLIM_INFINITY else rl.rlim_max
 
 
 def _has_effective_cap(cap: int) -> bool:
