@@ -1,6 +1,7 @@
 """Namespaces: each kind created (or not), joined by path, user namespaces with id maps, the
 time namespace with offsets, and lo up in a new network namespace — seen from inside."""
 import os
+import signal
 import subprocess
 import time
 
@@ -208,13 +209,19 @@ def holder():
     procs = []
 
     def start(*unshare_args, script="exec sleep 600"):
-        p = subprocess.Popen(["unshare", *unshare_args, "sh", "-c", script])
+        # a session of its own: with --fork the holder is unshare's child, which killing
+        # unshare alone would leave running
+        p = subprocess.Popen(["unshare", *unshare_args, "sh", "-c", script],
+                             start_new_session=True)
         procs.append(p)
         return p
 
     yield start
     for p in procs:
-        p.kill()
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         p.wait()
 
 
