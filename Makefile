@@ -28,7 +28,9 @@ deps:
 accept-deps:
 	$(call apt_install_missing,$(ACCEPT_PACKAGES))
 
-$(VENV)/.built: deps pyproject.toml setup.py csrc/shim.c csrc/shim.h csrc/build.py csrc/security.c csrc/security.h csrc/trampoline.c
+# deps is order-only (after the |): being phony, as a normal prerequisite it would force a
+# reinstall on every make
+$(VENV)/.built: pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h) csrc/build.py | deps
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
 	$(PY) -m pip install -q --config-settings editable_mode=compat -e '.[test]'
@@ -43,7 +45,7 @@ compile: $(VENV)/.built
 venv: compile $(VENV)/.built
 
 # The embedded default bundle: a busybox rootfs from Debian's busybox-static.
-$(BUNDLE)/rootfs/bin/busybox: deps spec/rootfs.sh
+$(BUNDLE)/rootfs/bin/busybox: spec/rootfs.sh | deps
 	bash spec/rootfs.sh $(BUNDLE)/rootfs
 
 rootfs: $(BUNDLE)/rootfs/bin/busybox
