@@ -343,3 +343,12 @@ def test_damaged_state_is_reported_and_removable(bundle):
     assert os.path.isdir(d)
     bundle.runner("delete", "--force", "broken", check=True)
     assert not os.path.exists(d)
+
+
+def test_run_keep_leaves_a_stopped_container_to_inspect(bundle):
+    r = bundle.sh("exit 3").run(None, "--keep")
+    assert r.returncode == 3
+    s = state(bundle, bundle.last_id)
+    assert s["status"] == "stopped" and s["pid"] == 0
+    bundle.runner("delete", bundle.last_id, check=True)
+    assert_nothing_left(bundle)
