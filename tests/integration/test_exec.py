@@ -8,18 +8,14 @@ import subprocess
 
 import pytest
 from conftest import REPO, RUNNER, assert_nothing_left, new_id
-from test_lifecycle import detached, state, wait_status
+from test_lifecycle import detached, run_detached, state
 
 
 @pytest.fixture
 def running(bundle):
     """A running container (sleep as init) whose id is returned; deleted afterwards."""
     bundle.sh("sleep 60")
-    bundle.write()
-    cid = new_id()
-    bundle.last_id = cid
-    r = detached(bundle, "run", "-d", "--bundle", bundle.path, cid)
-    assert r.returncode == 0, r.stderr
+    cid = run_detached(bundle)
     yield cid
     bundle.runner("delete", "--force", cid)
 

@@ -53,6 +53,16 @@ def create(bundle, cid=None, *extra):
     return cid
 
 
+def run_detached(bundle, *extra):
+    """`run -d` the bundle's config under a new id; returns the id (bundle.last_id too)."""
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    r = detached(bundle, "run", "-d", "--bundle", bundle.path, *extra, cid)
+    assert r.returncode == 0, r.stderr
+    return cid
+
+
 def test_create_start_delete(bundle):
     writable(bundle).sh("echo started > /started; sleep 0.2")
     cid = create(bundle)
@@ -103,11 +113,7 @@ def test_delete_refuses_created_container(bundle):
 def test_kill_signal_names_and_numbers(bundle, sig):
     # sh as pid 1 gets a handler for TERM so that TERM can end it too
     bundle.sh("trap 'exit 3' TERM; while true; do sleep 0.05; done")
-    bundle.write()
-    cid = new_id()
-    bundle.last_id = cid
-    r = detached(bundle, "run", "-d", "--bundle", bundle.path, cid)
-    assert r.returncode == 0, r.stderr
+    cid = run_detached(bundle)
     wait_status(bundle, cid, "running")
     time.sleep(0.1)  # let sh install its trap
     bundle.runner("kill", cid, sig, check=True)
@@ -139,10 +145,7 @@ def test_kill_all(bundle, pid_ns):
             pytest.skip("without a pid namespace the container's processes are its cgroup's")
         bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"] if n["type"] != "pid"]
     bundle.sh("trap '' TERM; sleep 30 & sleep 30 & wait")
-    bundle.write()
-    cid = new_id()
-    bundle.last_id = cid
-    assert detached(bundle, "run", "-d", "--bundle", bundle.path, cid).returncode == 0
+    cid = run_detached(bundle)
     try:
         for _ in range(100):
             if len(json.loads(bundle.runner("ps", "--format", "json", cid).stdout)) >= 3:
@@ -271,11 +274,7 @@ def test_systemd_cgroup_is_refused_clearly(bundle):
 
 def test_run_detach_then_delete_force(bundle):
     bundle.sh("sleep 30")
-    bundle.write()
-    cid = new_id()
-    bundle.last_id = cid
-    r = detached(bundle, "run", "--detach", "--bundle", bundle.path, cid)
-    assert r.returncode == 0, r.stderr
+    cid = run_detached(bundle)
     pid = state(bundle, cid)["pid"]
     assert state(bundle, cid)["status"] == "running"
     bundle.runner("delete", "--force", cid, check=True)
@@ -318,10 +317,7 @@ def test_commands_on_one_container_are_serialised(bundle):
 def test_delete_force_of_a_paused_container(bundle):
     """Frozen tasks take no signal until thawed: delete --force must still remove all."""
     bundle.sh("sleep 30 & sleep 30")
-    bundle.write()
-    cid = new_id()
-    bundle.last_id = cid
-    assert detached(bundle, "run", "-d", "--bundle", bundle.path, cid).returncode == 0
+    cid = run_detached(bundle)
     bundle.runner("pause", cid, check=True)
     assert state(bundle, cid)["status"] == "paused"
     r = bundle.runner("delete", cid)
