@@ -24,6 +24,7 @@ RUN_FLAGS = COMMON + [
     Flag("--keep", "keep", help="do not delete the container when it exits"),
 ]
 CREATE_FLAGS = COMMON
+HELP_ONLY = [Flag("--help,-h", "help")]
 KILL_FLAGS = [Flag("--all,-a", "all", help="signal every process of the container"),
               Flag("--help,-h", "help")]
 DELETE_FLAGS = [Flag("--force,-f", "force", help="kill the container first if it runs"),
@@ -91,7 +92,7 @@ def cmd_create(ctx, argv: list) -> int:
 
 
 def cmd_start(ctx, argv: list) -> int:
-    opts, pos = parse(argv, [Flag("--help,-h", "help")])
+    opts, pos = parse(argv, HELP_ONLY)
     if opts["help"]:
         return flag_help("start", [])
     lc.load(positional_id(pos, "start"), ctx.root).start()
@@ -130,12 +131,18 @@ def cmd_delete(ctx, argv: list) -> int:
 
 
 def cmd_pause(ctx, argv: list) -> int:
-    lc.load(positional_id(argv, "pause"), ctx.root).pause()
+    opts, pos = parse(argv, HELP_ONLY)
+    if opts["help"]:
+        return flag_help("pause ID", [])
+    lc.load(positional_id(pos, "pause"), ctx.root).pause()
     return 0
 
 
 def cmd_resume(ctx, argv: list) -> int:
-    lc.load(positional_id(argv, "resume"), ctx.root).resume()
+    opts, pos = parse(argv, HELP_ONLY)
+    if opts["help"]:
+        return flag_help("resume ID", [])
+    lc.load(positional_id(pos, "resume"), ctx.root).resume()
     return 0
 
 
