@@ -13,7 +13,7 @@ import _socket
 from . import namespaces, plan as planmod, shim, spec as specmod
 from .errors import (ContainerError, ExecNotFound, ExecNotPermitted, InvalidArgument, NotFound,
                      StartError, WrongState)
-from .state import DEFAULT_ROOT, StateDir
+from .state import DEFAULT_ROOT, StateDir, write_atomic
 
 __all__ = ["Container", "create", "run", "load", "list_containers", "NotFound"]
 
@@ -453,7 +453,7 @@ class Container:
             started = start_plan(plan, stdio=stdio, before_go=before_go, on_fd=on_fd)
             try:
                 if pid_file:
-                    _write_pid_file(pid_file, started.pid)
+                    write_atomic(pid_file, str(started.pid))
                 if master:
                     _setup_console(master[0], proc, console_socket)
                 if detach:
@@ -538,13 +538,6 @@ def _stderr_warn(msg: str) -> None:
     import sys
 
     sys.stderr.write(f"runner: warning: {msg}\n")
-
-
-def _write_pid_file(path: str, pid: int) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)
 
 
 # ---- create and run ---------------------------------------------------------------------
@@ -693,7 +686,7 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
             state["status"] = "running" if _start_now else "created"
             d.write(state)
             if pid_file:
-                _write_pid_file(pid_file, started.pid)
+                write_atomic(pid_file, str(started.pid))
             if master:
                 _setup_console(master[0], spec.process, console_socket)
         except BaseException:

@@ -18,6 +18,14 @@ def check_id(container_id: str) -> None:
         raise InvalidArgument("container id: longer than 1024 characters")
 
 
+def write_atomic(path: str, text: str) -> None:
+    """Readers see the old file or the new one, never half of it."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
 class StateDir:
     def __init__(self, root: str, container_id: str):
         check_id(container_id)
@@ -44,10 +52,7 @@ class StateDir:
         return os.path.isdir(self.path)
 
     def write(self, state: dict) -> None:
-        tmp = os.path.join(self.path, ".state.json.tmp")
-        with open(tmp, "w") as f:
-            f.write(jsonio.dumps(state))
-        os.rename(tmp, os.path.join(self.path, "state.json"))
+        write_atomic(os.path.join(self.path, "state.json"), jsonio.dumps(state))
 
     def read(self) -> dict:
         try:

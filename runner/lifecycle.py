@@ -91,12 +91,17 @@ def cmd_create(ctx, argv: list) -> int:
     return 0
 
 
-def cmd_start(ctx, argv: list) -> int:
+def _state_change(ctx, argv: list, verb: str) -> int:
+    """start, pause, resume: `runner VERB ID` → Container.VERB()."""
     opts, pos = parse(argv, HELP_ONLY)
     if opts["help"]:
-        return flag_help("start", [])
-    lc.load(positional_id(pos, "start"), ctx.root).start()
+        return flag_help(f"{verb} ID", [])
+    getattr(lc.load(positional_id(pos, verb), ctx.root), verb)()
     return 0
+
+
+def cmd_start(ctx, argv: list) -> int:
+    return _state_change(ctx, argv, "start")
 
 
 def cmd_kill(ctx, argv: list) -> int:
@@ -131,19 +136,11 @@ def cmd_delete(ctx, argv: list) -> int:
 
 
 def cmd_pause(ctx, argv: list) -> int:
-    opts, pos = parse(argv, HELP_ONLY)
-    if opts["help"]:
-        return flag_help("pause ID", [])
-    lc.load(positional_id(pos, "pause"), ctx.root).pause()
-    return 0
+    return _state_change(ctx, argv, "pause")
 
 
 def cmd_resume(ctx, argv: list) -> int:
-    opts, pos = parse(argv, HELP_ONLY)
-    if opts["help"]:
-        return flag_help("resume ID", [])
-    lc.load(positional_id(pos, "resume"), ctx.root).resume()
-    return 0
+    return _state_change(ctx, argv, "resume")
 
 
 

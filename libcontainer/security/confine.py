@@ -112,14 +112,19 @@ def _int(raw: dict, key: str, field: str, lo: int, hi: int, required=False, defa
     return v
 
 
+def _choice(raw: dict, key: str, field: str, table: dict) -> str:
+    v = raw.get(key)
+    if v is None:
+        raise ConfigError(f"{field}.{key}", "is required")
+    if v not in table:
+        raise ConfigError(f"{field}.{key}", f"unknown {key} {v!r} (want one of "
+                                            f"{', '.join(table)})")
+    return v
+
+
 def _ioprio(raw: dict):
     f = "process.ioPriority"
-    cls = raw.get("class")
-    if cls is None:
-        raise ConfigError(f"{f}.class", "is required")
-    if cls not in IOPRIO_CLASSES:
-        raise ConfigError(f"{f}.class", f"unknown class {cls!r} (want one of "
-                                        f"{', '.join(IOPRIO_CLASSES)})")
+    cls = _choice(raw, "class", f, IOPRIO_CLASSES)
     prio = _int(raw, "priority", f, 0, 7, required=True)
     value = IOPRIO_CLASSES[cls] << IOPRIO_CLASS_SHIFT | prio
     return (f"{f}: setting {cls} priority {prio}", P.IOPRIO, {"a": value})
@@ -127,12 +132,7 @@ def _ioprio(raw: dict):
 
 def _scheduler(raw: dict):
     f = "process.scheduler"
-    policy = raw.get("policy")
-    if policy is None:
-        raise ConfigError(f"{f}.policy", "is required")
-    if policy not in SCHED_POLICIES:
-        raise ConfigError(f"{f}.policy", f"unknown policy {policy!r} (want one of "
-                                         f"{', '.join(SCHED_POLICIES)})")
+    policy = _choice(raw, "policy", f, SCHED_POLICIES)
     if policy == "SCHED_ISO":
         raise ConfigError(f"{f}.policy", "SCHED_ISO is not implemented by Linux")
     nice = _int(raw, "nice", f, -20, 19)
