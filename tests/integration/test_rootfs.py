@@ -89,9 +89,10 @@ mount -t tmpfs chrp "$C"
 mount --make-shared "$C"
 mkdir "$C/r"
 mount -t tmpfs chrr "$C/r"
-for d in usr lib lib64 bin sbin etc work tmp proc sys dev; do
-  [ -e "/$d" ] || continue
-  if [ -L "/$d" ]; then cp -a "/$d" "$C/r/$d"; else mkdir "$C/r/$d"; mount --rbind "/$d" "$C/r/$d"; fi
+# every top-level entry, so the repo is reachable wherever the checkout lives (/work, /check)
+for p in /*; do
+  d=${p#/}
+  if [ -L "$p" ]; then cp -a "$p" "$C/r/$d"; elif [ -d "$p" ]; then mkdir "$C/r/$d"; mount --rbind "$p" "$C/r/$d"; fi
 done
 cd /
 exec chroot "$C/r" "$@"
