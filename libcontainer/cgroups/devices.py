@@ -55,7 +55,25 @@ def rules(resources: dict, devices=()) -> list:
 
 
 def v1_writes(rule_list: list, directory: str) -> None:
-    """Apply the rules in order, as the v1 kernel interprets them."""
+    """Make the v1 cgroup's allow-list what `rule_list` describes. A reset to "deny all"
+    ("a" to devices.deny) denies every device to the container's running processes until
+    the allows after it land (an `update` made `/dev/null` fail for a moment). So when the
+    cgroup already denies by default and the rules do too, only the difference is written,
+    allows first. Otherwise the kernel is reset straight to the rules' default and given
+    their exceptions: a reset to "allow all" takes nothing away on the way."""
+    now = v1_current(directory)
+    want = Emulator()
+    for r in rule_list:
+        want.apply(r)
+    if now is not None and not now.default_allow and not want.default_allow:
+        writes = transition(now, want)
+    else:
+        writes = [Rule(want.default_allow)] + [Rule(not want.default_allow, *key, access)
+                                               for key, access in want.exceptions.items()]
+    _v1_write(writes, directory)
+
+
+def _v1_write(rule_list: list, directory: str) -> None:
     from . import fs
     from ..errors import ConfigError
 
@@ -68,6 +86,43 @@ def v1_writes(rule_list: list, directory: str) -> None:
                               f"writing {r.v1()!r} to {directory}/{name}: {e.strerror}") from None
 
 
+def v1_current(directory: str) -> "Emulator | None":
+    """What the kernel keeps now, from devices.list; None when unreadable. With a default
+    of allow the kernel prints only "a *:* rwm" (its exceptions stay hidden)."""
+    try:
+        with open(os.path.join(directory, "devices.list")) as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return None
+    emu = Emulator()
+    for line in filter(None, lines):
+        typ, nums, access = line.split()
+        if typ == "a":
+            emu.default_allow = True
+            emu.exceptions = {}
+            return emu
+        major, minor = (-1 if n == "*" else int(n) for n in nums.split(":"))
+        emu.exceptions[(typ, major, minor)] = "".join(c for c in "rwm" if c in access)
+    return emu
+
+
+def transition(now: "Emulator", want: "Emulator") -> list:
+    """Rules that turn `now` into `want`, both default-deny, without a reset: the access
+    bits to add first (nothing allowed on both sides is ever denied on the way), then the
+    bits to take away. The v1 kernel matches exceptions by exact type and numbers, as
+    Emulator does."""
+    allows, denies = [], []
+    for key in dict.fromkeys([*want.exceptions, *now.exceptions]):
+        have, need = now.exceptions.get(key, ""), want.exceptions.get(key, "")
+        add = "".join(c for c in need if c not in have)
+        drop = "".join(c for c in have if c not in need)
+        if add:
+            allows.append(Rule(True, *key, add))
+        if drop:
+            denies.append(Rule(False, *key, drop))
+    return allows + denies
+
+
 class Emulator:
     """What the v1 kernel keeps of a rule list: a default (allow or deny) and exceptions
     with their access bits. "a" resets everything; a rule that agrees with the default
@@ -78,7 +133,7 @@ class Emulator:
         self.exceptions: dict = {}
 
     def apply(self, r: Rule) -> None:
-        if r.type == "a" and r.major == -1 and r.minor == -1:
+        if r.type == "a":  # the kernel reads "a" alone, whatever numbers follow
             self.default_allow = r.allow
             self.exceptions = {}
             return

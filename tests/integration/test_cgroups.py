@@ -154,6 +154,50 @@ def test_device_rules(bundle, allow):
         assert "opened" not in r.stdout and "Operation not permitted" in r.stderr
 
 
+def test_device_update_never_denies_the_running_container(bundle, monkeypatch):
+    """v1 devices: an update writes only the difference. The full list starts with a reset
+    ("a"), which denies every device to the running processes until the allows after it
+    land: a container writing to /dev/null in a loop saw EPERM during `update`."""
+    import libcontainer
+    from libcontainer.cgroups import fs
+
+    deny_all = {"allow": False, "access": "rwm"}
+    loop0 = {"allow": True, "type": "b", "major": 7, "minor": 0, "access": "r"}
+    bundle.sh("while :; do echo x > /dev/null || echo FAIL; done")
+    cid = limited(bundle, {"devices": [deny_all]})
+    st = create(bundle, cid)
+    assert detached(bundle, "start", cid).returncode == 0
+    writes = []
+    real = fs.write
+    monkeypatch.setattr(fs, "write", lambda path, data: (writes.append((path, data)),
+                                                         real(path, data))[1])
+    c = libcontainer.load(cid, bundle.root)
+    for i in range(60):
+        c.update({"devices": [deny_all, loop0] if i % 2 == 0 else [deny_all]})
+        listed = cg_file(st, "devices", "devices.list").splitlines()
+        assert ("b 7:0 r" in listed) == (i % 2 == 0)
+        assert "c 1:3 rwm" in listed
+    with open(os.path.join(bundle.path, "out.log")) as f:
+        assert "FAIL" not in f.read()
+    device_writes = [(os.path.basename(p), d) for p, d in writes if "/devices." in p]
+    assert ("devices.allow", "b 7:0 r") in device_writes
+    assert ("devices.deny", "b 7:0 r") in device_writes
+    assert all(d != "a" for _, d in device_writes), device_writes
+    # to "allow all": reset straight to allow, nothing is denied on the way either
+    c.update({"devices": [{"allow": True, "access": "rwm"},
+                          {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "w"}]})
+    assert cg_file(st, "devices", "devices.list") == "a *:* rwm"
+    assert writes[-2:] == [(st["cgroups"]["paths"]["devices"] + "/devices.allow", "a"),
+                           (st["cgroups"]["paths"]["devices"] + "/devices.deny", "c 10:229 w")]
+    with open(os.path.join(bundle.path, "out.log")) as f:
+        assert "FAIL" not in f.read()
+    # back to "deny all": the only way there is a reset; it ends with what the rules say
+    c.update({"devices": [deny_all]})
+    listed = cg_file(st, "devices", "devices.list").splitlines()
+    assert "c 1:3 rwm" in listed and "b 7:0 r" not in listed
+    delete(bundle, cid)
+
+
 def test_cpu_quota_holds_a_busy_loop(bundle):
     bundle.sh("while :; do :; done")
     cid = limited(bundle, {"cpu": {"quota": 20000, "period": 100000}})

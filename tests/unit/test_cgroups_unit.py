@@ -195,6 +195,38 @@ def test_emulator_keeps_what_the_v1_kernel_keeps():
     assert not e.default_allow and e.exceptions == {("c", 1, 3): "r"}
 
 
+def test_emulator_reads_type_a_as_a_reset_whatever_the_numbers():
+    # the v1 kernel parses "a" and ignores the rest of the line
+    e = devices.Emulator()
+    for r in [devices.Rule(False), devices.Rule(True, "c", 1, 3, "rw"), devices.Rule(True, "a", 1, 3, "r")]:
+        e.apply(r)
+    assert e.default_allow and e.exceptions == {}
+
+
+def test_v1_current_parses_devices_list(tmp_path):
+    (tmp_path / "devices.list").write_text("c *:* m\nb *:* m\nc 1:3 rwm\nc 136:* rw\n")
+    e = devices.v1_current(str(tmp_path))
+    assert not e.default_allow
+    assert e.exceptions == {("c", -1, -1): "m", ("b", -1, -1): "m", ("c", 1, 3): "rwm",
+                            ("c", 136, -1): "rw"}
+    (tmp_path / "devices.list").write_text("a *:* rwm\n")
+    assert devices.v1_current(str(tmp_path)).default_allow
+    assert devices.v1_current(str(tmp_path / "nosuch")) is None
+
+
+def test_transition_adds_before_it_takes_away_and_never_resets():
+    now, want = devices.Emulator(), devices.Emulator()
+    now.exceptions = {("c", 1, 3): "rwm", ("b", 7, 0): "r", ("c", 10, 229): "rw"}
+    want.exceptions = {("c", 1, 3): "rwm", ("c", 10, 229): "r", ("c", 10, 200): "rwm"}
+    got = [(r.allow, r.v1()) for r in devices.transition(now, want)]
+    assert got == [(True, "c 10:200 rwm"), (False, "c 10:229 w"), (False, "b 7:0 r")]
+    # applied to `now` as the kernel would, the writes give exactly `want`
+    for r in devices.transition(now, want):
+        now.apply(r)
+    assert now.exceptions == want.exceptions and not now.default_allow
+    assert devices.transition(now, want) == []
+
+
 def _run_program(prog: bytes, typ: int, access: int, major: int, minor: int) -> int:
     """A tiny interpreter for the instructions program() emits, to check its decisions."""
     regs = [0] * 11
