@@ -576,6 +576,7 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
     d = StateDir(root, container_id)
     spec = specmod.load(bundle)
     hooks = _hooks(spec.hooks)
+    net_devices = _net_devices(spec)
     if stdio is not None:  # files, pipes or fds; None keeps the caller's own
         stdio = [-1 if f is None else f if isinstance(f, int) else f.fileno() for f in stdio]
     if spec.process is not None and spec.process.terminal and not console_socket and not _foreground:
@@ -587,13 +588,13 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
     lock = d.create()  # held until the container is created: other commands wait
     try:
         return _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
-                       new_keyring, warn, _start_now, _foreground)
+                       new_keyring, warn, _start_now, _foreground, net_devices)
     finally:
         lock.__exit__(None, None, None)
 
 
 def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds, new_keyring,
-            warn, _start_now, _foreground) -> Container:
+            warn, _start_now, _foreground, net_devices) -> Container:
     container_id = d.id
     cg = None
     master: list = []
@@ -636,6 +637,10 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
             def before_go(pid):
                 if parent_joins:  # v2 was joined by clone3 itself
                     cg.join(pid, v2_too=cgroup_fd < 0)
+                if net_devices:  # the namespace exists, nothing of the container runs yet
+                    from .netdevices import move
+
+                    move(net_devices, pid)
                 state["pid"] = pid
                 st = _proc_stat(pid)
                 state["start_time"] = st[1] if st else None
@@ -729,6 +734,19 @@ def _make_cgroups(spec, container_id: str):
 
     return cgroups.Manager.create(container_id, spec.linux.cgroups_path, spec.linux.resources,
                                   devices=spec.linux.devices)
+
+
+def _net_devices(spec) -> list:
+    """linux.netDevices, checked before anything is made (the module and pyroute2 load
+    only for a config that names devices)."""
+    linux = spec.raw.get("linux")
+    if not isinstance(linux, dict) or not linux.get("netDevices"):
+        return []
+    from . import netdevices
+
+    devices = netdevices.parse(linux)
+    netdevices.check(devices, any(n.type == "network" for n in spec.linux.namespaces))
+    return devices
 
 
 def _owner() -> str:
