@@ -1004,6 +1004,15 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
     reset_signals();
     /* until execve, /proc/<pid>/exe is the runner's interpreter: keep it out of reach */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    /* An AFFINITY op first (execCPUAffinity.initial) runs before anything else: the whole
+     * setup then runs on those CPUs. Moving into the container's cgroups (a cpuset) may
+     * change the affinity afterwards, which the spec leaves to the kernel. */
+    int first = 0;
+    if (plan->nops > 0 && plan->ops[0].kind == RC_OP_AFFINITY) {
+        if (syscall(SYS_sched_setaffinity, 0, (size_t)plan->ops[0].len, plan->ops[0].data) < 0)
+            fail(0, errno);
+        first = 1;
+    }
     setup_namespaces(plan, in_clone);
 
     int needs_fork = !in_clone && (plan->clone_flags & CLONE_NEWPID);
@@ -1056,7 +1065,7 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
     int rootfd = -1;
     const char *rootfs = NULL;
     int lcap = last_cap();
-    for (int i = 0; i < plan->nops; i++) {
+    for (int i = first; i < plan->nops; i++) {
         const struct rc_op *op = &plan->ops[i];
         int rc = 0;
         switch (op->kind) {
@@ -1177,6 +1186,12 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
             rc_exec_trampoline(plan, i, sync_fd);
             exec_search(plan);
             rc = -1;
+            break;
+        case RC_OP_MEMPOLICY:  /* inherited across execve, like the scheduler settings */
+            rc = syscall(SYS_set_mempolicy, (int)op->a, op->data, (unsigned long)op->b) < 0 ? -1 : 0;
+            break;
+        case RC_OP_AFFINITY:   /* the raw syscall: no glibc cpu_set_t size in the way */
+            rc = syscall(SYS_sched_setaffinity, 0, (size_t)op->len, op->data) < 0 ? -1 : 0;
             break;
         default:  /* personality, ioprio, scheduler (security.c) */
             rc = rc_security_op(op);

@@ -38,6 +38,9 @@ enum rc_op_kind {
     RC_OP_PERSONALITY = 31,  /* personality(a) */
     RC_OP_IOPRIO = 32,    /* ioprio_set(IOPRIO_WHO_PROCESS, 0, a) */
     RC_OP_SCHED = 33,     /* sched_setattr(0, data = struct sched_attr, 0) */
+    RC_OP_MEMPOLICY = 34, /* set_mempolicy(a = mode | flags, data = nodemask (NULL: none), b = maxnode) */
+    RC_OP_AFFINITY = 35,  /* sched_setaffinity(0, len, data = cpu mask); as ops[0] it runs first of
+                             all, before the namespaces are set up (execCPUAffinity.initial) */
 };
 
 struct rc_op {

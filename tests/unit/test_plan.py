@@ -256,3 +256,13 @@ def test_describe_is_plain_data(bundle):
     d = plan.describe()
     assert len(d) == len(plan.ops)
     assert d[-1][0] == "EXEC" and d[-1][1] == 'exec: "sh"'
+
+
+def test_op_kinds_match_the_shim_header():
+    """plan.py mirrors enum rc_op_kind: a number that differs would run the wrong syscall."""
+    import re
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "csrc", "shim.h")) as f:
+        header = dict((name, int(num)) for name, num in
+                      re.findall(r"RC_OP_(\w+) = (\d+)", f.read()))
+    assert header == {name: num for num, name in P.KIND_NAMES.items()}
