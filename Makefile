@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUNNER := $(VENV)/bin/runner
 BUNDLE := build/bundle
-APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static python3-dev python3-venv uidmap
+APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static python3-dev python3-venv uidmap \
+	iproute2 procps strace
 ACCEPT_PACKAGES := podman containerd
 
 .PHONY: all deps accept-deps compile venv rootfs demo test unit bench clean

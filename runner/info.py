@@ -109,18 +109,52 @@ PS_FLAGS = [Flag("--format,-f", "format", True, "table", "table or json"), Flag(
 
 
 def cmd_ps(ctx, argv: list) -> int:
+    """runc's `ps ID [ps options]`: the table is ps(1)'s own (`-ef` unless options are
+    given), keeping the header and the container's processes; json is the pid list."""
     from libcontainer import container as lc
+    from libcontainer.errors import InvalidArgument
 
     from .cli import positional_id
 
-    opts, pos = parse(argv, PS_FLAGS)
+    opts, pos = parse(argv, PS_FLAGS, stop_at_positional=True)
     if opts["help"]:
-        return flag_help("ps ID", PS_FLAGS)
+        return flag_help("ps ID [ps options]", PS_FLAGS)
     fmt = _format_flag(opts)
-    pids = lc.load(positional_id(pos, "ps"), ctx.root).processes()
+    if fmt == "json" and len(pos) > 1:
+        raise InvalidArgument("ps: options for ps(1) make no sense with --format json")
+    pids = lc.load(positional_id(pos[:1], "ps"), ctx.root).processes()
     if fmt == "json":
         sys.stdout.write(jsonio.dumps(pids) + "\n")
         return 0
+    ps_args = pos[1:] or ["-ef"]
+    import subprocess
+
+    try:
+        r = subprocess.run(["ps", *ps_args], capture_output=True, text=True)
+    except FileNotFoundError:
+        if pos[1:]:
+            raise InvalidArgument("ps: options were given but ps(1) is not installed") from None
+        _own_table(pids)
+        return 0
+    if r.returncode != 0:
+        raise InvalidArgument(f"ps {' '.join(ps_args)}: {(r.stderr or r.stdout).strip()}")
+    lines = r.stdout.splitlines()
+    header = lines[0].split() if lines else []
+    if "PID" not in header:
+        raise InvalidArgument(f"ps {' '.join(ps_args)}: couldn't find PID field in ps output")
+    col = header.index("PID")
+    wanted = set(pids)
+    out = [lines[0]]
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in wanted:
+            out.append(line)
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def _own_table(pids: list) -> None:
+    """The table without ps(1): uid, pid, ppid and command line from /proc."""
     sys.stdout.write(f"{'UID':<8} {'PID':>8} {'PPID':>8} CMD\n")
     for pid in pids:
         try:
@@ -132,4 +166,3 @@ def cmd_ps(ctx, argv: list) -> int:
             continue
         uid = fields["Uid"].split()[0]
         sys.stdout.write(f"{uid:<8} {pid:>8} {fields['PPid'].strip():>8} {cmd or fields['Name'].strip()}\n")
-    return 0

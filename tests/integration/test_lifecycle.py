@@ -176,8 +176,18 @@ def test_list_and_ps(bundle):
         bundle.runner("start", cid, check=True)
         pids = json.loads(bundle.runner("ps", "--format", "json", cid, check=True).stdout)
         assert pids == [state(bundle, cid)["pid"]]
-        table = bundle.runner("ps", cid, check=True).stdout
-        assert "sleep 30" in table and str(pids[0]) in table
+        # runc's table: ps -ef's own, the header and the container's processes only
+        table = bundle.runner("ps", cid, check=True).stdout.splitlines()
+        assert table[0].split()[:3] == ["UID", "PID", "PPID"]
+        assert [line.split()[1] for line in table[1:]] == [str(pids[0])]
+        assert table[1].endswith("sleep 30")
+        # options after the id go to ps(1), dashes and all
+        table = bundle.runner("ps", cid, "-o", "pid,comm", check=True).stdout.splitlines()
+        assert [line.split() for line in table] == [["PID", "COMMAND"], [str(pids[0]), "sleep"]]
+        r = bundle.runner("ps", cid, "-o", "comm")
+        assert r.returncode == 1 and "couldn't find PID field" in r.stderr
+        r = bundle.runner("ps", "--format", "json", cid, "-ef")
+        assert r.returncode == 1 and "--format json" in r.stderr
         r = bundle.runner("list", "--format", "yaml")
         assert r.returncode == 1 and "--format" in r.stderr
     finally:
