@@ -184,6 +184,13 @@ def test_list_and_ps(bundle):
         # options after the id go to ps(1), dashes and all
         table = bundle.runner("ps", cid, "-o", "pid,comm", check=True).stdout.splitlines()
         assert [line.split() for line in table] == [["PID", "COMMAND"], [str(pids[0]), "sleep"]]
+        # without ps(1): the runner's own table from /proc; options then cannot work
+        no_ps = {"PATH": "/nonexistent"}
+        table = bundle.runner("ps", cid, env=no_ps, check=True).stdout.splitlines()
+        assert table[0].split() == ["UID", "PID", "PPID", "CMD"]
+        assert table[1].split()[1] == str(pids[0]) and table[1].endswith("sleep 30")
+        r = bundle.runner("ps", cid, "-ef", env=no_ps)
+        assert r.returncode == 1 and "not installed" in r.stderr
         r = bundle.runner("ps", cid, "-o", "comm")
         assert r.returncode == 1 and "couldn't find PID field" in r.stderr
         r = bundle.runner("ps", "--format", "json", cid, "-ef")
