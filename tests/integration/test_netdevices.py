@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from conftest import assert_nothing_left
+from conftest import assert_nothing_left, make_reachable
 
 
 def ip(*args, netns_pid: int | None = None, check: bool = True) -> str:
@@ -161,3 +161,23 @@ def test_name_taken_in_a_joined_namespace_moves_nothing(bundle, veth, netns_proc
     assert r.returncode == 0, r.stderr
     assert "taken2" in ip("-o", "link", netns_pid=netns_proc)
     assert second not in host_links()
+
+
+def test_into_a_user_namespace_owned_network_namespace(bundle, veth):
+    """The runner (host root) moves the device into a namespace owned by the container's
+    user namespace, and sets it up there."""
+    end, _ = veth()
+    ip("addr", "add", "10.231.7.2/24", "dev", end)
+    make_reachable(bundle.path)
+    bundle.linux["namespaces"].append({"type": "user"})
+    bundle.linux["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle.linux["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    # sysfs and cgroup mounts need more than a user namespace's root has here
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"]
+                               if m["type"] not in ("sysfs", "cgroup")]
+    bundle.linux["netDevices"] = {end: {"name": "ctr0"}}
+    bundle.sh("cat /proc/self/uid_map; ip -o addr show ctr0; ip -o link show ctr0")
+    r = bundle.run()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:3] == ["0", "100000", "65536"]
+    assert "inet 10.231.7.2/24" in r.stdout and ",UP" in r.stdout
