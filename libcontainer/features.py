@@ -8,7 +8,7 @@ from .spec import NAMESPACES, OCI_VERSION
 
 
 def features() -> dict:
-    from .security import capabilities, seccomp
+    from .security import capabilities, confine, seccomp
 
     opts = sorted(set(rootfs.FLAG_OPTIONS) | set(rootfs.PROPAGATION) | set(rootfs.RECURSIVE_OPTIONS)
                   | rootfs.COPYUP_OPTIONS)
@@ -30,6 +30,7 @@ def features() -> dict:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
+            "memoryPolicy": {"modes": list(confine.MPOL_MODES), "flags": list(confine.MPOL_FLAGS)},
             "mountExtensions": {"idmap": {"enabled": False}},
         },
         "annotations": {"org.opencontainers.runc.version": "none",

@@ -85,6 +85,8 @@ def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
     `start_fifo_fd` the init blocks on that fifo (`create`) until `start` opens it."""
     if spec.process is None:
         raise ConfigError("process", "is required to start a container")
+    if spec.linux.intel_rdt is not None:
+        _refuse_intel_rdt()
     plan = Plan()
     ns = namespaces.plan(spec, plan)
     process.plan_early(spec, plan)
@@ -96,6 +98,31 @@ def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
     if hooks:
         _plan_hooks(plan, hooks)
     return plan
+
+
+RESCTRL = "/sys/fs/resctrl"
+
+
+def _refuse_intel_rdt() -> None:
+    """linux.intelRdt is not implemented. The spec requires an error when resctrl is not
+    mounted; when it is, running without the asked-for cache and bandwidth limits would be
+    a silent downgrade: refuse too, saying which case this host is."""
+    f = "linux.intelRdt"
+    mounted = False
+    with open("/proc/self/mountinfo") as mi:
+        for line in mi:
+            parts = line.split()
+            if parts[4] == RESCTRL and parts[parts.index("-") + 1] == "resctrl":
+                mounted = True
+    if mounted:
+        raise ConfigError(f, f"resctrl is mounted at {RESCTRL}, but this runtime does not "
+                             "implement Intel RDT; remove the field to run without it")
+    with open("/proc/filesystems") as fs:
+        known = any(line.split()[-1:] == ["resctrl"] for line in fs)
+    why = (f"resctrl is not mounted on this host ({RESCTRL})" if known else
+           "resctrl is not supported on this host (the kernel has no resctrl filesystem)")
+    raise ConfigError(f, f"cannot apply Intel RDT settings: {why}, and this runtime does not "
+                         "implement them; remove the field to run without it")
 
 
 def _plan_hooks(plan: Plan, hooks: dict) -> None:

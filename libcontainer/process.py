@@ -33,14 +33,22 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
     as a whole (hostname, domainname), which the joined namespaces already have."""
     proc = proc or spec.process
     conf = None
+    lx = spec.linux
+    affinity = for_exec and proc.exec_cpu_affinity is not None
     if (proc.apparmor_profile or proc.selinux_label or proc.io_priority is not None or
-            proc.scheduler is not None or spec.linux.personality is not None or
-            spec.linux.seccomp is not None):
-        # LSM, personality, ioPriority, scheduler, seccomp: checked (and the filter
-        # compiled) here, before anything runs; imported only for configs that ask
+            proc.scheduler is not None or lx.personality is not None or
+            lx.seccomp is not None or lx.memory_policy is not None or lx.mount_label or
+            affinity):
+        # LSM, personality, ioPriority, scheduler, memoryPolicy, execCPUAffinity, seccomp:
+        # checked (and the filter compiled) here, before anything runs; imported only for
+        # configs that ask
         from .security import confine
 
-        conf = confine.prepare(spec, proc, warn)
+        conf = confine.prepare(spec, proc, warn, for_exec=for_exec)
+    if proc.exec_cpu_affinity is not None and not for_exec and warn:
+        # config.md: "not applicable to the container's init process" (runc ignores it too)
+        warn("process.execCPUAffinity: applies to processes started by `exec --process`, "
+             "not to the container's init; ignored for it")
     if spec.hostname and not for_exec:
         if "uts" not in ns.new:
             raise ConfigError("hostname", "needs a new uts namespace")
@@ -102,6 +110,8 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
     if conf:
         confine.add_seccomp(conf, plan, before_start=False)
     plan.add(f'exec: "{proc.args[0]}"', P.EXEC)
+    if conf:
+        confine.add_affinity(conf, plan)
 
 
 def _rlimits() -> dict:

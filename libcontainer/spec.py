@@ -91,6 +91,29 @@ def _uint(obj: dict, key: str, path: str, default=None, required=False, bits=32)
     return v
 
 
+def id_list(text: str, field: str, what: str, limit: int) -> tuple:
+    """A kernel list string ("0-3,7", as in cpuset.cpus) → the sorted ids. `limit` is the
+    largest id Linux can have, so that "0-4294967295" is an error, not a huge mask."""
+    ids = set()
+    for part in text.split(","):
+        part = part.strip()
+        lo, dash, hi = part.partition("-")
+        lo, hi = lo.strip(), hi.strip() if dash else lo.strip()
+        if not (lo.isdigit() and hi.isdigit() and lo.isascii() and hi.isascii()):
+            raise ConfigError(field, f"{text!r} is not a list of {what}s like \"0-3,7\"")
+        first, last = int(lo), int(hi)
+        if first > last:
+            raise ConfigError(field, f"{part!r}: a range must go upwards")
+        if last > limit:
+            raise ConfigError(field, f"{what} {last} is above {limit}, the largest Linux has")
+        ids.update(range(first, last + 1))
+    return tuple(sorted(ids))
+
+
+MAX_CPU = 8191   # CONFIG_NR_CPUS at most
+MAX_NODE = 1023  # CONFIG_NODES_SHIFT at most 10
+
+
 # ---- the config's parts ----------------------------------------------------------------
 
 class IDMapping(Frozen):
@@ -185,16 +208,18 @@ class Capabilities(Frozen):
 class Process(Frozen):
     __slots__ = ("terminal", "console_size", "user", "args", "env", "cwd", "capabilities",
                  "rlimits", "no_new_privileges", "oom_score_adj", "apparmor_profile",
-                 "selinux_label", "io_priority", "scheduler")
+                 "selinux_label", "io_priority", "scheduler", "exec_cpu_affinity")
 
     def __init__(self, args, env=(), cwd="/", user=None, terminal=False, console_size=None,
                  capabilities=None, rlimits=(), no_new_privileges=False, oom_score_adj=None,
-                 apparmor_profile="", selinux_label="", io_priority=None, scheduler=None):
+                 apparmor_profile="", selinux_label="", io_priority=None, scheduler=None,
+                 exec_cpu_affinity=None):
         self._set(terminal=terminal, console_size=console_size, user=user or User(),
                   args=tuple(args), env=tuple(env), cwd=cwd, capabilities=capabilities,
                   rlimits=tuple(rlimits), no_new_privileges=no_new_privileges,
                   oom_score_adj=oom_score_adj, apparmor_profile=apparmor_profile,
-                  selinux_label=selinux_label, io_priority=io_priority, scheduler=scheduler)
+                  selinux_label=selinux_label, io_priority=io_priority, scheduler=scheduler,
+                  exec_cpu_affinity=exec_cpu_affinity)
 
     @classmethod
     def parse(cls, o: dict, path: str = "process") -> "Process":
@@ -250,24 +275,51 @@ class Process(Frozen):
                    apparmor_profile=_get(o, "apparmorProfile", path, str, ""),
                    selinux_label=_get(o, "selinuxLabel", path, str, ""),
                    io_priority=_get(o, "ioPriority", path, dict),
-                   scheduler=_get(o, "scheduler", path, dict))
+                   scheduler=_get(o, "scheduler", path, dict),
+                   exec_cpu_affinity=_cpu_affinity(o, path))
+
+
+class CPUAffinity(Frozen):
+    """process.execCPUAffinity: CPU numbers, empty for a list that was omitted or empty."""
+
+    __slots__ = ("initial", "final")
+
+    def __init__(self, initial=(), final=()):
+        self._set(initial=tuple(initial), final=tuple(final))
+
+
+def _cpu_affinity(o: dict, path: str) -> CPUAffinity | None:
+    a = _get(o, "execCPUAffinity", path, dict)
+    if a is None:
+        return None
+    apath = f"{path}.execCPUAffinity"
+    lists = []
+    for key in ("initial", "final"):
+        text = _get(a, key, apath, str, "")
+        # omitted or empty: the runtime leaves the affinity alone (config.md)
+        lists.append(id_list(text, f"{apath}.{key}", "CPU", MAX_CPU) if text.strip() else ())
+    if not any(lists):
+        return None
+    return CPUAffinity(*lists)
 
 
 class Linux(Frozen):
     __slots__ = ("namespaces", "uid_mappings", "gid_mappings", "time_offsets", "devices",
                  "cgroups_path", "resources", "rootfs_propagation", "seccomp", "sysctl",
-                 "masked_paths", "readonly_paths", "mount_label", "personality")
+                 "masked_paths", "readonly_paths", "mount_label", "personality",
+                 "memory_policy", "intel_rdt")
 
     def __init__(self, namespaces=(), uid_mappings=(), gid_mappings=(), time_offsets=None,
                  devices=(), cgroups_path="", resources=None, rootfs_propagation="",
                  seccomp=None, sysctl=None, masked_paths=(), readonly_paths=(),
-                 mount_label="", personality=None):
+                 mount_label="", personality=None, memory_policy=None, intel_rdt=None):
         self._set(namespaces=tuple(namespaces), uid_mappings=tuple(uid_mappings),
                   gid_mappings=tuple(gid_mappings), time_offsets=time_offsets or {},
                   devices=tuple(devices), cgroups_path=cgroups_path, resources=resources or {},
                   rootfs_propagation=rootfs_propagation, seccomp=seccomp, sysctl=sysctl or {},
                   masked_paths=tuple(masked_paths), readonly_paths=tuple(readonly_paths),
-                  mount_label=mount_label, personality=personality)
+                  mount_label=mount_label, personality=personality,
+                  memory_policy=memory_policy, intel_rdt=intel_rdt)
 
     def namespace(self, kind: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -331,7 +383,9 @@ class Linux(Frozen):
                    masked_paths=_abs_paths(o, "maskedPaths", path),
                    readonly_paths=_abs_paths(o, "readonlyPaths", path),
                    mount_label=_get(o, "mountLabel", path, str, ""),
-                   personality=_get(o, "personality", path, dict))
+                   personality=_get(o, "personality", path, dict),
+                   memory_policy=_get(o, "memoryPolicy", path, dict),
+                   intel_rdt=_get(o, "intelRdt", path, dict))
 
 
 ROOTFS_PROPAGATION = ("shared", "slave", "private", "unbindable",

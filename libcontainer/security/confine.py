@@ -1,10 +1,12 @@
 """The process's confinement beyond credentials, planned as ops: LSM labels (refused with a
-clear reason), linux.personality, process.ioPriority, process.scheduler and linux.seccomp.
+clear reason), linux.personality, process.ioPriority, process.scheduler, linux.memoryPolicy,
+process.execCPUAffinity and linux.seccomp.
 
 `prepare` checks all of it before anything runs, so a bad config leaves nothing behind;
 process.plan then places the ops: `add_early` before the uid and capabilities change (the
 steps that need root: I/O class RT, negative nice, real-time policies, and seccomp when it
-must be loaded while CAP_SYS_ADMIN is still held), `add_seccomp` as late as possible.
+must be loaded while CAP_SYS_ADMIN is still held), `add_affinity` first of all and just
+before the filter, `add_seccomp` as late as possible.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import struct
 
 from .. import plan as P
 from ..errors import ConfigError
+from ..spec import MAX_NODE, id_list
 from . import lsm
 
 PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
@@ -23,6 +26,17 @@ SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
                "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_POLICY": 0x08,
                "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
                "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+# set_mempolicy(2): <linux/mempolicy.h>; in the order of features-linux.md
+MPOL_MODES = {"MPOL_DEFAULT": 0, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3,
+              "MPOL_WEIGHTED_INTERLEAVE": 6, "MPOL_PREFERRED": 1, "MPOL_PREFERRED_MANY": 5,
+              "MPOL_LOCAL": 4}
+MPOL_FLAGS = {"MPOL_F_NUMA_BALANCING": 1 << 13, "MPOL_F_RELATIVE_NODES": 1 << 14,
+              "MPOL_F_STATIC_NODES": 1 << 15}
+MPOL_NO_NODES = ("MPOL_DEFAULT", "MPOL_LOCAL")
+MPOL_NEED_NODES = ("MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE",
+                   "MPOL_PREFERRED_MANY")
+CPUS_ONLINE = "/sys/devices/system/cpu/online"
+NODES_ONLINE = "/sys/devices/system/node/online"
 CAP_SYS_ADMIN = 21
 
 
@@ -33,18 +47,26 @@ class Confinement:
         self.early: list = []     # (label, kind, kwargs) before the privilege drop
         self.seccomp = None       # (Profile, bpf bytes) or None
         self.seccomp_early = False
+        self.affinity: list = []  # execCPUAffinity: (label, kwargs) of initial, final or None
 
 
-def prepare(spec, proc, warn=None) -> Confinement:
+def prepare(spec, proc, warn=None, for_exec: bool = False) -> Confinement:
+    """`for_exec`: the process is started by `exec`, the only one execCPUAffinity is for."""
     conf = Confinement()
     lsm.check(proc)
     lx = spec.linux
+    if lx.mount_label:
+        lsm.check_mount_label(lx.mount_label)
     if lx.personality is not None:
         conf.early.append(_personality(lx.personality))
     if proc.io_priority is not None:
         conf.early.append(_ioprio(proc.io_priority))
     if proc.scheduler is not None:
         conf.early.append(_scheduler(proc.scheduler))
+    if lx.memory_policy is not None:
+        conf.early.append(_mempolicy(lx.memory_policy))
+    if for_exec and proc.exec_cpu_affinity is not None:
+        conf.affinity = _affinity(proc.exec_cpu_affinity)
     if lx.seccomp is not None:
         from . import seccomp  # libseccomp and cffi only for configs that ask
 
@@ -61,6 +83,23 @@ def add_early(conf: Confinement, plan, effective_caps: int, no_new_privs: bool) 
         # process still has it, as runc does (the rest of the setup then runs under it)
         conf.seccomp_early = True
         _add_seccomp(conf, plan)
+
+
+def add_affinity(conf: Confinement, plan) -> None:
+    """Called once the plan is complete. `initial` becomes ops[0], which the shim runs before
+    it even sets up the namespaces; `final` goes right before the exec, or before the
+    seccomp filter if there is one: a filter may refuse sched_setaffinity."""
+    if not conf.affinity:
+        return
+    initial, final = conf.affinity
+    if final:
+        kinds = [o[0] for o in plan.ops]
+        at = kinds.index(P.SECCOMP) if P.SECCOMP in kinds else kinds.index(P.EXEC)
+        plan.ops.insert(at, P.op(P.AFFINITY, **final[1]))
+        plan.labels.insert(at, final[0])
+    if initial:
+        plan.ops.insert(0, P.op(P.AFFINITY, **initial[1]))
+        plan.labels.insert(0, initial[0])
 
 
 def add_seccomp(conf: Confinement, plan, before_start: bool) -> None:
@@ -159,3 +198,100 @@ def _scheduler(raw: dict):
         label += (" (a real-time policy also needs real-time time granted to the container's "
                   "cgroup where the kernel groups it: linux.resources.cpu.realtimeRuntime)")
     return (label, P.SCHED, {"data": attr})
+
+
+# ---- memoryPolicy, execCPUAffinity --------------------------------------------------------
+
+def _mask(ids: tuple) -> bytes:
+    """The kernel's bitmap of `ids`, in whole unsigned longs (what set_mempolicy reads)."""
+    bits = 0
+    for i in ids:
+        bits |= 1 << i
+    return bits.to_bytes(8 * (max(ids) // 64 + 1), "little")
+
+
+def list_text(ids: tuple) -> str:
+    """(0, 1, 2, 3, 7) → "0-3,7", as the kernel prints lists."""
+    out = []
+    for i in ids:
+        if out and out[-1][1] == i - 1:
+            out[-1][1] = i
+        else:
+            out.append([i, i])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in out)
+
+
+def _online(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _mempolicy(raw: dict):
+    f = "linux.memoryPolicy"
+    mode = _choice(raw, "mode", f, MPOL_MODES)
+    text = raw.get("nodes")
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise ConfigError(f"{f}.nodes", 'must be a string like "0-3,7"')
+    nodes = id_list(text, f"{f}.nodes", "node", MAX_NODE) if text.strip() else ()
+    # the spec's rules (set_mempolicy(2)); MPOL_PREFERRED takes none (local) or some
+    if mode in MPOL_NO_NODES and nodes:
+        raise ConfigError(f"{f}.nodes", f"{mode} takes no nodes, got {text!r}")
+    if mode in MPOL_NEED_NODES and not nodes:
+        raise ConfigError(f"{f}.nodes", f"{mode} needs at least one node")
+    names = raw.get("flags") or []
+    if not isinstance(names, list):
+        raise ConfigError(f"{f}.flags", "must be an array")
+    flags = 0
+    for i, name in enumerate(names):
+        if name not in MPOL_FLAGS:
+            raise ConfigError(f"{f}.flags[{i}]", f"unknown flag {name!r} (want one of "
+                                                 f"{', '.join(MPOL_FLAGS)})")
+        flags |= MPOL_FLAGS[name]
+    both = MPOL_FLAGS["MPOL_F_STATIC_NODES"] | MPOL_FLAGS["MPOL_F_RELATIVE_NODES"]
+    if flags & both == both:
+        raise ConfigError(f"{f}.flags", "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES "
+                                        "exclude each other")
+    kw = {"a": MPOL_MODES[mode] | flags}
+    what = mode
+    if nodes:
+        # maxnode: the kernel reads one bit less than it is told (set_mempolicy(2))
+        kw.update(data=_mask(nodes), b=64 * (max(nodes) // 64 + 1) + 1)
+        what += f" on nodes {list_text(nodes)}"
+    if names:
+        what += f" with {', '.join(names)}"
+    # the kernel's bare EINVAL says nothing: say what it checks
+    hints = []
+    if nodes:
+        hints.append("the nodes must be online and in the cgroup's cpuset.mems; online "
+                     f"here: {_online(NODES_ONLINE) or 'none'}")
+    if "MPOL_F_NUMA_BALANCING" in names:
+        hints.append("MPOL_F_NUMA_BALANCING goes only with MPOL_BIND or, on newer kernels, "
+                     "MPOL_PREFERRED_MANY")
+    label = f"{f}: setting {what}" + (f" ({'; '.join(hints)})" if hints else "")
+    return (label, P.MEMPOLICY, kw)
+
+
+def _affinity(aff) -> list:
+    f = "process.execCPUAffinity"
+    text = _online(CPUS_ONLINE)
+    online = set(id_list(text, CPUS_ONLINE, "CPU", 1 << 20)) if text else None
+    out = []
+    for key, what in (("initial", "running the setup on CPUs"),
+                      ("final", "pinning the process to CPUs")):
+        cpus = getattr(aff, key)
+        if not cpus:
+            out.append(None)
+            continue
+        missing = [c for c in cpus if online is not None and c not in online]
+        if missing:
+            raise ConfigError(f"{f}.{key}", f"CPU {missing[0]} is not online on this host "
+                                            f"(online: {text})")
+        where = "the runner's cpuset" if key == "initial" else "the container's cpuset.cpus"
+        out.append((f"{f}.{key}: {what} {list_text(cpus)} (at least one must be in {where})",
+                    {"data": _mask(cpus)}))
+    return out

@@ -31,6 +31,11 @@ def check(proc) -> None:
         _refuse("process.selinuxLabel", "SELinux", proc.selinux_label, selinux_enabled(), SELINUX)
 
 
+def check_mount_label(label: str) -> None:
+    """linux.mountLabel is an SELinux context for the container's mounts."""
+    _refuse("linux.mountLabel", "SELinux", label, selinux_enabled(), SELINUX)
+
+
 def _refuse(field: str, name: str, value: str, enabled: bool, where: str) -> None:
     if not enabled:
         raise ConfigError(field, f"cannot apply {value!r}: {name} is not enabled on this host "

@@ -101,6 +101,23 @@ CASES = {
                              "linux.maskedPaths[11]", "absolute"),
     "user namespace without maps": (_append(["linux", "namespaces"], {"type": "user"}),
                                     "linux.uidMappings", "uidMappings and gidMappings"),
+    "unknown memory policy mode": (_set(["linux", "memoryPolicy"], {"mode": "MPOL_NEAR"}),
+                                   "linux.memoryPolicy.mode", "MPOL_NEAR"),
+    "unknown memory policy flag": (_set(["linux", "memoryPolicy"],
+                                        {"mode": "MPOL_BIND", "nodes": "0",
+                                         "flags": ["MPOL_F_LAZY"]}),
+                                   "linux.memoryPolicy.flags[0]", "MPOL_F_LAZY"),
+    "malformed memory nodes": (_set(["linux", "memoryPolicy"],
+                                    {"mode": "MPOL_BIND", "nodes": "0,-1"}),
+                               "linux.memoryPolicy.nodes", "not a list of nodes"),
+    "memory node that does not exist": (_set(["linux", "memoryPolicy"],
+                                             {"mode": "MPOL_BIND", "nodes": "5"}),
+                                        "linux.memoryPolicy", "Invalid argument"),
+    "malformed cpu list": (_set(["process", "execCPUAffinity"], {"final": "0-1,"}),
+                           "process.execCPUAffinity.final", "not a list of CPUs"),
+    "intelRdt": (_set(["linux", "intelRdt"], {"closID": "gold"}), "linux.intelRdt", "resctrl"),
+    "mountLabel": (_set(["linux", "mountLabel"], "system_u:object_r:container_file_t:s0"),
+                   "linux.mountLabel", "SELinux"),
 }
 
 
