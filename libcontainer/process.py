@@ -45,10 +45,8 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
         from .security import confine
 
         conf = confine.prepare(spec, proc, warn, for_exec=for_exec)
-    if proc.exec_cpu_affinity is not None and not for_exec and warn:
-        # config.md: "not applicable to the container's init process" (runc ignores it too)
-        warn("process.execCPUAffinity: applies to processes started by `exec --process`, "
-             "not to the container's init; ignored for it")
+    # The init leaves execCPUAffinity alone: config.md, "not applicable to the container's
+    # init process" (runc too). The config's value is for `exec`, which inherits it.
     if spec.hostname and not for_exec:
         if "uts" not in ns.new:
             raise ConfigError("hostname", "needs a new uts namespace")

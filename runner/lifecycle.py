@@ -208,9 +208,13 @@ def _exec_process(c, opts, args):
     for e in opts["env"]:
         if "=" not in e:
             raise InvalidArgument(f"--env: {e!r} is not KEY=value")
+    # like runc, the config's process is the base: what no flag overrides is inherited
     return Process(args=args, env=tuple(base.env) + tuple(opts["env"]), cwd=cwd, user=user,
                    terminal=opts["tty"], capabilities=caps, rlimits=base.rlimits,
-                   no_new_privileges=base.no_new_privileges or opts["no_new_privs"])
+                   no_new_privileges=base.no_new_privileges or opts["no_new_privs"],
+                   apparmor_profile=base.apparmor_profile, selinux_label=base.selinux_label,
+                   io_priority=base.io_priority, scheduler=base.scheduler,
+                   exec_cpu_affinity=base.exec_cpu_affinity)
 
 
 def cmd_exec(ctx, argv: list) -> int:

@@ -179,13 +179,29 @@ def test_bad_exec_cpu_affinity_names_the_field(bundle, running, affinity, field,
 
 
 def test_the_init_is_not_given_exec_cpu_affinity(bundle):
-    """config.md: "This setting is not applicable to the container's init process"; the
-    runner says that it leaves it alone."""
+    """config.md: "This setting is not applicable to the container's init process"."""
     bundle.process["execCPUAffinity"] = {"initial": "0", "final": "0"}
     r = bundle.set_args("grep", "Cpus_allowed_list", "/proc/self/status").run()
     assert r.returncode == 0, r.stderr
     with open("/proc/self/status") as f:
         ours = status_fields(f.read())["Cpus_allowed_list"]
     assert status_fields(r.stdout)["Cpus_allowed_list"] == ours
-    assert r.stderr.startswith("runner: warning: process.execCPUAffinity: ")
+    assert r.stderr == ""
     assert_nothing_left(bundle)
+
+
+@needs_two_cpus
+def test_exec_without_process_json_inherits_the_configs_affinity(bundle):
+    """`runner exec ID CMD` starts from the config's process, as runc's does: the config's
+    execCPUAffinity is for exactly these processes."""
+    bundle.process["execCPUAffinity"] = {"final": "1"}
+    bundle.sh("grep Cpus_allowed_list /proc/self/status; sleep 60")
+    cid = run_detached(bundle)
+    try:
+        r = bundle.runner("exec", cid, "grep", "Cpus_allowed_list", "/proc/self/status",
+                          check=True)
+        assert status_fields(r.stdout)["Cpus_allowed_list"] == "1"
+    finally:
+        bundle.runner("delete", "--force", cid, check=True)
+    with open(os.path.join(bundle.path, "out.log")) as f:  # the init's, as the host's
+        assert status_fields(f.read())["Cpus_allowed_list"] == ONLINE_CPUS
