@@ -30,6 +30,7 @@ def features() -> dict:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
+            "netDevices": {"enabled": True},  # netdevices.py
             "memoryPolicy": {"modes": list(confine.MPOL_MODES), "flags": list(confine.MPOL_FLAGS)},
             "mountExtensions": {"idmap": {"enabled": False}},
         },
