@@ -59,8 +59,9 @@ def v1_writes(rule_list: list, directory: str) -> None:
     ("a" to devices.deny) denies every device to the container's running processes until
     the allows after it land (an `update` made `/dev/null` fail for a moment). So when the
     cgroup already denies by default and the rules do too, only the difference is written,
-    allows first. Otherwise the kernel is reset straight to the rules' default and given
-    their exceptions: a reset to "allow all" takes nothing away on the way."""
+    allows first. A new default needs a reset, straight to it, then the exceptions; even a
+    reset to "allow all" may deny for a moment (the kernel empties the exception list
+    before it flips the default), which no order of writes avoids."""
     now = v1_current(directory)
     want = Emulator()
     for r in rule_list:
