@@ -322,12 +322,21 @@ class Container:
         status = self.status()
         if status == "stopped":
             raise WrongState(f"cannot kill container {self.id!r}: container not running")
+        # Killing the init of a pid namespace of its own kills everything in it; without
+        # one, SIGKILL must reach every process of the cgroup, or they outlive the init
+        # (as runc does; without a cgroup nothing else is known to be the container's)
+        own_pidns = any(n.type == "pid" and not n.path for n in self.spec.linux.namespaces)
+        if sig == 9 and not own_pidns and self._cgroups() is not None:
+            all = True
         pids = self.processes() if all else [self.pid]
         for pid in pids:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+        if sig == 9 and status == "paused":
+            # a frozen task takes SIGKILL only once thawed: kill means dead, not pending
+            self._require_cgroups("kill").freeze(False)
 
     @_serialised
     def delete(self, force: bool = False) -> None:

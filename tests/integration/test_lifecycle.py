@@ -163,6 +163,47 @@ def test_kill_all(bundle, pid_ns):
     assert_nothing_left(bundle)
 
 
+def test_sigkill_without_a_pid_namespace_reaches_every_process(bundle):
+    """Without a pid namespace of its own, the init's death takes nothing with it: KILL
+    (without --all) goes to the whole cgroup, as runc's does."""
+    bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"] if n["type"] != "pid"]
+    bundle.sh("sleep 30 & sleep 30 & wait")
+    cid = run_detached(bundle)
+    try:
+        for _ in range(100):
+            if len(json.loads(bundle.runner("ps", "--format", "json", cid).stdout)) >= 3:
+                break
+            time.sleep(0.02)
+        pids = json.loads(bundle.runner("ps", "--format", "json", cid, check=True).stdout)
+        assert len(pids) >= 3
+        bundle.runner("kill", cid, "KILL", check=True)
+        wait_status(bundle, cid, "stopped")
+        time.sleep(0.1)
+        assert not [p for p in pids if os.path.exists(f"/proc/{p}") and
+                    open(f"/proc/{p}/stat").read().split(")")[1].split()[0] != "Z"]
+    finally:
+        bundle.runner("delete", "--force", cid)
+    assert_nothing_left(bundle)
+
+
+def test_sigkill_of_a_paused_container_kills_it(bundle):
+    """A frozen task takes SIGKILL only when thawed: kill KILL thaws after signalling, so
+    the container stops without a resume. Other signals leave it paused."""
+    bundle.sh("trap '' TERM; sleep 30")
+    cid = run_detached(bundle)
+    try:
+        bundle.runner("pause", cid, check=True)
+        bundle.runner("kill", cid, "TERM", check=True)
+        time.sleep(0.1)
+        assert state(bundle, cid)["status"] == "paused"
+        bundle.runner("kill", cid, "KILL", check=True)
+        wait_status(bundle, cid, "stopped")
+        bundle.runner("delete", cid, check=True)
+    finally:
+        bundle.runner("delete", "--force", cid)
+    assert_nothing_left(bundle)
+
+
 def test_list_and_ps(bundle):
     bundle.sh("sleep 30")
     cid = create(bundle)
