@@ -431,8 +431,21 @@ static int copy_tree(int src, int dst, int depth)
 }
 
 struct rc_mount_attr { uint64_t set, clr, propagation, userns_fd; };
+#define RC_MOUNT_ATTR_IDMAP 0x00100000
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
 
-static int do_mount(int rootfd, const struct rc_op *op)
+static int do_mount(int rootfd, const struct rc_op *op, int index)
 {
     int fd;
     /* op->a: 1 when the target is a file (binding a file), op->b/op->c: recursive attrs */
@@ -461,6 +474,13 @@ static int do_mount(int rootfd, const struct rc_op *op)
     }
     if (flags & MS_REMOUNT)
         rc = remount(target, flags & ~(unsigned long)MS_REMOUNT);
+    else if (op->e) {
+        /* id-mapped: only the runtime, in our mount namespace but the host's user
+         * namespace, may make it (rc_idmapped_mount): it gets the target and mounts */
+        rc = send_fd(fd, index);
+        if (rc == 0)
+            wait_go(index);
+    }
     else if (!op->src && !op->fstype && !flags)
         rc = 0;  /* only a propagation change (rootfsPropagation on "/") */
     else
@@ -1081,7 +1101,7 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
                     rc = -1;
             }
             break;
-        case RC_OP_MOUNT: rc = do_mount(rootfd, op); break;
+        case RC_OP_MOUNT: rc = do_mount(rootfd, op, i); break;
         case RC_OP_MKDIR: {
             int fd = mkdir_in_root(rootfd, op->path, (mode_t)op->a);
             rc = fd < 0 ? -1 : close(fd);
@@ -1208,6 +1228,102 @@ struct rc_clone_args {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
         set_tid_size, cgroup;
 };
+
+/* An fd of a new user namespace with these uid_map/gid_map lines (for MOUNT_ATTR_IDMAP):
+ * a child is cloned into it, given the maps, and its namespace opened; the child is gone
+ * on return. Returns the fd (close-on-exec) or -errno. */
+static int rc_userns_fd(const char *uid_map, const char *gid_map)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    /* fork-like (no CLONE_VM): the child only waits for the pipe to close */
+    pid_t pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+    if (pid < 0) {
+        int e = errno;
+        close(p[0]);
+        close(p[1]);
+        return -e;
+    }
+    if (pid == 0) {
+        char c;
+        close(p[1]);
+        while (read(p[0], &c, 1) < 0 && errno == EINTR)
+            ;
+        _exit(0);
+    }
+    close(p[0]);
+    char path[64];
+    int rc = 0, fd = -1;
+    snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+    if (write_file(-1, path, uid_map) < 0)
+        rc = -errno;
+    snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+    if (rc == 0 && write_file(-1, path, gid_map) < 0)
+        rc = -errno;
+    snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+    if (rc == 0 && (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        rc = -errno;
+    close(p[1]);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    return rc < 0 ? rc : fd;
+}
+
+int rc_idmapped_mount(int pid, const char *src, const char *uid_map, const char *gid_map,
+                      int rec, int ridmap, int target)
+{
+    int userns = rc_userns_fd(uid_map, gid_map);
+    if (userns < 0)
+        return userns;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/mnt", pid);
+    int mntns = open(path, O_RDONLY | O_CLOEXEC);
+    int p[2] = { -1, -1 };
+    if (mntns < 0 || pipe2(p, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(userns);
+        if (mntns >= 0)
+            close(mntns);
+        return -e;
+    }
+    /* fork-like (no CLONE_VM, no CLONE_FS): a process of its own may change its mount
+     * namespace, and the kernel attaches a detached tree only in the namespace it was
+     * made in */
+    pid_t h = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (h == 0) {
+        int err = 0, tree = -1;
+        if (setns(mntns, CLONE_NEWNS) < 0)
+            err = errno;
+        if (!err && (tree = syscall(SYS_open_tree, AT_FDCWD, src, OPEN_TREE_CLONE |
+                                    OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0))) < 0)
+            err = errno;
+        struct rc_mount_attr attr = { RC_MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)userns };
+        if (!err && syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (ridmap ? AT_RECURSIVE : 0),
+                            &attr, sizeof attr) < 0)
+            err = errno;
+        if (!err && syscall(SYS_move_mount, tree, "", target, "",
+                            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+            err = errno;
+        if (write(p[1], &err, sizeof err) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    int err = h < 0 ? errno : 0;
+    close(p[1]);
+    if (h > 0) {
+        ssize_t n;
+        do n = read(p[0], &err, sizeof err); while (n < 0 && errno == EINTR);
+        if (n != sizeof err)
+            err = EIO;
+        while (waitpid(h, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    close(p[0]);
+    close(mntns);
+    close(userns);
+    return -err;
+}
 
 int rc_spawn(const struct rc_plan *plan, int *sock)
 {

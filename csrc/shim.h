@@ -4,7 +4,9 @@
 /* What one step of the child's plan does. The numbers are shared with plan.py (OpKind). */
 enum rc_op_kind {
     RC_OP_MOUNT = 1,      /* mount src on path (in root); flags, data, fstype; then propagation, attrs;
-                             d: tmpcopyup (copy what path held into the new tmpfs) */
+                             d: tmpcopyup (copy what path held into the new tmpfs);
+                             e: idmapped bind (plan idmaps index + 1): the target goes to the
+                             parent as a MSG_FD, which mounts it (rc_idmapped_mount) */
     RC_OP_MKDIR = 2,      /* mkdir -p path (in root), mode a */
     RC_OP_MKNOD = 3,      /* mknod path mode a dev b, chown to uid c / gid d */
     RC_OP_SYMLINK = 4,    /* symlink src -> path (in root) */
@@ -96,3 +98,11 @@ struct rc_msg {
 /* Clone the child that runs `plan`. Returns its pid (or -errno); *sock gets the parent's
  * end of the sync socket. The child waits for the parent's "go" before running its ops. */
 int rc_spawn(const struct rc_plan *plan, int *sock);
+
+/* Bind src on the (O_PATH) fd target, which the child of `pid` sent, with its ids mapped
+ * through a user namespace of these maps (on every mount below too with ridmap): a helper
+ * joins pid's mount namespace, in the host's user namespace (the kernel wants
+ * CAP_SYS_ADMIN over the source's filesystem, which a container's user namespace never
+ * has), makes the id-mapped copy there and attaches it. Returns 0 or -errno. */
+int rc_idmapped_mount(int pid, const char *src, const char *uid_map, const char *gid_map,
+                      int rec, int ridmap, int target);

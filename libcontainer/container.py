@@ -64,9 +64,16 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
                 for level, typ, raw in anc:
                     if level == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS:
                         fd = int.from_bytes(raw[:4], "little")
+                        op_kind = plan.ops[op][0] if 0 <= op < len(plan.ops) else 0
+                        if op_kind == planmod.MOUNT:  # an id-mapped bind's target
+                            try:
+                                shim.idmapped_mount(init, plan, op, fd)
+                            finally:
+                                os.close(fd)
+                            continue
                         fds[plan.label(op)] = fd
                         if on_fd is not None:
-                            on_fd(plan.ops[op][0] if 0 <= op < len(plan.ops) else 0, fd)
+                            on_fd(op_kind, fd)
                 # the child waits until the fd is dealt with: the seccomp listener is with
                 # its agent, the pty has its size
                 sock.send(b"g")

@@ -11,7 +11,7 @@ def features() -> dict:
     from .security import capabilities, confine, seccomp
 
     opts = sorted(set(rootfs.FLAG_OPTIONS) | set(rootfs.PROPAGATION) | set(rootfs.RECURSIVE_OPTIONS)
-                  | rootfs.COPYUP_OPTIONS)
+                  | rootfs.COPYUP_OPTIONS | rootfs.IDMAP_OPTIONS)
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
@@ -32,7 +32,7 @@ def features() -> dict:
             "intelRdt": {"enabled": False},
             "netDevices": {"enabled": True},  # netdevices.py
             "memoryPolicy": {"modes": list(confine.MPOL_MODES), "flags": list(confine.MPOL_FLAGS)},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": True}},  # bind mounts (rootfs.py)
         },
         "annotations": {"org.opencontainers.runc.version": "none",
                         "io.github.runner.version": "0.1.0"},

@@ -80,8 +80,8 @@ def plan(spec, plan) -> NamespaceInfo:
     if "user" in info.new:
         info.uid_mappings = lx.uid_mappings
         info.gid_mappings = lx.gid_mappings
-        plan.uid_map = _map_text(lx.uid_mappings)
-        plan.gid_map = _map_text(lx.gid_mappings)
+        plan.uid_map = map_text(lx.uid_mappings)
+        plan.gid_map = map_text(lx.gid_mappings)
         plan.deny_setgroups = info.rootless
     return info
 
@@ -105,7 +105,8 @@ def plan_join(spec, plan, init_pid: int) -> NamespaceInfo:
     return info
 
 
-def _map_text(mappings) -> str:
+def map_text(mappings) -> str:
+    """IDMappings as uid_map/gid_map lines."""
     return "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in mappings)
 
 

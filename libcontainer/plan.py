@@ -53,6 +53,9 @@ class Plan:
         self.seccomp_metadata = ""
         self.ns_labels: dict = {}     # negative op index → label, for the namespace stage
         self.cgroup_files: list = []  # v1 `tasks` files the child joins itself
+        # id-mapped bind mounts: (source, uid_map, gid_map, rbind, ridmap, label); a MOUNT
+        # op's `e` is index + 1, and the parent makes that mount (shim.idmapped_mount)
+        self.idmaps: list = []
 
     def add(self, label: str, *args, **kw) -> None:
         self.ops.append(op(*args, **kw))

@@ -8,6 +8,7 @@ import stat
 
 from . import plan as P
 from .errors import ConfigError
+from .namespaces import map_text
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS = 1, 2, 4, 8, 16
 MS_REMOUNT, MS_MANDLOCK, MS_DIRSYNC, MS_NOSYMFOLLOW = 32, 64, 128, 256
@@ -47,7 +48,9 @@ RECURSIVE_OPTIONS = {
     "rnostrictatime": (0, ATTR_STRICTATIME), "rnosymfollow": (ATTR_NOSYMFOLLOW, 0),
     "rsymfollow": (0, ATTR_NOSYMFOLLOW),
 }
-UNSUPPORTED_OPTIONS = {"idmap", "ridmap", "copy-symlink"}
+UNSUPPORTED_OPTIONS = {"copy-symlink"}
+# id-mapped bind mounts: the mount's uidMappings/gidMappings, or the container's own
+IDMAP_OPTIONS = {"idmap", "ridmap"}
 # runc's extension (podman sets it on its tmpfs mounts, e.g. for --read-only and --tmpfs):
 # the new tmpfs starts with a copy of what the directory it covers held
 COPYUP_OPTIONS = {"tmpcopyup"}
@@ -62,7 +65,7 @@ S_IFMT = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_I
 
 
 class MountOptions:
-    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data", "copyup")
+    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data", "copyup", "idmap")
 
     def __init__(self) -> None:
         self.flags = 0
@@ -71,6 +74,7 @@ class MountOptions:
         self.attr_clr = 0
         self.data: list = []
         self.copyup = False
+        self.idmap = ""  # "idmap" or "ridmap"
 
 
 def parse_options(options, field: str) -> MountOptions:
@@ -87,6 +91,10 @@ def parse_options(options, field: str) -> MountOptions:
             mo.attr_clr |= clr
         elif opt in COPYUP_OPTIONS:
             mo.copyup = True
+        elif opt in IDMAP_OPTIONS:
+            if mo.idmap and mo.idmap != opt:
+                raise ConfigError(f"{field}[{i}]", "idmap and ridmap exclude each other")
+            mo.idmap = opt
         elif opt in UNSUPPORTED_OPTIONS:
             raise ConfigError(f"{field}[{i}]", f"mount option {opt!r} is not supported")
         else:
@@ -176,6 +184,8 @@ def _plan_mount(spec, plan, ns, m, field: str, late: list) -> None:
         data = [d for d in data if not (d.startswith("gid=") and not ns.gid_mapped(int(d[4:] or 0)))]
     if mo.copyup and fstype != "tmpfs":
         raise ConfigError(f"{field}.options", "tmpcopyup is only for tmpfs mounts")
+    idmap = _plan_idmap(spec, plan, m, mo, field, src,
+                        fstype is None and bool(mo.flags & MS_BIND))
     if fstype == "tmpfs" and mo.flags & MS_RDONLY:
         late.append((field, m.destination, mo.flags))
         mo.flags &= ~MS_RDONLY
@@ -183,7 +193,28 @@ def _plan_mount(spec, plan, ns, m, field: str, late: list) -> None:
              + (" (with a copy of what it covers)" if mo.copyup else ""), P.MOUNT,
              path=m.destination, src=src or m.type, fstype=fstype, data=",".join(data) or None,
              flags=mo.flags, pflags=mo.propagation, a=target_is_file, b=mo.attr_set, c=mo.attr_clr,
-             d=1 if mo.copyup else 0)
+             d=1 if mo.copyup else 0, e=idmap)
+
+
+def _plan_idmap(spec, plan, m, mo, field: str, src: str, is_bind: bool) -> int:
+    """An idmapped bind (idmap, ridmap, or mappings on the mount): its maps are the mount's
+    own, else the container's (config.md allows that; without a user namespace there is
+    nothing to use). → the MOUNT op's `e` (0: a plain mount)."""
+    kind = mo.idmap or ("idmap" if m.uid_mappings else "")
+    if not kind:
+        return 0
+    if not is_bind:
+        raise ConfigError(f"{field}.options", f"{kind}: id mappings are only for bind mounts")
+    uid_maps, gid_maps = m.uid_mappings, m.gid_mappings
+    if not uid_maps:
+        uid_maps, gid_maps = spec.linux.uid_mappings, spec.linux.gid_mappings
+        if not uid_maps:
+            raise ConfigError(f"{field}.options", f"{kind}: the mount has no uidMappings/"
+                              "gidMappings and the container no user namespace mappings")
+    label = f"{field}: mounting an id-mapped copy of {src} on {m.destination}"
+    plan.idmaps.append((src, map_text(uid_maps), map_text(gid_maps), bool(mo.flags & MS_REC),
+                        kind == "ridmap", label))
+    return len(plan.idmaps)
 
 
 def _plan_cgroup_mount(plan, ns, m, mo, field: str) -> None:

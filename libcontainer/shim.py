@@ -90,6 +90,18 @@ def spawn(plan, stdio=None, cgroup_fd: int = -1) -> Spawned:
     return Spawned(pid, sock[0])
 
 
+def idmapped_mount(pid: int, plan, op: int, target: int) -> None:
+    """The child of `pid` reached MOUNT op `op`, an id-mapped bind, and sent its target:
+    mount it (see rc_idmapped_mount)."""
+    src, uid_map, gid_map, rec, ridmap, label = plan.idmaps[plan.ops[op][11] - 1]
+    err = lib.rc_idmapped_mount(pid, src.encode(), uid_map.encode(), gid_map.encode(),
+                                int(rec), int(ridmap), target)
+    if err < 0:
+        from .errors import StartError
+
+        raise StartError(f"{label}: {os.strerror(-err)}", -err, label)
+
+
 def decode(data: bytes):
     """(type, op, errno, pid) of one message."""
     return tuple(int.from_bytes(data[i:i + 4], "little", signed=True) for i in range(0, 16, 4))

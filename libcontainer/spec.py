@@ -135,20 +135,31 @@ def _mappings(obj: dict, key: str, path: str) -> tuple:
 
 
 class Mount(Frozen):
-    __slots__ = ("destination", "type", "source", "options")
+    __slots__ = ("destination", "type", "source", "options", "uid_mappings", "gid_mappings")
 
-    def __init__(self, destination: str, type: str, source: str, options: tuple):
-        self._set(destination=destination, type=type, source=source, options=options)
+    def __init__(self, destination: str, type: str, source: str, options: tuple,
+                 uid_mappings: tuple = (), gid_mappings: tuple = ()):
+        self._set(destination=destination, type=type, source=source, options=options,
+                  uid_mappings=uid_mappings, gid_mappings=gid_mappings)
 
     @classmethod
     def parse(cls, o: dict, path: str) -> "Mount":
         dest = _get(o, "destination", path, str, required=True)
         if not dest.startswith("/"):
             raise ConfigError(f"{path}.destination", f"{dest!r} must be an absolute path")
-        if _get(o, "uidMappings", path, list) or _get(o, "gidMappings", path, list):
-            raise ConfigError(f"{path}.uidMappings", "id-mapped mounts are not supported")
+        # an idmapped mount's own mappings (config.md: one MUST come with the other)
+        uid_maps = _mappings(o, "uidMappings", path)
+        gid_maps = _mappings(o, "gidMappings", path)
+        if bool(uid_maps) != bool(gid_maps):
+            missing = "gidMappings" if uid_maps else "uidMappings"
+            raise ConfigError(f"{path}.{missing}", "uidMappings and gidMappings go together")
+        for key, maps in (("uidMappings", uid_maps), ("gidMappings", gid_maps)):
+            for i, m in enumerate(maps):
+                if m.size == 0:
+                    raise ConfigError(f"{path}.{key}[{i}].size", "must be at least 1")
         return cls(os.path.normpath(dest), _get(o, "type", path, str, ""),
-                   _get(o, "source", path, str, ""), _strings(o, "options", path))
+                   _get(o, "source", path, str, ""), _strings(o, "options", path),
+                   uid_maps, gid_maps)
 
 
 class Namespace(Frozen):

@@ -43,8 +43,15 @@ def test_unknown_options_are_filesystem_data():
 
 
 def test_unsupported_option_names_the_field():
-    with pytest.raises(ConfigError, match=r"^mounts\[2\]\.options\[1\]: .*idmap"):
-        rootfs.parse_options(["bind", "idmap"], "mounts[2].options")
+    with pytest.raises(ConfigError, match=r"^mounts\[2\]\.options\[1\]: .*copy-symlink"):
+        rootfs.parse_options(["bind", "copy-symlink"], "mounts[2].options")
+
+
+def test_idmap_options():
+    assert rootfs.parse_options(["bind", "idmap"], "o").idmap == "idmap"
+    assert rootfs.parse_options(["rbind", "ridmap"], "o").idmap == "ridmap"
+    with pytest.raises(ConfigError, match=r"^o\[2\]: idmap and ridmap exclude each other"):
+        rootfs.parse_options(["bind", "idmap", "ridmap"], "o")
 
 
 # ---- capabilities ----------------------------------------------------------------------
@@ -266,3 +273,56 @@ def test_op_kinds_match_the_shim_header():
         header = dict((name, int(num)) for name, num in
                       re.findall(r"RC_OP_(\w+) = (\d+)", f.read()))
     assert header == {name: num for num, name in P.KIND_NAMES.items()}
+
+
+# ---- id-mapped mounts -------------------------------------------------------------------
+
+IDMAP = [{"containerID": 0, "hostID": 5000, "size": 10}]
+
+
+def _with_mount(bundle, tmp_path, **entry):
+    cfg = default_config(terminal=False)
+    m = {"destination": "/data", "type": "bind", "source": str(tmp_path), "options": ["rbind"]}
+    m.update(entry)
+    cfg["mounts"].append(m)
+    return cfg
+
+
+def test_idmapped_mount_plan(bundle, tmp_path):
+    cfg = _with_mount(bundle, tmp_path, options=["rbind", "ridmap"], uidMappings=IDMAP,
+                      gidMappings=IDMAP)
+    plan = make(cfg, bundle)
+    mount = next(o for o in plan.ops if o[0] == P.MOUNT and o[1] == "/data")
+    assert mount[11] == 1  # e: idmaps[0] + 1
+    src, uid_map, gid_map, rec, ridmap, label = plan.idmaps[0]
+    assert (src, uid_map, gid_map, rec, ridmap) == (str(tmp_path), "0 5000 10\n",
+                                                    "0 5000 10\n", True, True)
+    assert label.startswith(f"mounts[{len(cfg['mounts']) - 1}]: ")
+    # other mounts stay plain
+    assert [o[11] for o in plan.ops if o[0] == P.MOUNT].count(0) == \
+        len([o for o in plan.ops if o[0] == P.MOUNT]) - 1
+
+
+def test_idmap_without_mappings_takes_the_containers(bundle, tmp_path):
+    cfg = _with_mount(bundle, tmp_path, options=["bind", "idmap"])
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    plan = make(cfg, bundle)
+    assert plan.idmaps[0][1:5] == ("0 100000 65536\n", "0 200000 65536\n", False, False)
+
+
+@pytest.mark.parametrize("entry,field,words", [
+    ({"options": ["bind", "idmap"]}, "options", "no user namespace mappings"),
+    ({"type": "tmpfs", "source": "tmpfs", "options": ["idmap"], "uidMappings": IDMAP,
+      "gidMappings": IDMAP}, "options", "only for bind mounts"),
+    ({"uidMappings": IDMAP}, "gidMappings", "go together"),
+    ({"gidMappings": IDMAP}, "uidMappings", "go together"),
+    ({"uidMappings": [dict(IDMAP[0], size=0)], "gidMappings": IDMAP}, "uidMappings[0].size",
+     "at least 1"),
+])
+def test_idmap_errors_name_the_field(bundle, tmp_path, entry, field, words):
+    cfg = _with_mount(bundle, tmp_path, **entry)
+    with pytest.raises(ConfigError) as e:
+        make(cfg, bundle)
+    assert e.value.field == f"mounts[{len(cfg['mounts']) - 1}].{field}" and words in str(e.value)
