@@ -205,6 +205,9 @@ def _plan_idmap(spec, plan, m, mo, field: str, src: str, is_bind: bool) -> int:
         return 0
     if not is_bind:
         raise ConfigError(f"{field}.options", f"{kind}: id mappings are only for bind mounts")
+    if os.geteuid() != 0:
+        raise ConfigError(f"{field}.options", f"{kind}: id-mapped mounts need a runtime running "
+                          "as root (the kernel wants CAP_SYS_ADMIN over the source's filesystem)")
     uid_maps, gid_maps = m.uid_mappings, m.gid_mappings
     if not uid_maps:
         uid_maps, gid_maps = spec.linux.uid_mappings, spec.linux.gid_mappings

@@ -326,3 +326,10 @@ def test_idmap_errors_name_the_field(bundle, tmp_path, entry, field, words):
     with pytest.raises(ConfigError) as e:
         make(cfg, bundle)
     assert e.value.field == f"mounts[{len(cfg['mounts']) - 1}].{field}" and words in str(e.value)
+
+
+def test_idmap_needs_root(bundle, tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    cfg = _with_mount(bundle, tmp_path, options=["bind"], uidMappings=IDMAP, gidMappings=IDMAP)
+    with pytest.raises(ConfigError, match="need a runtime running as root"):
+        make(cfg, bundle)
