@@ -331,5 +331,8 @@ def test_idmap_errors_name_the_field(bundle, tmp_path, entry, field, words):
 def test_idmap_needs_root(bundle, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     cfg = _with_mount(bundle, tmp_path, options=["bind"], uidMappings=IDMAP, gidMappings=IDMAP)
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    own = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = own
     with pytest.raises(ConfigError, match="need a runtime running as root"):
         make(cfg, bundle)
