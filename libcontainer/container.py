@@ -584,11 +584,13 @@ def list_containers(root: str = DEFAULT_ROOT) -> list:
 
 def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=None,
            console_socket: str = "", pid_file: str = "", no_pivot: bool = False,
-           keep_fds: int = 0, new_keyring: bool = True, warn=None,
+           keep_fds: int = 0, new_keyring: bool = True, warn=None, listen_fds: int = 0,
            _start_now: bool = False, _foreground: bool = False) -> Container:
     """Set the container up and leave its init blocked before execve (status created).
     `stdio` is (stdin, stdout, stderr) as files, fds or None (keep this process's).
-    Nothing is left behind if any step fails."""
+    `listen_fds` (socket activation): this process's fds 3.. are passed on, before the
+    `keep_fds` ones, and LISTEN_FDS/LISTEN_PID say so. Nothing is left behind if any step
+    fails."""
     d = StateDir(root, container_id)
     spec = specmod.load(bundle)
     hooks = _hooks(spec.hooks)
@@ -604,13 +606,13 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
     lock = d.create()  # held until the container is created: other commands wait
     try:
         return _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
-                       new_keyring, warn, _start_now, _foreground, net_devices)
+                       new_keyring, warn, _start_now, _foreground, net_devices, listen_fds)
     finally:
         lock.__exit__(None, None, None)
 
 
 def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds, new_keyring,
-            warn, _start_now, _foreground, net_devices) -> Container:
+            warn, _start_now, _foreground, net_devices, listen_fds) -> Container:
     container_id = d.id
     cg = None
     master: list = []
@@ -635,7 +637,7 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
         try:
             plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds,
                                 start_fifo_fd=fifo_fd, hooks=hooks, new_keyring=new_keyring,
-                                warn=warn)
+                                warn=warn, listen_fds=listen_fds)
             with open(os.path.join(d.path, "config.json"), "w") as f:
                 f.write(_dumps(spec.raw))
             cg = _make_cgroups(spec, container_id)
@@ -771,14 +773,16 @@ def _owner() -> str:
 
 def run(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, no_pivot: bool = False,
         keep_fds: int = 0, stdio=None, detach: bool = False, console_socket: str = "",
-        pid_file: str = "", new_keyring: bool = True, keep: bool = False, warn=None):
+        pid_file: str = "", new_keyring: bool = True, keep: bool = False, warn=None,
+        listen_fds: int = 0):
     """create + start (+ wait and delete, in the foreground). Foreground: returns the exit
     code (128+N if killed by signal N) and leaves nothing of the container behind (unless
     keep). Detached: returns the Container, running."""
     with _Forwarder() as fwd:
         c = create(bundle, container_id, root=root, stdio=stdio, console_socket=console_socket,
                    pid_file=pid_file, no_pivot=no_pivot, keep_fds=keep_fds,
-                   new_keyring=new_keyring, warn=warn, _start_now=True, _foreground=not detach)
+                   new_keyring=new_keyring, warn=warn, listen_fds=listen_fds, _start_now=True,
+                   _foreground=not detach)
         try:
             _run_hooks(_hooks(c.spec.hooks, "poststart"), c.state, warn)
             if detach:

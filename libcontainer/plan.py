@@ -83,7 +83,7 @@ class Plan:
 
 def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
          start_fifo_fd: int = -1, hooks: dict | None = None, new_keyring: bool = True,
-         warn=None) -> Plan:
+         warn=None, listen_fds: int = 0) -> Plan:
     """Decide everything the container's init will do before it execs. With a
     `start_fifo_fd` the init blocks on that fifo (`create`) until `start` opens it."""
     if spec.process is None:
@@ -97,7 +97,8 @@ def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
         # a keyring of its own, so the container cannot reach the host session's keys
         plan.add("creating a session keyring (--no-new-keyring to skip)", KEYRING)
     rootfs.plan(spec, plan, ns, no_pivot=no_pivot)
-    process.plan(spec, plan, ns, keep_fds=keep_fds, start_fifo_fd=start_fifo_fd, warn=warn)
+    process.plan(spec, plan, ns, keep_fds=keep_fds, start_fifo_fd=start_fifo_fd, warn=warn,
+                 listen_fds=listen_fds)
     if hooks:
         _plan_hooks(plan, hooks)
     return plan

@@ -28,7 +28,7 @@ def plan_early(spec, plan) -> None:
 
 
 def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
-         proc=None, for_exec: bool = False) -> None:
+         proc=None, for_exec: bool = False, listen_fds: int = 0) -> None:
     """`proc` overrides spec.process (exec); `for_exec` skips what belongs to the container
     as a whole (hostname, domainname), which the joined namespaces already have."""
     proc = proc or spec.process
@@ -90,6 +90,11 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
         plan.add("waiting for start", P.WAIT_START, a=start_fifo_fd)
 
     env = list(proc.env)
+    if listen_fds:
+        # socket activation (sd_listen_fds): the runner's fds 3.. go on as the process's,
+        # and it is told so; pid 1 is the process in its own pid namespace
+        env = [e for e in env if not e.startswith(("LISTEN_FDS=", "LISTEN_PID="))]
+        env += [f"LISTEN_FDS={listen_fds}", "LISTEN_PID=1"]
     keys = {e.split("=", 1)[0] for e in env}
     if "HOME" not in keys:
         env.append("HOME=" + _home(spec.root_path, user.uid))
@@ -97,14 +102,15 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
     plan.argv = proc.args
     plan.env = tuple(env)
     plan.path_env = path_env
-    for fd in range(3, 3 + keep_fds):
+    for fd in range(3, 3 + listen_fds + keep_fds):
         # an fd that is not open would be taken by the runner's own (the sync socket) and
         # leak into the container: refuse
         try:
             os.fstat(fd)
         except OSError:
-            raise InvalidArgument(f"--preserve-fds: fd {fd} is not open") from None
-    plan.keep_fds = keep_fds
+            what = "LISTEN_FDS" if fd < 3 + listen_fds else "--preserve-fds"
+            raise InvalidArgument(f"{what}: fd {fd} is not open") from None
+    plan.keep_fds = listen_fds + keep_fds
     if conf:
         confine.add_seccomp(conf, plan, before_start=False)
     plan.add(f'exec: "{proc.args[0]}"', P.EXEC)

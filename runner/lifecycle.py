@@ -69,7 +69,22 @@ def int_flag(value: str, name: str) -> int:
 def _create_kwargs(ctx, opts) -> dict:
     return dict(root=ctx.root, console_socket=opts["console_socket"], pid_file=opts["pid_file"],
                 no_pivot=opts["no_pivot"], new_keyring=not opts["no_new_keyring"],
-                keep_fds=int_flag(opts["preserve_fds"], "--preserve-fds"), warn=ctx.warn)
+                keep_fds=int_flag(opts["preserve_fds"], "--preserve-fds"), warn=ctx.warn,
+                listen_fds=_listen_fds())
+
+
+def _listen_fds() -> int:
+    """Socket activation, as runc does it: fds systemd passed to this very process (its
+    LISTEN_PID) go on to the container's."""
+    import os
+
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return 0
+    try:
+        n = int(os.environ.get("LISTEN_FDS", "0"))
+    except ValueError:
+        raise InvalidArgument("LISTEN_FDS: not a number") from None
+    return max(n, 0)
 
 
 def cmd_run(ctx, argv: list) -> int:

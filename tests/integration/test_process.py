@@ -253,6 +253,41 @@ def test_preserve_fds(bundle, tmp_path):
     assert r.stdout == "first\nsecond\n"
 
 
+def test_socket_activation_listen_fds(bundle, tmp_path):
+    """systemd's LISTEN_FDS/LISTEN_PID, as runc reads them: the fds passed to the runner
+    itself (LISTEN_PID is its pid) go on as 3.., before the --preserve-fds ones, and the
+    process is told LISTEN_FDS=N, LISTEN_PID=1. Meant for another process: ignored."""
+    files = []
+    for name in ("sock1", "sock2", "extra"):
+        (tmp_path / name).write_text(name + "\n")
+        files.append(os.open(tmp_path / name, os.O_RDONLY))
+    fa, fb, fc = files
+    moves = f"exec 3<&{fa} 4<&{fb} 5<&{fc} {fa}<&- {fb}<&- {fc}<&-"
+    bundle.sh('echo "$LISTEN_FDS $LISTEN_PID"; cat <&3; cat <&4; cat <&5; '
+              'ls /proc/self/fd | sort -n | tr "\\n" " "').write()
+
+    def run(listen_pid: str, *extra):
+        cid = new_id()
+        bundle.last_id = cid
+        script = f'{moves}; LISTEN_FDS=2 LISTEN_PID={listen_pid} exec "$@"'
+        return subprocess.run(["bash", "-c", script, "bash", *RUNNER, "--root", bundle.root,
+                               "run", *extra, "-b", bundle.path, cid], capture_output=True,
+                              text=True, cwd=REPO, pass_fds=files)
+    try:
+        r = run("$$", "--preserve-fds", "1")  # $$: bash's pid, the runner's after exec
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert lines[:4] == ["2 1", "sock1", "sock2", "extra"]
+        assert lines[4].split()[:6] == ["0", "1", "2", "3", "4", "5"]
+        r = run("1")  # for someone else: nothing passed, nothing said
+        assert r.returncode != 0 or not r.stdout.startswith("2 1")
+        assert r.stdout.splitlines()[0].strip() == ""
+    finally:
+        for fd in files:
+            os.close(fd)
+    assert_nothing_left(bundle)
+
+
 def test_preserve_fds_that_are_not_open_is_an_error(bundle):
     r = bundle.run(None, "--preserve-fds", "3")
     assert r.returncode == 1
