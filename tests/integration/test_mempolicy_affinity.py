@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from conftest import REPO, RUNNER, assert_nothing_left, status_fields
+from test_exec import running  # noqa: F401 (a fixture)
 from test_lifecycle import run_detached
 
 ONLINE_CPUS = open("/sys/devices/system/cpu/online").read().strip()
@@ -94,14 +95,6 @@ def test_bad_memory_policy_names_the_field_and_leaves_nothing(bundle, policy, fi
 
 needs_two_cpus = pytest.mark.skipif(not ONLINE_CPUS.startswith("0-"),
                                     reason="needs CPUs 0 and 1 online")
-
-
-@pytest.fixture
-def running(bundle):
-    bundle.sh("sleep 60")
-    cid = run_detached(bundle)
-    yield cid
-    bundle.runner("delete", "--force", cid)
 
 
 def exec_with(bundle, cid, affinity, args=("grep", "Cpus_allowed_list", "/proc/self/status"),
