@@ -12,6 +12,7 @@ alone costs ~250 ms on this machine.
 """
 from __future__ import annotations
 
+import os
 import socket
 
 from .errors import ConfigError, StartError
@@ -174,7 +175,5 @@ def _kept_addresses(host, index: int) -> list:
 
 
 def _strerror(e: BaseException) -> str:
-    import os
-
     code = getattr(e, "code", 0)
     return os.strerror(code) if code else str(e)
