@@ -1,186 +1,23 @@
 """The container lifecycle (runtime.md): create, start, run, exec, kill, delete, state.
 
-The parent's side of a plan lives here too: driving the child over the sync socket
-(id maps, hooks, fds it sends) until it execs or blocks on the exec fifo."""
+Reading top to bottom: the Container (state, signals, teardown), then `create` — state dir,
+plan, cgroups, then `launch.start_plan` to clone and drive the child — and `run`, which is
+create + start + wait + delete. What happens between clone and execve is in launch.py."""
 from __future__ import annotations
 
 import os
 import time
 
-import _signal
-import _socket
-
-from . import namespaces, plan as planmod, shim, spec as specmod
-from .errors import (ContainerError, ExecNotFound, ExecNotPermitted, InvalidArgument, NotFound,
-                     StartError, WrongState)
+from . import namespaces, plan as planmod, spec as specmod
+from .errors import ContainerError, InvalidArgument, NotFound, WrongState
+from .launch import (Forwarder, close_quietly, early_size, exit_code, kill_and_reap, setup_console,
+                     start_plan, wait_pid)
+from .ops import CONSOLE, SECCOMP
 from .state import DEFAULT_ROOT, StateDir, write_atomic
 
 __all__ = ["Container", "create", "run", "load", "list_containers", "NotFound"]
 
-FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)  # HUP INT QUIT USR1 USR2 TERM WINCH
 FIFO = "exec.fifo"
-
-
-class Started:
-    """A child that has passed every setup step: `pid` is the container's init (host pid);
-    `fds` holds what the child sent (op label → fd), e.g. the console's pty master."""
-
-    def __init__(self, pid: int, fds: dict):
-        self.pid = pid
-        self.fds = fds
-
-
-def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
-               cgroup_fd: int = -1) -> Started:
-    """Clone the child and drive it through the plan until it execs (or, with a
-    WAIT_START op, until it blocks on the exec fifo). On failure nothing of it is left.
-
-    before_go(pid) runs once the final process exists (cgroups, state) and may return bytes
-    (the state JSON) that the child keeps for its hooks; on_sync(pid) runs at a SYNC op;
-    on_fd(op_kind, fd) gets each fd the child sends."""
-    spawned = shim.spawn(plan, stdio=stdio, cgroup_fd=cgroup_fd)
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, spawned.sock)
-    init = spawned.pid
-    fds: dict = {}
-    try:
-        while True:
-            data, anc, _, _ = sock.recvmsg(shim.MSG_SIZE, _socket.CMSG_SPACE(4))
-            if not data:
-                break  # the socket closed on execve
-            kind, op, err, pid = shim.decode(data)
-            if kind == shim.MSG_USERNS:
-                namespaces.write_id_maps(spawned.pid, plan)
-                sock.send(b"g")
-            elif kind == shim.MSG_CHILD:
-                init = pid
-                os.waitpid(spawned.pid, 0)
-            elif kind == shim.MSG_WAITGO:
-                payload = before_go(init) if before_go is not None else None
-                sock.send(payload or b"g")
-            elif kind == shim.MSG_SYNC:
-                payload = on_sync(init) if on_sync is not None else None
-                sock.send(payload or b"g")
-            elif kind == shim.MSG_FD:
-                for level, typ, raw in anc:
-                    if level == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS:
-                        fd = int.from_bytes(raw[:4], "little")
-                        op_kind = plan.ops[op][0] if 0 <= op < len(plan.ops) else 0
-                        if op_kind == planmod.MOUNT:  # an id-mapped bind's target
-                            try:
-                                shim.idmapped_mount(init, plan, op, fd)
-                            finally:
-                                os.close(fd)
-                            continue
-                        fds[plan.label(op)] = fd
-                        if on_fd is not None:
-                            on_fd(op_kind, fd)
-                # the child waits until the fd is dealt with: the seccomp listener is with
-                # its agent, the pty has its size
-                sock.send(b"g")
-            elif kind == shim.MSG_CREATED:
-                break
-            elif kind == shim.MSG_ERROR:
-                raise _child_error(plan, op, err)
-    except BaseException:
-        _kill_and_reap(init, spawned.pid)
-        for fd in fds.values():
-            _close(fd)
-        raise
-    finally:
-        sock.close()
-    return Started(init, fds)
-
-
-def _child_error(plan, op: int, err: int) -> StartError:
-    label = plan.label(op)
-    kind = plan.ops[op][0] if 0 <= op < len(plan.ops) else 0
-    if kind == planmod.EXEC:
-        arg0 = plan.argv[0]
-        if err == 2:
-            # runc's words, which engines match: podman turns "executable file not found
-            # in" and "no such file or directory" into exit status 127
-            if "/" in arg0:
-                return ExecNotFound(f'exec: "{arg0}": stat {arg0}: no such file or directory',
-                                    err, label)
-            return ExecNotFound(f'exec: "{arg0}": executable file not found in $PATH', err, label)
-        if err in (13, 8):
-            return ExecNotPermitted(f'exec: "{arg0}": {os.strerror(err).lower()}', err, label)
-    if kind == planmod.HOOK:
-        from .hooks import describe_failure
-
-        return StartError(f"{label}: {describe_failure(err)}", 0, label)
-    return StartError(f"{label}: {os.strerror(err)}", err, label)
-
-
-def _kill_and_reap(*pids: int) -> None:
-    for pid in dict.fromkeys(pids):
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
-
-
-def _close(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def exit_code(status: int) -> int:
-    """A wait status as a shell reports it: the exit code, or 128+N for signal N."""
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
-
-
-class _Forwarder:
-    """Forward the runner's signals to a process. Installed before the clone so that a
-    signal arriving during setup is delivered once the pid is known, not lost."""
-
-    def __init__(self, master: int = -1) -> None:
-        self.pid = 0
-        self.master = master
-        self.pending: list = []
-        self.saved: dict = {}
-
-    def __enter__(self):
-        for sig in FORWARDED_SIGNALS:
-            self.saved[sig] = _signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, sig, frame) -> None:
-        if sig == 28 and self.master >= 0:
-            from .terminal import copy_size
-
-            copy_size(0, self.master)  # the pty's size follows the runner's terminal
-        if self.pid:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-        elif sig != 28:
-            self.pending.append(sig)
-
-    def attach(self, pid: int) -> None:
-        self.pid = pid
-        for sig in self.pending:
-            os.kill(pid, sig)
-
-    def __exit__(self, *exc) -> None:
-        for sig, old in self.saved.items():
-            _signal.signal(sig, old)
-
-
-def _wait(pid: int) -> int:
-    while True:
-        try:
-            return os.waitpid(pid, 0)[1]
-        except InterruptedError:
-            continue
 
 
 # ---- process liveness -------------------------------------------------------------------
@@ -390,7 +227,7 @@ class Container:
 
     def wait(self) -> int:
         """Wait for the init to exit; only for a container this process created."""
-        return exit_code(_wait(self.pid))
+        return exit_code(wait_pid(self.pid))
 
     @_serialised
     def pause(self) -> None:
@@ -456,22 +293,22 @@ class Container:
             exec_pid.append(pid)
 
         def on_fd(kind, fd):
-            if kind == planmod.CONSOLE:
+            if kind == CONSOLE:
                 master.append(fd)
-                _early_size(fd, proc)
-            elif kind == planmod.SECCOMP:
+                early_size(fd, proc)
+            elif kind == SECCOMP:
                 # SCMP_ACT_NOTIFY: the listener fd goes to the agent at listenerPath
                 from .security import seccomp
 
                 seccomp.send_listener(plan, fd, exec_pid[-1], _dumps(self.state()).encode())
 
-        with _Forwarder() as fwd:
+        with Forwarder() as fwd:
             started = start_plan(plan, stdio=stdio, before_go=before_go, on_fd=on_fd)
             try:
                 if pid_file:
                     write_atomic(pid_file, str(started.pid))
                 if master:
-                    _setup_console(master[0], proc, console_socket)
+                    setup_console(master[0], proc, console_socket)
                 if detach:
                     return started.pid
                 fwd.attach(started.pid)
@@ -480,28 +317,10 @@ class Container:
                     from .terminal import relay
 
                     return exit_code(relay(master[0], started.pid))
-                return exit_code(_wait(started.pid))
+                return exit_code(wait_pid(started.pid))
             finally:
                 for fd in started.fds.values():
-                    _close(fd)
-
-
-def _early_size(master: int, proc) -> None:
-    """Size the pty as soon as its master arrives, while the child is still setting up:
-    after the exec it would race with the process's first look at it (`stty size`)."""
-    if proc.console_size:
-        from . import terminal
-
-        terminal.set_size(master, *proc.console_size)
-
-
-def _setup_console(master: int, proc, console_socket: str) -> None:
-    from . import terminal
-
-    if proc.console_size:
-        terminal.set_size(master, *proc.console_size)
-    if console_socket:
-        terminal.send_to_socket(console_socket, master)
+                    close_quietly(fd)
 
 
 def _pids_in_pid_namespace(init: int) -> list:
@@ -677,14 +496,14 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
                 return oci_state(pid, "created")
 
             def on_fd(kind, fd):
-                if kind == planmod.CONSOLE:
+                if kind == CONSOLE:
                     master.append(fd)
                     if _foreground and not console_socket and os.isatty(0):
                         from .terminal import copy_size
 
                         copy_size(0, fd)  # the relayed pty starts at our terminal's size
-                    _early_size(fd, spec.process)
-                elif kind == planmod.SECCOMP:
+                    early_size(fd, spec.process)
+                elif kind == SECCOMP:
                     # SCMP_ACT_NOTIFY: the listener fd goes to the agent at listenerPath
                     from .security import seccomp
 
@@ -711,14 +530,14 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
             if pid_file:
                 write_atomic(pid_file, str(started.pid))
             if master:
-                _setup_console(master[0], spec.process, console_socket)
+                setup_console(master[0], spec.process, console_socket)
         except BaseException:
-            _kill_and_reap(started.pid)
+            kill_and_reap(started.pid)
             raise
         finally:
             for fd in started.fds.values():
                 if not (_foreground and master and fd == master[0]):
-                    _close(fd)
+                    close_quietly(fd)
     except BaseException:
         if cg is not None:
             cg.destroy()
@@ -778,7 +597,7 @@ def run(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, no_pivot: b
     """create + start (+ wait and delete, in the foreground). Foreground: returns the exit
     code (128+N if killed by signal N) and leaves nothing of the container behind (unless
     keep). Detached: returns the Container, running."""
-    with _Forwarder() as fwd:
+    with Forwarder() as fwd:
         c = create(bundle, container_id, root=root, stdio=stdio, console_socket=console_socket,
                    pid_file=pid_file, no_pivot=no_pivot, keep_fds=keep_fds,
                    new_keyring=new_keyring, warn=warn, listen_fds=listen_fds, _start_now=True,
@@ -794,10 +613,10 @@ def run(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, no_pivot: b
                 fwd.master = c._master
                 status = relay(c._master, c.pid)
             else:
-                status = _wait(c.pid)
+                status = wait_pid(c.pid)
             return exit_code(status)
         finally:
             if c._master >= 0:
-                _close(c._master)
+                close_quietly(c._master)
             if not detach and not keep:
                 c.delete(force=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from . import plan as P
+from . import ops as P
 from .errors import ConfigError, StartError
 
 STAGES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from . import plan as P
+from . import ops as P
 from .errors import ConfigError, InvalidArgument
 from .security import capabilities
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 
-from . import plan as P
+from . import ops as P
 from .errors import ConfigError
 from .namespaces import map_text
 

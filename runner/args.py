@@ -2,6 +2,9 @@
 flags, flags after positionals). argparse costs ~20 ms of start-up here; this costs none."""
 from __future__ import annotations
 
+import os
+import sys
+
 from libcontainer.errors import InvalidArgument
 
 
@@ -57,3 +60,18 @@ def usage(flags: list) -> str:
         names = ", ".join(f.names) + (" value" if f.takes_value else "")
         lines.append(f"   {names:<28} {f.help}")
     return "\n".join(lines)
+
+
+def flag_help(verb: str, flags: list) -> int:
+    sys.stdout.write(f"usage: runner {verb} [flags]\n\n{usage(flags)}\n")
+    return 0
+
+
+def positional_id(pos: list, verb: str) -> str:
+    if len(pos) != 1:
+        raise InvalidArgument(f"{verb}: expects exactly one container id, got {len(pos)}")
+    return pos[0]
+
+
+def bundle_dir(value: str) -> str:
+    return os.path.abspath(value or ".")

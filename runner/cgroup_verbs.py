@@ -7,8 +7,7 @@ import sys
 from libcontainer import container as lc
 from libcontainer.errors import InvalidArgument
 
-from .args import Flag, parse
-from .cli import flag_help, positional_id
+from .args import Flag, flag_help, parse, positional_id
 
 # runc's update flags: (flag, dest, linux.resources path, kind)
 UPDATE_MAP = [

@@ -1,7 +1,6 @@
 """Global flags, dispatch to the verb modules, and the one place errors become exit codes."""
 from __future__ import annotations
 
-import os
 import sys
 
 from libcontainer.errors import ContainerError, InvalidArgument
@@ -133,18 +132,3 @@ def _report(opts, msg: str) -> None:
                 f.write(line + "\n")
         except OSError:
             pass
-
-
-def flag_help(verb: str, flags: list) -> int:
-    sys.stdout.write(f"usage: runner {verb} [flags]\n\n{usage(flags)}\n")
-    return 0
-
-
-def positional_id(pos: list, verb: str) -> str:
-    if len(pos) != 1:
-        raise InvalidArgument(f"{verb}: expects exactly one container id, got {len(pos)}")
-    return pos[0]
-
-
-def bundle_dir(value: str) -> str:
-    return os.path.abspath(value or ".")

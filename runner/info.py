@@ -7,8 +7,7 @@ import sys
 from libcontainer import jsonio
 from libcontainer.errors import InvalidArgument
 
-from .args import Flag, parse
-from .cli import bundle_dir, flag_help
+from .args import Flag, bundle_dir, flag_help, parse, positional_id
 
 SPEC_FLAGS = [
     Flag("--bundle,-b", "bundle", True, "", "where to write config.json"),
@@ -72,7 +71,6 @@ def _format_flag(opts) -> str:
 def cmd_state(ctx, argv: list) -> int:
     from libcontainer import container as lc
 
-    from .cli import positional_id
 
     c = lc.load(positional_id(argv, "state"), ctx.root)
     sys.stdout.write(jsonio.dumps(c.state(), indent=2) + "\n")
@@ -114,7 +112,6 @@ def cmd_ps(ctx, argv: list) -> int:
     from libcontainer import container as lc
     from libcontainer.errors import InvalidArgument
 
-    from .cli import positional_id
 
     opts, pos = parse(argv, PS_FLAGS, stop_at_positional=True)
     if opts["help"]:

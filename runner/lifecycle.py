@@ -7,8 +7,7 @@ from libcontainer import container as lc
 from libcontainer.errors import DamagedState, InvalidArgument
 from libcontainer.state import StateDir
 
-from .args import Flag, parse
-from .cli import bundle_dir, flag_help, positional_id
+from .args import Flag, bundle_dir, flag_help, parse, positional_id
 
 COMMON = [
     Flag("--bundle,-b", "bundle", True, "", "path to the bundle (default: current directory)"),

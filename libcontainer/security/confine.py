@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from .. import plan as P
+from .. import ops as P
 from ..errors import ConfigError
 from ..spec import MAX_NODE, id_list
 from . import lsm

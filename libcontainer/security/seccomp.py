@@ -330,7 +330,7 @@ CAP_SYS_ADMIN = 21
 
 def plan_op(plan, prof: Profile, bpf: bytes) -> None:
     """Add the op that loads `bpf` (and sends the listener fd when a rule notifies)."""
-    from .. import plan as P
+    from .. import ops as P
 
     notify = prof.notify
     plan.seccomp_notify = notify

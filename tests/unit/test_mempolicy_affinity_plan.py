@@ -3,7 +3,7 @@ root: the list syntax, the values and places of the MEMPOLICY and AFFINITY ops, 
 errors, each naming its field."""
 import pytest
 
-from libcontainer import plan as P
+from libcontainer import ops as O, plan as P
 from libcontainer import spec
 from libcontainer.default_spec import default_config
 from libcontainer.errors import ConfigError
@@ -26,7 +26,7 @@ def two_cpus(tmp_path, monkeypatch):
 
 
 def kinds(plan):
-    return [P.KIND_NAMES[o[0]] for o in plan.ops]
+    return [O.KIND_NAMES[o[0]] for o in plan.ops]
 
 
 def config(memory_policy=None, affinity=None):
@@ -105,7 +105,7 @@ def test_exec_affinity_initial_first_and_final_right_before_exec(bundle, two_cpu
     plan = make_exec(config(affinity={"initial": "0", "final": "1"}), bundle)
     k = kinds(plan)
     assert k[0] == "AFFINITY" and k[-2:] == ["AFFINITY", "EXEC"]
-    (l0, first), (l1, last) = ops_of(plan, P.AFFINITY)
+    (l0, first), (l1, last) = ops_of(plan, O.AFFINITY)
     assert first[4] == (1).to_bytes(8, "little") and last[4] == (2).to_bytes(8, "little")
     assert l0.startswith("process.execCPUAffinity.initial: ") and "CPUs 0" in l0
     assert l1.startswith("process.execCPUAffinity.final: ") and "CPUs 1" in l1
@@ -170,13 +170,13 @@ def test_every_mode_has_the_kernels_number(bundle, mode, number):
     mp = {"mode": mode}
     if mode not in ("MPOL_DEFAULT", "MPOL_LOCAL"):
         mp["nodes"] = "0"
-    (label, o), = ops_of(make(config(mp), bundle), P.MEMPOLICY)
+    (label, o), = ops_of(make(config(mp), bundle), O.MEMPOLICY)
     assert o[7] == number and label.startswith(f"linux.memoryPolicy: setting {mode}")
 
 
 def test_nodes_become_a_nodemask_and_flags_are_or_ed_into_the_mode(bundle):
     mp = {"mode": "MPOL_INTERLEAVE", "nodes": "0-2,70", "flags": ["MPOL_F_STATIC_NODES"]}
-    (label, o), = ops_of(make(config(mp), bundle), P.MEMPOLICY)
+    (label, o), = ops_of(make(config(mp), bundle), O.MEMPOLICY)
     assert o[7] == 3 | 1 << 15
     assert o[4] == (0b111 | 1 << 70).to_bytes(16, "little")
     assert o[8] == 129  # maxnode: one more than the bits given, as the kernel counts
@@ -188,14 +188,14 @@ def test_nodes_become_a_nodemask_and_flags_are_or_ed_into_the_mode(bundle):
                                        ("MPOL_F_STATIC_NODES", 15)])
 def test_every_flag_has_the_kernels_number(bundle, flag, bit):
     mp = {"mode": "MPOL_BIND", "nodes": "0", "flags": [flag]}
-    (_, o), = ops_of(make(config(mp), bundle), P.MEMPOLICY)
+    (_, o), = ops_of(make(config(mp), bundle), O.MEMPOLICY)
     assert o[7] == 2 | 1 << bit
 
 
 @pytest.mark.parametrize("mp", [{"mode": "MPOL_DEFAULT"}, {"mode": "MPOL_LOCAL", "nodes": ""},
                                 {"mode": "MPOL_PREFERRED"}])
 def test_no_nodes_is_a_null_nodemask(bundle, mp):
-    (_, o), = ops_of(make(config(mp), bundle), P.MEMPOLICY)
+    (_, o), = ops_of(make(config(mp), bundle), O.MEMPOLICY)
     assert o[4] is None and o[8] == 0
 
 

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from libcontainer import plan as P
+from libcontainer import ops as O, plan as P
 from libcontainer import rootfs, spec
 from libcontainer.default_spec import default_config
 from libcontainer.errors import ConfigError
@@ -95,7 +95,7 @@ def make(cfg, bundle, **kw):
 
 
 def kinds(plan):
-    return [P.KIND_NAMES[o[0]] for o in plan.ops]
+    return [O.KIND_NAMES[o[0]] for o in plan.ops]
 
 
 def test_default_plan_shape(bundle):
@@ -118,7 +118,7 @@ def test_default_plan_shape(bundle):
 def test_mount_ops_are_in_config_order_with_labels(bundle):
     cfg = default_config(terminal=False)
     plan = make(cfg, bundle)
-    mounts = [(lab, o) for lab, o in zip(plan.labels, plan.ops) if o[0] == P.MOUNT]
+    mounts = [(lab, o) for lab, o in zip(plan.labels, plan.ops) if o[0] == O.MOUNT]
     assert [o[1] for _, o in mounts[:6]] == ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"]
     assert mounts[0][0].startswith("mounts[0]:")
     shm = mounts[3][1]
@@ -134,7 +134,7 @@ def test_bind_mount_of_a_file_is_planned_as_a_file(bundle, tmp_path):
                       "options": ["rbind", "ro"]},
                      {"destination": "/d", "source": "rootfs", "options": ["bind"]}]
     plan = make(cfg, bundle)
-    ops = [o for o in plan.ops if o[0] == P.MOUNT]
+    ops = [o for o in plan.ops if o[0] == O.MOUNT]
     assert ops[0][1:4] == ("/etc/f", str(f), None)
     assert ops[0][5] == rootfs.MS_BIND | rootfs.MS_REC | rootfs.MS_RDONLY
     assert ops[0][7] == 1  # a file
@@ -147,12 +147,12 @@ def test_devices_are_mknod_without_a_user_namespace(bundle):
     cfg["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229,
                                 "fileMode": 0o600, "uid": 1, "gid": 2}]
     plan = make(cfg, bundle)
-    nodes = {o[1]: o for o in plan.ops if o[0] == P.MKNOD}
+    nodes = {o[1]: o for o in plan.ops if o[0] == O.MKNOD}
     assert set(nodes) == {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
                           "/dev/tty", "/dev/fuse"}
     fuse = nodes["/dev/fuse"]
     assert fuse[7:11] == (stat.S_IFCHR | 0o600, os.makedev(10, 229), 1, 2)
-    links = {o[1]: o[2] for o in plan.ops if o[0] == P.SYMLINK}
+    links = {o[1]: o[2] for o in plan.ops if o[0] == O.SYMLINK}
     assert links == {"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
                      "/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2",
                      "/dev/ptmx": "pts/ptmx"}
@@ -165,9 +165,9 @@ def test_user_namespace_binds_host_devices_and_maps_ids(bundle):
     cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
     plan = make(cfg, bundle)
     assert plan.uid_map == "0 100000 65536\n" and plan.gid_map == "0 200000 65536\n"
-    assert P.MKNOD not in [o[0] for o in plan.ops]
-    binds = [o[1] for o in plan.ops if o[0] == P.BIND_DEV]
-    assert "/dev/null" in binds and all(o[2] == o[1] for o in plan.ops if o[0] == P.BIND_DEV)
+    assert O.MKNOD not in [o[0] for o in plan.ops]
+    binds = [o[1] for o in plan.ops if o[0] == O.BIND_DEV]
+    assert "/dev/null" in binds and all(o[2] == o[1] for o in plan.ops if o[0] == O.BIND_DEV)
 
 
 def test_user_not_mapped_is_an_error(bundle):
@@ -215,7 +215,7 @@ def test_process_ops_carry_the_config(bundle):
     plan = make(cfg, bundle)
     by_kind = {}
     for label, o in zip(plan.labels, plan.ops):
-        by_kind.setdefault(P.KIND_NAMES[o[0]], []).append((label, o))
+        by_kind.setdefault(O.KIND_NAMES[o[0]], []).append((label, o))
     (_, user), = by_kind["USER"]
     assert user[7:9] == (1000, 1000) and plan.gids == (5, 6)
     (_, caps), = by_kind["CAPS"]
@@ -239,10 +239,10 @@ def test_no_pivot_flag_and_root_propagation(bundle):
     cfg = default_config(terminal=False)
     cfg["linux"]["rootfsPropagation"] = "rshared"
     plan = make(cfg, bundle, no_pivot=True)
-    pivot = [o for o in plan.ops if o[0] == P.PIVOT][0]
+    pivot = [o for o in plan.ops if o[0] == O.PIVOT][0]
     assert pivot[5] == 1
     after = plan.ops[plan.ops.index(pivot) + 1]
-    assert after[0] == P.MOUNT and after[1] == "/" and after[6] == rootfs.MS_SHARED | rootfs.MS_REC
+    assert after[0] == O.MOUNT and after[1] == "/" and after[6] == rootfs.MS_SHARED | rootfs.MS_REC
     assert (after[2], after[3], after[5]) == (None, None, 0)
 
 
@@ -272,7 +272,7 @@ def test_op_kinds_match_the_shim_header():
     with open(os.path.join(os.path.dirname(__file__), "..", "..", "csrc", "shim.h")) as f:
         header = dict((name, int(num)) for name, num in
                       re.findall(r"RC_OP_(\w+) = (\d+)", f.read()))
-    assert header == {name: num for num, name in P.KIND_NAMES.items()}
+    assert header == {name: num for num, name in O.KIND_NAMES.items()}
 
 
 # ---- id-mapped mounts -------------------------------------------------------------------
@@ -292,15 +292,15 @@ def test_idmapped_mount_plan(bundle, tmp_path):
     cfg = _with_mount(bundle, tmp_path, options=["rbind", "ridmap"], uidMappings=IDMAP,
                       gidMappings=IDMAP)
     plan = make(cfg, bundle)
-    mount = next(o for o in plan.ops if o[0] == P.MOUNT and o[1] == "/data")
+    mount = next(o for o in plan.ops if o[0] == O.MOUNT and o[1] == "/data")
     assert mount[11] == 1  # e: idmaps[0] + 1
     src, uid_map, gid_map, rec, ridmap, label = plan.idmaps[0]
     assert (src, uid_map, gid_map, rec, ridmap) == (str(tmp_path), "0 5000 10\n",
                                                     "0 5000 10\n", True, True)
     assert label.startswith(f"mounts[{len(cfg['mounts']) - 1}]: ")
     # other mounts stay plain
-    assert [o[11] for o in plan.ops if o[0] == P.MOUNT].count(0) == \
-        len([o for o in plan.ops if o[0] == P.MOUNT]) - 1
+    assert [o[11] for o in plan.ops if o[0] == O.MOUNT].count(0) == \
+        len([o for o in plan.ops if o[0] == O.MOUNT]) - 1
 
 
 def test_idmap_without_mappings_takes_the_containers(bundle, tmp_path):

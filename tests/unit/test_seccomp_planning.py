@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from libcontainer import plan as P
+from libcontainer import ops as O, plan as P
 from libcontainer import spec as specmod
 from libcontainer.default_spec import default_config
 
@@ -30,7 +30,7 @@ def make(tmp_path):
 
 
 def kinds(plan):
-    return [P.KIND_NAMES[o[0]] for o in plan.ops]
+    return [O.KIND_NAMES[o[0]] for o in plan.ops]
 
 
 def config(**process):

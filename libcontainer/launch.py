@@ -1,0 +1,198 @@
+"""The parent's side of starting a plan: clone the child through the shim and drive it over
+the sync socket (id maps, cgroups and state at wait-for-go, hooks at a SYNC op, the fds it
+sends) until it execs or blocks on the exec fifo; then forward signals and wait for it.
+
+`container.py` decides what to start and keeps the state; this module only launches."""
+from __future__ import annotations
+
+import os
+
+import _signal
+import _socket
+
+from . import namespaces, shim
+from .errors import ExecNotFound, ExecNotPermitted, StartError
+from .ops import EXEC, HOOK, MOUNT
+
+FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)  # HUP INT QUIT USR1 USR2 TERM WINCH
+
+
+class Started:
+    """A child that has passed every setup step: `pid` is the container's init (host pid);
+    `fds` holds what the child sent (op label → fd), e.g. the console's pty master."""
+
+    def __init__(self, pid: int, fds: dict):
+        self.pid = pid
+        self.fds = fds
+
+
+def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
+               cgroup_fd: int = -1) -> Started:
+    """Clone the child and drive it through the plan until it execs (or, with a
+    WAIT_START op, until it blocks on the exec fifo). On failure nothing of it is left.
+
+    before_go(pid) runs once the final process exists (cgroups, state) and may return bytes
+    (the state JSON) that the child keeps for its hooks; on_sync(pid) runs at a SYNC op;
+    on_fd(op_kind, fd) gets each fd the child sends."""
+    spawned = shim.spawn(plan, stdio=stdio, cgroup_fd=cgroup_fd)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, spawned.sock)
+    init = spawned.pid
+    fds: dict = {}
+    try:
+        while True:
+            data, anc, _, _ = sock.recvmsg(shim.MSG_SIZE, _socket.CMSG_SPACE(4))
+            if not data:
+                break  # the socket closed on execve
+            kind, op, err, pid = shim.decode(data)
+            if kind == shim.MSG_USERNS:
+                namespaces.write_id_maps(spawned.pid, plan)
+                sock.send(b"g")
+            elif kind == shim.MSG_CHILD:
+                init = pid
+                os.waitpid(spawned.pid, 0)
+            elif kind == shim.MSG_WAITGO:
+                payload = before_go(init) if before_go is not None else None
+                sock.send(payload or b"g")
+            elif kind == shim.MSG_SYNC:
+                payload = on_sync(init) if on_sync is not None else None
+                sock.send(payload or b"g")
+            elif kind == shim.MSG_FD:
+                for level, typ, raw in anc:
+                    if level == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS:
+                        fd = int.from_bytes(raw[:4], "little")
+                        op_kind = plan.ops[op][0] if 0 <= op < len(plan.ops) else 0
+                        if op_kind == MOUNT:  # an id-mapped bind's target
+                            try:
+                                shim.idmapped_mount(init, plan, op, fd)
+                            finally:
+                                os.close(fd)
+                            continue
+                        fds[plan.label(op)] = fd
+                        if on_fd is not None:
+                            on_fd(op_kind, fd)
+                # the child waits until the fd is dealt with: the seccomp listener is with
+                # its agent, the pty has its size
+                sock.send(b"g")
+            elif kind == shim.MSG_CREATED:
+                break
+            elif kind == shim.MSG_ERROR:
+                raise _child_error(plan, op, err)
+    except BaseException:
+        kill_and_reap(init, spawned.pid)
+        for fd in fds.values():
+            close_quietly(fd)
+        raise
+    finally:
+        sock.close()
+    return Started(init, fds)
+
+
+def _child_error(plan, op: int, err: int) -> StartError:
+    label = plan.label(op)
+    kind = plan.ops[op][0] if 0 <= op < len(plan.ops) else 0
+    if kind == EXEC:
+        arg0 = plan.argv[0]
+        if err == 2:
+            # runc's words, which engines match: podman turns "executable file not found
+            # in" and "no such file or directory" into exit status 127
+            if "/" in arg0:
+                return ExecNotFound(f'exec: "{arg0}": stat {arg0}: no such file or directory',
+                                    err, label)
+            return ExecNotFound(f'exec: "{arg0}": executable file not found in $PATH', err, label)
+        if err in (13, 8):
+            return ExecNotPermitted(f'exec: "{arg0}": {os.strerror(err).lower()}', err, label)
+    if kind == HOOK:
+        from .hooks import describe_failure
+
+        return StartError(f"{label}: {describe_failure(err)}", 0, label)
+    return StartError(f"{label}: {os.strerror(err)}", err, label)
+
+
+def kill_and_reap(*pids: int) -> None:
+    for pid in dict.fromkeys(pids):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128+N for signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+class Forwarder:
+    """Forward the runner's signals to a process. Installed before the clone so that a
+    signal arriving during setup is delivered once the pid is known, not lost."""
+
+    def __init__(self, master: int = -1) -> None:
+        self.pid = 0
+        self.master = master
+        self.pending: list = []
+        self.saved: dict = {}
+
+    def __enter__(self):
+        for sig in FORWARDED_SIGNALS:
+            self.saved[sig] = _signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, sig, frame) -> None:
+        if sig == 28 and self.master >= 0:
+            from .terminal import copy_size
+
+            copy_size(0, self.master)  # the pty's size follows the runner's terminal
+        if self.pid:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+        elif sig != 28:
+            self.pending.append(sig)
+
+    def attach(self, pid: int) -> None:
+        self.pid = pid
+        for sig in self.pending:
+            os.kill(pid, sig)
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self.saved.items():
+            _signal.signal(sig, old)
+
+
+def wait_pid(pid: int) -> int:
+    """The wait status of `pid`, retried across signals (the forwarder interrupts waitpid)."""
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except InterruptedError:
+            continue
+
+
+def early_size(master: int, proc) -> None:
+    """Size the pty as soon as its master arrives, while the child is still setting up:
+    after the exec it would race with the process's first look at it (`stty size`)."""
+    if proc.console_size:
+        from . import terminal
+
+        terminal.set_size(master, *proc.console_size)
+
+
+def setup_console(master: int, proc, console_socket: str) -> None:
+    from . import terminal
+
+    if proc.console_size:
+        terminal.set_size(master, *proc.console_size)
+    if console_socket:
+        terminal.send_to_socket(console_socket, master)
