@@ -43,6 +43,9 @@ def loads(text: str | bytes) -> object:
         # on the happy path (it pulls in `re`); without it some errors come out as a bare
         # SystemError. Only now, on the error path, let the json package explain.
         raise _explain(text, e) from None
+    except RecursionError:
+        # the C scanner recurses per level; nothing valid nests anywhere near this deep
+        raise JSONError("nested too deeply", text, i) from None
     rest = len(text) - len(text.rstrip(_WS))
     if end != len(text) - rest:
         raise JSONError("extra data after the JSON value", text, end)
