@@ -700,13 +700,61 @@ static int load_seccomp(const struct rc_op *op, int index)
     return 0;
 }
 
+/* A created container's init is runc's Go init in runc: `kill` of a created container
+ * must do what Go's runtime does with the signal. HUP, INT and TERM end it (by the signal,
+ * or with status 2 where it is the init of a pid namespace, which the kernel spares from
+ * its own default actions); QUIT, ILL, TRAP, ABRT, BUS, FPE, SEGV, STKFLT and SYS end it
+ * with status 2; every other signal is caught and has no effect. Without these handlers,
+ * a pid namespace's init would ignore them all, and without one, USR1 would kill it. */
+static void created_fatal(int sig)
+{
+    signal(sig, SIG_DFL);
+    if (sig == SIGHUP || sig == SIGINT || sig == SIGTERM) {
+        sigset_t one;
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        sigprocmask(SIG_UNBLOCK, &one, NULL);
+        raise(sig);
+    }
+    _exit(2);
+}
+
+static void created_ignore(int sig)
+{
+    (void)sig;
+}
+
+static void created_signals(int on)
+{
+    static const int fatal[] = { SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGILL, SIGTRAP, SIGABRT,
+                                 SIGBUS, SIGFPE, SIGSEGV, SIGSTKFLT, SIGSYS };
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    for (int sig = 1; sig < 32; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP || sig == SIGCHLD || sig == SIGCONT ||
+            sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU || sig == SIGURG ||
+            sig == SIGWINCH)
+            continue;  /* Go leaves these at their defaults (stop, ignore) too */
+        int is_fatal = 0;
+        for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++)
+            is_fatal |= fatal[i] == sig;
+        sa.sa_handler = !on ? SIG_DFL : is_fatal ? created_fatal : created_ignore;
+        sa.sa_flags = SA_RESTART;
+        sigaction(sig, &sa, NULL);
+    }
+}
+
 static int wait_start(int fifo_fd)
 {
     /* opening the fifo for writing blocks until `start` opens it for reading */
     char p[64];
     fdpath(p, sizeof p, fifo_fd);
+    created_signals(1);
     send_msg(MSG_CREATED, 0, 0, 0);
-    int fd = open(p, O_WRONLY | O_CLOEXEC);
+    int fd;
+    do fd = open(p, O_WRONLY | O_CLOEXEC); while (fd < 0 && errno == EINTR);
+    created_signals(0);
     if (fd < 0)
         return -1;
     close(fifo_fd);
@@ -755,8 +803,11 @@ static int console(int index, uid_t uid, gid_t gid)
     int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
     if (slave < 0)
         return -1;
-    /* the slave belongs to the process's user, and is the container's /dev/console */
-    if (fchown(slave, uid, gid) < 0)
+    /* the slave belongs to the process's user, and is the container's /dev/console; its
+     * group stays the one devpts gave it (gid=5, tty, as the mount says), as runc and crun
+     * leave it */
+    (void)gid;
+    if (fchown(slave, uid, (gid_t)-1) < 0)
         return -1;
     int cfd = console_target();
     if (cfd < 0)
@@ -1085,6 +1136,7 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
     int rootfd = -1;
     const char *rootfs = NULL;
     int lcap = last_cap();
+    int cwd_pending = 0;
     for (int i = first; i < plan->nops; i++) {
         const struct rc_op *op = &plan->ops[i];
         int rc = 0;
@@ -1168,7 +1220,19 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
         }
         case RC_OP_LOOPBACK_UP: rc = loopback_up(); break;
         case RC_OP_ROOT_READONLY: rc = remount("/", MS_BIND | MS_RDONLY); break;
-        case RC_OP_CHDIR: rc = chdir_in_root(rootfd, op->path); break;
+        case RC_OP_CHDIR:
+            /* a: 1, the try as root, before the uid switch (a cwd only root may reach);
+             * refused, it is tried again (a: 2) as the process's user (a cwd only that
+             * user may reach), as runc does */
+            if (op->a == 2 && !cwd_pending)
+                break;
+            rc = chdir_in_root(rootfd, op->path);
+            if (op->a == 1) {
+                cwd_pending = rc < 0 && (errno == EACCES || errno == EPERM);
+                if (cwd_pending)
+                    rc = 0;
+            }
+            break;
         case RC_OP_USER:
             rc = prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
             if (rc == 0) rc = setgroups(plan->ngids, (const gid_t *)plan->gids);

@@ -20,7 +20,7 @@ enum rc_op_kind {
     RC_OP_LOOPBACK_UP = 12,
     RC_OP_ROOT_PROPAGATION = 13,  /* mount(NULL, "/", flags) before anything is mounted */
     RC_OP_ROOT_READONLY = 14,
-    RC_OP_CHDIR = 15,
+    RC_OP_CHDIR = 15,     /* chdir to path (in root); a=1: a try, refusal deferred; a=2: retry it */
     RC_OP_USER = 16,      /* setgroups(gids), setresgid(b), setresuid(a), keeping caps */
     RC_OP_CAPS = 17,      /* effective b, permitted c, inheritable d, ambient e masks */
     RC_OP_NO_NEW_PRIVS = 18,

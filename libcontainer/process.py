@@ -65,6 +65,9 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
         plan.add("making the process a session leader", P.SETSID)
 
     masks = capabilities.plan_masks(proc.capabilities, ns.in_userns, warn)
+    # cwd: tried first with the runtime's privileges (a cwd only root may reach), again
+    # after the uid switch if that was refused (one only the process's user may reach)
+    plan.add(f"process.cwd: chdir to {proc.cwd}", P.CHDIR, path=proc.cwd, a=1)
     if conf:
         confine.add_early(conf, plan, masks["effective"], proc.no_new_privileges)
     plan.add("process.capabilities.bounding: dropping the rest of the bounding set",
@@ -81,7 +84,7 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
              b=masks["effective"], c=masks["permitted"], d=masks["inheritable"], e=masks["ambient"])
     if user.umask is not None:
         plan.add("process.user.umask", P.UMASK, a=user.umask)
-    plan.add(f"process.cwd: chdir to {proc.cwd}", P.CHDIR, path=proc.cwd)
+    plan.add(f"process.cwd: chdir to {proc.cwd} as uid {user.uid}", P.CHDIR, path=proc.cwd, a=2)
     if proc.no_new_privileges:
         plan.add("process.noNewPrivileges", P.NO_NEW_PRIVS)
     if conf:

@@ -122,6 +122,35 @@ def test_kill_signal_names_and_numbers(bundle, sig):
     assert_nothing_left(bundle)
 
 
+@pytest.mark.parametrize("pid_ns", [True, False], ids=["own-pidns", "host-pidns"])
+def test_kill_of_a_created_container(bundle, pid_ns):
+    """A created container's init is still the runtime's: runc's (Go) ends on HUP, INT,
+    TERM, QUIT… and ignores the rest, also as the init of a pid namespace, which the
+    kernel shields from signals it has no handler for (issue 11, point 8)."""
+    if not pid_ns:
+        bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"] if n["type"] != "pid"]
+    bundle.set_args("sleep", "100")
+    cid = create(bundle)
+    for sig in ("USR1", "WINCH", "ALRM"):
+        bundle.runner("kill", cid, sig, check=True)
+    time.sleep(0.1)
+    assert state(bundle, cid)["status"] == "created"
+    bundle.runner("kill", cid, "TERM", check=True)
+    wait_status(bundle, cid, "stopped")
+    bundle.runner("delete", cid, check=True)
+    assert_nothing_left(bundle)
+    # a created container that got nothing fatal still starts and runs its process
+    bundle.sh("echo ran >> /out")
+    writable(bundle)
+    cid = create(bundle)
+    bundle.runner("kill", cid, "USR2", check=True)
+    bundle.runner("start", cid, check=True)
+    wait_status(bundle, cid, "stopped")
+    with open(os.path.join(bundle.rootfs, "out")) as f:
+        assert f.read() == "ran\n"
+    bundle.runner("delete", cid, check=True)
+
+
 def test_kill_errors(bundle):
     r = bundle.runner("kill", "nosuch", "KILL")
     assert r.returncode == 1 and "does not exist" in r.stderr

@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 from conftest import REPO, RUNNER, assert_nothing_left, cap_mask, new_id, status_fields
+from test_lifecycle import run_detached
 
 ZERO = "0" * 16
 
@@ -304,3 +305,43 @@ def test_process_status_after_exec_is_sane(bundle):
     assert st["Pid"] != ""
     # dumpable again after execve: /proc/self belongs to the process's own user
     assert out.splitlines()[-2:] == ["1000", "/bin/busybox"]
+
+
+def test_cwd_only_root_may_reach(bundle):
+    """process.cwd is entered before the uid switch, as runc does: a cwd under a mode-700
+    root directory works for a process of another user (issue 11, point 13), for `run`
+    and for `exec --user --cwd`."""
+    secret = os.path.join(bundle.rootfs, "secret")
+    os.makedirs(os.path.join(secret, "in"))
+    os.chmod(secret, 0o700)
+    bundle.process["user"] = {"uid": 1000, "gid": 1000}
+    bundle.process["cwd"] = "/secret/in"
+    r = bundle.sh("pwd; id -u; ls /secret >/dev/null 2>&1 || echo denied").run()
+    assert (r.returncode, r.stdout) == (0, "/secret/in\n1000\ndenied\n"), r.stderr
+    bundle.process["cwd"] = "/"
+    cid = run_detached(bundle.sh("sleep 60"))
+    try:
+        r = bundle.runner("exec", "--user", "1000:1000", "--cwd", "/secret/in", cid, "pwd")
+        assert (r.returncode, r.stdout) == (0, "/secret/in\n"), r.stderr
+        r = bundle.runner("exec", "--user", "1000:1000", "--cwd", "/nosuch", cid, "pwd")
+        assert r.returncode == 1 and "process.cwd" in r.stderr, r.stderr
+    finally:
+        bundle.runner("delete", "--force", cid)
+
+
+def test_cwd_only_the_process_user_may_reach(bundle):
+    """…and again after the switch when root is refused: in a user namespace, root may not
+    override the permissions of a directory whose group is not mapped, which its owner,
+    the process's user, may still enter."""
+    from test_namespaces import use_userns
+
+    use_userns(bundle)
+    base = bundle.linux["uidMappings"][0]["hostID"]
+    mine = os.path.join(bundle.rootfs, "mine")
+    os.makedirs(mine)
+    os.chown(mine, base + 1000, 4242)  # gid 4242: outside the mapping
+    os.chmod(mine, 0o700)
+    bundle.process["user"] = {"uid": 1000, "gid": 1000}
+    bundle.process["cwd"] = "/mine"
+    r = bundle.sh("pwd; id -u").run()
+    assert (r.returncode, r.stdout) == (0, "/mine\n1000\n"), r.stderr

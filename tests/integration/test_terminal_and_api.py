@@ -30,6 +30,17 @@ def test_console_is_dev_console(bundle):
     assert r.stdout.replace("\r", "").split() == ["c", "tty"]
 
 
+@pytest.mark.parametrize("uid", [0, 1000])
+def test_console_belongs_to_the_user_and_the_tty_group(bundle, uid):
+    """The pty is the process's, in group tty (5), as devpts' gid=5 says (runc, crun);
+    not in the process's own group (issue 11, point 15)."""
+    bundle.process["terminal"] = True
+    bundle.process["user"] = {"uid": uid, "gid": 1000}
+    r = bundle.sh("stat -c '%u:%g %a' $(tty) /dev/console").run(input="")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.replace("\r", "").split("\n")[:2] == [f"{uid}:5 620", f"{uid}:5 620"]
+
+
 def test_create_with_console_socket(bundle, tmp_path):
     bundle.process["terminal"] = True
     bundle.sh("echo hello-tty; sleep 0.2")

@@ -229,7 +229,8 @@ def test_process_ops_carry_the_config(bundle):
     writes = {o[1]: (label, o) for label, o in by_kind["WRITE"]}
     assert writes["/proc/self/oom_score_adj"][1][4] == "1000"
     assert writes["/proc/sys/net/ipv4/ip_forward"][0].startswith("linux.sysctl.net.ipv4.ip_forward")
-    assert [o[1] for _, o in by_kind["CHDIR"]] == ["/work"]
+    # tried as root before the uid switch, and again after it if that was refused
+    assert [(o[1], o[7]) for _, o in by_kind["CHDIR"]] == [("/work", 1), ("/work", 2)]
     assert "/work" in [o[1] for _, o in by_kind["MKDIR"]]
     assert "HOME=/home/u" in plan.env
     assert "NO_NEW_PRIVS" in by_kind
