@@ -31,17 +31,16 @@ accept-deps:
 
 # deps is order-only (after the |): being phony, as a normal prerequisite it would force a
 # reinstall on every make
-$(VENV)/.built: pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h) csrc/build.py | deps
+$(VENV)/.built: pyproject.toml setup.py bin/runner $(wildcard csrc/*.c csrc/*.h) csrc/build.py | deps
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
 	$(PY) -m pip install -q --config-settings editable_mode=compat -e '.[test]'
 	touch $@
 
 # Byte-compile ahead: with PYTHONDONTWRITEBYTECODE set, every start would compile again.
-# Then replace pip's entry-point script with bin/runner, which starts Python with -IS (one shebang argument).
+# .venv/bin/runner is bin/runner as pip installs it (the -I -S launcher), as for `pip install .`
 compile: $(VENV)/.built
 	@$(PY) -m compileall -q libcontainer runner
-	@sed '1s|^#!python.*|#!$(abspath $(PY)) -IS|' bin/runner > $(RUNNER).tmp && chmod 755 $(RUNNER).tmp && mv $(RUNNER).tmp $(RUNNER)
 
 venv: compile $(VENV)/.built
 

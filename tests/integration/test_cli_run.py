@@ -111,15 +111,15 @@ def test_run_help(tmp_path):
 
 
 def test_pip_install_of_a_clone_gives_a_working_runner(tmp_path, bundle):
-    """A clone of the repository installed with pip into a fresh venv (the shim is built
-    by the package build; no network: the build dependencies come from this venv)."""
+    """A clone of the repository installed with pip into a fresh venv of the system's
+    python (the shim is built by the package build; no network: the build dependencies
+    come from this venv). The `runner` it installs starts Python with -I -S."""
     if shutil.which("git") is None:
         pytest.skip("needs git")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", REPO, str(clone)], check=True)
     venv = tmp_path / "venv"
-    # --system-site-packages is not needed: give it this venv's wheels-to-be via --no-index
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
     site = subprocess.run([sys.executable, "-c", "import cffi, os; print(os.path.dirname(os.path.dirname(cffi.__file__)))"],
                           capture_output=True, text=True, check=True).stdout.strip()
     env = {**os.environ, "PYTHONPATH": site, "PIP_NO_INDEX": "1"}
@@ -127,14 +127,27 @@ def test_pip_install_of_a_clone_gives_a_working_runner(tmp_path, bundle):
                         "--no-deps", str(clone)], capture_output=True, text=True, env=env,
                        timeout=300)
     assert r.returncode == 0, r.stderr
+    # the dependencies (cffi, python-prctl, pyroute2) as if installed: this venv's, by a .pth
+    ver = "python%d.%d" % sys.version_info[:2]
+    (venv / "lib" / ver / "site-packages" / "deps.pth").write_text(site + "\n")
     runner = venv / "bin" / "runner"
-    r = subprocess.run([str(runner), "--version"], capture_output=True, text=True, cwd="/",
-                       env={**os.environ, "PYTHONPATH": site})
+    with open(runner) as f:
+        assert f.readline() == "#!/bin/sh\n"  # pip left the launcher as it is
+    r = subprocess.run([str(runner), "--version"], capture_output=True, text=True, cwd="/")
     assert r.returncode == 0, r.stderr
     _version_ok(r.stdout)
-    bundle.sh("echo installed-ok").write()
+    bundle.sh("echo installed-ok; sleep 1").write()
     cid = new_id()
     bundle.last_id = cid
-    r = subprocess.run([str(runner), "--root", bundle.root, "run", "-b", bundle.path, cid],
-                       capture_output=True, text=True, cwd="/", env={**os.environ, "PYTHONPATH": site})
-    assert (r.returncode, r.stdout) == (0, "installed-ok\n"), r.stderr
+    p = subprocess.Popen([str(runner), "--root", bundle.root, "run", "-b", bundle.path, cid],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    try:
+        assert p.stdout.readline() == "installed-ok\n"  # the container runs: python is up
+        with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")[:-1]
+    finally:
+        out, err = p.communicate(timeout=30)
+    # the shell line exec'd the venv's python, isolated and without site
+    assert argv[:4] == [str(venv / "bin" / "python3").encode(), b"-I", b"-S", str(runner).encode()]
+    assert p.returncode == 0, err
+    assert_nothing_left(bundle)
