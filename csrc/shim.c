@@ -445,9 +445,32 @@ struct rc_mount_attr { uint64_t set, clr, propagation, userns_fd; };
 #define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
 #endif
 
+/* procfs and sysfs go on an ordinary directory only, never through a symlink the rootfs
+ * holds at their destination (the CVE-2019-19921 class): ENOTDIR, as runc refuses. */
+static int check_ordinary_dir(int rootfd, const char *path)
+{
+    char name[256];
+    int dir = open_parent_in_root(rootfd, path, name, sizeof name);
+    if (dir < 0)
+        return -1;
+    struct stat st;
+    int r = fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW);
+    int e = errno;
+    close(dir);
+    if (r == 0 && !S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    errno = e;
+    return r == 0 || e == ENOENT ? 0 : -1;
+}
+
 static int do_mount(int rootfd, const struct rc_op *op, int index)
 {
     int fd;
+    if (op->fstype && (!strcmp(op->fstype, "proc") || !strcmp(op->fstype, "sysfs")) &&
+        !(op->flags & MS_REMOUNT) && check_ordinary_dir(rootfd, op->path) < 0)
+        return -1;
     /* op->a: 1 when the target is a file (binding a file), op->b/op->c: recursive attrs */
     if (op->a == 1)
         fd = mkfile_in_root(rootfd, op->path);
@@ -609,6 +632,120 @@ static int write_file(int rootfd, const char *path, const char *data)
     return 0;
 }
 
+/* Undo mountinfo's octal escapes (\040 for a space…) in place. */
+static void unescape(char *s)
+{
+    char *o = s;
+    for (; *s; s++) {
+        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+            s[3] >= '0' && s[3] <= '7') {
+            *o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+            s += 3;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+}
+
+/* One mountinfo line: the mount's id, whether it is a whole (root "/") procfs or sysfs,
+ * and its mount point. 0 when it is not one. */
+static int full_proc_or_sys(char *line, int *id, char **mnt)
+{
+    char *f[6];
+    int n = 0;
+    char *save = NULL;
+    while (n < 6 && (f[n] = strtok_r(n ? NULL : line, " ", &save)))
+        n++;
+    if (n < 6)
+        return 0;
+    char *fstype = NULL;
+    for (char *t = strtok_r(NULL, " ", &save); t; t = strtok_r(NULL, " ", &save))
+        if (!strcmp(t, "-")) {
+            fstype = strtok_r(NULL, " ", &save);
+            break;
+        }
+    if (!fstype || strcmp(f[3], "/") || (strcmp(fstype, "proc") && strcmp(fstype, "sysfs")))
+        return 0;
+    *id = atoi(f[0]);
+    unescape(f[4]);
+    *mnt = f[4];
+    return 1;
+}
+
+/* The first whole procfs or sysfs outside `rootfs` not yet in done[]: its id (and path in
+ * `out`), or 0 when there is none left. */
+static int next_host_proc_or_sys(int mi, const char *rootfs, const int *done, int ndone,
+                                 char *out, size_t outsz)
+{
+    static char buf[8192];
+    size_t len = 0, rlen = strlen(rootfs);
+    if (lseek(mi, 0, SEEK_SET) < 0)
+        return -1;
+    for (;;) {
+        ssize_t n;
+        do n = read(mi, buf + len, sizeof buf - 1 - len); while (n < 0 && errno == EINTR);
+        if (n < 0)
+            return -1;
+        len += (size_t)n;
+        buf[len] = '\0';
+        char *start = buf, *nl;
+        while ((nl = strchr(start, '\n'))) {
+            *nl = '\0';
+            int id = 0;
+            char *mnt = NULL;
+            if (full_proc_or_sys(start, &id, &mnt) &&
+                !(strncmp(mnt, rootfs, rlen) == 0 && (mnt[rlen] == '/' || mnt[rlen] == '\0'))) {
+                int seen = 0;
+                for (int i = 0; i < ndone; i++)
+                    seen |= done[i] == id;
+                if (!seen && strlen(mnt) < outsz) {
+                    strcpy(out, mnt);
+                    return id;
+                }
+            }
+            start = nl + 1;
+        }
+        len = strlen(start);
+        memmove(buf, start, len);
+        if (n == 0)
+            return 0;
+        if (len >= sizeof buf - 1)
+            len = 0;  /* a line too long to be a proc or sys mount's: skip it */
+    }
+}
+
+/* Before MS_MOVE + chroot: the host's procfs and sysfs mounts stay in our mount namespace
+ * below the new root, and the kernel lets a process with a user namespace of its own
+ * mount a fresh procfs (or sysfs) as long as a fully visible one is anywhere in the mount
+ * namespace. Take them away (lazily), or cover them where that is refused, as runc's
+ * msMoveRoot does. Our "/" is already a slave: nothing of this reaches the host. */
+static int hide_host_proc_and_sys(const char *rootfs)
+{
+    int mi = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+    if (mi < 0)
+        return -1;
+    int done[256], ndone = 0, id;
+    char mnt[4096];
+    while (ndone < 256 && (id = next_host_proc_or_sys(mi, rootfs, done, ndone, mnt, sizeof mnt)) > 0) {
+        done[ndone++] = id;
+        if (umount2(mnt, MNT_DETACH) == 0 || errno == ENOENT)
+            continue;
+        if ((errno == EINVAL || errno == EPERM) && mount("tmpfs", mnt, "tmpfs", MS_RDONLY, "size=0") == 0)
+            continue;
+        if (errno == ENOENT)
+            continue;  /* a mount point already gone with a parent */
+        int e = errno;
+        close(mi);
+        errno = e;
+        return -1;
+    }
+    int e = errno;
+    close(mi);
+    errno = e;
+    return id < 0 ? -1 : 0;
+}
+
 static int pivot(const char *rootfs, int use_move)
 {
     if (chdir(rootfs) < 0)
@@ -624,6 +761,8 @@ static int pivot(const char *rootfs, int use_move)
             return -1;
         /* not pivotable (e.g. the rootfs lives on the initramfs): move it instead */
     }
+    if (hide_host_proc_and_sys(rootfs) < 0)
+        return -1;
     if (mount(rootfs, "/", NULL, MS_MOVE, NULL) < 0)
         return -1;
     if (chroot(".") < 0)

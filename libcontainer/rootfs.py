@@ -177,6 +177,8 @@ def _plan_mount(spec, plan, ns, m, field: str, late: list) -> None:
         return
     elif not fstype:
         raise ConfigError(f"{field}.type", "is required for a mount that is not a bind mount")
+    else:
+        _check_proc_sys_destination(spec, m, field)
     if fstype == "sysfs" and ns.in_userns and "network" not in ns.new:
         # sysfs can only be mounted by the owner of the network namespace: bind the host's
         fstype, src, mo.flags = None, "/sys", mo.flags | MS_BIND | MS_REC
@@ -194,6 +196,25 @@ def _plan_mount(spec, plan, ns, m, field: str, late: list) -> None:
              path=m.destination, src=src or m.type, fstype=fstype, data=",".join(data) or None,
              flags=mo.flags, pflags=mo.propagation, a=target_is_file, b=mo.attr_set, c=mo.attr_clr,
              d=1 if mo.copyup else 0, e=idmap)
+
+
+def _check_proc_sys_destination(spec, m, field: str) -> None:
+    """procfs and sysfs only on an ordinary directory, as runc insists: mounted through a
+    symlink in the rootfs they would land wherever the image points (CVE-2019-19921).
+    The shim checks again when it mounts; this says it in the config's terms first."""
+    if m.type not in ("proc", "sysfs"):
+        return
+    path = os.path.join(spec.root_path, m.destination.lstrip("/"))
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return  # missing: the shim creates the directory
+    if stat.S_ISDIR(st.st_mode):
+        return
+    what = (f"a symlink to {os.readlink(path)!r}" if stat.S_ISLNK(st.st_mode)
+            else "not a directory")
+    raise ConfigError(f"{field}.destination", f"{m.destination} in the rootfs is {what}: "
+                      f"{m.type} must be mounted on an ordinary directory")
 
 
 def _plan_idmap(spec, plan, m, mo, field: str, src: str, is_bind: bool) -> int:

@@ -13,6 +13,7 @@
  *   secprobe keysearch DESC         look a "user" key up in the session keyring
  *   secprobe ids                    "<uid> <euid>"
  *   secprobe parent                 ptrace, /proc/PPID/exe and /proc/PPID/mem of our parent
+ *   secprobe procmount              new user+mount+pid namespaces, mount a fresh proc
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *ename(int e)
@@ -259,6 +261,24 @@ int main(int argc, char **argv)
         snprintf(p, sizeof p, "/proc/%d/mem", (int)pp);
         fd = open(p, O_RDONLY);
         printf("mem %s\n", fd < 0 ? ename(errno) : "ok");
+        return 0;
+    }
+    if (!strcmp(c, "procmount")) {
+        /* new user, mount and pid namespaces of our own, then a fresh procfs: the kernel
+         * allows that only while a fully visible procfs is in the mount namespace */
+        if (syscall(SYS_unshare, 0x10000000 | 0x00020000 | 0x20000000) < 0) {
+            printf("unshare %s\n", ename(errno));
+            return 0;
+        }
+        pid_t pid = fork();
+        if (pid == 0) {
+            int rc = syscall(SYS_mount, "proc", "/proc", "proc", 0, 0);
+            printf("mount %s\n", rc < 0 ? ename(errno) : "ok");
+            fflush(stdout);
+            _exit(0);
+        }
+        int st;
+        waitpid(pid, &st, 0);
         return 0;
     }
     fprintf(stderr, "usage\n");

@@ -82,6 +82,24 @@ def test_no_pivot_uses_ms_move_and_chroot(bundle, tmp_path):
     assert out.splitlines()[1] == "/"
 
 
+def test_no_pivot_leaves_no_bare_procfs_in_reach(bundle):
+    """With MS_MOVE + chroot the host's /proc stays in the mount namespace below the new
+    root; while it does, a process with user and pid namespaces of its own may mount a
+    fresh, unmasked procfs. runc (msMoveRoot) takes the host's procfs and sysfs mounts
+    away first: "permission denied" there, as with pivot_root (issue 11, point 11)."""
+    import secprobe
+
+    probe = secprobe.install(bundle)
+    for flags in ((), ("--no-pivot",)):
+        r = bundle.set_args(probe, "procmount").run(None, *flags)
+        assert (r.returncode, r.stdout) == (0, "mount EPERM\n"), (flags, r.stderr)
+    # the host's own are untouched
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    assert "/proc" in points and "/sys" in points
+    assert_nothing_left(bundle)
+
+
 CHROOT_SCRIPT = r"""
 set -e
 C=$1; shift
@@ -254,6 +272,44 @@ def test_a_mount_that_fails_names_its_entry_and_leaves_nothing(bundle):
     r = bundle.run()
     assert r.returncode == 1
     assert r.stderr.startswith(f"runner: mounts[{len(bundle.config['mounts']) - 1}]")
+    assert_nothing_left(bundle)
+
+
+@pytest.mark.parametrize("fs,dest,link", [("proc", "/proc", "/elsewhere"),
+                                          ("sysfs", "/sys", "proc")])
+def test_proc_or_sys_through_a_symlink_is_refused(bundle, fs, dest, link):
+    """A rootfs whose /proc or /sys is a symlink would have procfs or sysfs mounted where
+    the image points (CVE-2019-19921): refused, naming the mount, as runc refuses
+    ("must be mounted on ordinary directory") (issue 11, point 10)."""
+    os.makedirs(os.path.join(bundle.rootfs, "elsewhere"))
+    target = os.path.join(bundle.rootfs, dest.lstrip("/"))
+    shutil.rmtree(target)
+    os.symlink(link, target)
+    r = bundle.run()
+    i = next(i for i, m in enumerate(bundle.config["mounts"]) if m["destination"] == dest)
+    assert r.returncode == 1
+    assert f"mounts[{i}].destination: {dest} in the rootfs is a symlink" in r.stderr, r.stderr
+    assert "ordinary directory" in r.stderr
+    assert os.listdir(os.path.join(bundle.rootfs, "elsewhere")) == []
+    assert_nothing_left(bundle)
+
+
+def test_proc_through_a_symlink_an_earlier_mount_made_is_refused(bundle, tmp_path):
+    """The shim checks too, when it mounts: here the link only appears once an earlier
+    mount has been made."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    (vol / "dir").mkdir()
+    os.symlink("dir", vol / "proc")
+    bundle.config["mounts"] += [
+        {"destination": "/vol", "type": "bind", "source": str(vol), "options": ["bind"]},
+        {"destination": "/vol/proc", "type": "proc", "source": "proc"}]
+    r = bundle.run()
+    n = len(bundle.config["mounts"]) - 1
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"runner: mounts[{n}]: mounting proc on /vol/proc"), r.stderr
+    assert "Not a directory" in r.stderr
+    assert os.listdir(vol / "dir") == []
     assert_nothing_left(bundle)
 
 
