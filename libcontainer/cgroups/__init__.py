@@ -59,7 +59,9 @@ _host: Host | None = None
 
 
 def detect(mountinfo: str = "/proc/self/mountinfo", cgroup: str = "/proc/self/cgroup") -> Host:
-    """The host's cgroup layout (cached for the default files)."""
+    """The host's cgroup layout (cached for the default files): the hierarchies that are
+    mounted and can be reached. A mount covered by a later one (the cgroup2 mount point of
+    a hybrid host under a plain tmpfs, as crun is run there) is not there for us."""
     global _host
     default = mountinfo == "/proc/self/mountinfo"
     if default and _host is not None:
@@ -78,6 +80,8 @@ def detect(mountinfo: str = "/proc/self/mountinfo", cgroup: str = "/proc/self/cg
                 continue
             fields = left.split()
             root, mnt = fields[3], fields[4].replace("\\040", " ")
+            if default and not _shows(mnt, fields[2]):
+                continue
             if fstype == "cgroup2":
                 if not unified:
                     unified = mnt
@@ -93,6 +97,17 @@ def detect(mountinfo: str = "/proc/self/mountinfo", cgroup: str = "/proc/self/cg
     if default:
         _host = host
     return host
+
+
+def _shows(mnt: str, dev: str) -> bool:
+    """Whether the path `mnt` leads to the mount of device `dev` ("major:minor"), i.e.
+    nothing is mounted over it."""
+    try:
+        st = os.stat(mnt)
+    except OSError:
+        return False
+    major, _, minor = dev.partition(":")
+    return st.st_dev == os.makedev(int(major), int(minor))
 
 
 def _below(path: str, root: str) -> str:
@@ -148,7 +163,8 @@ class Manager:
         check_path(cgroups_path)
         host = host or detect()
         if not host.v1 and not host.unified:
-            raise ConfigError("linux.resources", "no cgroup hierarchy is mounted on this host")
+            raise ConfigError("linux.resources", "no cgroup hierarchy is mounted on this host "
+                                                 "(or every one is covered by another mount)")
         groups = _assign(host, res)
         plan = _plan_writes(host, res, groups)
         paths = {}
@@ -233,6 +249,8 @@ class Manager:
             want = set(needed)
             if ours and host.mode == "v2":
                 want |= v2.controllers(parent) & set(V2_ENABLE)
+            if not want:
+                continue
             missing = want - v2.controllers(parent)
             if missing:
                 ctrl = sorted(missing)[0]

@@ -347,3 +347,45 @@ def test_200_create_destroy_cycles_leave_nothing():
         m = cgroups.Manager.create(f"cycle-{i}", f"{PARENT}/cycles/c{i}", TYPICAL)
         m.destroy()
     assert not _dirs_named("cycles") and not _dirs_named(PARENT)
+
+
+def _cgroup2_mount_point() -> str:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if line.split(" - ")[1].split()[0] == "cgroup2":
+                return line.split()[4]
+    return ""
+
+
+def _run_under(bundle, cover: str, cid: str):
+    """`runner run` in a mount namespace of its own where `cover` is under a plain tmpfs."""
+    bundle.write()
+    cmd = " ".join(RUNNER + ["--root", bundle.root, "run", "--bundle", bundle.path, cid])
+    return subprocess.run(["unshare", "-m", "sh", "-c",
+                           f"mount -t tmpfs cover {cover} && exec {cmd}"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+
+
+def test_a_covered_cgroup_mount_point_is_not_used(bundle):
+    """What is mounted decides the layout, not what mountinfo lists: a cgroup2 mount point
+    under a plain tmpfs (how crun is run on hybrid hosts) is not a hierarchy to use, and
+    all of them covered is a clear error, never an internal one (issue 11, point 9)."""
+    unified = _cgroup2_mount_point()
+    if unified == "/sys/fs/cgroup":
+        pytest.skip("a pure cgroup v2 host: there is no second hierarchy to fall back on")
+    if unified:
+        cid = limited(bundle, {"pids": {"limit": 30}})
+        bundle.sh("cat /proc/self/cgroup")
+        r = _run_under(bundle, unified, cid)
+        assert r.returncode == 0 and "internal error" not in r.stderr, r.stderr
+        pids = [l for l in r.stdout.splitlines() if ":pids:" in l]
+        assert pids and pids[0].endswith(f"/{PARENT}/{cid}"), r.stdout
+        assert_nothing_left(bundle, cid)
+    cid = new_id()
+    bundle.last_id = cid
+    bundle.linux.pop("cgroupsPath", None)
+    bundle.linux.pop("resources", None)
+    r = _run_under(bundle, "/sys/fs/cgroup", cid)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("runner: linux.resources: no cgroup hierarchy is mounted"), r.stderr
+    assert_nothing_left(bundle, cid)
