@@ -5,8 +5,8 @@ PY := $(VENV)/bin/python
 RUNNER := $(VENV)/bin/runner
 BUNDLE := build/bundle
 APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static python3-dev python3-venv uidmap \
-	iproute2 procps strace
-ACCEPT_PACKAGES := podman containerd
+	iproute2 procps strace nftables
+ACCEPT_PACKAGES := podman containerd containernetworking-plugins
 
 .PHONY: all deps accept-deps compile venv rootfs demo test unit bench clean
 
@@ -31,7 +31,7 @@ accept-deps:
 
 # deps is order-only (after the |): being phony, as a normal prerequisite it would force a
 # reinstall on every make
-$(VENV)/.built: pyproject.toml setup.py bin/runner $(wildcard csrc/*.c csrc/*.h) csrc/build.py | deps
+$(VENV)/.built: pyproject.toml setup.py bin/runner bin/runner-cni $(wildcard csrc/*.c csrc/*.h) csrc/build.py | deps
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
 	$(PY) -m pip install -q --config-settings editable_mode=compat -e '.[test]'
