@@ -27,6 +27,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -1009,25 +1010,42 @@ static int run_hook(const struct rc_op *op)
     if (write(in[1], state_buf, state_len) < 0 && errno != EPIPE) { /* ignored */ }
     close(in[1]);
     signal(SIGPIPE, SIG_DFL);
-    int pidfd = syscall(SYS_pidfd_open, pid, 0);
-    if (pidfd >= 0 && op->c) {
+    int status;
+    int pidfd = op->c ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
+    if (pidfd >= 0) {
         struct pollfd pfd = { pidfd, POLLIN, 0 };
         int r;
         do r = poll(&pfd, 1, (int)op->c * 1000); while (r < 0 && errno == EINTR);
+        close(pidfd);
         if (r == 0) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
-            close(pidfd);
             errno = HOOK_TIMEOUT;
             return -1;
         }
+    } else if (op->c) {
+        /* no pidfd_open (an older kernel, or a seccomp filter of before Linux 5.3 already
+         * loaded): poll the child every 10 ms */
+        struct timespec tick = { 0, 10 * 1000 * 1000 };
+        for (unsigned long long waited = 0;; waited += 10) {
+            pid_t w = waitpid(pid, &status, WNOHANG);
+            if (w == pid)
+                goto reaped;
+            if (w < 0 && errno != EINTR)
+                return -1;
+            if (waited >= op->c * 1000) {
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                errno = HOOK_TIMEOUT;
+                return -1;
+            }
+            nanosleep(&tick, NULL);
+        }
     }
-    if (pidfd >= 0)
-        close(pidfd);
-    int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
             return -1;
+reaped:
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
     errno = WIFEXITED(status) ? HOOK_STATUS + WEXITSTATUS(status) : HOOK_SIGNAL + WTERMSIG(status);

@@ -68,8 +68,8 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
     # cwd: tried first with the runtime's privileges (a cwd only root may reach), again
     # after the uid switch if that was refused (one only the process's user may reach)
     plan.add(f"process.cwd: chdir to {proc.cwd}", P.CHDIR, path=proc.cwd, a=1)
-    if conf:
-        confine.add_early(conf, plan, masks["effective"], proc.no_new_privileges)
+    # caps: the sets the CAPS op sets (with CAP_SYS_ADMIN held for a seccomp filter to come)
+    caps = confine.add_early(conf, plan, masks, proc.no_new_privileges) if conf else masks
     plan.add("process.capabilities.bounding: dropping the rest of the bounding set",
              P.BOUNDING, a=masks["bounding"])
     user = proc.user
@@ -81,7 +81,7 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
     plan.add(f"process.user: switching to uid {user.uid} gid {user.gid}", P.USER,
              a=user.uid, b=user.gid)
     plan.add("process.capabilities: setting the capability sets", P.CAPS,
-             b=masks["effective"], c=masks["permitted"], d=masks["inheritable"], e=masks["ambient"])
+             b=caps["effective"], c=caps["permitted"], d=caps["inheritable"], e=caps["ambient"])
     if user.umask is not None:
         plan.add("process.user.umask", P.UMASK, a=user.umask)
     plan.add(f"process.cwd: chdir to {proc.cwd} as uid {user.uid}", P.CHDIR, path=proc.cwd, a=2)

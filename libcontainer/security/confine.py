@@ -4,9 +4,16 @@ process.execCPUAffinity and linux.seccomp.
 
 `prepare` checks all of it before anything runs, so a bad config leaves nothing behind;
 process.plan then places the ops: `add_early` before the uid and capabilities change (the
-steps that need root: I/O class RT, negative nice, real-time policies, and seccomp when it
-must be loaded while CAP_SYS_ADMIN is still held), `add_affinity` first of all and just
-before the filter, `add_seccomp` as late as possible.
+steps that need root: I/O class RT, negative nice, real-time policies), `add_affinity` first
+of all and just before the filter, `add_seccomp` as late as possible.
+
+Without no_new_privs, loading a filter needs CAP_SYS_ADMIN. runc loads it before the
+privilege drop, and then still runs its own setup under it; but an allowlist written before
+Linux 5.x lacks the syscalls this runtime's setup uses (openat2 to resolve process.cwd,
+faccessat2, close_range…), and the container would fail to start. Here the filter is loaded
+just as late as with no_new_privs: the CAPS op keeps CAP_SYS_ADMIN (`hold_caps`) until the
+filter is in, and a second CAPS op right after it sets the config's sets. After the filter
+the runtime only calls capset and prctl, which every allowlist has.
 """
 from __future__ import annotations
 
@@ -46,7 +53,8 @@ class Confinement:
     def __init__(self) -> None:
         self.early: list = []     # (label, kind, kwargs) before the privilege drop
         self.seccomp = None       # (Profile, bpf bytes) or None
-        self.seccomp_early = False
+        self.seccomp_early = False  # CAP_SYS_ADMIN is held until the filter is loaded
+        self.final_caps: dict = {}  # the CAPS op's fields once the filter is loaded
         self.affinity: list = []  # execCPUAffinity: (label, kwargs) of initial, final or None
 
 
@@ -75,14 +83,20 @@ def prepare(spec, proc, warn=None, for_exec: bool = False) -> Confinement:
     return conf
 
 
-def add_early(conf: Confinement, plan, effective_caps: int, no_new_privs: bool) -> None:
+def add_early(conf: Confinement, plan, masks: dict, no_new_privs: bool) -> dict:
+    """Adds the steps that need root; returns the capability masks the CAPS op must set
+    until the filter is loaded (`masks` itself when nothing must be held)."""
     for label, kind, kw in conf.early:
         plan.add(label, kind, **kw)
-    if conf.seccomp and not no_new_privs and not effective_caps >> CAP_SYS_ADMIN & 1:
-        # without no_new_privs loading a filter needs CAP_SYS_ADMIN: load it while the
-        # process still has it, as runc does (the rest of the setup then runs under it)
+    if conf.seccomp and not no_new_privs and not masks["effective"] >> CAP_SYS_ADMIN & 1:
         conf.seccomp_early = True
-        _add_seccomp(conf, plan)
+        conf.final_caps = {"b": masks["effective"], "c": masks["permitted"],
+                           "d": masks["inheritable"], "e": masks["ambient"]}
+        admin = 1 << CAP_SYS_ADMIN
+        # no ambient set yet: the final CAPS op raises it
+        return dict(masks, effective=masks["effective"] | admin,
+                    permitted=masks["permitted"] | admin, ambient=0)
+    return masks
 
 
 def add_affinity(conf: Confinement, plan) -> None:
@@ -107,10 +121,13 @@ def add_seccomp(conf: Confinement, plan, before_start: bool) -> None:
     before the exec. A notifying filter is loaded before the wait so that its listener
     reaches the parent while the parent still listens; any other as late as possible, so
     that the fewest syscalls run under it."""
-    if not conf.seccomp or conf.seccomp_early:
+    if not conf.seccomp:
         return
     if before_start == conf.seccomp[0].notify:
         _add_seccomp(conf, plan)
+        if conf.seccomp_early:
+            plan.add("process.capabilities: setting the capability sets (CAP_SYS_ADMIN was "
+                     "held to load the seccomp filter)", P.CAPS, **conf.final_caps)
 
 
 def _add_seccomp(conf: Confinement, plan) -> None:

@@ -1,5 +1,6 @@
 """linux.seccomp → a BPF program, compiled in the parent with libseccomp (through the cffi
-module); the child only loads the bytes (RC_OP_SECCOMP) as its last step before execve.
+module) with runc's ENOSYS stub in front (enosys.py); the child only loads the bytes
+(RC_OP_SECCOMP) as its last step before execve.
 
 Imported only when a config has a seccomp section: `parse` checks the section without
 touching libseccomp, `compile` builds the program, `send_listener` hands a SCMP_ACT_NOTIFY
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ConfigError, StartError
+from . import enosys
 
 FIELD = "linux.seccomp"
 
@@ -256,10 +258,13 @@ def compile(prof: Profile, field: str = FIELD) -> bytes:
     try:
         # the child sets no_new_privs itself when the config asks; libseccomp must not
         lib.seccomp_attr_set(ctx, lib.SCMP_FLTATR_CTL_NNP, 0)
+        tokens = [lib.seccomp_arch_native()]
         for i, a in enumerate(prof.archs):
             token = lib.seccomp_arch_resolve_name(_lib_arch(a).encode())
             if token == 0:
                 raise ConfigError(f"{field}.architectures[{i}]", f"libseccomp does not know {a}")
+            if token not in tokens:
+                tokens.append(token)
             if lib.seccomp_arch_exist(ctx, token) == 0:
                 continue  # the native one is there from seccomp_init
             rc = lib.seccomp_arch_add(ctx, token)
@@ -268,7 +273,8 @@ def compile(prof: Profile, field: str = FIELD) -> bytes:
                                   f"libseccomp cannot add {a}: {os.strerror(-rc)}")
         for i, rule in enumerate(prof.rules):
             _add_rule(ctx, rule, default, f"{field}.syscalls[{i}]")
-        return _export(ctx)
+        # syscalls newer than the profile: ENOSYS, not the default action (as runc)
+        return enosys.patch(prof, _export(ctx), tokens)
     finally:
         lib.seccomp_release(ctx)
 

@@ -62,6 +62,7 @@ static const struct { const char *name; long nr; } calls[] = {
     { "init_module", SYS_init_module }, { "swapon", SYS_swapon }, { "chroot", SYS_chroot },
     { "userfaultfd", SYS_userfaultfd }, { "perf_event_open", SYS_perf_event_open },
     { "clock_settime", SYS_clock_settime }, { "mknod", SYS_mknod },
+    { "clone3", SYS_clone3 }, { "openat2", SYS_openat2 }, { "faccessat2", SYS_faccessat2 },
 };
 
 static int cmd_sys(int argc, char **argv)

@@ -142,7 +142,7 @@ def test_spec_allow_keeps_speculation_mitigation_off(bundle):
     assert with_flag != without
 
 
-def test_without_no_new_privileges_the_filter_is_loaded_before_caps_drop(bundle):
+def test_without_no_new_privileges_the_filter_is_loaded_with_cap_sys_admin_held(bundle):
     # no CAP_SYS_ADMIN in the container: loading needs it, so it happens while held
     bundle.process["noNewPrivileges"] = False
     seccomp(bundle, rule(["mkdir", "mkdirat"], errnoRet=28))

@@ -46,9 +46,18 @@ def test_with_no_new_privs_the_filter_is_the_last_step_before_exec(make):
     assert k.index("NO_NEW_PRIVS") < k.index("SECCOMP")
 
 
-def test_without_no_new_privs_and_cap_sys_admin_it_comes_before_the_privilege_drop(make):
-    k = kinds(make(config(noNewPrivileges=False)))
-    assert k.index("SECCOMP") < k.index("USER") < k.index("CAPS")
+def test_without_no_new_privs_cap_sys_admin_is_held_until_the_late_filter(make):
+    # loading needs CAP_SYS_ADMIN: the first CAPS op keeps it, the filter loads as late as
+    # with no_new_privs (nothing of the runtime's setup runs under it), then the config's
+    # sets; after the filter only capset and prctl run, which every allowlist has
+    plan = make(config(noNewPrivileges=False), start_fifo_fd=9)
+    k = kinds(plan)
+    assert k[-4:] == ["WAIT_START", "SECCOMP", "CAPS", "EXEC"]
+    assert k.index("USER") < k.index("CAPS") < len(k) - 1 - k[::-1].index("CHDIR")
+    admin = 1 << 21
+    held, final = (plan.ops[i] for i, kind in enumerate(k) if kind == "CAPS")
+    assert held[8] & admin and held[9] & admin  # effective, permitted
+    assert not final[8] & admin and not final[9] & admin
 
 
 def test_without_no_new_privs_but_keeping_cap_sys_admin_it_stays_late(make):
