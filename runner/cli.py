@@ -23,6 +23,7 @@ VERBS = {
     "delete": "lifecycle", "exec": "lifecycle", "pause": "lifecycle", "resume": "lifecycle",
     "state": "info", "list": "info", "ps": "info", "spec": "info", "features": "info",
     "update": "cgroup_verbs", "events": "cgroup_verbs",
+    "network": "network",
 }
 
 USAGE = """usage: runner [global flags] VERB [flags] [args]
@@ -43,6 +44,7 @@ verbs:
    ps        list a container's processes
    spec      write a default config.json into a bundle
    features  print the OCI features document
+   network   network configurations for containers (create, ls, rm, inspect, hooks)
 
 global flags:
 """

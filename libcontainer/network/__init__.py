@@ -6,7 +6,9 @@ which runs the same code in-process (the calling process's network namespace is 
     network.check("/proc/1234/ns/net", "web", "mynet", result)         # CHECK
     network.detach("web", "mynet")                                     # DEL
 
-`network` is a plugin configuration dict. Nothing here is imported by a container start."""
+`network` is the name of a configuration in the network config dir (netconf.py,
+`runner network create`), or a plugin configuration dict. Nothing here is imported by a
+container start: a bundle gets networking through its hooks (hook.py)."""
 from __future__ import annotations
 
 from .errors import CNIError
@@ -15,9 +17,9 @@ __all__ = ["attach", "detach", "check", "CNIError"]
 
 
 def _conf(network, config_dir: str | None, port_mappings=None) -> dict:
-    if not isinstance(network, dict):
-        raise TypeError("network: a plugin configuration (dict)")
-    conf = dict(network)
+    from . import netconf
+
+    conf = dict(network) if isinstance(network, dict) else netconf.load(network, config_dir)
     if port_mappings:
         conf["runtimeConfig"] = dict(conf.get("runtimeConfig") or {},
                                      portMappings=list(port_mappings))

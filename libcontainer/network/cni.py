@@ -3,6 +3,9 @@ configuration on stdin and CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, 
 CNI_PATH from the environment, and prints a result or an error object on stdout (exit
 status 1 with an error).
 
+Run with arguments, the same executable is an OCI hook (hook.py):
+    runner-cni hook add|del NETWORK [--config-dir DIR] [--ifname NAME] [-p PORTMAP]…
+
 Our own configuration fields: `stateDir` (where the pool and the attachment records live;
 else $RUNNER_CNI_STATE_DIR, else /var/lib/runner-cni); `ipam.dataDir` as host-local's.
 """
@@ -178,8 +181,9 @@ def _print(obj: dict) -> None:
 def main(argv: list | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv:
-        sys.stderr.write("runner-cni: a CNI plugin takes no arguments (CNI_COMMAND and stdin)\n")
-        return 1
+        from . import hook
+
+        return hook.main(argv)
     env = os.environ
     command = env.get("CNI_COMMAND", "")
     version = LATEST
