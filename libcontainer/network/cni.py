@@ -3,7 +3,7 @@ configuration on stdin and CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, 
 CNI_PATH from the environment, and prints a result or an error object on stdout (exit
 status 1 with an error).
 
-Run with arguments, the same executable is an OCI hook (hook.py):
+Run with arguments, the same executable is an OCI hook (hook.py, main.py):
     runner-cni hook add|del NETWORK [--config-dir DIR] [--ifname NAME] [-p PORTMAP]…
 
 Our own configuration fields: `stateDir` (where the pool and the attachment records live;
@@ -178,12 +178,8 @@ def _print(obj: dict) -> None:
     sys.stdout.flush()
 
 
-def main(argv: list | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv:
-        from . import hook
-
-        return hook.main(argv)
+def main() -> int:
+    """The plugin: one CNI call from the environment and stdin."""
     env = os.environ
     command = env.get("CNI_COMMAND", "")
     version = LATEST

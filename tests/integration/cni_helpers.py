@@ -24,7 +24,7 @@ def ours_command() -> list:
         return [OURS]
     # a bare checkout: the module as the other tests run the runner
     return ["env", f"PYTHONPATH={REPO}", sys.executable, "-c",
-            "import sys; from libcontainer.network.cni import main; sys.exit(main())"]
+            "import sys; from libcontainer.network.main import main; sys.exit(main())"]
 
 
 class Netns:
