@@ -127,6 +127,11 @@ class Container:
             "owner": self._state.get("owner", ""),
         }
 
+    def _poststart_state(self) -> dict:
+        """The state poststart hooks get: the container as `start` left it, running with
+        its pid, even if a short process has exited already (as crun gives it)."""
+        return dict(self.state(), status="running", pid=self.pid)
+
     def processes(self) -> list:
         """Host pids of every process in the container."""
         if self.status() == "stopped":
@@ -159,7 +164,7 @@ class Container:
             os.unlink(fifo)
         self._state["status"] = "running"
         self._dir.write(self._state)
-        _run_hooks(_hooks(self.spec.hooks, "poststart"), lambda: self.state(), _stderr_warn)
+        _run_hooks(_hooks(self.spec.hooks, "poststart"), self._poststart_state, _stderr_warn)
 
     def kill(self, sig: int = 15, all: bool = False) -> None:
         """Signal the init (or, with all, every process of the container)."""
@@ -488,11 +493,12 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
                 return oci_state(pid) if hooks else None
 
             def on_sync(pid):
-                st = oci_state(pid).decode()
                 from .hooks import run as run_hooks
 
-                run_hooks(hooks.get("prestart", []), st)
-                run_hooks(hooks.get("createRuntime", []), st)
+                # prestart (runtime-spec 1.0 ran it at `start`) sees "created", as crun
+                # gives it; createRuntime, a stage of create, "creating"
+                run_hooks(hooks.get("prestart", []), oci_state(pid, "created").decode())
+                run_hooks(hooks.get("createRuntime", []), oci_state(pid).decode())
                 return oci_state(pid, "created")
 
             def on_fd(kind, fd):
@@ -603,7 +609,7 @@ def run(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, no_pivot: b
                    new_keyring=new_keyring, warn=warn, listen_fds=listen_fds, _start_now=True,
                    _foreground=not detach)
         try:
-            _run_hooks(_hooks(c.spec.hooks, "poststart"), c.state, warn)
+            _run_hooks(_hooks(c.spec.hooks, "poststart"), c._poststart_state, warn)
             if detach:
                 return c
             fwd.attach(c.pid)

@@ -33,15 +33,20 @@ def parse(raw: dict) -> dict:
             path = h["path"]
             if not path.startswith("/"):
                 raise ConfigError(f"{field}.path", f"{path!r} must be an absolute path")
-            args, env = h.get("args") or [], h.get("env") or []
+            # no env (not an empty one): the runtime's environment in the runtime's
+            # namespace, the process's in the container's, as runc gives them
+            args, env = h.get("args") or [], h.get("env")
             for key, val in (("args", args), ("env", env)):
+                if val is None:
+                    continue
                 if not isinstance(val, list) or not all(isinstance(a, str) for a in val):
                     raise ConfigError(f"{field}.{key}", "must be an array of strings")
             timeout = h.get("timeout")
             if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool)
                                         or timeout <= 0):
                 raise ConfigError(f"{field}.timeout", "must be an integer greater than zero")
-            hooks.append(Hook(path, tuple(args), tuple(env), timeout, field))
+            hooks.append(Hook(path, tuple(args), None if env is None else tuple(env),
+                              timeout, field))
         out[stage] = hooks
     return out
 
@@ -49,8 +54,9 @@ def parse(raw: dict) -> dict:
 def add_ops(plan, hooks: list, stage: str, index: int | None = None) -> int:
     """Plan container-namespace hooks; at `index` (before an op) or at the end."""
     for h in hooks:
-        data = b"".join(s.encode() + b"\0" for s in h.args + h.env)
-        o = P.op(P.HOOK, path=h.path, data=data, a=len(h.args), b=len(h.env), c=h.timeout or 0)
+        env = plan.env if h.env is None else h.env  # the process's, as in runc's init
+        data = b"".join(s.encode() + b"\0" for s in h.args + tuple(env))
+        o = P.op(P.HOOK, path=h.path, data=data, a=len(h.args), b=len(env), c=h.timeout or 0)
         label = f"{h.field}: running {h.path}"
         if index is None:
             plan.ops.append(o)
@@ -84,7 +90,7 @@ def run(hooks: list, state_json: str, *, strict: bool = True, warn=None) -> None
         argv = list(h.args) or [h.path]
         try:
             r = subprocess.run(argv, executable=h.path, input=state_json.encode(),
-                               env=dict(e.split("=", 1) for e in h.env),
+                               env=None if h.env is None else _env_dict(h.env),
                                timeout=h.timeout, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
             problem = None if r.returncode == 0 else (
@@ -101,3 +107,8 @@ def run(hooks: list, state_json: str, *, strict: bool = True, warn=None) -> None
                 raise StartError(msg, 0, h.field)
             if warn:
                 warn(msg)
+
+
+def _env_dict(env: tuple) -> dict:
+    """KEY=VALUE strings → dict; an entry without "=" is a name with an empty value."""
+    return dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
