@@ -75,9 +75,14 @@ class Netns:
         r = self.sh("nft", "list", "tables", check=False)
         return [l.strip() for l in r.stdout.splitlines() if l.strip()]
 
-    def ping(self, ip: str) -> bool:
+    def ping(self, ip: str, tries: int = 3) -> bool:
+        """A few tries: an IPv6 address of the reference's bridge is tentative (DAD) for
+        its first second or two."""
         six = ["-6"] if ":" in ip else []
-        return self.sh(BUSYBOX, "ping", *six, "-c", "1", "-W", "2", ip, check=False).returncode == 0
+        for _ in range(tries):
+            if self.sh(BUSYBOX, "ping", *six, "-c", "1", "-W", "1", ip, check=False).returncode == 0:
+                return True
+        return False
 
     def close(self) -> None:
         if self.proc.poll() is None:
