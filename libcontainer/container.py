@@ -459,15 +459,16 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
             os.chmod(fifo, 0o622)
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
         try:
-            plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds,
-                                start_fifo_fd=fifo_fd, hooks=hooks, new_keyring=new_keyring,
-                                warn=warn, listen_fds=listen_fds)
-            with open(os.path.join(d.path, "config.json"), "w") as f:
-                f.write(_dumps(spec.raw))
+            # the cgroup first: a `type: cgroup` mount shows the container its own
             cg = _make_cgroups(spec, container_id)
             if cg is not None:
                 state["cgroups"] = cg.state()
                 d.write(state)
+            plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds,
+                                start_fifo_fd=fifo_fd, hooks=hooks, new_keyring=new_keyring,
+                                warn=warn, listen_fds=listen_fds, cgroup=cg)
+            with open(os.path.join(d.path, "config.json"), "w") as f:
+                f.write(_dumps(spec.raw))
 
             def oci_state(pid, status="creating"):
                 s = {k: state[k] for k in ("ociVersion", "id", "bundle", "annotations")}

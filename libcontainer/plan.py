@@ -11,9 +11,11 @@ from .spec import Spec
 
 def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
          start_fifo_fd: int = -1, hooks: dict | None = None, new_keyring: bool = True,
-         warn=None, listen_fds: int = 0) -> Plan:
+         warn=None, listen_fds: int = 0, cgroup=None) -> Plan:
     """Decide everything the container's init will do before it execs. With a
-    `start_fifo_fd` the init blocks on that fifo (`create`) until `start` opens it."""
+    `start_fifo_fd` the init blocks on that fifo (`create`) until `start` opens it.
+    `cgroup` (a cgroups.Manager) is where the init will be: what a `type: cgroup` mount
+    shows; without one, the runner's own cgroups."""
     if spec.process is None:
         raise ConfigError("process", "is required to start a container")
     if spec.linux.intel_rdt is not None:
@@ -24,7 +26,7 @@ def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
     if new_keyring:
         # a keyring of its own, so the container cannot reach the host session's keys
         plan.add("creating a session keyring (--no-new-keyring to skip)", KEYRING)
-    rootfs.plan(spec, plan, ns, no_pivot=no_pivot)
+    rootfs.plan(spec, plan, ns, no_pivot=no_pivot, cgroup=cgroup)
     process.plan(spec, plan, ns, keep_fds=keep_fds, start_fifo_fd=start_fifo_fd, warn=warn,
                  listen_fds=listen_fds)
     if hooks:

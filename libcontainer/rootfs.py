@@ -102,7 +102,7 @@ def parse_options(options, field: str) -> MountOptions:
     return mo
 
 
-def plan(spec, plan, ns, no_pivot: bool = False) -> None:
+def plan(spec, plan, ns, no_pivot: bool = False, cgroup=None) -> None:
     lx = spec.linux
     root_prop = PROPAGATION[lx.rootfs_propagation] if lx.rootfs_propagation else 0
     # "/" is made a slave first so nothing we mount reaches the host (unless asked: shared)
@@ -118,7 +118,7 @@ def plan(spec, plan, ns, no_pivot: bool = False) -> None:
         field = f"mounts[{i}]"
         if m.destination == "/dev" and _is_bind(m):
             dev_from_host = True
-        _plan_mount(spec, plan, ns, m, field, late)
+        _plan_mount(spec, plan, ns, m, field, late, cgroup)
 
     if not dev_from_host:
         _plan_devices(spec, plan, ns)
@@ -153,7 +153,7 @@ def _is_bind(m) -> bool:
     return m.type == "bind" or "bind" in m.options or "rbind" in m.options
 
 
-def _plan_mount(spec, plan, ns, m, field: str, late: list) -> None:
+def _plan_mount(spec, plan, ns, m, field: str, late: list, cgroup=None) -> None:
     mo = parse_options(m.options, f"{field}.options")
     data = mo.data
     src = m.source
@@ -173,7 +173,7 @@ def _plan_mount(spec, plan, ns, m, field: str, late: list) -> None:
         target_is_file = 0 if stat.S_ISDIR(st.st_mode) else 1
         data = []
     elif fstype == "cgroup":
-        _plan_cgroup_mount(plan, ns, m, mo, field)
+        _plan_cgroup_mount(plan, ns, m, mo, field, cgroup)
         return
     elif not fstype:
         raise ConfigError(f"{field}.type", "is required for a mount that is not a bind mount")
@@ -241,35 +241,47 @@ def _plan_idmap(spec, plan, m, mo, field: str, src: str, is_bind: bool) -> int:
     return len(plan.idmaps)
 
 
-def _plan_cgroup_mount(plan, ns, m, mo, field: str) -> None:
-    """`type: cgroup` means "the container's cgroups": cgroup2 on a unified host; on a v1 or
-    hybrid host a tmpfs holding each hierarchy, as runc does."""
-    ro = mo.flags & MS_RDONLY
-    flags = mo.flags
-    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+def _plan_cgroup_mount(plan, ns, m, mo, field: str, cgroup) -> None:
+    """`type: cgroup` means "the container's cgroups": each hierarchy shows the container's
+    own cgroup at its root. With a cgroup namespace (and no user namespace) that is a fresh
+    mount of each hierarchy; otherwise the container's directories are bound (as runc does
+    on v1; on v2 too, where runc and crun would show the whole tree). On a v1 or hybrid host
+    a tmpfs holds one directory per hierarchy, and links for co-mounted controllers."""
+    from .cgroups import container_dirs, detect
+
+    host = detect()
+    dirs = container_dirs(cgroup, host)
+    flags, dest = mo.flags, m.destination
+    fresh = "cgroup" in ns.new and not ns.in_userns
+    if host.mode == "v2":
         if "cgroup" in ns.new:
-            plan.add(f"{field}: mounting cgroup2 on {m.destination}", P.MOUNT, path=m.destination,
+            plan.add(f"{field}: mounting cgroup2 on {dest}", P.MOUNT, path=dest,
                      src="cgroup2", fstype="cgroup2", flags=flags, pflags=mo.propagation)
         else:
-            plan.add(f"{field}: binding /sys/fs/cgroup on {m.destination}", P.MOUNT,
-                     path=m.destination, src="/sys/fs/cgroup", flags=flags | MS_BIND | MS_REC)
+            plan.add(f"{field}: binding the container's cgroup {dirs[host.unified]} on {dest}",
+                     P.MOUNT, path=dest, src=dirs[host.unified], flags=flags | MS_BIND | MS_REC,
+                     pflags=mo.propagation)
         return
-    plan.add(f"{field}: mounting tmpfs on {m.destination}", P.MOUNT, path=m.destination,
+    plan.add(f"{field}: mounting tmpfs on {dest}", P.MOUNT, path=dest,
              src="tmpfs", fstype="tmpfs", data="mode=755", flags=(flags & ~MS_RDONLY))
-    for name in sorted(os.listdir("/sys/fs/cgroup")):
-        host = f"/sys/fs/cgroup/{name}"
-        if os.path.islink(host) or not os.path.isdir(host):
-            continue
-        dest = f"{m.destination}/{name}"
-        if "cgroup" in ns.new and not ns.in_userns:
-            fstype, opts = _hierarchy(host)
-            plan.add(f"{field}: mounting the {name} cgroup hierarchy", P.MOUNT, path=dest,
-                     src="cgroup", fstype=fstype, data=opts, flags=flags)
+    names = []
+    for mnt, own in dirs.items():
+        name = os.path.basename(mnt)
+        names.append(name)
+        if fresh:
+            fstype, opts = _hierarchy(mnt)
+            plan.add(f"{field}: mounting the {name} cgroup hierarchy", P.MOUNT,
+                     path=f"{dest}/{name}", src="cgroup", fstype=fstype, data=opts, flags=flags)
         else:
-            plan.add(f"{field}: binding the {name} cgroup hierarchy", P.MOUNT, path=dest,
-                     src=host, flags=flags | MS_BIND | MS_REC)
-    if ro:
-        plan.add(f"{field}: remounting {m.destination} read-only", P.MOUNT, path=m.destination,
+            plan.add(f"{field}: binding the container's {name} cgroup {own}", P.MOUNT,
+                     path=f"{dest}/{name}", src=own, flags=flags | MS_BIND | MS_REC)
+    for name in names:  # cpu -> cpu,cpuacct, as the host has them (and runc makes them)
+        for part in name.split(",") if "," in name else ():
+            if part not in names:
+                plan.add(f"{field}: linking {dest}/{part} to {name}", P.SYMLINK,
+                         path=f"{dest}/{part}", src=name)
+    if flags & MS_RDONLY:
+        plan.add(f"{field}: remounting {dest} read-only", P.MOUNT, path=dest,
                  flags=(flags & ~MS_BIND) | MS_REMOUNT | MS_RDONLY)
 
 

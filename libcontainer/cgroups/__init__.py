@@ -99,6 +99,22 @@ def detect(mountinfo: str = "/proc/self/mountinfo", cgroup: str = "/proc/self/cg
     return host
 
 
+def container_dirs(manager: "Manager | None", host: Host | None = None) -> dict:
+    """{hierarchy mount point: the container's directory in it}, one entry per mounted
+    hierarchy (co-mounted controllers share one), the cgroup2 one last. Without a manager
+    (no cgroup of its own) the container's init stays in this process's cgroups."""
+    host = host or detect()
+    out: dict = {}
+    for ctrl, mnt in host.v1.items():
+        if mnt not in out:
+            own = manager.paths.get(ctrl) if manager is not None else None
+            out[mnt] = own or os.path.normpath(mnt + host.own.get(ctrl, "/"))
+    if host.unified:
+        own = manager.unified if manager is not None else ""
+        out[host.unified] = own or os.path.normpath(host.unified + host.own.get("", "/"))
+    return out
+
+
 def _shows(mnt: str, dev: str) -> bool:
     """Whether the path `mnt` leads to the mount of device `dev` ("major:minor"), i.e.
     nothing is mounted over it."""

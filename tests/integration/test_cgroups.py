@@ -389,3 +389,33 @@ def test_a_covered_cgroup_mount_point_is_not_used(bundle):
     assert r.returncode == 1, r.stderr
     assert r.stderr.startswith("runner: linux.resources: no cgroup hierarchy is mounted"), r.stderr
     assert_nothing_left(bundle, cid)
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["no-userns", "userns"])
+def test_cgroup_mount_shows_the_containers_own_cgroup(bundle, userns):
+    """Without a cgroup namespace, a `type: cgroup` mount shows each hierarchy with the
+    container's own cgroup at its root, as runc does: its limits are what the process
+    reads, and nothing of the rest of the host's tree is there (issue 11, point 2)."""
+    cid = limited(bundle, {"memory": {"limit": 64 << 20}, "pids": {"limit": 50}})
+    bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"] if n["type"] != "cgroup"]
+    if userns:
+        from test_namespaces import use_userns
+
+        use_userns(bundle)
+    assert any(m["type"] == "cgroup" for m in bundle.config["mounts"])
+    unified = _cgroup2_mount_point()
+    script = ("cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max" if unified == "/sys/fs/cgroup"
+              else "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max;"
+                   " ls /sys/fs/cgroup/memory | grep -v '^memory\\.' | grep -v '^cgroup\\.' |"
+                   " grep -v -e notify_on_release -e tasks -e release_agent || echo no-subdirs")
+    if unified and unified != "/sys/fs/cgroup":
+        script += "; cat /sys/fs/cgroup/unified/cgroup.procs"
+    r = bundle.sh(script).run(cid)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.split()
+    assert out[:2] == [str(64 << 20), "50"], r.stdout
+    if unified != "/sys/fs/cgroup":
+        assert out[2] == "no-subdirs", r.stdout
+        if unified:
+            assert out[3:] == ["1"]  # the container's own v2 cgroup holds just its init
+    assert_nothing_left(bundle, cid)

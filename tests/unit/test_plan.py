@@ -337,3 +337,48 @@ def test_idmap_needs_root(bundle, tmp_path, monkeypatch):
     cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = own
     with pytest.raises(ConfigError, match="need a runtime running as root"):
         make(cfg, bundle)
+
+
+# ---- a `type: cgroup` mount without a cgroup namespace ---------------------------------
+
+class _FakeManager:
+    def __init__(self, paths: dict, unified: str):
+        self.paths, self.unified = paths, unified
+
+
+@pytest.mark.parametrize("layout", ["v2", "hybrid"])
+def test_cgroup_mount_shows_the_containers_own_cgroups(bundle, monkeypatch, layout):
+    """Each hierarchy's root inside is the container's cgroup (issue 11, point 2): on a
+    pure v2 host the container's directory is bound, not the whole tree."""
+    from libcontainer import cgroups
+
+    if layout == "v2":
+        host = cgroups.Host({}, "/sys/fs/cgroup", {"": "/user.slice"})
+        mgr = _FakeManager({}, "/sys/fs/cgroup/user.slice/c1")
+    else:
+        host = cgroups.Host({"cpu": "/sys/fs/cgroup/cpu,cpuacct",
+                             "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+                             "memory": "/sys/fs/cgroup/memory"}, "/sys/fs/cgroup/unified",
+                            {"cpu": "/", "cpuacct": "/", "memory": "/", "": "/"})
+        mgr = _FakeManager({"cpu": "/sys/fs/cgroup/cpu,cpuacct/c1",
+                            "cpuacct": "/sys/fs/cgroup/cpu,cpuacct/c1",
+                            "memory": "/sys/fs/cgroup/memory/c1"}, "/sys/fs/cgroup/unified/c1")
+    monkeypatch.setattr(cgroups, "_host", host)
+    cfg = default_config(terminal=False)
+    cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "cgroup"]
+    cfg["mounts"] = [m for m in cfg["mounts"] if m["type"] != "cgroup"]
+    cfg["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                          "options": ["ro", "nosuid"]})
+    plan = make(cfg, bundle, cgroup=mgr)
+    cg = [(o[0], o[1], o[2]) for o in plan.ops
+          if o[1] and o[1].startswith("/sys/fs/cgroup") and o[0] in (O.MOUNT, O.SYMLINK)]
+    if layout == "v2":
+        assert cg == [(O.MOUNT, "/sys/fs/cgroup", "/sys/fs/cgroup/user.slice/c1")]
+    else:
+        assert cg == [(O.MOUNT, "/sys/fs/cgroup", "tmpfs"),
+                      (O.MOUNT, "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu,cpuacct/c1"),
+                      (O.MOUNT, "/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/c1"),
+                      (O.MOUNT, "/sys/fs/cgroup/unified", "/sys/fs/cgroup/unified/c1"),
+                      (O.SYMLINK, "/sys/fs/cgroup/cpu", "cpu,cpuacct"),
+                      (O.SYMLINK, "/sys/fs/cgroup/cpuacct", "cpu,cpuacct"),
+                      (O.MOUNT, "/sys/fs/cgroup", None)]  # the read-only remount
