@@ -177,7 +177,7 @@ EXEC_FLAGS = [
 ]
 
 
-def _exec_process(c, opts, args):
+def _exec_process(c, opts, args, warn):
     from libcontainer import jsonio
     from libcontainer.errors import ConfigError
     from libcontainer.spec import Capabilities, Process, User
@@ -212,7 +212,7 @@ def _exec_process(c, opts, args):
     caps = base.capabilities
     if opts["caps"]:
         caps = caps or Capabilities()
-        extra = tuple(opts["caps"])
+        extra = tuple(_known_caps(opts["caps"], warn))
         # not ambient: that needs the cap in the inheritable set, which --cap leaves alone
         caps = Capabilities(caps.bounding + extra, caps.effective + extra,
                             caps.permitted + extra, caps.inheritable, caps.ambient)
@@ -231,6 +231,22 @@ def _exec_process(c, opts, args):
                    exec_cpu_affinity=base.exec_cpu_affinity)
 
 
+def _known_caps(names, warn) -> list:
+    """--cap names; one that cannot be mapped is skipped with a warning, as in a config
+    (config.md: logged, not fatal; runc and crun warn and run)."""
+    from libcontainer.security import capabilities
+
+    known = capabilities.known_names()
+    out = []
+    for name in names:
+        key = name.lower()
+        if (key[4:] if key.startswith("cap_") else key) in known:
+            out.append(name)
+        else:
+            warn(f"--cap: unknown capability {name!r}; skipped")
+    return out
+
+
 def cmd_exec(ctx, argv: list) -> int:
     opts, pos = parse(argv, EXEC_FLAGS, stop_at_positional=True)
     if opts["help"]:
@@ -238,7 +254,7 @@ def cmd_exec(ctx, argv: list) -> int:
     if not pos:
         raise InvalidArgument("exec: expects a container id")
     c = lc.load(pos[0], ctx.root)
-    proc = _exec_process(c, opts, pos[1:])
+    proc = _exec_process(c, opts, pos[1:], ctx.warn)
     result = c.exec(proc, console_socket=opts["console_socket"], detach=opts["detach"],
                     pid_file=opts["pid_file"],
                     keep_fds=int_flag(opts["preserve_fds"], "--preserve-fds"))

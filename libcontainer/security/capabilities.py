@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import sys
 
-from ..errors import ConfigError
-
 # python-prctl's table stops at CAP_BPF/CAP_PERFMON (39); newer kernels define more.
 _NEWER_THAN_PRCTL = {"checkpoint_restore": 40}
 
@@ -39,8 +37,10 @@ def last_cap() -> int:
 
 
 def mask(names, field: str, warn=None) -> int:
-    """OR the bits of `names` (``CAP_CHOWN`` …). A name no kernel defines is an error; one
-    newer than the running kernel is skipped with a warning, as runc does."""
+    """OR the bits of `names` (``CAP_CHOWN`` …). A name that cannot be mapped — no kernel
+    defines it, or it is newer than the running kernel — is skipped with a warning:
+    config.md (1.3) says such a capability MUST be logged and runtimes SHOULD NOT fail,
+    and runc and crun warn and run."""
     table = known_names()
     top = last_cap()
     bits = 0
@@ -50,7 +50,8 @@ def mask(names, field: str, warn=None) -> int:
             key = key[4:]
         num = table.get(key)
         if num is None:
-            raise ConfigError(f"{field}[{i}]", f"unknown capability {name!r}")
+            (warn or _warn)(f"{field}[{i}]: unknown capability {name!r}; skipped")
+            continue
         if num > top:
             (warn or _warn)(f"{field}[{i}]: {name} is not supported by this kernel; skipped")
             continue

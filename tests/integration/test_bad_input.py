@@ -42,8 +42,6 @@ CASES = {
     "namespace path relative": (_append(["linux", "namespaces"],
                                         {"type": "cgroup", "path": "proc/1/ns/cgroup"}),
                                 "linux.namespaces[5].path", "absolute"),
-    "unknown capability": (_append(["process", "capabilities", "bounding"], "CAP_NOSUCH"),
-                           "process.capabilities.bounding[3]", "CAP_NOSUCH"),
     "uid map without user namespace": (_set(["linux", "uidMappings"],
                                             [{"containerID": 0, "hostID": 1000, "size": 1}]),
                                        "linux.uidMappings", "user namespace"),

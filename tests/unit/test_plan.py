@@ -65,9 +65,13 @@ def test_capability_masks():
     assert capabilities.all_caps() == (1 << (capabilities.last_cap() + 1)) - 1
 
 
-def test_unknown_capability_is_an_error_naming_the_index():
-    with pytest.raises(ConfigError, match=r"^process\.capabilities\.bounding\[1\]: .*CAP_NOSUCH"):
-        capabilities.mask(["CAP_KILL", "CAP_NOSUCH"], "process.capabilities.bounding")
+def test_unknown_capability_is_skipped_with_a_warning_naming_the_index():
+    warnings = []
+    bits = capabilities.mask(["CAP_KILL", "CAP_NOSUCH"], "process.capabilities.bounding",
+                             warnings.append)
+    assert bits == 1 << 5
+    assert warnings == ["process.capabilities.bounding[1]: unknown capability 'CAP_NOSUCH'; "
+                        "skipped"]
 
 
 def test_capability_newer_than_the_kernel_is_skipped_with_a_warning(monkeypatch):
