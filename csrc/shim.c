@@ -1494,8 +1494,10 @@ static int rc_userns_fd(const char *uid_map, const char *gid_map)
 int rc_idmapped_mount(int pid, const char *src, const char *uid_map, const char *gid_map,
                       int rec, int ridmap, int target)
 {
-    int userns = rc_userns_fd(uid_map, gid_map);
-    if (userns < 0)
+    /* no maps: a plain bind, made here because the source is out of the reach of the
+     * container's user namespace (a directory only the host's root may enter) */
+    int userns = -1;
+    if (uid_map && *uid_map && (userns = rc_userns_fd(uid_map, gid_map)) < 0)
         return userns;
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/ns/mnt", pid);
@@ -1503,7 +1505,8 @@ int rc_idmapped_mount(int pid, const char *src, const char *uid_map, const char 
     int p[2] = { -1, -1 };
     if (mntns < 0 || pipe2(p, O_CLOEXEC) < 0) {
         int e = errno;
-        close(userns);
+        if (userns >= 0)
+            close(userns);
         if (mntns >= 0)
             close(mntns);
         return -e;
@@ -1520,8 +1523,9 @@ int rc_idmapped_mount(int pid, const char *src, const char *uid_map, const char 
                                     OPEN_TREE_CLOEXEC | (rec ? AT_RECURSIVE : 0))) < 0)
             err = errno;
         struct rc_mount_attr attr = { RC_MOUNT_ATTR_IDMAP, 0, 0, (uint64_t)userns };
-        if (!err && syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (ridmap ? AT_RECURSIVE : 0),
-                            &attr, sizeof attr) < 0)
+        if (!err && userns >= 0 &&
+            syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | (ridmap ? AT_RECURSIVE : 0),
+                    &attr, sizeof attr) < 0)
             err = errno;
         if (!err && syscall(SYS_move_mount, tree, "", target, "",
                             MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
@@ -1542,7 +1546,8 @@ int rc_idmapped_mount(int pid, const char *src, const char *uid_map, const char 
     }
     close(p[0]);
     close(mntns);
-    close(userns);
+    if (userns >= 0)
+        close(userns);
     return -err;
 }
 

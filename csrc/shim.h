@@ -5,7 +5,8 @@
 enum rc_op_kind {
     RC_OP_MOUNT = 1,      /* mount src on path (in root); flags, data, fstype; then propagation, attrs;
                              d: tmpcopyup (copy what path held into the new tmpfs);
-                             e: idmapped bind (plan idmaps index + 1): the target goes to the
+                             e: bind made by the parent (plan idmaps index + 1: id-mapped, or
+                             a plain bind in a user namespace): the target goes to the
                              parent as a MSG_FD, which mounts it (rc_idmapped_mount) */
     RC_OP_MKDIR = 2,      /* mkdir -p path (in root), mode a */
     RC_OP_MKNOD = 3,      /* mknod path mode a dev b, chown to uid c / gid d */
@@ -103,6 +104,9 @@ int rc_spawn(const struct rc_plan *plan, int *sock);
  * through a user namespace of these maps (on every mount below too with ridmap): a helper
  * joins pid's mount namespace, in the host's user namespace (the kernel wants
  * CAP_SYS_ADMIN over the source's filesystem, which a container's user namespace never
- * has), makes the id-mapped copy there and attaches it. Returns 0 or -errno. */
+ * has), makes the id-mapped copy there and attaches it. Returns 0 or -errno. With an
+ * empty uid_map, a plain bind: the host's root reaches sources that the container's user
+ * namespace cannot (under a mode-700 directory), as runc's mount sources opened by the
+ * parent do. */
 int rc_idmapped_mount(int pid, const char *src, const char *uid_map, const char *gid_map,
                       int rec, int ridmap, int target);

@@ -52,8 +52,9 @@ class Plan:
         self.seccomp_metadata = ""
         self.ns_labels: dict = {}     # negative op index → label, for the namespace stage
         self.cgroup_files: list = []  # v1 `tasks` files the child joins itself
-        # id-mapped bind mounts: (source, uid_map, gid_map, rbind, ridmap, label); a MOUNT
-        # op's `e` is index + 1, and the parent makes that mount (shim.idmapped_mount)
+        # binds the parent makes: (source, uid_map, gid_map, rbind, ridmap, label); a MOUNT
+        # op's `e` is index + 1 (shim.idmapped_mount); no maps: a plain bind whose source
+        # the container's user namespace may not reach
         self.idmaps: list = []
 
     def add(self, label: str, *args, **kw) -> None:

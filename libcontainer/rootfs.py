@@ -186,7 +186,7 @@ def _plan_mount(spec, plan, ns, m, field: str, late: list, cgroup=None) -> None:
         data = [d for d in data if not (d.startswith("gid=") and not ns.gid_mapped(int(d[4:] or 0)))]
     if mo.copyup and fstype != "tmpfs":
         raise ConfigError(f"{field}.options", "tmpcopyup is only for tmpfs mounts")
-    idmap = _plan_idmap(spec, plan, m, mo, field, src,
+    idmap = _plan_idmap(spec, plan, ns, m, mo, field, src,
                         fstype is None and bool(mo.flags & MS_BIND))
     if fstype == "tmpfs" and mo.flags & MS_RDONLY:
         late.append((field, m.destination, mo.flags))
@@ -217,12 +217,20 @@ def _check_proc_sys_destination(spec, m, field: str) -> None:
                       f"{m.type} must be mounted on an ordinary directory")
 
 
-def _plan_idmap(spec, plan, m, mo, field: str, src: str, is_bind: bool) -> int:
+def _plan_idmap(spec, plan, ns, m, mo, field: str, src: str, is_bind: bool) -> int:
     """An idmapped bind (idmap, ridmap, or mappings on the mount): its maps are the mount's
     own, else the container's (config.md allows that; without a user namespace there is
-    nothing to use). → the MOUNT op's `e` (0: a plain mount)."""
+    nothing to use). → the MOUNT op's `e` (0: a plain mount).
+
+    A plain bind in a user namespace is made by the parent too, when the runtime is root:
+    the container's root is an unprivileged uid on the host, which may not reach the
+    source (a volume under a mode-700 directory); runc opens such sources in its parent."""
     kind = mo.idmap or ("idmap" if m.uid_mappings else "")
     if not kind:
+        if is_bind and ns.in_userns and os.geteuid() == 0:
+            plan.idmaps.append((src, "", "", bool(mo.flags & MS_REC), False,
+                                f"{field}: mounting {src} on {m.destination}"))
+            return len(plan.idmaps)
         return 0
     if not is_bind:
         raise ConfigError(f"{field}.options", f"{kind}: id mappings are only for bind mounts")

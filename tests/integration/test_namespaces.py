@@ -308,3 +308,29 @@ def test_joining_a_namespace_of_the_wrong_type_fails_cleanly(bundle):
     assert r.returncode == 1
     assert "linux.namespaces[" in r.stderr
     assert_nothing_left(bundle)
+
+
+def test_bind_source_the_user_namespace_cannot_reach(bundle, tmp_path):
+    """A bind source under a mode-700 directory of the host's root: the container's root
+    is an unprivileged host uid, yet the mount is made (by the runtime, as runc opens such
+    sources in its parent), with its options, for the init and for a later exec (issue 11,
+    point 12)."""
+    from test_lifecycle import run_detached
+
+    priv = tmp_path / "priv"
+    (priv / "vol").mkdir(parents=True)
+    (priv / "vol" / "f").write_text("volume data\n")
+    os.chmod(priv, 0o700)
+    os.mkdir(os.path.join(bundle.rootfs, "vol"))  # the rootfs is not the user namespace's
+    use_userns(bundle)
+    bundle.config["mounts"].append({"destination": "/vol", "type": "bind",
+                                    "source": str(priv / "vol"), "options": ["rbind", "ro"]})
+    r = bundle.sh("cat /vol/f; touch /vol/x 2>/dev/null || echo read-only").run()
+    assert (r.returncode, r.stdout) == (0, "volume data\nread-only\n"), r.stderr
+    cid = run_detached(bundle.sh("sleep 60"))
+    try:
+        r = bundle.runner("exec", "--cwd", "/vol", cid, "cat", "f")
+        assert (r.returncode, r.stdout) == (0, "volume data\n"), r.stderr
+    finally:
+        bundle.runner("delete", "--force", cid)
+    assert_nothing_left(bundle)
