@@ -135,10 +135,12 @@ def add(conf: Conf, args: Args) -> dict:
         table = ""
         if conf.needs_nft:
             table = nft.table_name(conf.name, args.cid, args.ifname)
-            undo.append(lambda: nft.delete(table))
+            lock = nft_lock(conf)
+            undo.append(lambda: nft.delete(table, lock))
             nft.apply(table, nft.rules([a.ip for a in allocs], [a.ip.network for a in allocs],
                                        conf.ip_masq, conf.mappings,
-                                       f"runner-cni {conf.name} {args.cid} {args.ifname}"))
+                                       f"runner-cni {conf.name} {args.cid} {args.ifname}"),
+                      lock)
             if conf.mappings and any(not a.ip.v6 for a in allocs):
                 # 127.0.0.1:hostPort → container: let the bridge route loopback sources
                 _sysctl(f"net/ipv4/conf/{conf.bridge}/route_localnet", "1")
@@ -163,6 +165,10 @@ def add(conf: Conf, args: Args) -> dict:
             if s is not None:
                 s.close()
         os.close(nsfd)
+
+
+def nft_lock(conf: Conf) -> str:
+    return os.path.join(conf.state_dir, "nft.lock")
 
 
 def ensure_bridge(host: RTNL, conf: Conf):
@@ -336,7 +342,7 @@ def delete(conf: Conf, args: Args) -> None:
     table = rec.get("nftTable") or (nft.table_name(conf.name, args.cid, args.ifname)
                                     if conf.needs_nft else "")
     if table and nft.available():
-        nft.delete(table)
+        nft.delete(table, nft_lock(conf))
     if conf.ipam:
         ipam.Pool(conf.ipam).release(args.cid, args.ifname)
     records.remove(conf.state_dir, conf.name, args.cid, args.ifname)

@@ -42,9 +42,27 @@ def available() -> bool:
         return False
 
 
-def run(script: str, *args: str) -> tuple:
-    """`nft ARGS` with `script` on stdin → (status, stdout+stderr)."""
+def run(script: str, *args: str, lock: str = "") -> tuple:
+    """`nft ARGS` with `script` on stdin → (status, stdout+stderr). With `lock` (a file),
+    one at a time: nft reads the whole ruleset before it commits a batch and starts over
+    when another commit came in between, so fifty at once take many times fifty times
+    one (16 s against 2 s for 50 DELs here)."""
     exe = _exe()
+    lock_fd = -1
+    if lock:
+        import fcntl
+
+        os.makedirs(os.path.dirname(lock), 0o700, exist_ok=True)
+        lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    try:
+        return _run(exe, script, args)
+    finally:
+        if lock_fd >= 0:
+            os.close(lock_fd)
+
+
+def _run(exe: str, script: str, args: tuple) -> tuple:
     r_in, w_in = os.pipe()
     r_out, w_out = os.pipe()
     try:
@@ -105,17 +123,17 @@ def rules(ips: list, subnets: list, masq: bool, mappings: list, comment: str) ->
     return "\n".join(body)
 
 
-def apply(name: str, body: str) -> None:
+def apply(name: str, body: str, lock: str = "") -> None:
     """Create or replace the table, atomically."""
     script = f"table inet {name} {{}}\ndelete table inet {name}\ntable inet {name} {{\n{body}\n}}\n"
-    code, out = run(script, "-f", "-")
+    code, out = run(script, "-f", "-", lock=lock)
     if code != 0:
         raise CNIError(GENERIC, f"nftables: adding table inet {name} failed", out.strip())
 
 
-def delete(name: str) -> None:
+def delete(name: str, lock: str = "") -> None:
     """Remove the table; nothing happens when it is not there."""
-    code, out = run(f"table inet {name} {{}}\ndelete table inet {name}\n", "-f", "-")
+    code, out = run(f"table inet {name} {{}}\ndelete table inet {name}\n", "-f", "-", lock=lock)
     if code != 0:
         raise CNIError(GENERIC, f"nftables: deleting table inet {name} failed", out.strip())
 

@@ -173,7 +173,7 @@ def allocation_files(state: str) -> list:
     out = []
     for base, _, files in os.walk(state):
         for f in files:
-            if f == "lock" or f.startswith("last_reserved_ip."):
+            if f in ("lock", "nft.lock") or f.startswith("last_reserved_ip."):
                 continue
             out.append(os.path.join(base, f))
     return out
