@@ -13,7 +13,7 @@ from .errors import ContainerError, InvalidArgument, NotFound, WrongState
 from .launch import (Forwarder, close_quietly, early_size, exit_code, kill_and_reap, setup_console,
                      start_plan, wait_pid)
 from .ops import CONSOLE, SECCOMP
-from .state import DEFAULT_ROOT, StateDir, write_atomic
+from .state import DEFAULT_ROOT, StateDir, crash_point, write_atomic
 
 __all__ = ["Container", "create", "run", "load", "list_containers", "NotFound"]
 
@@ -150,6 +150,7 @@ class Container:
             raise WrongState(f"cannot start container {self.id!r}: it is {status}, not created")
         fifo = os.path.join(self._dir.path, FIFO)
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        crash_point("start: exec fifo opened")
         try:
             import select
 
@@ -159,11 +160,14 @@ class Container:
                 if not _alive(self.pid, self._state.get("start_time")):
                     raise WrongState(f"cannot start container {self.id!r}: its init exited")
             os.read(fd, 1)
+            crash_point("start: init released")
         finally:
             os.close(fd)
             os.unlink(fifo)
+        crash_point("start: exec fifo removed")
         self._state["status"] = "running"
         self._dir.write(self._state)
+        crash_point("start: state running")
         _run_hooks(_hooks(self.spec.hooks, "poststart"), self._poststart_state, _stderr_warn)
 
     def kill(self, sig: int = 15, all: bool = False) -> None:
@@ -196,6 +200,7 @@ class Container:
             if not force:
                 raise WrongState(f"cannot delete container {self.id!r} that is not stopped: {status}")
             self._kill_all()
+            crash_point("delete: processes killed")
         try:  # read before the state dir (and its config copy) goes
             raw = self.spec.hooks
         except (OSError, ValueError, ContainerError):
@@ -203,7 +208,9 @@ class Container:
         cg = self._cgroups()
         if cg is not None:
             cg.destroy()
+            crash_point("delete: cgroups removed")
         self._dir.remove()
+        crash_point("delete: state dir removed")
         _run_hooks(_hooks(raw, "poststop"), lambda: dict(self.state(), status="stopped"),
                    _stderr_warn)
 
@@ -449,6 +456,7 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
     try:
         # on disk at once: if this process is killed midway, `delete --force` finds it all
         d.write(state)
+        crash_point("create: state written")
         fifo_fd = -1
         if not _start_now:
             fifo = os.path.join(d.path, FIFO)
@@ -458,17 +466,21 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
             # `start` (root) can open it for reading, which is what lets the init go on.
             os.chmod(fifo, 0o622)
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+            crash_point("create: exec fifo made")
         try:
             # the cgroup first: a `type: cgroup` mount shows the container its own
             cg = _make_cgroups(spec, container_id)
+            crash_point("create: cgroups made")
             if cg is not None:
                 state["cgroups"] = cg.state()
                 d.write(state)
+                crash_point("create: cgroups recorded")
             plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds,
                                 start_fifo_fd=fifo_fd, hooks=hooks, new_keyring=new_keyring,
                                 warn=warn, listen_fds=listen_fds, cgroup=cg)
             with open(os.path.join(d.path, "config.json"), "w") as f:
                 f.write(_dumps(spec.raw))
+            crash_point("create: config.json copied")
 
             def oci_state(pid, status="creating"):
                 s = {k: state[k] for k in ("ociVersion", "id", "bundle", "annotations")}
@@ -491,6 +503,7 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
                     # without a cgroup the pid is the only way to find the child if this
                     # process dies now; with one, delete --force empties the cgroup
                     d.write(state)
+                crash_point("create: init in its cgroups")
                 return oci_state(pid) if hooks else None
 
             def on_sync(pid):
@@ -500,6 +513,7 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
                 # gives it; createRuntime, a stage of create, "creating"
                 run_hooks(hooks.get("prestart", []), oci_state(pid, "created").decode())
                 run_hooks(hooks.get("createRuntime", []), oci_state(pid).decode())
+                crash_point("create: createRuntime hooks run")
                 return oci_state(pid, "created")
 
             def on_fd(kind, fd):
@@ -532,10 +546,13 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
                 state["pid"] = started.pid
                 st = _proc_stat(started.pid)
                 state["start_time"] = st[1] if st else None
+            crash_point("create: init set up")
             state["status"] = "running" if _start_now else "created"
             d.write(state)
+            crash_point("create: state created")
             if pid_file:
                 write_atomic(pid_file, str(started.pid))
+                crash_point("create: pid file written")
             if master:
                 setup_console(master[0], spec.process, console_socket)
         except BaseException:

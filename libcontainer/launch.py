@@ -13,6 +13,7 @@ import _socket
 from . import namespaces, shim
 from .errors import ExecNotFound, ExecNotPermitted, StartError
 from .ops import EXEC, HOOK, MOUNT
+from .state import crash_point
 
 FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)  # HUP INT QUIT USR1 USR2 TERM WINCH
 
@@ -39,6 +40,7 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
     init = spawned.pid
     fds: dict = {}
     try:
+        crash_point("launch: child cloned")
         while True:
             data, anc, _, _ = sock.recvmsg(shim.MSG_SIZE, _socket.CMSG_SPACE(4))
             if not data:
@@ -50,6 +52,7 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
             elif kind == shim.MSG_CHILD:
                 init = pid
                 os.waitpid(spawned.pid, 0)
+                crash_point("launch: init forked")
             elif kind == shim.MSG_WAITGO:
                 payload = before_go(init) if before_go is not None else None
                 sock.send(payload or b"g")

@@ -19,6 +19,7 @@ import time
 
 from . import fs, v1, v2, validate
 from ..errors import ConfigError
+from ..state import crash_point
 
 # linux.resources key → the (v1-named) groups it writes
 KEY_GROUPS = {"memory": ("memory",), "cpu": ("cpu", "cpuset"), "pids": ("pids",),
@@ -246,6 +247,7 @@ class Manager:
                         raise ConfigError("linux.cgroupsPath",
                                           f"creating {sub}: {e.strerror}") from None
                     self.created.append(sub)
+                    crash_point(f"cgroup made: {sub}")
                     if mnt == host.v1.get("cpuset"):
                         _cpuset_inherit(sub)
                     break
@@ -402,6 +404,7 @@ class Manager:
         leaves = set(self._dirs())
         for d in reversed(self.created):
             _rmdir(d, d in leaves)
+            crash_point(f"cgroup removed: {d}")
         # The default parent is the runtime's own, whoever created it: the last container
         # out removes it (one created by a still-running container was skipped above).
         for d in leaves:

@@ -1,0 +1,213 @@
+"""Fault injection: `runner create`, `start` and `delete` killed with SIGKILL at every crash
+point (RUNNER_CRASH_AT=K makes the runner kill itself at the K-th one, see state.py), then
+`runner delete --force`: nothing of the container may remain — no process, no cgroup
+directory in any hierarchy (v1 or v2), no mount, no state entry, no open fd — and until then
+`runner list` shows what is left so that it can be found."""
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+from conftest import REPO, RUNNER, marked_pids, new_id
+
+
+def runner(b, *args, env=None, timeout=60):
+    """A runner command whose container may outlive it: its stdio must not be our pipes
+    (the init keeps them), so it gets files."""
+    import subprocess
+
+    with open(b.log, "ab") as out, open(b.log + ".err", "w+") as err:
+        r = subprocess.run(RUNNER + ["--root", b.root] + list(args), stdin=subprocess.DEVNULL,
+                           stdout=out, stderr=err, timeout=timeout, cwd=REPO, env=env)
+        err.seek(0)
+        r.stderr = err.read()
+    return r
+
+
+def cgroup_dirs(cid: str) -> list:
+    """Directories named for the container in every mounted hierarchy (v1 and v2)."""
+    out = []
+    for base, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if cid in dirs:
+            out.append(f"{base}/{cid}")
+        if base.count("/") > 7:
+            dirs[:] = []
+    return out
+
+
+def fds_into(*paths) -> list:
+    """Open fds of any process that point into one of `paths`."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if any(target.startswith(p + "/") or target == p for p in paths):
+                out.append(f"pid {pid} fd {fd} -> {target}")
+    return out
+
+
+def what_is_left(b, cid: str) -> list:
+    left = []
+    if os.path.isdir(b.root):
+        entries = sorted(os.listdir(b.root))
+        if entries:
+            left.append("state " + ",".join(
+                f"{e}[{','.join(sorted(os.listdir(os.path.join(b.root, e))))}]"
+                if os.path.isdir(os.path.join(b.root, e)) else e for e in entries))
+    dirs = cgroup_dirs(cid)
+    if dirs:
+        left.append(f"{len(dirs)} cgroup dirs")
+    pids = marked_pids(b.mark)
+    if pids:
+        left.append(f"{len(pids)} processes")
+    with open("/proc/self/mountinfo") as f:
+        mounts = [ln.split()[4] for ln in f if b.path in ln.split()[4]]
+    if mounts:
+        left.append(f"{len(mounts)} mounts")
+    fds = fds_into(b.root, b.path)
+    if fds:
+        left.append(f"{len(fds)} fds")
+    return left
+
+
+def scrub(b, cid: str) -> None:
+    """Remove by hand what delete --force failed to, so that a failing run leaves nothing
+    on the machine either."""
+    import shutil
+    import time
+
+    for pid in marked_pids(b.mark):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    for d in sorted(cgroup_dirs(cid), key=len, reverse=True):
+        for _ in range(100):
+            try:
+                for sub, dirs, _ in os.walk(d, topdown=False):
+                    os.rmdir(sub)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)  # tasks still leaving
+    shutil.rmtree(b.root, ignore_errors=True)
+
+
+def prepare(b, tmp_path) -> None:
+    b.sh("sleep 1000")
+    b.config["hooks"] = {"createRuntime": [{"path": "/bin/true"}]}
+    b.linux["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 64}}
+    b.write()
+    b.pid_file = str(tmp_path / "pid")
+    b.log = str(tmp_path / "runner.log")
+
+
+def listed(b, cid: str) -> str:
+    """The status `runner list` shows for the container, "" if it is not listed."""
+    r = b.runner("list", "--format", "json", check=True)
+    for c in json.loads(r.stdout or "[]") or []:
+        if c["id"] == cid:
+            return c["status"]
+    return ""
+
+
+def sweep(b, verb: list, setup=None, limit: int = 80) -> list:
+    """Kill `runner VERB… ID` at crash point 1, 2, … until it completes; after each kill,
+    `delete --force` must leave nothing. Returns (point, name, what it left) rows."""
+    rows = []
+    base = b.root
+    for k in range(1, limit):
+        cid = new_id()
+        b.last_id = cid
+        b.root = f"{base}-{k}"  # each point's leftovers on their own
+        if setup:
+            setup(cid)
+        fd_count = len(os.listdir("/proc/self/fd"))
+        r = runner(b, *verb, cid, env=dict(os.environ, RUNNER_CRASH_AT=str(k)))
+        if r.returncode != -9:
+            assert r.returncode == 0, f"{verb} without a crash: {r.stderr}"
+            d = runner(b, "delete", "--force", cid)
+            assert d.returncode == 0 and not what_is_left(b, cid), d.stderr
+            return rows
+        m = re.search(r"crash point (\d+): (.*)", r.stderr)
+        name = (m.group(2) if m else "?").replace(cid, "ID")
+        before = what_is_left(b, cid)
+        status = listed(b, cid) if os.path.isdir(os.path.join(b.root, cid)) else "-"
+        d = runner(b, "--debug", "delete", "--force", cid)
+        left = what_is_left(b, cid)
+        if d.returncode != 0:
+            left.append(f"delete --force exit {d.returncode}: {d.stderr.strip()[:200]}")
+        if len(os.listdir("/proc/self/fd")) != fd_count:
+            left.append("test process fds changed")
+        rows.append((k, name, before, status, left))
+        if left:
+            scrub(b, cid)
+    raise AssertionError(f"{verb} never completed within {limit} crash points")
+
+
+def report(title: str, rows: list) -> None:
+    print(f"\n{title}: {len(rows)} crash points")
+    for k, name, before, status, left in rows:
+        print(f"  {k:2d} {name:<50} list={status:<9} crashed: {'; '.join(before) or 'nothing'}"
+              f" | after delete --force: {'; '.join(left) or 'nothing'}")
+
+
+def check(rows: list) -> None:
+    bad = [(k, name, left) for k, name, _, _, left in rows if left]
+    assert not bad, f"left behind after delete --force: {bad}"
+    unlisted = [(k, name) for k, name, before, status, _ in rows if before and status == ""]
+    assert not unlisted, f"something was left but `runner list` did not show it: {unlisted}"
+
+
+def test_create_killed_at_every_point(bundle, tmp_path):
+    prepare(bundle, tmp_path)
+    rows = sweep(bundle, ["create", "--bundle", bundle.path, "--pid-file", bundle.pid_file])
+    report("create", rows)
+    assert len(rows) >= 10
+    check(rows)
+
+
+def test_start_killed_at_every_point(bundle, tmp_path):
+    prepare(bundle, tmp_path)
+
+    def created(cid):
+        assert runner(bundle, "create", "--bundle", bundle.path, cid).returncode == 0
+
+    rows = sweep(bundle, ["start"], setup=created)
+    report("start", rows)
+    check(rows)
+
+
+def test_delete_killed_at_every_point(bundle, tmp_path):
+    prepare(bundle, tmp_path)
+
+    def running(cid):
+        assert runner(bundle, "run", "-d", "--bundle", bundle.path, cid).returncode == 0
+
+    rows = sweep(bundle, ["delete", "--force"], setup=running)
+    report("delete --force", rows)
+    check(rows)
+
+
+def test_delete_force_of_nothing(bundle):
+    """As with runc: --force of an ID with nothing left succeeds, plain delete says it does
+    not exist; either leaves nothing."""
+    cid = new_id()
+    bundle.last_id = cid
+    r = bundle.runner("delete", "--force", cid)
+    assert r.returncode == 0, r.stderr
+    r = bundle.runner("delete", cid)
+    assert r.returncode == 1 and "does not exist" in r.stderr, r.stderr
