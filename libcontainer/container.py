@@ -9,33 +9,17 @@ import os
 import time
 
 from . import namespaces, plan as planmod, spec as specmod
-from .errors import ContainerError, InvalidArgument, NotFound, WrongState
+from .errors import ContainerError, DamagedState, InvalidArgument, NotFound, WrongState
 from .launch import (Forwarder, close_quietly, early_size, exit_code, kill_and_reap, setup_console,
                      start_plan, wait_pid)
 from .ops import CONSOLE, SECCOMP
-from .state import DEFAULT_ROOT, StateDir, crash_point, write_atomic
+from .state import DEFAULT_ROOT, StateDir, crash_point, sweep, write_atomic
+from .state import alive as _alive, proc_stat as _proc_stat
 
-__all__ = ["Container", "create", "run", "load", "list_containers", "NotFound"]
+__all__ = ["Container", "create", "run", "load", "list_containers", "force_delete", "NotFound"]
 
 FIFO = "exec.fifo"
-
-
-# ---- process liveness -------------------------------------------------------------------
-
-def _proc_stat(pid: int):
-    """(state letter, start time) of a process, or None when there is none."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    rest = data[data.rindex(b")") + 2:].split()
-    return rest[0].decode(), int(rest[19])
-
-
-def _alive(pid: int, start_time: int | None) -> bool:
-    st = _proc_stat(pid)
-    return st is not None and st[0] not in ("Z", "X") and (start_time is None or st[1] == start_time)
+START_TIMEOUT = 10.0  # seconds `start` waits for a live init to take the go (runc has none)
 
 
 # ---- the container --------------------------------------------------------------------
@@ -156,9 +140,15 @@ class Container:
 
             p = select.poll()
             p.register(fd, select.POLLIN)
+            deadline = time.monotonic() + START_TIMEOUT
             while not p.poll(100):
                 if not _alive(self.pid, self._state.get("start_time")):
                     raise WrongState(f"cannot start container {self.id!r}: its init exited")
+                if time.monotonic() > deadline:
+                    # stopped or frozen by someone: the container stays created
+                    raise ContainerError(f"cannot start container {self.id!r}: its init "
+                                         f"(pid {self.pid}) did not take the start within "
+                                         f"{START_TIMEOUT:g} s")
             os.read(fd, 1)
             crash_point("start: init released")
         finally:
@@ -192,14 +182,17 @@ class Container:
             self._require_cgroups("kill").freeze(False)
 
     @_serialised
-    def delete(self, force: bool = False) -> None:
+    def delete(self, force: bool = False, report=None) -> None:
         """Remove a stopped container and everything it owned. Without force, any other
-        status is an error and nothing changes (the spec's MUST)."""
+        status is an error and nothing changes (the spec's MUST). Every wait is bounded: on
+        an error the state stays, and a later delete --force finishes the job. `report`
+        (a callable) is told each thing removed."""
+        report = report or _quiet
         status = self.status()
         if status != "stopped":
             if not force:
                 raise WrongState(f"cannot delete container {self.id!r} that is not stopped: {status}")
-            self._kill_all()
+            self._kill_all(report)
             crash_point("delete: processes killed")
         try:  # read before the state dir (and its config copy) goes
             raw = self.spec.hooks
@@ -207,35 +200,58 @@ class Container:
             raw = {}
         cg = self._cgroups()
         if cg is not None:
-            cg.destroy()
+            _destroy(cg, report)
             crash_point("delete: cgroups removed")
-        self._dir.remove()
+        if self._dir.remove():
+            report(f"removed state directory {self._dir.path}")
         crash_point("delete: state dir removed")
         _run_hooks(_hooks(raw, "poststop"), lambda: dict(self.state(), status="stopped"),
                    _stderr_warn)
 
-    def _kill_all(self) -> None:
+    def _kill_all(self, report) -> None:
+        """SIGKILL every process of the container and wait until none is left, at most
+        cgroups.KILL_TIMEOUT seconds (ContainerError then, and at once for a process frozen
+        by someone else's freezer cgroup, which takes no signal before it is thawed)."""
+        from .cgroups import KILL_TIMEOUT, frozen_elsewhere
+
         cg = self._cgroups()
-        if cg is not None:
-            cg.kill_all()
-        for pid in [self.pid] + self.processes():
-            if pid <= 0:  # never kill(0): that is our own process group
-                continue
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
-        if self.pid <= 0:
-            return
         start = self._state.get("start_time")
-        for _ in range(1000):
-            if not _alive(self.pid, start):
-                break
-            try:  # our own child (a library user's create): reap it
-                os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
-            time.sleep(0.01)
+        init = self.pid if self.pid > 0 and _alive(self.pid, start) else 0
+        pids = set(cg.all_pids()) if cg is not None else set(self.processes())
+        if init:
+            pids.add(init)
+        for pid in pids:
+            if pid > 0:  # never kill(0): that is our own process group
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+        try:
+            if cg is not None:
+                cg.kill_all()
+            deadline = time.monotonic() + KILL_TIMEOUT
+            while init and _alive(init, start):  # the init may be outside the cgroup
+                stuck = frozen_elsewhere([init], (cg.paths if cg else {}).get("freezer"))
+                if stuck or time.monotonic() > deadline:
+                    raise ContainerError(
+                        f"process {init} is frozen in the freezer cgroup {stuck[0][1]}, which "
+                        f"is not the container's: it dies once thawed, then delete again"
+                        if stuck else f"process {init} did not die within {KILL_TIMEOUT:g} s "
+                                      "of SIGKILL")
+                self._reap()
+                time.sleep(0.005)
+        except ContainerError as e:
+            raise ContainerError(f"cannot delete container {self.id!r}: {e}") from None
+        self._reap()
+        if pids:
+            report(f"killed {' '.join(map(str, sorted(pids)))}")
+
+    def _reap(self) -> None:
+        """The init of a container this process created is its child: reap it."""
+        try:
+            os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
 
     def wait(self) -> int:
         """Wait for the init to exit; only for a container this process created."""
@@ -404,13 +420,63 @@ def list_containers(root: str = DEFAULT_ROOT) -> list:
         return []
     out = []
     for name in names:
+        if name.startswith("."):
+            continue  # a create or delete under way (see state.CREATING)
         try:
             out.append(load(name, root))
         except NotFound:
             continue  # deleted meanwhile, or not a container's directory
+        except DamagedState as e:
+            # shown, so that it can be found and deleted (delete --force)
+            _stderr_warn(str(e))
+            out.append(Container(StateDir(root, name),
+                                 {"ociVersion": specmod.OCI_VERSION, "id": name,
+                                  "status": "stopped", "pid": 0, "bundle": ""}))
         except ContainerError as e:
             _stderr_warn(str(e))
     return out
+
+
+def force_delete(container_id: str, root: str = DEFAULT_ROOT, report=None) -> None:
+    """`delete --force` by ID: remove whatever of the container exists — its processes,
+    cgroups and state — also when no state (or only a damaged one) says what; an ID with
+    nothing left is no error. `report` is told each thing removed."""
+    report = report or _quiet
+    d = StateDir(root, container_id)
+    for path in sweep(root):
+        report(f"removed {path} (left by a runner that was killed)")
+    try:
+        load(container_id, root).delete(force=True, report=report)
+        return
+    except NotFound:
+        pass
+    except DamagedState as e:
+        report(str(e))
+    # Nothing readable says what the container owned: what is named for the ID in the
+    # default place (or where the config copy, if it is readable, put its cgroup).
+    from . import cgroups
+
+    path = ""
+    try:
+        with open(os.path.join(d.path, "config.json"), "rb") as f:
+            from . import jsonio
+
+            path = jsonio.loads(f.read())["linux"]["cgroupsPath"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    for m in dict.fromkeys(("", path if isinstance(path, str) else "")):
+        try:
+            found = cgroups.Manager.named(container_id, m)
+        except ContainerError:
+            continue
+        if found.created:
+            pids = sorted(found.all_pids())
+            found.kill_all()
+            if pids:
+                report(f"killed {' '.join(map(str, pids))}")
+            _destroy(found, report)
+    if d.remove():
+        report(f"removed state directory {d.path}")
 
 
 def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=None,
@@ -434,29 +500,32 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
         from .terminal import check_console_socket
 
         check_console_socket(console_socket)
-    lock = d.create()  # held until the container is created: other commands wait
-    try:
-        return _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
-                       new_keyring, warn, _start_now, _foreground, net_devices, listen_fds)
-    finally:
-        lock.__exit__(None, None, None)
-
-
-def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds, new_keyring,
-            warn, _start_now, _foreground, net_devices, listen_fds) -> Container:
-    container_id = d.id
-    cg = None
-    master: list = []
+    # Intent before action: the cgroup directories are decided (and linux.resources
+    # checked) now, and recorded with the first state, before any of them is made; so at
+    # every instant delete --force can find from the state all that exists.
+    cg = _plan_cgroups(spec, container_id)
     me = _proc_stat(os.getpid())
     state = {"ociVersion": specmod.OCI_VERSION, "id": container_id, "status": "creating",
              "pid": 0, "bundle": spec.bundle, "annotations": spec.annotations,
              "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
              "owner": _owner(), "rootfs": spec.root_path,
              "creator": os.getpid(), "creator_start": me[1] if me else None}
+    if cg is not None:
+        state["cgroups"] = cg.state()
+    lock = d.create(state)  # held until the container is created: other commands wait
     try:
-        # on disk at once: if this process is killed midway, `delete --force` finds it all
-        d.write(state)
-        crash_point("create: state written")
+        crash_point("create: state dir claimed")
+        return _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot,
+                       keep_fds, new_keyring, warn, _start_now, _foreground, net_devices,
+                       listen_fds)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
+            new_keyring, warn, _start_now, _foreground, net_devices, listen_fds) -> Container:
+    master: list = []
+    try:
         fifo_fd = -1
         if not _start_now:
             fifo = os.path.join(d.path, FIFO)
@@ -469,12 +538,14 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
             crash_point("create: exec fifo made")
         try:
             # the cgroup first: a `type: cgroup` mount shows the container its own
-            cg = _make_cgroups(spec, container_id)
-            crash_point("create: cgroups made")
             if cg is not None:
-                state["cgroups"] = cg.state()
-                d.write(state)
-                crash_point("create: cgroups recorded")
+                planned, cg = cg, None  # a failed make() removed what it made, and kills nobody
+                if planned.make():
+                    cg = planned
+                else:  # rootless without delegated cgroups (see Manager.make)
+                    del state["cgroups"]
+                    d.write(state)
+            crash_point("create: cgroups made")
             plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds,
                                 start_fifo_fd=fifo_fd, hooks=hooks, new_keyring=new_keyring,
                                 warn=warn, listen_fds=listen_fds, cgroup=cg)
@@ -562,10 +633,17 @@ def _create(d, spec, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
             for fd in started.fds.values():
                 if not (_foreground and master and fd == master[0]):
                     close_quietly(fd)
-    except BaseException:
-        if cg is not None:
-            cg.destroy()
-        d.remove()
+    except BaseException as e:
+        try:
+            if cg is not None:
+                cg.destroy()
+            d.remove()
+        except Exception as cleanup:
+            # the state stays, and says what is left: delete --force finishes the job
+            if not isinstance(e, Exception):
+                raise
+            raise ContainerError(f"{e} (and removing what was made failed: {cleanup}; "
+                                 f"`delete --force {d.id}` finishes it)") from None
         raise
     c = Container(d, state)
     c._spec = spec
@@ -586,15 +664,22 @@ def _cgroup_entry(cg, plan) -> bool:
     return False  # and v2, if there is one, by clone3 with CLONE_INTO_CGROUP
 
 
-def _make_cgroups(spec, container_id: str):
-    """The container's cgroup, created and limited before its process runs.
-
-    Manager.create applies linux.resources; on failure it raises an error naming the
-    field and leaves nothing."""
+def _plan_cgroups(spec, container_id: str):
+    """The container's cgroup, decided and checked (linux.resources: an error names the
+    field); Manager.make creates and limits it before the container's process runs."""
     from . import cgroups
 
-    return cgroups.Manager.create(container_id, spec.linux.cgroups_path, spec.linux.resources,
-                                  devices=spec.linux.devices)
+    return cgroups.Manager.plan(container_id, spec.linux.cgroups_path, spec.linux.resources,
+                                devices=spec.linux.devices)
+
+
+def _destroy(cg, report) -> None:
+    for d in cg.destroy():
+        report(f"removed cgroup {d}")
+
+
+def _quiet(msg: str) -> None:
+    pass
 
 
 def _net_devices(spec) -> list:

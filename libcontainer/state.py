@@ -46,6 +46,33 @@ def write_atomic(path: str, text: str) -> None:
     os.rename(tmp, path)
 
 
+# The ID's directory appears and disappears in one rename, so that `<root>/<id>` is always a
+# whole container (with its state.json) or nothing: a create fills a private directory and
+# renames it to the ID; a delete renames the ID's directory away before emptying it. What a
+# crash leaves of the private ones holds no more than files, and sweep() removes it.
+CREATING = ".creating-"   # + creator pid-start time-thread: garbage once the creator is dead
+DELETED = ".deleted-"     # + pid-thread: garbage at once
+
+
+def proc_stat(pid: int):
+    """(state letter, start time) of a process, or None when there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rindex(b")") + 2:].split()
+    return rest[0].decode(), int(rest[19])
+
+
+def alive(pid: int, start_time: int | None) -> bool:
+    """Whether `pid` is still the process that started at `start_time` (pids are reused)."""
+    if pid <= 0:
+        return False
+    st = proc_stat(pid)
+    return st is not None and st[0] not in ("Z", "X") and (start_time is None or st[1] == start_time)
+
+
 class StateDir:
     def __init__(self, root: str, container_id: str):
         check_id(container_id)
@@ -53,16 +80,35 @@ class StateDir:
         self.id = container_id
         self.path = os.path.join(root, container_id)
 
-    def create(self) -> "_Lock":
-        """Claim the ID: mkdir is atomic, so of two concurrent creates exactly one wins.
-        Returns the container's lock, held (release with __exit__)."""
+    def create(self, state: dict) -> "_Lock":
+        """Claim the ID with `state` already in place (see CREATING): of two concurrent
+        creates exactly one rename wins. Returns the container's lock, held (release with
+        __exit__)."""
+        import _thread
+
         os.makedirs(self.root, mode=0o711, exist_ok=True)
+        tmp = os.path.join(self.root, f"{CREATING}{state.get('creator', os.getpid())}-"
+                                      f"{state.get('creator_start')}-{_thread.get_ident()}")
+        _rmtree(tmp)  # a crashed namesake's (pid reused): garbage
+        os.mkdir(tmp, 0o711)
         try:
-            os.mkdir(self.path, 0o711)
-        except FileExistsError:
-            raise AlreadyExists(f"container with id {self.id!r} already exists") from None
-        crash_point("state dir made")
-        return _Lock(self, new=True).__enter__()
+            lock = _Lock(self, new=True, path=tmp).__enter__()
+            try:
+                write_atomic(os.path.join(tmp, "state.json"), jsonio.dumps(state))
+                crash_point("state dir made")
+                os.rename(tmp, self.path)  # onto nothing, or a bare directory left by hand
+            except BaseException:
+                lock.__exit__()
+                raise
+        except OSError as e:
+            _rmtree(tmp)
+            if e.errno in (17, 39):  # EEXIST, ENOTEMPTY
+                raise AlreadyExists(f"container with id {self.id!r} already exists") from None
+            raise
+        except BaseException:
+            _rmtree(tmp)
+            raise
+        return lock
 
     def lock(self) -> "_Lock":
         """Serialise commands on this container: `with d.lock():`.
@@ -80,24 +126,75 @@ class StateDir:
             with open(os.path.join(self.path, "state.json"), "rb") as f:
                 return jsonio.loads(f.read())
         except FileNotFoundError:
+            if os.path.isdir(self.path):  # not made by this runtime's create: left by hand
+                raise DamagedState(f"container {self.id!r}: {self.path} has no state.json") from None
             raise NotFound(f"container {self.id!r} does not exist") from None
         except ValueError as e:
             raise DamagedState(f"container {self.id!r}: {self.path}/state.json is damaged ({e})") from None
 
-    def remove(self) -> None:
+    def remove(self) -> bool:
+        """Free the ID at once (one rename, see DELETED), then remove the files. False if
+        there was nothing to remove."""
+        import _thread
+
+        trash = os.path.join(self.root, f"{DELETED}{os.getpid()}-{_thread.get_ident()}")
+        _rmtree(trash)
         try:
-            for name in os.listdir(self.path):
-                os.unlink(os.path.join(self.path, name))
-                crash_point(f"state dir: {name} removed")
-            os.rmdir(self.path)
+            os.rename(self.path, trash)
+        except FileNotFoundError:
+            return False
+        crash_point("state dir renamed away")
+        _rmtree(trash)
+        return True
+
+
+def sweep(root: str) -> list:
+    """Remove what crashed creates and deletes left of their private directories (never a
+    live create's); returns the paths removed."""
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        if name.startswith(DELETED):
+            pass
+        elif name.startswith(CREATING):
+            pid, _, rest = name[len(CREATING):].partition("-")
+            start = rest.partition("-")[0]
+            if pid.isdigit() and alive(int(pid), int(start) if start.isdigit() else None):
+                continue
+        else:
+            continue
+        path = os.path.join(root, name)
+        _rmtree(path)
+        out.append(path)
+    return out
+
+
+def _rmtree(path: str) -> None:
+    """A state directory holds files only."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(path, name))
         except FileNotFoundError:
             pass
+        crash_point(f"state dir: {name} removed")
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 class _Lock:
-    def __init__(self, d: StateDir, new: bool = False):
+    def __init__(self, d: StateDir, new: bool = False, path: str = ""):
         self.d = d
         self.new = new
+        self.path = os.path.join(path or d.path, ".lock")
         self.fd = -1
 
     def __enter__(self) -> "_Lock":
@@ -105,16 +202,26 @@ class _Lock:
         # container's init (which keeps our fds until it execs) cannot hold it for us.
         import fcntl
 
-        try:
-            self.fd = os.open(os.path.join(self.d.path, ".lock"),
-                              os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            raise NotFound(f"container does not exist: {self.d.id}") from None
-        fcntl.lockf(self.fd, fcntl.LOCK_EX)
-        if not self.new and not os.path.exists(os.path.join(self.d.path, "state.json")):
-            os.close(self.fd)  # removed while we waited
-            raise NotFound(f"container does not exist: {self.d.id}")
-        return self
+        for _ in range(100):
+            try:
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                raise NotFound(f"container does not exist: {self.d.id}") from None
+            fcntl.lockf(self.fd, fcntl.LOCK_EX)
+            if self.new:
+                return self
+            # deleted while we waited (the directory renamed away), perhaps created anew:
+            # only the lock of the directory now at the ID's path counts
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = -1
+            if current == os.fstat(self.fd).st_ino:
+                return self
+            os.close(self.fd)
+            if current == -1:
+                raise NotFound(f"container does not exist: {self.d.id}")
+        raise NotFound(f"container does not exist: {self.d.id}")
 
     def __exit__(self, *exc) -> None:
         os.close(self.fd)  # releases the lock

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 
 from libcontainer import container as lc
-from libcontainer.errors import DamagedState, InvalidArgument
-from libcontainer.state import StateDir
+from libcontainer.errors import InvalidArgument
 
 from .args import Flag, bundle_dir, flag_help, parse, positional_id
 
@@ -134,18 +133,17 @@ def cmd_delete(ctx, argv: list) -> int:
     if opts["help"]:
         return flag_help("delete", DELETE_FLAGS)
     cid = positional_id(pos, "delete")
-    try:
-        c = lc.load(cid, ctx.root)
-    except lc.NotFound:
-        if opts["force"]:
-            return 0  # runc: delete --force of a missing container succeeds
-        raise
-    except DamagedState:
-        if not opts["force"]:
-            raise
-        StateDir(ctx.root, cid).remove()  # nothing readable says what else it owned
-        return 0
-    c.delete(force=opts["force"])
+    report = None
+    if ctx.debug:
+        import sys
+
+        def report(msg: str) -> None:
+            sys.stderr.write(f"runner: delete {cid}: {msg}\n")
+    if opts["force"]:
+        # whatever of it exists, with or without a readable state; nothing is no error (runc)
+        lc.force_delete(cid, ctx.root, report=report)
+    else:
+        lc.load(cid, ctx.root).delete(report=report)
     return 0
 
 

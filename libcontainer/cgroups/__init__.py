@@ -29,6 +29,7 @@ GROUP_FIELD = {"memory": "memory", "cpu": "cpu", "cpuset": "cpu", "pids": "pids"
                "blkio": "blockIO", "hugetlb": "hugepageLimits", "net_cls": "network",
                "net_prio": "network", "rdma": "rdma"}
 DEFAULT_PARENT = "runner"
+KILL_TIMEOUT = 10.0  # seconds a killed container's processes may take to die (runc: 10 s)
 V1_CONTROLLERS = frozenset(("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls",
                             "net_prio", "blkio", "perf_event", "hugetlb", "pids", "rdma", "misc",
                             "debug"))
@@ -176,6 +177,15 @@ class Manager:
                devices=(), host: Host | None = None) -> "Manager | None":
         """Create the cgroup and apply `resources` (linux.resources); on any error nothing
         is left and the error names the field (and the file)."""
+        m = cls.plan(container_id, cgroups_path, resources, devices, host)
+        return m if m.make() else None
+
+    @classmethod
+    def plan(cls, container_id: str, cgroups_path: str = "", resources: dict | None = None,
+             devices=(), host: Host | None = None) -> "Manager":
+        """Validate `resources` and decide every directory, making nothing yet. `created`
+        lists the directories make() will create (those missing now): recorded in the state
+        before make(), they let delete --force find all of it after a crash at any point."""
         res = validate.resources(resources or {})
         check_path(cgroups_path)
         host = host or detect()
@@ -183,7 +193,30 @@ class Manager:
             raise ConfigError("linux.resources", "no cgroup hierarchy is mounted on this host "
                                                  "(or every one is covered by another mount)")
         groups = _assign(host, res)
-        plan = _plan_writes(host, res, groups)
+        writes = _plan_writes(host, res, groups)
+        m = cls._layout(host, container_id, cgroups_path, groups, res, devices)
+        m._host, m._writes = host, writes
+        for d, mnt in m._mounts(host).items():
+            chain = []
+            while d != mnt and not os.path.isdir(d):
+                chain.append(d)
+                d = os.path.dirname(d)
+            m.created += reversed(chain)
+        return m
+
+    @classmethod
+    def named(cls, container_id: str, cgroups_path: str = "") -> "Manager":
+        """The directories a container of this ID has where they exist, as `created`: for
+        delete --force when no state says what the container made."""
+        check_path(cgroups_path)
+        host = detect()
+        m = cls._layout(host, container_id, cgroups_path, {}, {}, ())
+        m.created = [d for d in m._dirs() if os.path.isdir(d)]
+        return m
+
+    @classmethod
+    def _layout(cls, host: Host, container_id: str, cgroups_path: str, groups: dict,
+                res: dict, devices) -> "Manager":
         paths = {}
         for ctrl, mnt in host.v1.items():
             paths[ctrl] = mnt + _inner(cgroups_path, container_id, host.own.get(ctrl, "/"), False)
@@ -191,22 +224,29 @@ class Manager:
         if host.unified:
             unified = host.unified + _inner(cgroups_path, container_id, host.own.get("", "/"),
                                            True)
-        m = cls({"mode": host.mode, "paths": paths, "unified": unified, "created": [],
-                 "groups": groups, "resources": res,
-                 "devices": [[d.type, d.major, d.minor] for d in devices
-                             if d.type in ("c", "b", "u")]})
+        return cls({"mode": host.mode, "paths": paths, "unified": unified, "created": [],
+                    "groups": groups, "resources": res,
+                    "devices": [[d.type, d.major, d.minor] for d in devices
+                                if d.type in ("c", "b", "u")]})
+
+    def make(self) -> bool:
+        """Create the planned directories and apply the limits. On an error nothing is left
+        and the error names the field. False (and nothing made) for a rootless runtime
+        without delegated cgroups, which, like runc, goes without one unless the config
+        asked for limits."""
+        host, writes = self._host, self._writes
+        intended = list(self.created)
         try:
-            m._make_dirs(host, _v2_needed(plan, groups))
-            m._apply(plan, groups, res, devices=True)
+            self._make_dirs(host, _v2_needed(writes, self.groups))
+            self._apply(writes, self.groups, self.resources, devices=True)
         except BaseException as e:
-            m.destroy()
-            # Rootless without delegated cgroups: like runc, go without one unless the
-            # config asked for limits.
+            self.created = list(dict.fromkeys(intended + self.created))
+            self.destroy(kill=False)  # nothing of the container runs yet: kill nobody
             if (os.geteuid() != 0 and isinstance(e, ConfigError) and "Permission denied" in str(e)
-                    and not any(k for k in res if k != "devices")):
-                return None
+                    and not any(k for k in self.resources if k != "devices")):
+                return False
             raise
-        return m
+        return True
 
     def _dirs(self) -> list:
         """Every directory of the container (v1 ones once each, then v2)."""
@@ -215,14 +255,22 @@ class Manager:
             out.append(self.unified)
         return out
 
-    def _make_dirs(self, host: Host, v2_needed: set) -> None:
+    def _mounts(self, host: Host) -> dict:
+        """Each directory → the mount point of its hierarchy."""
         mounts = {d: m for c, m in host.v1.items() for d in [self.paths[c]]}
         if self.unified:
             mounts[self.unified] = host.unified
+        return mounts
+
+    def _make_dirs(self, host: Host, v2_needed: set) -> None:
+        """mkdir what plan() found missing. A directory missing now that was there then
+        (another container's delete removed a shared parent) is added to `created`."""
+        mounts = self._mounts(host)
+        planned = set(self.created)
         for d in self._dirs():
             mnt = mounts[d]
-            if os.path.isdir(d):
-                self._check_reusable(d)
+            if d not in planned and os.path.isdir(d):
+                self._check_reusable(d)  # the config's, made by someone else
             chain = []
             cur = d
             while cur != mnt:
@@ -239,14 +287,16 @@ class Manager:
                         parent = os.path.dirname(sub)
                         try:
                             os.mkdir(parent, 0o755)
-                            self.created.append(parent)
+                            if parent not in planned:
+                                self.created.append(parent)
                         except FileExistsError:
                             pass
                         continue
                     except OSError as e:
                         raise ConfigError("linux.cgroupsPath",
                                           f"creating {sub}: {e.strerror}") from None
-                    self.created.append(sub)
+                    if sub not in planned:
+                        self.created.append(sub)
                     crash_point(f"cgroup made: {sub}")
                     if mnt == host.v1.get("cpuset"):
                         _cpuset_inherit(sub)
@@ -383,27 +433,66 @@ class Manager:
 
     # ---- teardown ---------------------------------------------------------------------
 
-    def kill_all(self) -> None:
-        """SIGKILL everything in the cgroup: cgroup.kill where the kernel has it, else
-        freeze, kill, thaw (so nothing forks past the kill)."""
+    def kill_all(self, timeout: float = KILL_TIMEOUT) -> None:
+        """SIGKILL everything in the cgroup (cgroup.kill where the kernel has it, else
+        freeze, kill, thaw, so that nothing forks past the kill) and wait until it is
+        empty. A bounded wait: ContainerError naming what is left after `timeout` seconds,
+        and at once for a process frozen by a v1 freezer cgroup that is not ours (it takes
+        no signal before someone thaws it)."""
         freezer = self.paths.get("freezer")
-        if self.unified and os.path.isdir(self.unified):
-            if freezer and os.path.isdir(freezer) and v1.frozen(freezer):
-                # a task frozen by the v1 freezer takes no signal until thawed: cgroup.kill
-                # would wait for it forever (and it kills what forks after the thaw too)
-                v1.freeze(freezer, False)
-            if v2.kill_all(self.unified):
+        if freezer and os.path.isdir(freezer) and v1.frozen(freezer):
+            # a task frozen by our own freezer takes no signal until thawed (and a thaw
+            # after cgroup.kill would let it fork first)
+            v1.freeze(freezer, False)
+        if not (self.unified and os.path.isdir(self.unified) and v2.kill_all(self.unified, 0)):
+            d = freezer or self.paths.get("pids") or (self._dirs() or [""])[0]
+            if d and os.path.isdir(d):
+                v1.kill_all(d, freezer if freezer and os.path.isdir(freezer) else None)
+        for pid in self.all_pids():  # moved out of the hierarchy killed above by someone
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            left = [p for p in self.all_pids() if _alive(p)]
+            if not left:
                 return
-        d = freezer or self.paths.get("pids") or (self._dirs() or [""])[0]
-        if d and os.path.isdir(d):
-            v1.kill_all(d, freezer if freezer and os.path.isdir(freezer) else None)
+            stuck = frozen_elsewhere(left, freezer)
+            if stuck or time.monotonic() > deadline:
+                from ..errors import ContainerError
 
-    def destroy(self) -> None:
-        """Kill what is left and remove every directory this manager created."""
-        self.kill_all()
+                if stuck:
+                    pid, where = stuck[0]
+                    raise ContainerError(
+                        f"process {pid} is frozen in the freezer cgroup {where}, which is not "
+                        f"the container's: it dies once thawed (write THAWED to "
+                        f"{where}/freezer.state), then delete again")
+                raise ContainerError(f"processes {' '.join(map(str, sorted(left)))} of the "
+                                     f"container did not die within {timeout:g} s of SIGKILL")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def all_pids(self) -> set:
+        """Every process in any of the container's directories (a process moved out of
+        one hierarchy by someone else is still found in the others)."""
+        out = set()
+        for d in self._dirs():
+            if os.path.isdir(d):
+                out.update(_tree_procs(d))
+        return out
+
+    def destroy(self, kill: bool = True) -> list:
+        """Kill what is left and remove every directory this manager created; returns
+        those that were there to remove."""
+        if kill:
+            self.kill_all()
         leaves = set(self._dirs())
+        removed = []
         for d in reversed(self.created):
-            _rmdir(d, d in leaves)
+            if _rmdir(d, d in leaves):
+                removed.append(d)
             crash_point(f"cgroup removed: {d}")
         # The default parent is the runtime's own, whoever created it: the last container
         # out removes it (one created by a still-running container was skipped above).
@@ -412,6 +501,7 @@ class Manager:
             if os.path.basename(parent) == DEFAULT_PARENT and d.endswith("/" + DEFAULT_PARENT + "/" + os.path.basename(d)):
                 _rmdir(parent, False)
         self.created = []
+        return removed
 
     def state(self) -> dict:
         return {"mode": self.mode, "paths": self.paths, "unified": self.unified,
@@ -426,6 +516,38 @@ class Manager:
         from . import stats
 
         return stats.collect(self)
+
+
+def _alive(pid: int) -> bool:
+    """Not a zombie, not gone (a zombie still listed somewhere needs no killing)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2:data.rindex(b")") + 3] not in (b"Z", b"X")
+
+
+def frozen_elsewhere(pids, own_freezer: str | None) -> list:
+    """(pid, freezer directory) for each of `pids` frozen by a v1 freezer cgroup other
+    than `own_freezer`."""
+    mnt = detect().v1.get("freezer")
+    if not mnt:
+        return []
+    out = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            _, ctrls, path = line.split(":", 2)
+            if "freezer" in ctrls.split(","):
+                d = os.path.normpath(mnt + path)
+                if d != own_freezer and v1.frozen(d):
+                    out.append((pid, d))
+    return out
 
 
 V2_ENABLE = ("cpu", "cpuset", "io", "memory", "pids", "hugetlb", "rdma", "misc")
@@ -527,7 +649,7 @@ def _tree_procs(d: str) -> list:
     return out
 
 
-def _rmdir(d: str, leaf: bool) -> None:
+def _rmdir(d: str, leaf: bool) -> bool:
     """Remove a directory we created. A container's own directory may hold sub-cgroups
     (made by the container through a writable cgroup mount): they go first, and EBUSY
     means tasks are still leaving, so wait. A parent (`runner/`) stays while it still holds
@@ -537,12 +659,12 @@ def _rmdir(d: str, leaf: bool) -> None:
     while True:
         try:
             os.rmdir(d)  # control files do not count: this fails only for sub-cgroups or tasks
-            return
+            return True
         except FileNotFoundError:
-            return
+            return False
         except OSError as e:
             if not leaf:
-                return  # a shared parent: still in use, or not ours to remove
+                return False  # a shared parent: still in use, or not ours to remove
             if e.errno not in (16, 39):  # EBUSY, ENOTEMPTY
                 raise
             with os.scandir(d) as entries:  # d_type: no stat per control file

@@ -237,5 +237,6 @@ def kill_all(directory: str, timeout: float = 10.0) -> bool:
         fs.write(os.path.join(directory, "cgroup.kill"), "1")
     except FileNotFoundError:
         return False
-    wait_event(directory, "populated", 0, timeout)
+    if timeout:
+        wait_event(directory, "populated", 0, timeout)
     return True

@@ -170,6 +170,11 @@ def check(rows: list) -> None:
     assert not bad, f"left behind after delete --force: {bad}"
     unlisted = [(k, name) for k, name, before, status, _ in rows if before and status == ""]
     assert not unlisted, f"something was left but `runner list` did not show it: {unlisted}"
+    # with no directory at the ID, a crash left at most a create's or a delete's private
+    # directory: files, not a process, cgroup or mount
+    hidden = [(k, name, before) for k, name, before, status, _ in rows if status == "-" and
+              any(not re.fullmatch(r"state \.(creating|deleted)-[-0-9]+\[[^]]*\]", x) for x in before)]
+    assert not hidden, f"left with no state dir at the ID: {hidden}"
 
 
 def test_create_killed_at_every_point(bundle, tmp_path):
@@ -211,3 +216,79 @@ def test_delete_force_of_nothing(bundle):
     assert r.returncode == 0, r.stderr
     r = bundle.runner("delete", cid)
     assert r.returncode == 1 and "does not exist" in r.stderr, r.stderr
+
+
+def test_delete_force_finds_what_no_state_describes(bundle, tmp_path):
+    """A running container whose state dir is damaged, then one whose state dir is gone:
+    delete --force still kills its processes and removes its cgroups (named for the ID),
+    says so with --debug, and `list` shows the damaged one so that it can be found."""
+    prepare(bundle, tmp_path)
+    for damage in ("garbage", "gone"):
+        cid = new_id()
+        bundle.last_id = cid
+        assert runner(bundle, "run", "-d", "--bundle", bundle.path, cid).returncode == 0
+        assert marked_pids(bundle.mark) and cgroup_dirs(cid)
+        state = os.path.join(bundle.root, cid, "state.json")
+        if damage == "garbage":
+            with open(state, "w") as f:
+                f.write('{"id": "half-writ')
+            assert listed(bundle, cid) == "stopped"
+            r = runner(bundle, "delete", cid)
+            assert r.returncode == 1 and "damaged" in r.stderr, r.stderr
+        else:
+            import shutil
+
+            shutil.rmtree(os.path.join(bundle.root, cid))
+        r = runner(bundle, "--debug", "delete", "--force", cid)
+        assert r.returncode == 0, r.stderr
+        assert not what_is_left(bundle, cid)
+        assert re.search(r"removed cgroup /sys/fs/cgroup/\S+/runner/" + cid, r.stderr), r.stderr
+        assert "killed" in r.stderr, r.stderr
+        if damage == "garbage":
+            assert f"removed state directory {bundle.root}/{cid}" in r.stderr, r.stderr
+        r = runner(bundle, "delete", "--force", cid)  # idempotent
+        assert r.returncode == 0 and not r.stderr, r.stderr
+
+
+def test_cgroup_with_processes_is_refused_and_left_alone(bundle, tmp_path):
+    """linux.cgroupsPath naming a cgroup that already has processes: refused, naming the
+    field, and the processes there (not the container's) are not killed."""
+    import subprocess
+    import time
+
+    prepare(bundle, tmp_path)
+    other = new_id()
+    holder = subprocess.Popen(["sleep", "60"])
+    try:
+        pids = "/sys/fs/cgroup/pids"
+        d = f"{pids}/{other}"
+        os.mkdir(d)
+        try:
+            with open(f"{d}/cgroup.procs", "w") as f:
+                f.write(str(holder.pid))
+            bundle.linux["cgroupsPath"] = f"/{other}"
+            bundle.write()
+            cid = new_id()
+            bundle.last_id = cid
+            r = runner(bundle, "create", "--bundle", bundle.path, cid)
+            assert r.returncode == 1 and "linux.cgroupsPath" in r.stderr, r.stderr
+            time.sleep(0.1)
+            assert holder.poll() is None, "the runner killed a process that was not its own"
+            assert not os.path.exists(os.path.join(bundle.root, cid))
+        finally:
+            holder.kill()
+            holder.wait()
+            with open(f"{pids}/cgroup.procs", "w") as f:
+                pass
+            for _ in range(100):
+                try:
+                    os.rmdir(d)
+                    break
+                except OSError:
+                    time.sleep(0.02)
+            # the other hierarchies' directories of /<other> were made and removed by the
+            # runner: nothing of them may be left
+            assert not cgroup_dirs(other)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
