@@ -98,18 +98,25 @@ class Container:
         return cgroups.Manager.load(info)
 
     def state(self) -> dict:
-        """The OCI state (runtime.md): ociVersion, id, status, pid, bundle, annotations."""
+        """The OCI state (runtime.md: ociVersion, id, status, pid, bundle, annotations) with
+        runc's extra fields in runc's order and types: rootfs, created (RFC 3339 with
+        nanoseconds, as Go prints a time), owner (a user name); annotations only when
+        there are some (runc's omitempty)."""
         status = self.status()
-        return {
+        out = {
             "ociVersion": specmod.OCI_VERSION,
             "id": self.id,
-            "status": status,
             "pid": self.pid if status != "stopped" else 0,
+            "status": status,
             "bundle": self.bundle,
-            "annotations": self._state.get("annotations", {}),
+            "rootfs": self._state.get("rootfs", ""),
             "created": self._state.get("created", ""),
-            "owner": self._state.get("owner", ""),
         }
+        annotations = self._state.get("annotations")
+        if annotations:
+            out["annotations"] = annotations
+        out["owner"] = _owner_name(self._state.get("owner", ""))
+        return out
 
     def _poststart_state(self) -> dict:
         """The state poststart hooks get: the container as `start` left it, running with
@@ -507,7 +514,7 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
     me = _proc_stat(os.getpid())
     state = {"ociVersion": specmod.OCI_VERSION, "id": container_id, "status": "creating",
              "pid": 0, "bundle": spec.bundle, "annotations": spec.annotations,
-             "created": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+             "created": _rfc3339nano(time.time_ns()),
              "owner": _owner(), "rootfs": spec.root_path,
              "creator": os.getpid(), "creator_start": me[1] if me else None}
     if cg is not None:
@@ -697,6 +704,27 @@ def _net_devices(spec) -> list:
 
 def _owner() -> str:
     return str(os.geteuid())
+
+
+def _owner_name(uid: str) -> str:
+    """The stored owner uid as runc's list prints it: the user's name, "#uid" without one."""
+    if not uid.isdigit():
+        return uid
+    import pwd
+
+    try:
+        return pwd.getpwuid(int(uid)).pw_name
+    except KeyError:
+        return "#" + uid
+
+
+def _rfc3339nano(ns: int) -> str:
+    """A UTC time as Go's time.Time marshals: RFC 3339, nanoseconds without trailing zeros."""
+    secs, frac = divmod(ns, 10**9)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    return text + "Z"
 
 
 def run(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, no_pivot: bool = False,
