@@ -24,6 +24,7 @@ VERBS = {
     "state": "info", "list": "info", "ps": "info", "spec": "info", "features": "info",
     "update": "cgroup_verbs", "events": "cgroup_verbs",
     "network": "network",
+    "pull": "images", "images": "images", "rmi": "images", "bundle": "images",
 }
 
 USAGE = """usage: runner [global flags] VERB [flags] [args]
@@ -45,6 +46,10 @@ verbs:
    spec      write a default config.json into a bundle
    features  print the OCI features document
    network   network configurations for containers (create, ls, rm, inspect, hooks)
+   pull      pull an image (docker://…, oci:DIR[:TAG], docker-archive:FILE) into the store
+   images    list the images in the store
+   rmi       remove an image (and the layers nothing else uses)
+   bundle    make a bundle (config.json + overlay rootfs) from an image; --remove DIR
 
 global flags:
 """

@@ -1,0 +1,209 @@
+"""Where images come from: an OCI image layout directory and a `docker save` archive here;
+a registry in registry.py. A source hands out bytes; the store checks every digest."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+
+from .errors import ImageError, ImageNotFound
+from .manifest import (DOCKER_CONFIG, MAX_MANIFEST, OCI_MANIFEST, Descriptor, is_index,
+                       load_json, pick_platform, sha256, verify)
+from .reference import Reference, check_digest
+
+TAG_ANNOTATION = "org.opencontainers.image.ref.name"
+
+
+class Source:
+    """What a pull needs from a source: the manifest for this platform, then blobs."""
+
+    ref: Reference
+
+    def top(self) -> tuple:
+        """→ (bytes, media type from the transport or "", digest it must have or "")."""
+        raise NotImplementedError
+
+    def manifest_blob(self, desc: Descriptor) -> tuple:
+        """→ (bytes, media type) of a manifest an index points to."""
+        raise NotImplementedError
+
+    def open_blob(self, desc: Descriptor):
+        """A readable file object with the blob's bytes (unverified: the store verifies)."""
+        raise NotImplementedError
+
+    def resolve(self) -> tuple:
+        """→ (manifest bytes, manifest digest, media type) of the image for this platform."""
+        data, mt, digest = self.top()
+        if digest:
+            verify(data, digest, f"{self.ref}: manifest")
+        else:
+            digest = sha256(data)
+        for _ in range(4):  # an index may point at an index; not without end
+            if not is_index(data, mt):
+                return data, digest, mt
+            desc = pick_platform(data, mt)
+            data, mt = self.manifest_blob(desc)
+            verify(data, desc.digest, f"{self.ref}: manifest {desc.digest}")
+            digest = desc.digest
+        raise ImageError(f"{self.ref}: indexes nested too deeply")
+
+    def close(self) -> None:
+        pass
+
+
+def _read_limited(f, limit: int, what: str) -> bytes:
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ImageError(f"{what}: larger than {limit} bytes")
+    return data
+
+
+class OCILayout(Source):
+    def __init__(self, ref: Reference):
+        self.ref = ref
+        self.dir = ref.path
+        try:
+            with open(os.path.join(self.dir, "oci-layout"), "rb") as f:
+                layout = load_json(_read_limited(f, 4096, "oci-layout"), f"{self.dir}/oci-layout")
+        except FileNotFoundError:
+            raise ImageNotFound(f"{ref}: {self.dir} is not an OCI image layout (no oci-layout file)") from None
+        if not str(layout.get("imageLayoutVersion", "")).startswith("1."):
+            raise ImageError(f"{self.dir}/oci-layout: unsupported imageLayoutVersion "
+                             f"{layout.get('imageLayoutVersion')!r}")
+
+    def _blob_path(self, digest: str) -> str:
+        return os.path.join(self.dir, "blobs", "sha256", check_digest(digest, "descriptor")[7:])
+
+    def top(self) -> tuple:
+        with open(os.path.join(self.dir, "index.json"), "rb") as f:
+            index = load_json(_read_limited(f, MAX_MANIFEST, "index.json"), f"{self.dir}/index.json")
+        entries = [Descriptor.parse(e, f"index.json manifests[{i}]")
+                   for i, e in enumerate(index.get("manifests") or [])]
+        tag = self.ref.tag
+        if tag:
+            chosen = [d for d in entries if d.annotations.get(TAG_ANNOTATION) == tag]
+            if not chosen:
+                tags = sorted({d.annotations.get(TAG_ANNOTATION, "") for d in entries} - {""})
+                raise ImageNotFound(f"{self.ref}: no tag {tag!r} in {self.dir}/index.json "
+                                    f"(tags: {', '.join(tags) or 'none'})")
+        else:
+            chosen = entries
+            if len(chosen) != 1:
+                raise ImageError(f"{self.ref}: the layout holds {len(chosen)} images; name one "
+                                 "with oci:DIR:TAG")
+        desc = chosen[-1]
+        data, mt = self.manifest_blob(desc)
+        return data, mt, desc.digest
+
+    def manifest_blob(self, desc: Descriptor) -> tuple:
+        with self.open_blob(desc) as f:
+            return _read_limited(f, MAX_MANIFEST, f"manifest {desc.digest}"), desc.media_type
+
+    def open_blob(self, desc: Descriptor):
+        try:
+            return open(self._blob_path(desc.digest), "rb")
+        except FileNotFoundError:
+            raise ImageNotFound(f"{self.ref}: blob {desc.digest} is missing from {self.dir}/blobs") from None
+
+
+class DockerArchive(Source):
+    """`docker save` / `skopeo copy … docker-archive:` files: manifest.json names the config
+    and the layer tars; the manifest is made here, in OCI form, from those."""
+
+    def __init__(self, ref: Reference):
+        self.ref = ref
+        try:
+            self.tar = tarfile.open(ref.path, "r:")
+        except FileNotFoundError:
+            raise ImageNotFound(f"{ref}: no such file {ref.path}") from None
+        except (tarfile.TarError, OSError) as e:
+            raise ImageError(f"{ref}: not a tar archive: {e}") from None
+        self.members = {os.path.normpath(m.name): m for m in self.tar.getmembers()
+                        if m.isfile()}
+        self.layer_files: dict = {}
+
+    def _member(self, name: str):
+        m = self.members.get(os.path.normpath(name))
+        if m is None:
+            raise ImageError(f"{self.ref}: {name!r} named in manifest.json is not in the archive")
+        return m
+
+    def _read(self, name: str, limit: int = MAX_MANIFEST) -> bytes:
+        f = self.tar.extractfile(self._member(name))
+        return _read_limited(f, limit, f"{self.ref}: {name}")
+
+    def top(self) -> tuple:
+        if "manifest.json" not in self.members:
+            raise ImageError(f"{self.ref}: no manifest.json: not a docker-archive")
+        try:
+            entries = json.loads(self._read("manifest.json"))
+        except ValueError as e:
+            raise ImageError(f"{self.ref}: manifest.json: {e}") from None
+        if not isinstance(entries, list) or not entries:
+            raise ImageError(f"{self.ref}: manifest.json: no image in it")
+        want = self.ref.tag
+        if want:
+            full = want if ":" in want.rsplit("/", 1)[-1] else want + ":latest"
+            entries = [e for e in entries if isinstance(e, dict) and
+                       any(t in (want, full) or t.endswith("/" + full) for t in e.get("RepoTags") or [])]
+            if not entries:
+                raise ImageNotFound(f"{self.ref}: no image tagged {want!r} in the archive")
+        elif len(entries) != 1:
+            raise ImageError(f"{self.ref}: the archive holds {len(entries)} images; name one "
+                             "with docker-archive:FILE:NAME:TAG")
+        entry = entries[0]
+        if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
+                or not isinstance(entry.get("Layers"), list):
+            raise ImageError(f"{self.ref}: manifest.json: an entry without Config or Layers")
+        config = self._read(entry["Config"])
+        cdigest = sha256(config)
+        diff_ids = ((load_json(config, "image config").get("rootfs") or {}).get("diff_ids") or [])
+        if len(diff_ids) != len(entry["Layers"]):
+            raise ImageError(f"{self.ref}: manifest.json lists {len(entry['Layers'])} layers, "
+                             f"the config {len(diff_ids)}")
+        self.config_bytes = config
+        layers = []
+        for i, name in enumerate(entry["Layers"]):
+            if not isinstance(name, str):
+                raise ImageError(f"{self.ref}: manifest.json Layers[{i}]: not a file name")
+            m = self._member(name)
+            parts = os.path.normpath(name).split("/")
+            # docker 25+ writes OCI blobs (blobs/sha256/HEX, maybe compressed); older tools
+            # the uncompressed layer, whose digest is its diff id
+            digest = ("sha256:" + parts[2] if len(parts) == 3 and parts[:2] == ["blobs", "sha256"]
+                      else diff_ids[i])
+            check_digest(digest, f"{self.ref}: layer {name}")
+            self.layer_files[digest] = m
+            layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                           "digest": digest, "size": m.size})
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": DOCKER_CONFIG, "digest": cdigest, "size": len(config)},
+                    "layers": layers}
+        self.config_digest = cdigest
+        data = json.dumps(manifest, separators=(",", ":")).encode()
+        return data, OCI_MANIFEST, ""
+
+    def manifest_blob(self, desc):
+        raise ImageError(f"{self.ref}: an archive holds no index")
+
+    def open_blob(self, desc: Descriptor):
+        if desc.digest == getattr(self, "config_digest", None):
+            return io.BytesIO(self.config_bytes)
+        m = self.layer_files.get(desc.digest)
+        if m is None:
+            raise ImageNotFound(f"{self.ref}: blob {desc.digest} is not in the archive")
+        return self.tar.extractfile(m)
+
+    def close(self) -> None:
+        self.tar.close()
+
+
+def open_source(ref: Reference, tls_verify: bool = True, creds: str = "") -> Source:
+    if ref.transport == "oci":
+        return OCILayout(ref)
+    if ref.transport == "docker-archive":
+        return DockerArchive(ref)
+    from .registry import RegistrySource
+
+    return RegistrySource(ref, tls_verify=tls_verify, creds=creds)

@@ -1,0 +1,337 @@
+"""The image store (the seed's Graph): verified blobs, one unpacked directory per layer shared
+by every image that has it, names → images, and garbage collection. The on-disk layout is a
+format: spec/IMAGES.md describes it.
+
+Locks (flock): `lock` is held shared by every pull and bundle and exclusively by rmi/gc, so
+nothing a pull is making or a bundle is using is collected; `layers/.locks/HEX` makes one
+process unpack a layer while another pulling the same layer waits and then uses it;
+`images.lock` serialises writes of images.json. Every file written is written whole and
+renamed into place; a layer is unpacked under tmp/ and renamed into layers/ only once both of
+its digests are verified, so a failed pull leaves nothing half-stored."""
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+
+from .errors import DigestMismatch, ImageError, ImageNotFound, InvalidArgument
+from .layer import HashingReader, decompressed, unpack
+from .manifest import MAX_MANIFEST, load_json, parse_manifest, sha256, verify
+from .progress import Quiet
+from .reference import check_digest, normalize_name
+from .reference import parse as parse_reference
+
+
+def default_root() -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/runner"
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data, "runner")
+
+
+@dataclass
+class Image:
+    id: str              # the config's digest, without "sha256:"
+    names: list
+    manifest: str        # digest
+    config: str          # digest
+    layers: list         # diff ids, bottom first
+    size: int            # bytes of the layer blobs, as the manifest gives them
+    created: str         # from the image config
+    pulled: float
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+class _Limited(HashingReader):
+    """A blob as it arrives: hashed, counted, and cut off past its declared size."""
+
+    def __init__(self, f, limit: int, what: str, progress):
+        super().__init__(f)
+        self.limit, self.what, self.progress = limit, what, progress
+
+    def read(self, n: int = -1) -> bytes:
+        data = super().read(n)
+        self.progress.update(len(data))
+        if self.size > self.limit:
+            raise DigestMismatch(f"{self.what}: longer than the {self.limit} bytes its descriptor says")
+        return data
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _syncfs(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _libc().syncfs(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+class _Flock:
+    def __init__(self, path: str, exclusive: bool):
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class Store:
+    def __init__(self, root: str | None = None):
+        self.root = os.path.abspath(root or default_root())
+        self.rootless = os.geteuid() != 0
+        try:
+            for d in ("blobs/sha256", "layers/.locks", "tmp", "mounts", "containers"):
+                os.makedirs(os.path.join(self.root, d), mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise InvalidArgument(f"--storage: cannot use {self.root}: {e.strerror}") from None
+
+    # ---- paths and locks ---------------------------------------------------------------
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    def blob_path(self, digest: str) -> str:
+        return self.path("blobs", "sha256", check_digest(digest, "blob")[7:])
+
+    def layer_dir(self, diff_id: str) -> str:
+        """The unpacked layer (overlay form) for a diff id."""
+        return self.path("layers", check_digest(diff_id, "layer")[7:], "diff")
+
+    def shared(self) -> _Flock:
+        return _Flock(self.path("lock"), exclusive=False)
+
+    def exclusive(self) -> _Flock:
+        return _Flock(self.path("lock"), exclusive=True)
+
+    # ---- images.json -------------------------------------------------------------------
+
+    def _read_images(self) -> dict:
+        try:
+            with open(self.path("images.json"), "rb") as f:
+                data = load_json(f.read(), f"{self.path('images.json')}")
+        except FileNotFoundError:
+            return {}
+        return {k: Image(**v) for k, v in (data.get("images") or {}).items()}
+
+    def _write_images(self, images: dict) -> None:
+        data = {"version": 1, "images": {k: v.to_json() for k, v in sorted(images.items())}}
+        write_atomic(self.path("images.json"), json.dumps(data, indent=1).encode() + b"\n")
+
+    def images(self) -> list:
+        return sorted(self._read_images().values(), key=lambda i: -i.pulled)
+
+    def get(self, ref: str) -> Image:
+        """An image by name (`:latest` implied), by id, by `sha256:ID` or by a unique id prefix."""
+        images = self._read_images()
+        ref = ref.strip()
+        key = ref[7:] if ref.startswith("sha256:") else ref
+        if key in images:
+            return images[key]
+        try:
+            name = normalize_name(ref)
+        except InvalidArgument:
+            name = ref
+        for img in images.values():
+            if name in img.names or ref in img.names:
+                return img
+        if len(key) >= 4 and all(c in "0123456789abcdef" for c in key):
+            hits = [i for k, i in images.items() if k.startswith(key)]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise InvalidArgument(f"image {ref!r}: the id prefix is ambiguous")
+        raise ImageNotFound(f"image {ref!r}: no such image in {self.root} (see 'runner images')")
+
+    def read_blob(self, digest: str) -> bytes:
+        with open(self.blob_path(digest), "rb") as f:
+            return f.read()
+
+    def config(self, img: Image) -> dict:
+        return load_json(self.read_blob(img.config), f"image {img.id[:12]} config")
+
+    # ---- pull --------------------------------------------------------------------------
+
+    def pull(self, source: str, name: str = "", tls_verify: bool = True, creds: str = "",
+             progress=None) -> Image:
+        from .source import open_source
+
+        progress = progress or Quiet()
+        ref = parse_reference(source)
+        name = normalize_name(name) if name else ref.default_name()
+        with self.shared():
+            src = open_source(ref, tls_verify=tls_verify, creds=creds)
+            try:
+                mbytes, mdigest, mtype = src.resolve()
+                manifest = parse_manifest(mbytes, mtype)
+                cdesc = manifest.config
+                if cdesc.size > MAX_MANIFEST:
+                    raise ImageError(f"{ref}: config of {cdesc.size} bytes is too large")
+                with src.open_blob(cdesc) as f:
+                    cbytes = f.read(cdesc.size + 1)
+                verify(cbytes, cdesc.digest, f"{ref}: config {cdesc.digest}")
+                config = load_json(cbytes, f"{ref}: image config")
+                diff_ids = (config.get("rootfs") or {}).get("diff_ids")
+                if not isinstance(diff_ids, list) or len(diff_ids) != len(manifest.layers):
+                    raise ImageError(f"{ref}: the config's rootfs.diff_ids do not match the "
+                                     f"manifest's {len(manifest.layers)} layers")
+                for i, (desc, diff_id) in enumerate(zip(manifest.layers, diff_ids)):
+                    check_digest(diff_id, f"{ref}: config rootfs.diff_ids[{i}]")
+                    self._ensure_layer(src, desc, diff_id, progress)
+            finally:
+                src.close()
+            # the image exists once its manifest, config and name are written, in this order
+            for digest, data in ((mdigest, mbytes), (cdesc.digest, cbytes)):
+                if not os.path.exists(self.blob_path(digest)):
+                    write_atomic(self.blob_path(digest), data)
+            img = Image(id=cdesc.digest[7:], names=[name], manifest=mdigest, config=cdesc.digest,
+                        layers=list(diff_ids), size=sum(d.size for d in manifest.layers),
+                        created=str(config.get("created") or ""), pulled=time.time())
+            with _Flock(self.path("images.lock"), exclusive=True):
+                images = self._read_images()
+                for other in images.values():  # a name points at one image
+                    if name in other.names and other.id != img.id:
+                        other.names.remove(name)
+                if img.id in images:
+                    old = images[img.id]
+                    img.names = old.names + ([name] if name not in old.names else [])
+                images[img.id] = img
+                self._write_images(images)
+        return img
+
+    def _ensure_layer(self, src, desc, diff_id: str, progress) -> None:
+        hexid = diff_id[7:]
+        final = self.path("layers", hexid)
+        if os.path.isdir(final):
+            progress.layer(desc.digest, desc.size).done("already in the store")
+            return
+        with _Flock(self.path("layers", ".locks", hexid), exclusive=True):
+            if os.path.isdir(final):  # another pull unpacked it while this one waited
+                progress.layer(desc.digest, desc.size).done("already in the store")
+                return
+            tmp = tempfile.mkdtemp(prefix="layer-", dir=self.path("tmp"))
+            try:
+                line = progress.layer(desc.digest, desc.size)
+                diff = os.path.join(tmp, "diff")
+                os.mkdir(diff, 0o755)
+                with src.open_blob(desc) as f:
+                    raw = _Limited(f, desc.size, f"layer {desc.digest}", line)
+                    tar = HashingReader(decompressed(raw))
+                    u = unpack(tar, diff, self.rootless)
+                    tar.drain()
+                    raw.drain()
+                if raw.size != desc.size:
+                    raise DigestMismatch(f"layer {desc.digest}: truncated: {raw.size} of "
+                                         f"{desc.size} bytes")
+                if raw.digest() != desc.digest:
+                    raise DigestMismatch(f"layer {desc.digest}: digest mismatch: got {raw.digest()}")
+                if tar.digest() != diff_id:
+                    raise DigestMismatch(f"layer {desc.digest}: its content has digest "
+                                         f"{tar.digest()}, the config says {diff_id}")
+                meta = {"diff_id": diff_id, "digest": desc.digest, "size": desc.size,
+                        "unpacked_size": tar.size, "entries": u.entries,
+                        "skipped_devices": u.skipped_devices[:100]}
+                write_atomic(os.path.join(tmp, "layer.json"), json.dumps(meta).encode())
+                _syncfs(tmp)
+                os.rename(tmp, final)
+                line.done()
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+
+    # ---- rmi, gc -----------------------------------------------------------------------
+
+    def in_use(self) -> dict:
+        """Mount records: key → record (which bundle uses which image's layers)."""
+        out = {}
+        for n in os.listdir(self.path("mounts")):
+            if n.endswith(".json"):
+                try:
+                    with open(self.path("mounts", n), "rb") as f:
+                        out[n[:-5]] = json.loads(f.read())
+                except (OSError, ValueError):
+                    continue
+        return out
+
+    def remove(self, ref: str, force: bool = False) -> list:
+        """`rmi`: untag a name, or remove the image when no name is left; → what was done."""
+        with self.exclusive():
+            img = self.get(ref)
+            done = []
+            with _Flock(self.path("images.lock"), exclusive=True):
+                images = self._read_images()
+                try:
+                    asked = normalize_name(ref)
+                except InvalidArgument:
+                    asked = ref
+                if asked in img.names and len(img.names) > 1:
+                    images[img.id].names.remove(asked)
+                    self._write_images(images)
+                    return [f"Untagged: {asked}"]
+                users = [r["bundle"] for r in self.in_use().values() if r.get("image") == img.id]
+                if users and not force:
+                    raise ImageError(f"image {ref!r} is in use by the bundle {users[0]} "
+                                     "(runner bundle --remove it first)")
+                del images[img.id]
+                self._write_images(images)
+                done += [f"Untagged: {n}" for n in img.names] + [f"Deleted: sha256:{img.id}"]
+            self._gc_locked()
+            return done
+
+    def gc(self) -> list:
+        with self.exclusive():
+            return self._gc_locked()
+
+    def _gc_locked(self) -> list:
+        images = self._read_images()
+        keep_layers = {d[7:] for i in images.values() for d in i.layers}
+        for rec in self.in_use().values():
+            keep_layers.update(d[7:] for d in rec.get("layers", []))
+        keep_blobs = {d[7:] for i in images.values() for d in (i.manifest, i.config)}
+        removed = []
+        for n in os.listdir(self.path("layers")):
+            if not n.startswith(".") and n not in keep_layers:
+                # renamed out first: a layer dir under its name is always whole
+                trash = tempfile.mkdtemp(prefix="gc-", dir=self.path("tmp"))
+                os.rename(self.path("layers", n), os.path.join(trash, n))
+                removed.append(f"layer sha256:{n}")
+        for n in os.listdir(self.path("layers", ".locks")):
+            if n not in keep_layers:
+                os.unlink(self.path("layers", ".locks", n))
+        for n in os.listdir(self.path("blobs", "sha256")):
+            if n not in keep_blobs:
+                os.unlink(self.path("blobs", "sha256", n))
+        # under the exclusive lock no pull is running: all of tmp/ is left over or trash
+        for n in os.listdir(self.path("tmp")):
+            shutil.rmtree(self.path("tmp", n), ignore_errors=True)
+        return removed
