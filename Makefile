@@ -7,6 +7,8 @@ BUNDLE := build/bundle
 APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static python3-dev python3-venv uidmap \
 	iproute2 procps strace nftables
 ACCEPT_PACKAGES := podman containerd containernetworking-plugins
+# the image tests build, copy and serve images with the real tools (tests/integration/test_images*.py)
+IMAGE_PACKAGES := skopeo umoci docker-registry
 
 .PHONY: all deps accept-deps compile venv rootfs demo test unit bench clean
 
@@ -27,7 +29,7 @@ deps:
 
 # the engines of the "real clients" acceptance tests (tests/integration/test_engines.py)
 accept-deps:
-	$(call apt_install_missing,$(ACCEPT_PACKAGES))
+	$(call apt_install_missing,$(ACCEPT_PACKAGES) $(IMAGE_PACKAGES))
 
 # deps is order-only (after the |): being phony, as a normal prerequisite it would force a
 # reinstall on every make

@@ -144,5 +144,5 @@ def cmd_bundle(ctx, argv: list) -> int:
                   args=pos[2:] or None,
                   entrypoint=(None if opts["entrypoint"] is None
                               else [opts["entrypoint"]] if opts["entrypoint"] else []),
-                  env=opts["env"], user=opts["user"], cwd=opts["cwd"], terminal=opts["tty"])
+                  env=opts["env"], user=opts["user"], cwd=opts["cwd"], terminal=bool(opts["tty"]))
     return 0

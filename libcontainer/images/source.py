@@ -198,12 +198,3 @@ class DockerArchive(Source):
     def close(self) -> None:
         self.tar.close()
 
-
-def open_source(ref: Reference, tls_verify: bool = True, creds: str = "") -> Source:
-    if ref.transport == "oci":
-        return OCILayout(ref)
-    if ref.transport == "docker-archive":
-        return DockerArchive(ref)
-    from .registry import RegistrySource
-
-    return RegistrySource(ref, tls_verify=tls_verify, creds=creds)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .errors import DigestMismatch, ImageError, ImageNotFound, InvalidArgument
 from .layer import HashingReader, decompressed, unpack
-from .manifest import MAX_MANIFEST, load_json, parse_manifest, sha256, verify
+from .manifest import MAX_MANIFEST, load_json, parse_manifest, verify
 from .progress import Quiet
 from .reference import check_digest, normalize_name
 from .reference import parse as parse_reference
@@ -184,7 +184,7 @@ class Store:
 
     def pull(self, source: str, name: str = "", tls_verify: bool = True, creds: str = "",
              progress=None) -> Image:
-        from .source import open_source
+        from .transports import open_source
 
         progress = progress or Quiet()
         ref = parse_reference(source)

@@ -1,0 +1,174 @@
+"""Images from an OCI layout that umoci built: pull into a store, bundle (overlay and vfs),
+run a container, and compare the tree with `umoci unpack` of the same image; the config with
+umoci's; layers shared between images; rmi and garbage collection; two pulls at once."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+import imagekit as kit
+from conftest import need_root, new_id
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory):
+    need_root()
+    for tool in ("umoci", "skopeo"):
+        if not os.path.exists(f"/usr/bin/{tool}"):
+            pytest.fail(f"{tool} is not installed (make test installs it)")
+    if not os.path.exists(os.path.join(kit.ROOTFS, "bin", "busybox")):
+        pytest.skip("no busybox rootfs: run `make rootfs`")
+    work = str(tmp_path_factory.mktemp("image"))
+    os.chmod(work, 0o755)
+    img = kit.build_image(work)
+    img["umoci_rootfs"] = kit.umoci_unpack(img["layout"], "full", os.path.join(work, "umoci-full"))
+    with open(os.path.join(work, "umoci-full", "config.json")) as f:
+        img["umoci_config"] = json.load(f)
+    return img
+
+
+@pytest.fixture
+def store(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    path = str(tmp_path / "store")
+    yield path
+    # every test leaves no mount behind under its tmp dir
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f if str(tmp_path) in line.split()[4]]
+    for m in reversed(mounts):
+        subprocess.run(["umount", "-l", m])
+    assert not mounts, f"left mounted: {mounts}"
+
+
+def pull(store, source, *extra):
+    r = kit.runner("pull", "--storage", store, *extra, source)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def run_bundle(bundle: str, state: str, *args: str) -> subprocess.CompletedProcess:
+    return kit.runner("--root", state, "run", "--bundle", bundle, new_id(), *args)
+
+
+INSIDE = ("id; pwd; echo \"FOO=$FOO\"; echo \"HOME=$HOME\"; ls /srv/data; cat /opt/old/c; "
+          "test ! -e /opt/old/a && test ! -e /bin/vi && test ! -e /srv/data/keep.txt "
+          "&& echo whiteouts-ok; touch /srv/new-file && echo writable")
+
+
+@pytest.mark.parametrize("driver", ["overlay", "vfs"])
+def test_pull_bundle_run_and_same_tree_as_umoci(image, store, tmp_path, driver):
+    image_id = pull(store, f"oci:{image['layout']}:full")
+    r = kit.runner("images", "--storage", store)
+    assert "localhost/layout:full" in r.stdout and image_id[:12] in r.stdout, r.stdout
+    bundle = str(tmp_path / "bundle")
+    r = kit.runner("bundle", "--storage", store, "--driver", driver, "localhost/layout:full", bundle)
+    assert r.returncode == 0, r.stderr
+    rootfs = os.path.join(bundle, "rootfs")
+    assert os.path.ismount(rootfs) == (driver == "overlay")
+    # the merged view (overlay) or the copy (vfs) is umoci's rootfs, entry for entry
+    problems = kit.diff_trees(kit.tree(rootfs), kit.tree(image["umoci_rootfs"]))
+    assert not problems, "\n".join(problems[:40])
+    state = str(tmp_path / "state")
+    # the image's own Entrypoint + Cmd
+    r = run_bundle(bundle, state)
+    assert r.returncode == 0 and r.stdout == "ep hello world\n", r.stderr
+    kit.runner("bundle", "--storage", store, "--remove", bundle)
+    # what the image says, seen from inside: user (with the group from /etc/group), cwd, env
+    r = kit.runner("bundle", "--storage", store, "--driver", driver, "--entrypoint", "/bin/sh",
+                   "localhost/layout:full", bundle, "-c", INSIDE)
+    assert r.returncode == 0, r.stderr
+    r = run_bundle(bundle, state)
+    assert r.returncode == 1  # /srv is root's: user app cannot write there
+    lines = r.stdout.splitlines()
+    assert lines[0] == "uid=1234(app) gid=1234(app) groups=50(staff)", r.stdout
+    assert lines[1:7] == ["/srv", "FOO=bar baz", "HOME=/home/app", "new.txt", "c", "whiteouts-ok"]
+    assert "Permission denied" in r.stderr
+    kit.runner("bundle", "--storage", store, "--remove", bundle)
+    # overrides: user, env, cwd; root can write, and the write stays in the bundle
+    r = kit.runner("bundle", "--storage", store, "--driver", driver, "--user", "0:0",
+                   "--env", "FOO=over", "--cwd", "/tmp", "--entrypoint", "/bin/sh",
+                   "localhost/layout:full", bundle, "-c", INSIDE)
+    assert r.returncode == 0, r.stderr
+    r = run_bundle(bundle, state)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[:3] == ["uid=0(root) gid=0(root)", "/tmp", "FOO=over"]
+    assert r.stdout.endswith("writable\n")
+    assert os.path.exists(os.path.join(rootfs, "srv", "new-file"))
+    r = kit.runner("bundle", "--storage", store, "--remove", bundle)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(bundle), "bundle --remove leaves the directory it made"
+    assert os.listdir(os.path.join(store, "containers")) == []
+    assert os.listdir(os.path.join(store, "mounts")) == []
+    # nothing written in a container reached the image's layers
+    for layer in os.listdir(os.path.join(store, "layers")):
+        assert not os.path.exists(os.path.join(store, "layers", layer, "diff", "srv", "new-file"))
+
+
+def test_config_as_umoci_makes_it(image, store, tmp_path):
+    pull(store, f"oci:{image['layout']}:full")
+    bundle = str(tmp_path / "b")
+    r = kit.runner("bundle", "--storage", store, "--tty", "localhost/layout:full", bundle)
+    assert r.returncode == 0, r.stderr
+    try:
+        with open(os.path.join(bundle, "config.json")) as f:
+            ours = json.load(f)
+        theirs = image["umoci_config"]
+        for key in ("args", "cwd", "user", "terminal"):
+            assert ours["process"][key] == theirs["process"][key], key
+        assert sorted(ours["process"]["env"]) == sorted(theirs["process"]["env"])
+        want = {k: v for k, v in theirs["annotations"].items() if v}
+        assert ours["annotations"] == want
+        assert ours["annotations"]["org.opencontainers.image.stopSignal"] == "SIGUSR1"
+        assert ours["root"] == {"path": "rootfs", "readonly": False}
+    finally:
+        kit.runner("bundle", "--storage", store, "--remove", bundle)
+
+
+def test_layers_shared_rmi_and_gc(image, store, tmp_path):
+    layout = image["layout"]
+    base = pull(store, f"oci:{layout}:base")
+    full = pull(store, f"oci:{layout}:full")
+    layers = os.path.join(store, "layers")
+    assert len([n for n in os.listdir(layers) if not n.startswith(".")]) == 3  # not 1 + 3
+    # a second name for the same image is a name, not a copy
+    assert pull(store, f"oci:{layout}:full", "--name", "other:tag") == full
+    r = kit.runner("images", "--storage", store, "--format", "json")
+    imgs = {i["id"]: i for i in json.loads(r.stdout)}
+    assert sorted(imgs[full]["names"]) == ["localhost/layout:full", "other:tag"]
+    assert imgs[base]["layers"][0] == imgs[full]["layers"][0]
+    # an image a bundle uses is not removed
+    bundle = str(tmp_path / "b")
+    assert kit.runner("bundle", "--storage", store, "other:tag", bundle).returncode == 0
+    r = kit.runner("rmi", "--storage", store, "other:tag")
+    assert r.returncode == 0 and r.stdout == "Untagged: other:tag\n"
+    r = kit.runner("rmi", "--storage", store, "localhost/layout:full")
+    assert r.returncode == 1 and f"in use by the bundle {bundle}" in r.stderr, r.stderr
+    assert kit.runner("bundle", "--storage", store, "--remove", bundle).returncode == 0
+    r = kit.runner("rmi", "--storage", store, full[:12])
+    assert r.returncode == 0 and f"Deleted: sha256:{full}" in r.stdout, r.stderr
+    # base's layer stays, full's own two go with their blobs
+    left = [n for n in os.listdir(layers) if not n.startswith(".")]
+    assert left == [imgs[base]["layers"][0][7:]]
+    blobs = sorted(os.listdir(os.path.join(store, "blobs", "sha256")))
+    assert blobs == sorted([imgs[base]["manifest"][7:], imgs[base]["config"][7:]])
+    r = kit.runner("rmi", "--storage", store, "nosuch:image")
+    assert r.returncode == 1 and "no such image" in r.stderr
+    assert kit.runner("rmi", "--storage", store, "localhost/layout:base").returncode == 0
+    assert kit.store_leftovers(store) == []
+
+
+def test_two_pulls_of_the_same_layers_at_once(image, store):
+    procs = [subprocess.Popen(kit.RUNNER + ["pull", "--storage", store, f"oci:{image['layout']}:full"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=kit.REPO)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert len({o[0] for o in outs}) == 1
+    layers = [n for n in os.listdir(os.path.join(store, "layers")) if not n.startswith(".")]
+    assert len(layers) == 3
+    assert os.listdir(os.path.join(store, "tmp")) == []
+    r = kit.runner("images", "--storage", store, "-q")
+    assert r.stdout.splitlines() == [outs[0][0].strip()[:12]]
