@@ -532,6 +532,7 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
 def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
             new_keyring, warn, _start_now, _foreground, net_devices, listen_fds) -> Container:
     master: list = []
+    hooks_ran: list = []  # non-empty once the runtime's hooks started (poststop owes them)
     try:
         fifo_fd = -1
         if not _start_now:
@@ -589,6 +590,7 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
 
                 # prestart (runtime-spec 1.0 ran it at `start`) sees "created", as crun
                 # gives it; createRuntime, a stage of create, "creating"
+                hooks_ran.append(pid)
                 run_hooks(hooks.get("prestart", []), oci_state(pid, "created").decode())
                 run_hooks(hooks.get("createRuntime", []), oci_state(pid).decode())
                 crash_point("create: createRuntime hooks run")
@@ -651,6 +653,13 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
                 raise
             raise ContainerError(f"{e} (and removing what was made failed: {cleanup}; "
                                  f"`delete --force {d.id}` finishes it)") from None
+        if hooks_ran:
+            # the lifecycle of a failed create goes on to delete, poststop hooks included (as
+            # runc's destroy): what a createRuntime hook set up (a network) is undone
+            _run_hooks(hooks.get("poststop", []),
+                       lambda: dict({k: state[k] for k in ("ociVersion", "id", "bundle",
+                                                            "annotations")},
+                                    status="stopped", pid=hooks_ran[0]), _stderr_warn)
         raise
     c = Container(d, state)
     c._spec = spec

@@ -142,3 +142,21 @@ except network.CNIError as e:
         assert "eth0" not in c.links()
     finally:
         c.close()
+
+
+def test_a_failed_create_still_runs_poststop_and_releases_the_network(bundle, host):
+    """A createRuntime hook after the network's fails: the runner goes on to delete, runs
+    poststop (runc does too), and the attachment is released."""
+    net_cli(host, "create", "fail", "--subnet", "10.98.0.0/24", "--state-dir", host["state"])
+    hooks = json.loads(net_cli(host, "hooks", "fail").stdout)
+    hooks["createRuntime"].append({"path": "/bin/false"})
+    bundle.config["hooks"] = hooks
+    bundle.set_args("true")
+    bundle.write()
+    cid = "t-netfail-" + os.urandom(4).hex()
+    bundle.last_id = cid
+    r = host["ns"].sh(*RUNNER, "--root", bundle.root, "run", "--bundle", bundle.path, cid,
+                      check=False, cwd=REPO)
+    assert r.returncode != 0 and "/bin/false" in r.stderr, r.stderr
+    assert json.loads(net_cli(host, "inspect", "fail").stdout)[0]["containers"] == []
+    # (the host fixture checks that no veth, rule or allocation is left)
