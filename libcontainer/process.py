@@ -47,13 +47,15 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
         conf = confine.prepare(spec, proc, warn, for_exec=for_exec)
     # The init leaves execCPUAffinity alone: config.md, "not applicable to the container's
     # init process" (runc too). The config's value is for `exec`, which inherits it.
+    # hostname and domainname are set in the container's uts namespace, a new one or one
+    # joined by path (config.md); never in the runtime's own
     if spec.hostname and not for_exec:
-        if "uts" not in ns.new:
-            raise ConfigError("hostname", "needs a new uts namespace")
+        if not ns.has("uts"):
+            raise ConfigError("hostname", "needs a uts namespace (a new one or one joined by path)")
         plan.add(f"hostname: setting {spec.hostname!r}", P.SETHOSTNAME, data=spec.hostname)
     if spec.domainname and not for_exec:
-        if "uts" not in ns.new:
-            raise ConfigError("domainname", "needs a new uts namespace")
+        if not ns.has("uts"):
+            raise ConfigError("domainname", "needs a uts namespace (a new one or one joined by path)")
         plan.add(f"domainname: setting {spec.domainname!r}", P.SETDOMAINNAME, data=spec.domainname)
     _plan_rlimits(proc, plan)
 

@@ -6,6 +6,7 @@ untouched (hooks, resources, seccomp, annotations) are kept as plain, already ty
 """
 from __future__ import annotations
 
+import errno
 import os
 
 from . import jsonio
@@ -352,8 +353,13 @@ class Linux(Frozen):
             if p:
                 if not p.startswith("/"):
                     raise ConfigError(f"{np}.path", f"{p!r} must be an absolute path")
-                if not os.path.exists(p):
-                    raise ConfigError(f"{np}.path", f"{p} does not exist")
+                try:
+                    os.stat(p)
+                except OSError as e:
+                    # EACCES is not "missing": /proc/1/ns/* of a process we may not trace
+                    why = ("does not exist" if e.errno == errno.ENOENT
+                           else f"cannot be opened: {e.strerror}")
+                    raise ConfigError(f"{np}.path", f"{p} {why}") from None
             namespaces.append(Namespace(t, p))
         uid_maps = _mappings(o, "uidMappings", path)
         gid_maps = _mappings(o, "gidMappings", path)
