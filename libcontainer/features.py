@@ -35,5 +35,16 @@ def features() -> dict:
             "mountExtensions": {"idmap": {"enabled": True}},  # bind mounts (rootfs.py)
         },
         "annotations": {"org.opencontainers.runc.version": "none",
-                        "io.github.runner.version": "0.1.0"},
+                        "io.github.runner.version": "0.1.0",
+                        # the CNI plugin beside the runtime (libcontainer/network)
+                        "io.github.runner.cni": _cni()},
     }
+
+
+def _cni() -> str:
+    from .network import cni
+
+    return (f"runner-cni: CNI {','.join(cni.SUPPORTED_VERSIONS)} "
+            f"({' '.join(cni.COMMANDS)}); bridge, veth, host-local IPAM (IPv4, IPv6), "
+            "isGateway, ipMasq, hairpinMode, promiscMode, mtu, portMappings (tcp, udp, sctp; "
+            "nftables); hooks: runner-cni hook add|del NETWORK")
