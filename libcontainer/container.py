@@ -304,10 +304,12 @@ class Container:
         self._dir.write(self._state)
 
     def exec(self, proc: specmod.Process, *, stdio=None, console_socket: str = "",
-             detach: bool = False, pid_file: str = "", keep_fds: int = 0):
+             detach: bool = False, pid_file: str = "", keep_fds: int = 0,
+             sub_cgroups: dict | None = None):
         """Start another process in the running container: every namespace of the init is
-        joined (so it shows up in the container's pid namespace) and its cgroup too. In the
-        foreground returns the exit code; detached, the pid."""
+        joined (so it shows up in the container's pid namespace) and its cgroup too, or the
+        existing sub-cgroups `sub_cgroups` names (runc's exec --cgroup: {controller or "":
+        path}). In the foreground returns the exit code; detached, the pid."""
         status = self.status()
         if status != "running":
             raise WrongState(f"cannot exec in container {self.id!r}: it is {status}, not running")
@@ -319,12 +321,17 @@ class Container:
             check_console_socket(console_socket)
         plan = planmod.make_exec(self.spec, proc, self.pid, keep_fds=keep_fds)
         cg = self._cgroups()
+        dirs = None
+        if sub_cgroups is not None:
+            if cg is None:
+                raise WrongState(f"--cgroup: container {self.id!r} has no cgroup")
+            dirs = cg.sub_dirs(sub_cgroups)
         master = []
         exec_pid: list = []
 
         def before_go(pid):
             if cg is not None:
-                cg.join(pid)
+                cg.join(pid, dirs=dirs)
             exec_pid.append(pid)
 
         def on_fd(kind, fd):

@@ -171,6 +171,11 @@ EXEC_FLAGS = [
     Flag("--no-new-privs", "no_new_privs", help="set no_new_privs"),
     Flag("--preserve-fds", "preserve_fds", True, "0", "pass N more fds (3 .. 3+N-1) to the process"),
     Flag("--ignore-paused", "ignore_paused", help="accepted for runc compatibility"),
+    Flag("--cgroup", "cgroup", True, help="run the process in an (existing) sub-cgroup of the "
+         "container's: [CONTROLLER[,CONTROLLER…]:]PATH", multiple=True),
+    Flag("--apparmor", "apparmor", True, "", "AppArmor profile (refused: not supported)"),
+    Flag("--process-label", "process_label", True, "",
+         "SELinux label (refused: not supported)"),
     Flag("--help,-h", "help"),
 ]
 
@@ -198,15 +203,19 @@ def _exec_process(c, opts, args, warn):
         raise InvalidArgument("exec: expects a container id and a command (or --process)")
     base = c.spec.process
     user = base.user
+    try:
+        gids = tuple(int(g) for g in opts["gids"]) if opts["gids"] else user.additional_gids
+    except ValueError:
+        raise InvalidArgument(f"--additional-gids: {opts['gids']} are not all numbers") from None
     if opts["user"]:
+        # runc: --user sets uid and gid; the config's additional gids stay unless -g
         uid, _, gid = opts["user"].partition(":")
         try:
-            user = User(int(uid), int(gid) if gid else 0, user.umask,
-                        tuple(int(g) for g in opts["gids"]))
+            user = User(int(uid), int(gid) if gid else 0, user.umask, gids)
         except ValueError:
             raise InvalidArgument(f"--user: {opts['user']!r} is not uid[:gid]") from None
     elif opts["gids"]:
-        user = User(user.uid, user.gid, user.umask, tuple(int(g) for g in opts["gids"]))
+        user = User(user.uid, user.gid, user.umask, gids)
     caps = base.capabilities
     if opts["caps"]:
         caps = caps or Capabilities()
@@ -220,11 +229,16 @@ def _exec_process(c, opts, args, warn):
     for e in opts["env"]:
         if "=" not in e:
             raise InvalidArgument(f"--env: {e!r} is not KEY=value")
-    # like runc, the config's process is the base: what no flag overrides is inherited
-    return Process(args=args, env=tuple(base.env) + tuple(opts["env"]), cwd=cwd, user=user,
+    # like runc, the config's process is the base: what no flag overrides is inherited;
+    # an --env KEY replaces the config's (runc's init sets them in order: the last wins)
+    env: dict = {}
+    for e in tuple(base.env) + tuple(opts["env"]):
+        env[e.split("=", 1)[0]] = e
+    return Process(args=args, env=tuple(env.values()), cwd=cwd, user=user,
                    terminal=opts["tty"], capabilities=caps, rlimits=base.rlimits,
                    no_new_privileges=base.no_new_privileges or opts["no_new_privs"],
-                   apparmor_profile=base.apparmor_profile, selinux_label=base.selinux_label,
+                   apparmor_profile=opts["apparmor"] or base.apparmor_profile,
+                   selinux_label=opts["process_label"] or base.selinux_label,
                    io_priority=base.io_priority, scheduler=base.scheduler,
                    exec_cpu_affinity=base.exec_cpu_affinity)
 
@@ -251,9 +265,46 @@ def cmd_exec(ctx, argv: list) -> int:
         return flag_help("exec ID [COMMAND [ARGS…]]", EXEC_FLAGS)
     if not pos:
         raise InvalidArgument("exec: expects a container id")
+    _refuse_lsm_flags(opts)
+    sub_cgroups = _sub_cgroups(opts["cgroup"])
     c = lc.load(pos[0], ctx.root)
     proc = _exec_process(c, opts, pos[1:], ctx.warn)
     result = c.exec(proc, console_socket=opts["console_socket"], detach=opts["detach"],
                     pid_file=opts["pid_file"],
-                    keep_fds=int_flag(opts["preserve_fds"], "--preserve-fds"))
+                    keep_fds=int_flag(opts["preserve_fds"], "--preserve-fds"),
+                    sub_cgroups=sub_cgroups)
     return 0 if opts["detach"] else result
+
+
+def _refuse_lsm_flags(opts) -> None:
+    """--apparmor and --process-label ask for what this runtime cannot apply: refused
+    before anything starts, as a config's apparmorProfile/selinuxLabel is."""
+    from libcontainer.security import lsm
+
+    if opts["apparmor"]:
+        lsm.refuse_apparmor("--apparmor", opts["apparmor"])
+    if opts["process_label"]:
+        lsm.refuse_selinux("--process-label", opts["process_label"])
+
+
+def _sub_cgroups(args: list) -> dict | None:
+    """runc's --cgroup: one PATH (every hierarchy), or CONTROLLER[,…]:PATH for each v1
+    controller named → {controller or "": PATH}."""
+    if not args:
+        return None
+    paths: dict = {}
+    for a in args:
+        ctrls, sep, path = a.partition(":")
+        if not sep:
+            if len(args) != 1:
+                raise InvalidArgument(f"--cgroup: {a!r}: missing CONTROLLER: prefix (with more "
+                                      "than one --cgroup, each names its controllers)")
+            paths[""] = a
+            continue
+        for ctrl in ctrls.split(","):
+            if not ctrl:
+                raise InvalidArgument(f"--cgroup: {a!r}: empty controller")
+            if ctrl in paths:
+                raise InvalidArgument(f"--cgroup: controller {ctrl} given more than once")
+            paths[ctrl] = path
+    return paths

@@ -117,6 +117,13 @@ def container_dirs(manager: "Manager | None", host: Host | None = None) -> dict:
     return out
 
 
+def _sub_dir(base: str, sub: str) -> str:
+    d = os.path.normpath(os.path.join(base, sub.lstrip("/")))
+    if d != base and not d.startswith(base + "/"):
+        raise ConfigError("--cgroup", f"{sub!r} leads out of the container's cgroup")
+    return d
+
+
 def _shows(mnt: str, dev: str) -> bool:
     """Whether the path `mnt` leads to the mount of device `dev` ("major:minor"), i.e.
     nothing is mounted over it."""
@@ -365,9 +372,33 @@ class Manager:
             return -1
         return os.open(self.unified, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
-    def join(self, pid: int, v2_too: bool = True) -> None:
-        """Move `pid` into every directory (v2 only when it was not cloned there)."""
-        for d in self._dirs():
+    def sub_dirs(self, sub: dict) -> list:
+        """The directories `exec --cgroup` puts a process in: {"": PATH} is PATH below the
+        container's cgroup in every hierarchy; {controller: PATH} below that controller's
+        (the others stay the container's). Each must exist, and stay below the container's."""
+        if "" in sub:
+            out = [_sub_dir(d, sub[""]) for d in self._dirs()]
+        else:
+            unknown = sorted(set(sub) - set(self.paths))
+            if unknown:
+                raise ConfigError("--cgroup", f"unknown controller {unknown[0]} (the container's "
+                                  f"are: {', '.join(sorted(self.paths))})")
+            by_dir: dict = {}
+            for ctrl, d in self.paths.items():
+                by_dir.setdefault(d, d)
+                if ctrl in sub:
+                    by_dir[d] = _sub_dir(d, sub[ctrl])
+            out = list(by_dir.values()) + ([self.unified] if self.unified else [])
+        for d in out:
+            if not os.path.isdir(d):
+                raise ConfigError("--cgroup", f"{d} does not exist: the sub-cgroup must be "
+                                  "made first")
+        return out
+
+    def join(self, pid: int, v2_too: bool = True, dirs: list | None = None) -> None:
+        """Move `pid` into every directory (v2 only when it was not cloned there), or into
+        `dirs` (see sub_dirs)."""
+        for d in dirs if dirs is not None else self._dirs():
             if d == self.unified and not v2_too:
                 continue
             try:

@@ -36,9 +36,18 @@ def check_mount_label(label: str) -> None:
     _refuse("linux.mountLabel", "SELinux", label, selinux_enabled(), SELINUX)
 
 
+def refuse_apparmor(field: str, profile: str) -> None:
+    _refuse(field, "AppArmor", profile, apparmor_enabled(), APPARMOR)
+
+
+def refuse_selinux(field: str, label: str) -> None:
+    _refuse(field, "SELinux", label, selinux_enabled(), SELINUX)
+
+
 def _refuse(field: str, name: str, value: str, enabled: bool, where: str) -> None:
+    what = "flag" if field.startswith("--") else "field"
     if not enabled:
         raise ConfigError(field, f"cannot apply {value!r}: {name} is not enabled on this host "
-                                 f"({where} does not exist); remove the field to run without it")
+                                 f"({where} does not exist); remove the {what} to run without it")
     raise ConfigError(field, f"cannot apply {value!r}: this runtime does not support {name} "
-                             "labels yet; remove the field to run without it")
+                             f"labels yet; remove the {what} to run without it")

@@ -175,3 +175,65 @@ def test_console_socket_must_exist(bundle, running, tmp_path):
     r = bundle.runner("exec", "--tty", "--detach", "--console-socket", str(tmp_path / "nope"),
                       running, "true")
     assert r.returncode == 1 and "--console-socket" in r.stderr
+
+
+def test_exec_env_replaces_and_user_keeps_additional_gids(bundle):
+    """runc's exec: an --env KEY replaces the config's value (its init sets them in order),
+    and --user keeps the config's additional gids unless -g says otherwise (issue 11,
+    point 7)."""
+    bundle.process["env"].append("FOO=config")
+    bundle.process["user"]["additionalGids"] = [7]
+    cid = run_detached(bundle.sh("sleep 60"))
+    try:
+        r = bundle.runner("exec", "--env", "FOO=exec", "--env", "BAR=1", cid, "sh", "-c",
+                          "echo $FOO $BAR", check=True)
+        assert r.stdout == "exec 1\n"
+        r = bundle.runner("exec", "--user", "1000:1000", cid, "id", "-G", check=True)
+        assert r.stdout == "1000 7\n"
+        r = bundle.runner("exec", "--user", "1000:1000", "-g", "5", cid, "id", "-G", check=True)
+        assert r.stdout == "1000 5\n"
+    finally:
+        bundle.runner("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("flag", ["--apparmor", "--process-label"])
+def test_exec_lsm_flags_are_refused(bundle, running, flag):
+    """The runtime applies neither AppArmor nor SELinux: asked for one, exec refuses
+    before starting anything, naming the flag (never runs unconfined)."""
+    r = bundle.runner("exec", flag, "some_profile", running, "sh", "-c", "echo ran")
+    assert r.returncode == 1 and r.stdout == "", r.stdout
+    assert r.stderr.startswith(f"runner: {flag}: cannot apply 'some_profile'"), r.stderr
+
+
+def test_exec_cgroup_runs_the_process_in_a_sub_cgroup(bundle, running):
+    """runc's exec --cgroup PATH (every hierarchy) and CONTROLLER:PATH (that one only):
+    sub-cgroups of the container's that exist; anything else is refused."""
+    with open(os.path.join(bundle.root, running, "state.json")) as f:
+        cg = json.load(f)["cgroups"]
+    dirs = list(dict.fromkeys(cg["paths"].values())) + ([cg["unified"]] if cg.get("unified") else [])
+    made = []
+    try:
+        for d in dirs:
+            os.mkdir(os.path.join(d, "sub"))
+            made.append(os.path.join(d, "sub"))
+            for name in ("cpuset.cpus", "cpuset.mems"):  # a v1 cpuset child starts empty
+                if os.path.exists(os.path.join(d, name)):
+                    with open(os.path.join(d, name)) as f, \
+                            open(os.path.join(d, "sub", name), "w") as g:
+                        g.write(f.read())
+        r = bundle.runner("exec", "--cgroup", "sub", running, "cat", "/proc/self/cgroup",
+                          check=True)
+        assert all(line.endswith("/sub") for line in r.stdout.splitlines()), r.stdout
+        if "memory" in cg["paths"]:
+            r = bundle.runner("exec", "--cgroup", "memory:sub", running, "cat",
+                              "/proc/self/cgroup", check=True)
+            for line in r.stdout.splitlines():
+                _, ctrls, path = line.split(":", 2)
+                assert path.endswith("/sub") == ("memory" in ctrls.split(",")), r.stdout
+        for bad, words in (("nosuch", "does not exist"), ("../..", "leads out"),
+                           ("nosuchctrl:sub", "unknown controller")):
+            r = bundle.runner("exec", "--cgroup", bad, running, "true")
+            assert r.returncode == 1 and words in r.stderr, (bad, r.stderr)
+    finally:
+        for d in made:
+            os.rmdir(d)
