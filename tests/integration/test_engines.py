@@ -212,6 +212,54 @@ def check_clean(engine, cids=()) -> None:
         assert not [m for m in mounts_under(engine.base) if cid in m], f"mounts of {cid} left"
 
 
+# ---- what engines set, seen from inside (issue 11, "Engines") ----------------------------
+
+def _pure_v2() -> bool:
+    return os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+# the container's own limits, through the engine's `type: cgroup` mount of /sys/fs/cgroup:
+# memory, pids, cpu quota and period, one per line
+LIMITS_INSIDE = ("cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; "
+                 "tr ' ' '\\n' < /sys/fs/cgroup/cpu.max" if _pure_v2() else
+                 "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max "
+                 "/sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us")
+SETTINGS_INSIDE = ('; echo "$GREETING"; id -u; id -g; hostname; '
+                   "touch /x 2>/dev/null && echo rw-root || echo ro-root")
+
+
+def _counter_script(out: str) -> str:
+    """A process that counts into a file the host reads: proof of what it is let do."""
+    return ("trap 'echo TERM >> " + out + "/log' TERM; i=0; "
+            "while :; do i=$((i+1)); echo $i > " + out + "/n.tmp; mv " + out + "/n.tmp " + out +
+            "/n; sleep 0.05; done")
+
+
+def _count(out: str) -> int:
+    for _ in range(100):
+        try:
+            with open(os.path.join(out, "n")) as f:
+                return int(f.read())
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.05)
+    raise AssertionError("the counter never wrote")
+
+
+def _frozen_then_thawed(pause, resume, out: str) -> None:
+    """Paused, the counter stands still; resumed, it goes on."""
+    first = _count(out)
+    time.sleep(0.2)
+    assert _count(out) > first, "the counter does not run"
+    assert pause().returncode == 0
+    time.sleep(0.2)  # a write under way when the freeze came may still land
+    held = _count(out)
+    time.sleep(0.4)
+    assert _count(out) == held, "the process ran while paused"
+    assert resume().returncode == 0
+    time.sleep(0.4)
+    assert _count(out) > held, "the process did not go on after resume"
+
+
 # ---- podman ------------------------------------------------------------------------------
 
 def _host_hard_limit(res: int, cap: int) -> int:
@@ -424,6 +472,47 @@ def test_podman_tty(pm):
     exec_call = call(pm.runtime.calls(), "exec")
     assert "--tty" in exec_call and "--console-socket" in exec_call
     assert pm("rm", "--force", "--time", "0", "t1").returncode == 0
+
+
+def test_podman_limits_and_settings_seen_inside(pm):
+    """--memory, --pids-limit, --cpus reach the container's own cgroup, which is what the
+    process sees at /sys/fs/cgroup (not the host root's); --read-only, --env, --user,
+    --hostname hold for the process."""
+    r = pm.run("--rm", "--memory", "64m", "--pids-limit", "50", "--cpus", "0.5", "--read-only",
+               "--env", "GREETING=hi there", "--user", "1000:1000", "--hostname", "inside-host",
+               IMAGE, "sh", "-c", LIMITS_INSIDE + SETTINGS_INSIDE)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [str(64 << 20), "50", "50000", "100000", "hi there", "1000",
+                                     "1000", "inside-host", "ro-root"], r.stdout
+
+
+def test_podman_exec_user_tty_pause_and_stop_timeout_seen_inside(pm):
+    """exec --user -t: the process is that user, on a pty it owns (group tty); pause
+    freezes the container's processes and unpause lets them go on; stop --time 2 sends
+    TERM (the process sees it), then KILL once the 2 s are up."""
+    out = os.path.join(pm.base, "out-s1")
+    os.mkdir(out)
+    r = pm.run("-d", "--name", "s1", "-v", f"{out}:/out", IMAGE, "sh", "-c",
+               _counter_script("/out"))
+    assert r.returncode == 0, r.stderr
+    try:
+        r = pm("exec", "-t", "--user", "1000:1000", "s1", "sh", "-c",
+               "id -u; tty; stat -c %u:%g $(tty)")
+        lines = r.stdout.replace("\r", "").split()
+        assert r.returncode == 0 and lines[0] == "1000" and lines[1].startswith("/dev/pts/"), r
+        assert lines[2] == "1000:5"
+        _frozen_then_thawed(lambda: pm("pause", "s1"), lambda: pm("unpause", "s1"), out)
+        t0 = time.monotonic()
+        r = pm("stop", "--time", "2", "s1")
+        took = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        assert 2 <= took < 15, took
+        with open(os.path.join(out, "log")) as f:
+            assert f.read() == "TERM\n"
+        r = pm("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "s1")
+        assert r.stdout.split() == ["exited", "137"], r.stdout
+    finally:
+        pm("rm", "--force", "--time", "0", "s1")
 
 
 def test_podman_default_seccomp_profile(podman):
@@ -643,6 +732,47 @@ def test_ctr_tty(cd):
     assert r.returncode == 4, r.stdout + r.stderr
     assert "/dev/pts/0" in r.stdout
     assert "--console-socket" in call(cd.runtime.calls(), "create")
+
+
+def test_ctr_limits_and_settings_seen_inside(cd):
+    """ctr run --memory-limit, --cpus, --read-only, --env: seen by the process. ctr's
+    default spec has no /sys/fs/cgroup mount (CRI adds one): the test asks for it."""
+    r = cd.ctr("run", "--rm", *cd.run_flags("c6"), "--memory-limit", str(64 << 20),
+               "--mount", "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid",
+               "--cpus", "0.5", "--read-only", "--env", "GREETING=hi there", IMAGE, "c6",
+               "sh", "-c", LIMITS_INSIDE.replace("/sys/fs/cgroup/pids.max", "/dev/null")
+               .replace("/sys/fs/cgroup/pids/pids.max", "/dev/null") + SETTINGS_INSIDE)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:3] == [str(64 << 20), "50000", "100000"], r.stdout + r.stderr
+    assert lines[3:5] == ["hi there", "0"] and lines[-1] == "ro-root", r.stdout
+
+
+def test_ctr_exec_user_tty_and_pause_seen_inside(cd):
+    out = os.path.join(cd.base, "out-c7")
+    os.mkdir(out)
+    r = cd.ctr("run", "-d", *cd.run_flags("c7"), "--mount",
+               f"type=bind,src={out},dst=/out,options=rbind:rw", IMAGE, "c7", "sh", "-c",
+               _counter_script("/out"))
+    assert r.returncode == 0, r.stderr
+    try:
+        import shlex
+
+        cmd = ["ctr", "--address", cd.sock, "task", "exec", "-t", "--user", "1000",
+               "--exec-id", "e7", "c7", "sh", "-c", "id -u; tty; stat -c %u:%g $(tty)"]
+        r = sh(["script", "-qec", shlex.join(cmd), "/dev/null"], stdin=subprocess.DEVNULL)
+        lines = r.stdout.replace("\r", "").replace("^@", "").replace("\0", "").split()
+        assert r.returncode == 0 and lines[0] == "1000", r.stdout + r.stderr
+        assert lines[1].startswith("/dev/pts/") and lines[2].startswith("1000:")
+        _frozen_then_thawed(lambda: cd.ctr("task", "pause", "c7"),
+                            lambda: cd.ctr("task", "resume", "c7"), out)
+    finally:
+        cd.ctr("task", "kill", "--signal", "KILL", "c7")
+        for _ in range(100):
+            if cd.ctr("task", "delete", "c7").returncode == 0:
+                break
+            time.sleep(0.05)
+        cd.ctr("containers", "delete", "c7")
 
 
 # ---- the same calls, made directly -------------------------------------------------------
