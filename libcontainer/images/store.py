@@ -64,6 +64,19 @@ class _Limited(HashingReader):
         return data
 
 
+def _check_blob(raw: "_Limited", desc, cause: Exception | None = None) -> None:
+    if cause is not None:
+        try:
+            raw.drain()
+        except (ImageError, OSError):
+            return
+    if raw.size != desc.size:
+        raise DigestMismatch(f"layer {desc.digest}: truncated: {raw.size} of {desc.size} "
+                             "bytes") from cause
+    if raw.digest() != desc.digest:
+        raise DigestMismatch(f"layer {desc.digest}: digest mismatch: got {raw.digest()}") from cause
+
+
 def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
@@ -247,14 +260,16 @@ class Store:
                 with src.open_blob(desc) as f:
                     raw = _Limited(f, desc.size, f"layer {desc.digest}", line)
                     tar = HashingReader(decompressed(raw))
-                    u = unpack(tar, diff, self.rootless)
-                    tar.drain()
+                    try:
+                        u = unpack(tar, diff, self.rootless)
+                        tar.drain()
+                    except ImageError as e:
+                        # a blob that is not what the manifest says: that is the error
+                        # to report, not what its bytes made the unpacker trip over
+                        _check_blob(raw, desc, e)
+                        raise
                     raw.drain()
-                if raw.size != desc.size:
-                    raise DigestMismatch(f"layer {desc.digest}: truncated: {raw.size} of "
-                                         f"{desc.size} bytes")
-                if raw.digest() != desc.digest:
-                    raise DigestMismatch(f"layer {desc.digest}: digest mismatch: got {raw.digest()}")
+                _check_blob(raw, desc)
                 if tar.digest() != diff_id:
                     raise DigestMismatch(f"layer {desc.digest}: its content has digest "
                                          f"{tar.digest()}, the config says {diff_id}")
