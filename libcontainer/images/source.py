@@ -19,6 +19,7 @@ class Source:
     """What a pull needs from a source: the manifest for this platform, then blobs."""
 
     ref: Reference
+    name_hint = ""  # a name the source itself gives the image
 
     def top(self) -> tuple:
         """→ (bytes, media type from the transport or "", digest it must have or "")."""
@@ -153,6 +154,10 @@ class DockerArchive(Source):
             raise ImageError(f"{self.ref}: the archive holds {len(entries)} images; name one "
                              "with docker-archive:FILE:NAME:TAG")
         entry = entries[0]
+        tags = entry.get("RepoTags") if isinstance(entry, dict) else None
+        # the name `docker load` would give it, when the archive has one
+        if isinstance(tags, list) and len(tags) == 1 and isinstance(tags[0], str):
+            self.name_hint = tags[0]
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
                 or not isinstance(entry.get("Layers"), list):
             raise ImageError(f"{self.ref}: manifest.json: an entry without Config or Layers")

@@ -175,9 +175,12 @@ class Store:
             name = normalize_name(ref)
         except InvalidArgument:
             name = ref
-        for img in images.values():
-            if name in img.names or ref in img.names:
-                return img
+        # a short name, as podman resolves it locally: as given, then under localhost/ and
+        # Docker Hub's spellings
+        for candidate in (name, "localhost/" + name, "docker.io/" + name, "docker.io/library/" + name):
+            for img in images.values():
+                if candidate in img.names:
+                    return img
         if len(key) >= 4 and all(c in "0123456789abcdef" for c in key):
             hits = [i for k, i in images.items() if k.startswith(key)]
             if len(hits) == 1:
@@ -201,11 +204,13 @@ class Store:
 
         progress = progress or Quiet()
         ref = parse_reference(source)
-        name = normalize_name(name) if name else ref.default_name()
+        name = normalize_name(name) if name else ""
         with self.shared():
             src = open_source(ref, tls_verify=tls_verify, creds=creds)
             try:
                 mbytes, mdigest, mtype = src.resolve()
+                if not name:
+                    name = normalize_name(src.name_hint) if src.name_hint else ref.default_name()
                 manifest = parse_manifest(mbytes, mtype)
                 cdesc = manifest.config
                 if cdesc.size > MAX_MANIFEST:
