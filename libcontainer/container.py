@@ -13,7 +13,7 @@ from .errors import ContainerError, DamagedState, InvalidArgument, NotFound, Wro
 from .launch import (Forwarder, close_quietly, early_size, exit_code, kill_and_reap, setup_console,
                      start_plan, wait_pid)
 from .ops import CONSOLE, SECCOMP
-from .state import DEFAULT_ROOT, StateDir, crash_point, sweep, write_atomic
+from .state import StateDir, crash_point, default_root, sweep, write_atomic
 from .state import alive as _alive, proc_stat as _proc_stat
 
 __all__ = ["Container", "create", "run", "load", "list_containers", "force_delete", "NotFound"]
@@ -283,7 +283,10 @@ class Container:
     def _require_cgroups(self, verb: str):
         cg = self._cgroups()
         if cg is None:
-            raise WrongState(f"cannot {verb} container {self.id!r}: it has no cgroup")
+            owner = self._state.get("owner", "0")
+            why = (f" (uid {owner} created it, and no cgroup was delegated to that user)"
+                   if owner not in ("0", "") else "")
+            raise WrongState(f"cannot {verb} container {self.id!r}: it has no cgroup{why}")
         return cg
 
     # -- cgroups (libcontainer/cgroups; `update` and `events` verbs) --
@@ -345,7 +348,7 @@ class Container:
                 seccomp.send_listener(plan, fd, exec_pid[-1], _dumps(self.state()).encode())
 
         with Forwarder() as fwd:
-            started = start_plan(plan, stdio=stdio, before_go=before_go, on_fd=on_fd)
+            started = start_plan(plan, stdio=_fds(stdio), before_go=before_go, on_fd=on_fd)
             try:
                 if pid_file:
                     write_atomic(pid_file, str(started.pid))
@@ -419,15 +422,17 @@ def _stderr_warn(msg: str) -> None:
 
 # ---- create and run ---------------------------------------------------------------------
 
-def load(container_id: str, root: str = DEFAULT_ROOT) -> Container:
-    """The container `container_id` under `root`; NotFound if there is none."""
+def load(container_id: str, root: str | None = None) -> Container:
+    """The container `container_id` under `root` (default: state.default_root(), as for
+    every function here); NotFound if there is none."""
     d = StateDir(root, container_id)
     if not d.exists():
         raise NotFound(f"container does not exist: {container_id}")
     return Container(d, d.read())
 
 
-def list_containers(root: str = DEFAULT_ROOT) -> list:
+def list_containers(root: str | None = None) -> list:
+    root = root or default_root()
     try:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
@@ -451,11 +456,12 @@ def list_containers(root: str = DEFAULT_ROOT) -> list:
     return out
 
 
-def force_delete(container_id: str, root: str = DEFAULT_ROOT, report=None) -> None:
+def force_delete(container_id: str, root: str | None = None, report=None) -> None:
     """`delete --force` by ID: remove whatever of the container exists — its processes,
     cgroups and state — also when no state (or only a damaged one) says what; an ID with
     nothing left is no error. `report` is told each thing removed."""
     report = report or _quiet
+    root = root or default_root()
     d = StateDir(root, container_id)
     for path in sweep(root):
         report(f"removed {path} (left by a runner that was killed)")
@@ -493,7 +499,7 @@ def force_delete(container_id: str, root: str = DEFAULT_ROOT, report=None) -> No
         report(f"removed state directory {d.path}")
 
 
-def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=None,
+def create(bundle: str, container_id: str, *, root: str | None = None, stdio=None,
            console_socket: str = "", pid_file: str = "", no_pivot: bool = False,
            keep_fds: int = 0, new_keyring: bool = True, warn=None, listen_fds: int = 0,
            _start_now: bool = False, _foreground: bool = False) -> Container:
@@ -506,8 +512,7 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
     spec = specmod.load(bundle)
     hooks = _hooks(spec.hooks)
     net_devices = _net_devices(spec)
-    if stdio is not None:  # files, pipes or fds; None keeps the caller's own
-        stdio = [-1 if f is None else f if isinstance(f, int) else f.fileno() for f in stdio]
+    stdio = _fds(stdio)
     if spec.process is not None and spec.process.terminal and not console_socket and not _foreground:
         raise InvalidArgument("process.terminal is true: a detached container needs --console-socket")
     if console_socket:
@@ -534,6 +539,14 @@ def create(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, stdio=No
                        listen_fds)
     finally:
         lock.__exit__(None, None, None)
+
+
+def _fds(stdio):
+    """(stdin, stdout, stderr) as files, pipes or fds → fds (-1: this process's own);
+    None keeps all three of the caller's."""
+    if stdio is None:
+        return None
+    return [-1 if f is None else f if isinstance(f, int) else f.fileno() for f in stdio]
 
 
 def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
@@ -743,7 +756,7 @@ def _rfc3339nano(ns: int) -> str:
     return text + "Z"
 
 
-def run(bundle: str, container_id: str, *, root: str = DEFAULT_ROOT, no_pivot: bool = False,
+def run(bundle: str, container_id: str, *, root: str | None = None, no_pivot: bool = False,
         keep_fds: int = 0, stdio=None, detach: bool = False, console_socket: str = "",
         pid_file: str = "", new_keyring: bool = True, keep: bool = False, warn=None,
         listen_fds: int = 0):

@@ -16,7 +16,10 @@ MASKED_PATHS = [
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
-def default_config(args=None, rootless: bool = False, terminal: bool = True) -> dict:
+def default_config(args=None, rootless: bool = False, terminal: bool = True,
+                   uid_mappings=None, gid_mappings=None) -> dict:
+    """runc's `spec` (with `rootless`, `spec --rootless`: a user namespace; its maps are
+    `uid_mappings`/`gid_mappings` when given, else the caller's own ids alone)."""
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -41,8 +44,8 @@ def default_config(args=None, rootless: bool = False, terminal: bool = True) -> 
     if rootless:
         uid, gid = os.geteuid(), os.getegid()
         namespaces.append({"type": "user"})
-        linux["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
-        linux["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+        linux["uidMappings"] = uid_mappings or [{"containerID": 0, "hostID": uid, "size": 1}]
+        linux["gidMappings"] = gid_mappings or [{"containerID": 0, "hostID": gid, "size": 1}]
         namespaces[:] = [n for n in namespaces if n["type"] != "network"] + [{"type": "network"}]
         # sysfs needs the network namespace's owner; a rootless container binds /sys instead
         mounts[5] = {"destination": "/sys", "type": "none", "source": "/sys",

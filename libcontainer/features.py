@@ -3,20 +3,28 @@ so that it can only claim what is implemented. spec/features.json is a snapshot 
 (kept equal by a unit test)."""
 from __future__ import annotations
 
+import os
+
 from . import hooks, namespaces, rootfs
 from .spec import NAMESPACES, OCI_VERSION
 
 
-def features() -> dict:
+def features(rootless: bool | None = None) -> dict:
+    """What this runtime supports; `rootless` (default: when not run as root) describes
+    what an unprivileged user gets, as `runner features` run by that user says."""
     from .security import capabilities, confine, seccomp
 
-    opts = sorted(set(rootfs.FLAG_OPTIONS) | set(rootfs.PROPAGATION) | set(rootfs.RECURSIVE_OPTIONS)
-                  | rootfs.COPYUP_OPTIONS | rootfs.IDMAP_OPTIONS)
-    return {
+    if rootless is None:
+        rootless = os.geteuid() != 0
+    opts = set(rootfs.FLAG_OPTIONS) | set(rootfs.PROPAGATION) | set(rootfs.RECURSIVE_OPTIONS) \
+        | rootfs.COPYUP_OPTIONS
+    if not rootless:  # id-mapped mounts need CAP_SYS_ADMIN over the source's filesystem
+        opts |= rootfs.IDMAP_OPTIONS
+    doc = {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": list(hooks.STAGES),
-        "mountOptions": opts,
+        "mountOptions": [],
         "linux": {
             "namespaces": [n for n in NAMESPACES if n in namespaces.FLAGS],
             "capabilities": sorted("CAP_" + n.upper() for n in capabilities.known_names()),
@@ -30,14 +38,39 @@ def features() -> dict:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "netDevices": {"enabled": True},  # netdevices.py
+            "netDevices": {"enabled": not rootless},  # netdevices.py (root only)
             "memoryPolicy": {"modes": list(confine.MPOL_MODES), "flags": list(confine.MPOL_FLAGS)},
-            "mountExtensions": {"idmap": {"enabled": True}},  # bind mounts (rootfs.py)
+            # bind mounts (rootfs.py), root only
+            "mountExtensions": {"idmap": {"enabled": not rootless}},
         },
         "annotations": {"org.opencontainers.runc.version": "none",
                         "io.github.runner.version": "0.1.0",
                         # the CNI plugin beside the runtime (libcontainer/network)
                         "io.github.runner.cni": _cni()},
+    }
+    doc["mountOptions"] = sorted(opts)
+    if rootless:
+        doc["annotations"].update(_rootless_annotations())
+    return doc
+
+
+def _rootless_annotations() -> dict:
+    """The rootless facts that the features schema has no field for (README: Rootless)."""
+    from .subids import helper
+
+    maps = ("newuidmap/newgidmap: the ranges in /etc/subuid and /etc/subgid"
+            if helper("newuidmap") and helper("newgidmap")
+            else "the user's own uid and gid only (install uidmap for more)")
+    return {
+        "io.github.runner.rootless": "true",
+        "io.github.runner.rootless.idMappings": maps,
+        "io.github.runner.rootless.cgroup": "only a cgroup subtree delegated to the user; "
+                                            "without one no cgroup, and linux.resources limits "
+                                            "are refused",
+        "io.github.runner.rootless.devices": "bind-mounted from the host; linux.resources."
+                                             "devices not enforced",
+        "io.github.runner.rootless.sysfs": "bound from the host unless the container has a "
+                                           "network namespace of its own",
     }
 
 

@@ -145,13 +145,17 @@ def _write(path: str, text: str, field: str) -> None:
 
 
 def _helper(tool: str, pid: int, text: str, field: str) -> None:
-    import shutil
     import subprocess
 
-    exe = shutil.which(tool)
+    from .subids import SUBGID, SUBUID, helper
+
+    exe = helper(tool)
     if exe is None:
-        raise StartError(f"{field}: mapping more than your own id needs {tool} (package uidmap)")
+        raise StartError(f"{field}: mapping more than your own id needs {tool} "
+                         "(Debian: apt-get install uidmap)", 0, field)
     args = [exe, str(pid)] + text.split()
     r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode != 0:
-        raise StartError(f"{field}: {tool} failed: {r.stderr.strip()}")
+        files = SUBUID if tool == "newuidmap" else SUBGID
+        raise StartError(f"{field}: {tool} refused the map ({r.stderr.strip()}); every id but "
+                         f"your own must be in your range in {files}", 0, field)

@@ -82,6 +82,10 @@ def check(devices: list, has_netns: bool) -> None:
     missing."""
     if not devices:
         return
+    if os.geteuid() != 0:
+        raise ConfigError(FIELD, "moving host network devices needs a runtime running as root "
+                          "(CAP_NET_ADMIN in the host's network namespace); rootless, a "
+                          "container has its own network namespace with lo only")
     if not has_netns:
         raise ConfigError(FIELD, "needs a network namespace in linux.namespaces "
                           "(the devices would stay on the host otherwise)")

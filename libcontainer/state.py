@@ -2,11 +2,76 @@
 from __future__ import annotations
 
 import os
+import stat
 
 from . import jsonio
 from .errors import AlreadyExists, DamagedState, InvalidArgument, NotFound
 
-DEFAULT_ROOT = "/run/runner"
+DEFAULT_ROOT = "/run/runner"  # root's; see default_root() for everyone else
+
+
+def default_root() -> str:
+    """The state root when none is given. Root: /run/runner. Anyone else, as runc:
+    $XDG_RUNTIME_DIR/runner; without it, a directory only that user can write:
+    /run/user/UID/runner (logind's, which only root can create), else
+    ~/.local/state/runner in a home directory that is theirs alone. Never a shared,
+    predictable path (/tmp/…) that another user could create first."""
+    uid = os.geteuid()
+    if uid == 0:
+        return DEFAULT_ROOT
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return os.path.join(xdg, "runner")
+    run_user = f"/run/user/{uid}"
+    if _private(run_user, uid):
+        return os.path.join(run_user, "runner")
+    import pwd
+
+    try:
+        home = pwd.getpwuid(uid).pw_dir
+    except KeyError:
+        home = ""
+    if home and _private(home, uid):
+        return os.path.join(home, ".local", "state", "runner")
+    if not home:
+        why = f"uid {uid} has no home directory"
+    elif not os.path.isdir(home):
+        why = f"its home directory {home} does not exist"
+    else:
+        why = f"its home directory {home} is not its alone (owned by it, writable by no one else)"
+    raise InvalidArgument(f"--root: no private place for the state of uid {uid}: "
+                          f"XDG_RUNTIME_DIR is not set, {run_user} does not exist and {why}; "
+                          "set XDG_RUNTIME_DIR or pass --root DIR")
+
+
+def _private(path: str, uid: int) -> bool:
+    """A directory owned by `uid` that nobody else may write to."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o022
+
+
+def make_root(root: str) -> None:
+    """Create the state root if needed. Root's is 0711 (runc's); an unprivileged user's
+    directories are 0700, each level this creates (the state says what runs and where)."""
+    if os.geteuid() == 0:
+        os.makedirs(root, mode=0o711, exist_ok=True)
+        return
+    missing = []
+    d = os.path.abspath(root)
+    while not os.path.isdir(d):
+        missing.append(d)
+        d = os.path.dirname(d)
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            pass
+    if missing:
+        # sticky, as runc: XDG_RUNTIME_DIR's cleaner spares what carries the bit
+        os.chmod(missing[0], 0o1700)
 
 # Fault injection (tests/integration/test_crash_faults.py): RUNNER_CRASH_AT=K makes the runtime
 # SIGKILL itself at the K-th crash_point() it passes, as a crash or an impatient caller
@@ -74,11 +139,11 @@ def alive(pid: int, start_time: int | None) -> bool:
 
 
 class StateDir:
-    def __init__(self, root: str, container_id: str):
+    def __init__(self, root: str | None, container_id: str):
         check_id(container_id)
-        self.root = root
+        self.root = root or default_root()
         self.id = container_id
-        self.path = os.path.join(root, container_id)
+        self.path = os.path.join(self.root, container_id)
 
     def create(self, state: dict) -> "_Lock":
         """Claim the ID with `state` already in place (see CREATING): of two concurrent
@@ -86,7 +151,7 @@ class StateDir:
         __exit__)."""
         import _thread
 
-        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        make_root(self.root)
         tmp = os.path.join(self.root, f"{CREATING}{state.get('creator', os.getpid())}-"
                                       f"{state.get('creator_start')}-{_thread.get_ident()}")
         _rmtree(tmp)  # a crashed namesake's (pid reused): garbage

@@ -8,7 +8,8 @@ from libcontainer.errors import ContainerError, InvalidArgument
 from .args import Flag, parse, usage
 
 GLOBAL_FLAGS = [
-    Flag("--root", "root", True, "/run/runner", "state directory root"),
+    Flag("--root", "root", True, "", "state directory root (default /run/runner; unprivileged: "
+         "$XDG_RUNTIME_DIR/runner, else /run/user/UID/runner or ~/.local/state/runner)"),
     Flag("--log", "log", True, "", "log file (errors are written there too)"),
     Flag("--log-format", "log_format", True, "text", "text or json"),
     Flag("--debug", "debug", help="more output"),
@@ -59,10 +60,19 @@ class Context:
     """What every verb gets: the global options and the output streams."""
 
     def __init__(self, opts: dict):
-        self.root = opts["root"]
+        self._root = opts["root"]
         self.debug = opts["debug"]
         self.log = opts["log"]
         self.log_format = opts["log_format"]
+
+    @property
+    def root(self) -> str:
+        """--root, else the default for this user (decided only by verbs that need it)."""
+        if not self._root:
+            from libcontainer.state import default_root
+
+            self._root = default_root()
+        return self._root
 
     def warn(self, msg: str) -> None:
         sys.stderr.write(f"runner: warning: {msg}\n")

@@ -37,7 +37,19 @@ def cmd_spec(ctx, argv: list) -> int:
         raise InvalidArgument(f"spec: unexpected argument {pos[0]!r}")
     if opts["seccomp"] not in ("", "default"):
         raise InvalidArgument(f"--seccomp: unknown profile {opts['seccomp']!r} (want default)")
-    config = default_config(rootless=opts["rootless"])
+    maps, warnings = {}, []
+    if opts["rootless"]:
+        import pwd
+
+        from libcontainer.subids import rootless_maps
+
+        uid, gid = os.geteuid(), os.getegid()
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            name = str(uid)
+        maps["uid_mappings"], maps["gid_mappings"], warnings = rootless_maps(uid, gid, name)
+    config = default_config(rootless=opts["rootless"], **maps)
     if opts["seccomp"]:
         from libcontainer.security.seccomp_default import default_profile
 
@@ -51,6 +63,8 @@ def cmd_spec(ctx, argv: list) -> int:
             f.write(jsonio.dumps(config, indent=2) + "\n")
     except OSError as e:
         raise InvalidArgument(f"--bundle: cannot write {path}: {e.strerror}") from None
+    for w in warnings:
+        ctx.warn(w)
     return 0
 
 

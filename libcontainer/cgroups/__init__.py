@@ -185,14 +185,15 @@ class Manager:
         """Create the cgroup and apply `resources` (linux.resources); on any error nothing
         is left and the error names the field (and the file)."""
         m = cls.plan(container_id, cgroups_path, resources, devices, host)
-        return m if m.make() else None
+        return m if m is not None and m.make() else None
 
     @classmethod
     def plan(cls, container_id: str, cgroups_path: str = "", resources: dict | None = None,
-             devices=(), host: Host | None = None) -> "Manager":
+             devices=(), host: Host | None = None) -> "Manager | None":
         """Validate `resources` and decide every directory, making nothing yet. `created`
         lists the directories make() will create (those missing now): recorded in the state
-        before make(), they let delete --force find all of it after a crash at any point."""
+        before make(), they let delete --force find all of it after a crash at any point.
+        None: a rootless runtime with no cgroup delegated to it, and no limits asked."""
         res = validate.resources(resources or {})
         check_path(cgroups_path)
         host = host or detect()
@@ -202,6 +203,13 @@ class Manager:
         groups = _assign(host, res)
         writes = _plan_writes(host, res, groups)
         m = cls._layout(host, container_id, cgroups_path, groups, res, devices)
+        if os.geteuid() != 0:
+            # only what is delegated to this user; nothing at all is runc's rootless default
+            from .delegation import restrict
+
+            m.paths, m.unified = restrict(host, m.paths, m.unified, groups, writes, cgroups_path)
+            if not m.paths and not m.unified:
+                return None
         m._host, m._writes = host, writes
         for d, mnt in m._mounts(host).items():
             chain = []
@@ -219,6 +227,8 @@ class Manager:
         host = detect()
         m = cls._layout(host, container_id, cgroups_path, {}, {}, ())
         m.created = [d for d in m._dirs() if os.path.isdir(d)]
+        if os.geteuid() != 0:  # another user's (root's) directories of the same name stay
+            m.created = [d for d in m.created if os.access(os.path.dirname(d), os.W_OK)]
         return m
 
     @classmethod
@@ -238,20 +248,19 @@ class Manager:
 
     def make(self) -> bool:
         """Create the planned directories and apply the limits. On an error nothing is left
-        and the error names the field. False (and nothing made) for a rootless runtime
-        without delegated cgroups, which, like runc, goes without one unless the config
-        asked for limits."""
+        and the error names the field. (True: a rootless runtime without delegated cgroups
+        gets no Manager from plan() at all.)"""
         host, writes = self._host, self._writes
         intended = list(self.created)
         try:
             self._make_dirs(host, _v2_needed(writes, self.groups))
-            self._apply(writes, self.groups, self.resources, devices=True)
-        except BaseException as e:
+            # rootless, device rules are not enforced: no node can be created in a user
+            # namespace, the host's bound nodes keep their host permissions, and the v2
+            # device program needs CAP_SYS_ADMIN
+            self._apply(writes, self.groups, self.resources, devices=os.geteuid() == 0)
+        except BaseException:
             self.created = list(dict.fromkeys(intended + self.created))
             self.destroy(kill=False)  # nothing of the container runs yet: kill nobody
-            if (os.geteuid() != 0 and isinstance(e, ConfigError) and "Permission denied" in str(e)
-                    and not any(k for k in self.resources if k != "devices")):
-                return False
             raise
         return True
 
@@ -264,7 +273,7 @@ class Manager:
 
     def _mounts(self, host: Host) -> dict:
         """Each directory → the mount point of its hierarchy."""
-        mounts = {d: m for c, m in host.v1.items() for d in [self.paths[c]]}
+        mounts = {self.paths[c]: m for c, m in host.v1.items() if c in self.paths}
         if self.unified:
             mounts[self.unified] = host.unified
         return mounts
@@ -449,6 +458,15 @@ class Manager:
         host = detect()
         groups = _assign(host, res)
         plan = _plan_writes(host, res, groups, full=merged)
+        for g in plan:  # (a rootless container has only the hierarchies delegated to it)
+            if g.startswith("unified:") or groups.get(g) == "v2":
+                if not self.unified:
+                    field = "unified" if g.startswith("unified:") else GROUP_FIELD[g]
+                    raise ConfigError(f"linux.resources.{field}", "cannot be applied: the "
+                                      "container has no cgroup v2 directory")
+            elif g not in self.paths:
+                raise ConfigError(f"linux.resources.{GROUP_FIELD[g]}",
+                                  f"cannot be applied: the container has no {g} cgroup")
         if self.unified:
             needed = _v2_needed(plan, groups)
             if needed:
@@ -458,7 +476,7 @@ class Manager:
                     chain.append(cur)
                     cur = os.path.dirname(cur)
                 self._enable_v2(host, host.unified, chain, needed)
-        self._apply(plan, groups, merged, devices="devices" in res)
+        self._apply(plan, groups, merged, devices="devices" in res and os.geteuid() == 0)
         self.resources = merged
         self.groups.update(groups)
 

@@ -1,107 +1,405 @@
-"""Rootless: an unprivileged user runs `runner spec --rootless`'s config with its own
---root. The test creates that user (useradd) and keeps everything under /tmp, reachable."""
+"""Rootless: real unprivileged users that this module creates (one with /etc/subuid and
+/etc/subgid ranges, one without) run `runner spec --rootless` bundles, the lifecycle verbs
+and the Python API under their default state root, side by side with runc and crun on the
+same bundle. Everything runs from a directory under /tmp; the users, their files,
+processes and cgroups are removed at the end, and the module checks that nothing is left."""
+from __future__ import annotations
+
+import json
 import os
-import pwd
 import shutil
+import signal
+import stat
 import subprocess
+import sys
 import tempfile
+import time
+import uuid
 
 import pytest
-from conftest import REPO, RUNNER, leftovers, need_root, new_id, status_fields
+from conftest import REPO, RUNNER, leftovers, need_root, new_id
 
-USER = "runner-rootless"
+TAG = uuid.uuid4().hex[:6]
+
+
+class User:
+    def __init__(self, name: str, top: str, ranges: bool):
+        import pwd
+
+        self.name = name
+        self.home = os.path.join(top, "home-" + name)
+        cmd = ["useradd", "--no-create-home", "--home-dir", self.home, "--shell", "/bin/sh"]
+        if not ranges:  # Debian's useradd: a count of 0 writes no /etc/subuid line
+            cmd += ["-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0"]
+        subprocess.run(cmd + [name], check=True, capture_output=True)
+        pw = pwd.getpwnam(name)
+        self.uid, self.gid = pw.pw_uid, pw.pw_gid
+        self.subuid = _range("/etc/subuid", name)
+        self.subgid = _range("/etc/subgid", name)
+        assert bool(self.subuid) == ranges and bool(self.subgid) == ranges
+
+    def env(self, **extra) -> dict:
+        env = {"PATH": "/usr/bin:/bin", "HOME": self.home, "LANG": "C.UTF-8"}
+        env.update({k: v for k, v in extra.items() if v is not None})
+        return env
+
+    def run(self, *args, env=None, cgroup: str = "", input=None, timeout=60, cwd=REPO,
+            detached=False):
+        """ARGS as this user (with `cgroup`: first moved into that cgroup by root, as a
+        delegating manager such as systemd does for a user's session). `detached`: what
+        it starts keeps our stdout and stderr, so they are files, read once it exits."""
+        if detached:
+            with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+                r = self._run(list(args), env, cgroup, None, timeout, cwd, stdout=out,
+                              stderr=err)
+                out.seek(0)
+                err.seek(0)
+                r.stdout, r.stderr = out.read(), err.read()
+                return r
+        return self._run(args, env, cgroup, input, timeout, cwd, capture_output=True)
+
+    def _run(self, args, env, cgroup, input, timeout, cwd, **io):
+        args = list(args)
+        kw: dict = {}
+        if cgroup:
+            args = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && u=$1 g=$2 && shift 2 && '
+                    'exec setpriv --reuid="$u" --regid="$g" --clear-groups -- "$@"',
+                    cgroup, str(self.uid), str(self.gid)] + args
+        else:
+            kw = dict(user=self.uid, group=self.gid, extra_groups=[])
+        return subprocess.run(args, text=True, cwd=cwd, timeout=timeout,
+                              env=env if env is not None else self.env(), input=input, **io, **kw)
+
+    def runner(self, *args, **kw):
+        return self.run(*RUNNER, *args, **kw)
+
+    def pids(self) -> list:
+        """Processes whose real uid is this user's (a container's root, too). (Subordinate
+        ids are not looked for: other tests map containers onto the same host ids.)"""
+        out = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                st = _proc_status(int(entry))
+                uid = int(st["Uid"].split()[0])
+            except (OSError, KeyError, ValueError):
+                continue
+            # a dead container's init that the machine's pid 1 has yet to reap is no leftover
+            if uid == self.uid and not st["State"].startswith("Z"):
+                out.append(int(entry))
+        return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        st = _proc_status(pid)
+        return f"{cmd} ({st['State']}, parent {st['PPid']})"
+    except OSError:
+        return "?"
+
+
+def _range(path: str, name: str):
+    with open(path) as f:
+        for line in f:
+            parts = line.strip().split(":")
+            if parts[0] == name:
+                return int(parts[1]), int(parts[2])
+    return None
+
+
+def _reachable(path: str) -> str:
+    """"" if every directory above `path` lets others through, else the one that does not."""
+    d = os.path.dirname(os.path.abspath(path))
+    while d != "/":
+        if not os.stat(d).st_mode & 0o001:
+            return d
+        d = os.path.dirname(d)
+    return ""
 
 
 @pytest.fixture(scope="module")
-def user():
+def top():
     need_root()
+    blocked = _reachable(os.path.join(REPO, "libcontainer")) or _reachable(sys.executable)
+    if blocked:
+        pytest.skip(f"an unprivileged user cannot reach the runner's code: {blocked} is not "
+                    "searchable by others (put the checkout and its venv outside /root)")
+    path = tempfile.mkdtemp(prefix="runner-rootless-", dir="/tmp")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def users(top):
+    made = []
     try:
-        pw = pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", USER],
-                       check=True, capture_output=True)
-        pw = pwd.getpwnam(USER)
-    return pw
+        sub = User(f"rl{TAG}s", top, ranges=True)
+        made.append(sub)
+        os.mkdir(sub.home, 0o700)
+        os.chown(sub.home, sub.uid, sub.gid)
+        nosub = User(f"rl{TAG}n", top, ranges=False)  # and no home directory
+        made.append(nosub)
+        yield sub, nosub
+    finally:
+        stray = {}
+        for u in made:
+            stray[u.name] = {pid: _cmdline(pid) for pid in u.pids()}
+            for pid in stray[u.name]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            subprocess.run(["userdel", u.name], capture_output=True)
+        left = {n: p for n, p in stray.items() if p}
+        for u in made:
+            with open("/etc/passwd") as f:
+                assert not any(l.startswith(u.name + ":") for l in f)
+            for path in ("/etc/subuid", "/etc/subgid", "/etc/group"):
+                with open(path) as f:
+                    assert not any(l.startswith(u.name + ":") for l in f), path
+        assert not left, f"processes left by the rootless users: {left}"
 
 
 @pytest.fixture
-def rl_bundle(user, rootfs_template):
-    top = tempfile.mkdtemp(prefix="runner-rootless-", dir="/tmp")
-    os.chmod(top, 0o755)
-    path = os.path.join(top, "bundle")
-    os.mkdir(path)
-    subprocess.run(["cp", "-a", rootfs_template, os.path.join(path, "rootfs")], check=True)
-    subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", top], check=True)
-    state = os.path.join(top, "state")
-    ids = []
-    yield path, state, ids
-    left = [x for cid in ids for x in leftovers(state, cid, path)]
-    shutil.rmtree(top, ignore_errors=True)
-    assert not left, f"left behind: {left}"
+def sub(users):
+    return users[0]
 
 
-def as_user(user, *args, **kw):
-    return subprocess.run(list(args), capture_output=True, text=True, cwd=REPO, user=user.pw_uid,
-                          group=user.pw_gid, extra_groups=[], timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "HOME": "/tmp"}, **kw)
+@pytest.fixture
+def nosub(users):
+    return users[1]
 
 
-def edit_config(path, **changes):
-    import json
+class RBundle:
+    """A bundle owned by `user`, made by `runner spec --rootless` run as that user."""
 
-    cfg_path = os.path.join(path, "config.json")
-    with open(cfg_path) as f:
-        cfg = json.load(f)
-    cfg["process"].update(changes)
-    with open(cfg_path, "w") as f:
-        json.dump(cfg, f)
-    return cfg
+    def __init__(self, user: User, top: str, template: str):
+        self.user = user
+        self.dir = tempfile.mkdtemp(prefix="b-", dir=top)
+        os.chmod(self.dir, 0o755)
+        self.path = os.path.join(self.dir, "bundle")
+        os.mkdir(self.path)
+        self.rootfs = os.path.join(self.path, "rootfs")
+        subprocess.run(["cp", "-a", template, self.rootfs], check=True)
+        subprocess.run(["chown", "-R", f"{user.uid}:{user.gid}", self.dir], check=True)
+        self.spec = user.runner("spec", "--rootless", "--bundle", self.path)
+        assert self.spec.returncode == 0, self.spec.stderr
+        with open(os.path.join(self.path, "config.json")) as f:
+            self.config = json.load(f)
+        self.config["process"]["terminal"] = False
+        self.mark = "RUNNER_TEST_MARK=" + uuid.uuid4().hex
+        self.config["process"]["env"].append(self.mark)
+        self.ids: list = []
+
+    def sh(self, script: str) -> "RBundle":
+        self.config["process"]["args"] = ["sh", "-c", script]
+        return self
+
+    def write(self) -> None:
+        path = os.path.join(self.path, "config.json")
+        with open(path, "w") as f:
+            json.dump(self.config, f, indent=1)
+
+    def new_id(self) -> str:
+        cid = new_id()
+        self.ids.append(cid)
+        return cid
+
+    def left(self, root: str) -> list:
+        return [x for cid in self.ids for x in leftovers(root, cid, self.path, self.mark)]
 
 
-def test_rootless_spec_runs_as_an_unprivileged_user(user, rl_bundle):
-    path, state, ids = rl_bundle
-    r = as_user(user, *RUNNER, "spec", "--rootless", "--bundle", path)
-    assert r.returncode == 0, r.stderr
-    edit_config(path, terminal=False, args=["sh", "-c", "id -u; cat /proc/self/uid_map; "
-                                            "cat /proc/self/gid_map; hostname; grep CapEff /proc/self/status; "
-                                            "touch /x 2>&1; ls /proc | grep -c '^[0-9]'"])
-    cid = new_id()
-    ids.append(cid)
-    r = as_user(user, *RUNNER, "--root", state, "run", "--bundle", path, cid)
+@pytest.fixture
+def rbundle(top, rootfs_template):
+    made = []
+
+    def make(user: User) -> RBundle:
+        b = RBundle(user, top, rootfs_template)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        shutil.rmtree(b.dir, ignore_errors=True)
+
+
+def _default_root(user: User) -> str:
+    return os.path.join(user.home, ".local", "state", "runner")
+
+
+def _proc_status(pid: int) -> dict:
+    with open(f"/proc/{pid}/status") as f:
+        return {k: v.strip() for k, _, v in (l.partition(":") for l in f)}
+
+
+# ---- id maps ----------------------------------------------------------------------------
+
+def test_spec_rootless_maps_the_subordinate_ranges(sub, nosub, rbundle, top):
+    b = rbundle(sub)
+    start, count = sub.subuid
+    gstart, _ = sub.subgid
+    assert b.spec.stderr == ""
+    assert b.config["linux"]["uidMappings"] == [
+        {"containerID": 0, "hostID": sub.uid, "size": 1},
+        {"containerID": 1, "hostID": start, "size": min(count, 65536)}]
+    assert b.config["linux"]["gidMappings"][1] == {"containerID": 1, "hostID": gstart,
+                                                   "size": min(count, 65536)}
+    # a user without ranges: one id, and the warning says what to add
+    n = rbundle(nosub)
+    assert n.config["linux"]["uidMappings"] == [{"containerID": 0, "hostID": nosub.uid, "size": 1}]
+    assert n.config["linux"]["gidMappings"] == [{"containerID": 0, "hostID": nosub.gid, "size": 1}]
+    warn = n.spec.stderr
+    assert warn.startswith("runner: warning: the container gets one uid and one gid"), warn
+    assert "/etc/subuid and /etc/subgid have no range for " + nosub.name in warn
+    assert f"usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {nosub.name}" in warn
+    # it runs, with that one id: chown to an unmapped id is what fails
+    n.config["root"]["readonly"] = False
+    for k in ("bounding", "effective", "permitted"):
+        n.config["process"]["capabilities"][k].append("CAP_CHOWN")
+    n.sh("cat /proc/self/uid_map; touch /f; chown 1000 /f 2>&1; true").write()
+    xdg = os.path.join(top, "xdg-" + nosub.name)
+    os.mkdir(xdg, 0o700)
+    os.chown(xdg, nosub.uid, nosub.gid)
+    r = nosub.runner("run", "--bundle", n.path, n.new_id(), env=nosub.env(XDG_RUNTIME_DIR=xdg))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0] == "0"
-    assert lines[1].split() == ["0", str(user.pw_uid), "1"]
-    assert lines[2].split() == ["0", str(user.pw_gid), "1"]
-    assert lines[3] == "runner"
-    assert status_fields(lines[4])["CapEff"] != "0" * 16
-    assert "Read-only file system" in lines[5]
-    assert int(lines[6]) <= 3
-    assert not os.path.exists(os.path.join(state, cid))
-
-
-def test_rootless_exit_status_and_bad_input(user, rl_bundle):
-    path, state, ids = rl_bundle
-    assert as_user(user, *RUNNER, "spec", "--rootless", "--bundle", path).returncode == 0
-    edit_config(path, terminal=False, args=["sh", "-c", "exit 3"])
-    cid = new_id()
-    ids.append(cid)
-    r = as_user(user, *RUNNER, "--root", state, "run", "--bundle", path, cid)
-    assert r.returncode == 3, r.stderr
-    edit_config(path, args=["nosuch"])
-    cid = new_id()
-    ids.append(cid)
-    r = as_user(user, *RUNNER, "--root", state, "run", "--bundle", path, cid)
-    assert r.returncode == 127, r.stderr
-
-
-def test_unprivileged_user_without_user_namespace_is_refused(user, rl_bundle):
-    path, state, ids = rl_bundle
-    r = as_user(user, *RUNNER, "spec", "--bundle", path)  # not --rootless
-    assert r.returncode == 0
-    edit_config(path, terminal=False, args=["true"])
-    cid = new_id()
-    ids.append(cid)
-    r = as_user(user, *RUNNER, "--root", state, "run", "--bundle", path, cid)
+    assert lines[0].split() == ["0", str(nosub.uid), "1"] and len(lines) == 2
+    assert "Invalid argument" in lines[1]
+    # a map of ids that are not the user's: newuidmap refuses, and the error says where
+    n.config["linux"]["uidMappings"] = b.config["linux"]["uidMappings"][:1] + [
+        {"containerID": 1, "hostID": start, "size": 10}]
+    n.config["linux"]["uidMappings"][0]["hostID"] = nosub.uid
+    n.write()
+    cid = n.new_id()
+    r = nosub.runner("run", "--bundle", n.path, cid, env=nosub.env(XDG_RUNTIME_DIR=xdg))
     assert r.returncode == 1
-    assert r.stderr.startswith("runner: linux.namespaces:") and "user namespace" in r.stderr
+    assert r.stderr.startswith("runner: linux.uidMappings: newuidmap refused the map"), r.stderr
+    assert "/etc/subuid" in r.stderr
+    assert not n.left(os.path.join(xdg, "runner"))
+
+
+# ---- the lifecycle under the default root, and runc on the same bundle -----------------
+
+def test_lifecycle_under_the_default_root(sub, rbundle):
+    b = rbundle(sub)
+    start, _ = sub.subuid
+    b.config["root"]["readonly"] = False
+    for k in ("bounding", "effective", "permitted"):
+        b.config["process"]["capabilities"][k].append("CAP_CHOWN")
+    b.sh("id; cat /proc/self/uid_map /proc/self/gid_map; rm -f /owned; touch /owned && "
+         "chown 1000:1000 /owned && stat -c '%u %g' /owned").write()
+    r = sub.runner("run", "--bundle", b.path, b.new_id())
+    assert r.returncode == 0, r.stderr
+    ours = r.stdout.splitlines()
+    assert ours[0] == "uid=0(root) gid=0(root) groups=0(root)" or ours[0].startswith("uid=0(root) gid=0(root)")
+    assert ours[1].split() == ["0", str(sub.uid), "1"]
+    assert ours[2].split() == ["1", str(start), "65536"]
+    assert ours[-1] == "1000 1000"
+    st = os.stat(os.path.join(b.rootfs, "owned"))
+    assert (st.st_uid, st.st_gid) == (start + 999, sub.subgid[0] + 999)
+    root = _default_root(sub)
+    mode = os.stat(root)
+    assert mode.st_uid == sub.uid and stat.S_IMODE(mode.st_mode) == 0o1700
+    # runc, as the same user, on the same bundle
+    if shutil.which("runc"):
+        r = sub.run("runc", "--root", os.path.join(sub.home, "runc"), "run", new_id(),
+                    cwd=b.path)
+        assert r.returncode == 0, r.stderr
+        assert [l.split() for l in r.stdout.splitlines()[1:]] == [l.split() for l in ours[1:]]
+
+    # create / start / exec / ps / list / kill / delete, no --root anywhere
+    b.config["process"]["args"] = ["sleep", "60"]
+    b.write()
+    cid = b.new_id()
+    pid_file = os.path.join(b.dir, "pid")
+    r = sub.runner("create", "--bundle", b.path, "--pid-file", pid_file, cid, detached=True)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(os.stat(os.path.join(root, cid)).st_mode) & 0o022 == 0
+    r = sub.runner("list", "--format", "json")
+    assert [(c["id"], c["status"]) for c in json.loads(r.stdout)] == [(cid, "created")]
+    assert sub.runner("start", cid).returncode == 0
+    pid = int(open(pid_file).read())
+    status = _proc_status(pid)
+    assert status["Uid"].split()[0] == str(sub.uid)  # the host sees the user, never root
+    assert os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
+    r = sub.runner("exec", cid, "sh", "-c", "id -u; wc -l < /proc/self/uid_map; tr '\\0' ' ' < /proc/1/cmdline")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "2", "sleep", "60"]
+    r = sub.runner("ps", cid)
+    assert r.returncode == 0, r.stderr
+    rows = r.stdout.splitlines()
+    assert rows[0].split()[:2] == ["UID", "PID"] and any(str(pid) in row.split() for row in rows[1:])
+    assert sub.runner("kill", cid, "KILL").returncode == 0
+    for _ in range(200):
+        if json.loads(sub.runner("state", cid).stdout)["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    assert sub.runner("delete", cid).returncode == 0
+    assert sub.runner("list", "-q").stdout == ""
+    assert not b.left(root)
+
+
+def test_python_api_unprivileged_with_xdg_runtime_dir(sub, rbundle, top):
+    """libcontainer, imported by an unprivileged process: run, create, start, exec into its
+    own container, kill, wait, delete, under $XDG_RUNTIME_DIR/runner."""
+    b = rbundle(sub)
+    b.sh("exit 3").write()
+    xdg = os.path.join(top, "xdg-" + sub.name)
+    os.mkdir(xdg, 0o700)
+    os.chown(xdg, sub.uid, sub.gid)
+    script = f"""
+import json, os, sys, tempfile
+import libcontainer
+from libcontainer import state
+out = {{"root": state.default_root()}}
+out["run"] = libcontainer.run({b.path!r}, "api-run")
+cfg = json.load(open({b.path!r} + "/config.json"))
+cfg["process"]["args"] = ["sleep", "60"]
+json.dump(cfg, open({b.path!r} + "/config.json", "w"))
+c = libcontainer.create({b.path!r}, "api-c")
+out["created"] = c.status()
+c.start()
+out["listed"] = [(x.id, x.status()) for x in libcontainer.list_containers()]
+with tempfile.TemporaryFile("w+") as f:
+    out["exec"] = c.exec(libcontainer.Process(args=["sh", "-c", "id -u; exit 5"], cwd="/"),
+                         stdio=(None, f, f))
+    f.seek(0)
+    out["exec_out"] = f.read()
+c.kill(9)
+out["wait"] = c.wait()
+c.delete()
+out["after"] = libcontainer.list_containers()
+print(json.dumps(out))
+"""
+    r = sub.run(sys.executable, "-c", script, env=sub.env(XDG_RUNTIME_DIR=xdg), detached=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out == {"root": os.path.join(xdg, "runner"), "run": 3, "created": "created",
+                   "listed": [["api-c", "running"]], "exec": 5, "exec_out": "0\n",
+                   "wait": 137, "after": []}
+    st = os.stat(os.path.join(xdg, "runner"))
+    assert st.st_uid == sub.uid and stat.S_IMODE(st.st_mode) == 0o1700  # sticky, as runc
+    b.ids += ["api-run", "api-c"]
+    assert not b.left(os.path.join(xdg, "runner"))
+
+
+def test_no_private_state_root_is_an_error(nosub, rbundle):
+    """No XDG_RUNTIME_DIR, no /run/user/UID, no home of its own: no guess at a shared path."""
+    b = rbundle(nosub)
+    b.sh("true").write()
+    for args in (("list",), ("run", "--bundle", b.path, b.new_id())):
+        r = nosub.runner(*args)
+        assert r.returncode == 1
+        assert r.stderr.startswith(f"runner: --root: no private place for the state of uid "
+                                   f"{nosub.uid}: XDG_RUNTIME_DIR is not set"), r.stderr
+        assert f"its home directory {nosub.home} does not exist" in r.stderr
+    assert not os.path.exists(nosub.home)
+    # --root still wins
+    root = os.path.join(b.dir, "state")
+    r = nosub.runner("--root", root, "run", "--bundle", b.path, b.new_id())
+    assert r.returncode == 0, r.stderr
+    assert not b.left(root)
