@@ -403,3 +403,278 @@ def test_no_private_state_root_is_an_error(nosub, rbundle):
     r = nosub.runner("--root", root, "run", "--bundle", b.path, b.new_id())
     assert r.returncode == 0, r.stderr
     assert not b.left(root)
+
+
+# ---- cgroups ----------------------------------------------------------------------------
+
+def _cgroup2_mount() -> str:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split()[0] == "cgroup2":
+                return left.split()[4]
+    return ""
+
+
+def test_without_a_delegated_cgroup_limits_are_refused(sub, rbundle, top):
+    """No cgroup delegated: the container runs without one (as runc), and a config that
+    asks for a limit is refused with the field named, leaving nothing (runc refuses too)."""
+    b = rbundle(sub)
+    root = os.path.join(b.dir, "state")
+    b.config["linux"]["resources"] = {"memory": {"limit": 64 << 20}, "pids": {"limit": 50}}
+    b.sh("true").write()
+    cid = b.new_id()
+    r = sub.runner("--root", root, "run", "--bundle", b.path, cid)
+    assert r.returncode == 1
+    assert r.stderr.startswith("runner: linux.resources.memory: cannot be applied: the runner "
+                               f"runs as uid {sub.uid} and the memory cgroup is not delegated "
+                               "to it ("), r.stderr
+    assert "delegate a cgroup v2 subtree to this user" in r.stderr
+    assert not b.left(root) and not os.path.exists(os.path.join(root, cid))
+    if shutil.which("runc"):
+        r = sub.run("runc", "--root", os.path.join(b.dir, "runc"), "run", new_id(), cwd=b.path)
+        assert r.returncode != 0 and "limit: container could not join or create cgroup" in r.stderr
+    # an explicit cgroupsPath that cannot be made is an error too (runc: the same)
+    del b.config["linux"]["resources"]
+    b.config["linux"]["cgroupsPath"] = f"/rootless-{TAG}"
+    b.write()
+    r = sub.runner("--root", root, "run", "--bundle", b.path, b.new_id())
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"runner: linux.cgroupsPath: /rootless-{TAG}: the runner runs as "
+                               f"uid {sub.uid} and may not create it"), r.stderr
+    # no limits asked: it runs without a cgroup; pause says why it cannot
+    del b.config["linux"]["cgroupsPath"]
+    b.config["process"]["args"] = ["sleep", "60"]
+    b.write()
+    cid = b.new_id()
+    r = sub.runner("--root", root, "run", "-d", "--bundle", b.path, cid, detached=True)
+    assert r.returncode == 0, r.stderr
+    pid = json.loads(sub.runner("--root", root, "state", cid).stdout)["pid"]
+    with open(f"/proc/{pid}/cgroup") as f, open("/proc/self/cgroup") as mine:
+        assert f.read() == mine.read()  # where the runner was: no cgroup of its own
+    r = sub.runner("--root", root, "pause", cid)
+    assert r.returncode == 1
+    assert r.stderr == (f"runner: cannot pause container {cid!r}: it has no cgroup (uid "
+                        f"{sub.uid} created it, and no cgroup was delegated to that user)\n")
+    assert sub.runner("--root", root, "delete", "--force", cid).returncode == 0
+    assert not b.left(root)
+
+
+@pytest.fixture
+def delegated(sub):
+    """A cgroup v2 subtree delegated to `sub` as systemd delegates one: the directory and its
+    cgroup.procs, cgroup.subtree_control and cgroup.threads are the user's, and the user's
+    processes start in a leaf of it."""
+    mnt = _cgroup2_mount()
+    if not mnt:
+        pytest.skip("no cgroup2 hierarchy is mounted on this host: nothing to delegate")
+    top = os.path.join(mnt, f"runner-rootless-{TAG}")
+    leaf = os.path.join(top, "session")
+    os.mkdir(top)
+    try:
+        os.mkdir(leaf)
+        for path in (top, leaf):
+            for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+                os.chown(os.path.join(path, name), sub.uid, sub.gid)
+        yield top, leaf
+    finally:
+        for base, dirs, _ in os.walk(top, topdown=False):
+            try:
+                with open(os.path.join(base, "cgroup.kill"), "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+        left = [base for base, _, _ in os.walk(top) if base not in (top, leaf)]
+        for base, dirs, _ in os.walk(top, topdown=False):
+            for _ in range(100):
+                try:
+                    os.rmdir(base)
+                    break
+                except OSError:
+                    time.sleep(0.02)
+        assert not os.path.exists(top)
+        assert not left, f"cgroups left in the delegated subtree: {left}"
+
+
+def test_delegated_cgroup_v2_subtree(sub, rbundle, delegated):
+    """A delegated subtree: the container's cgroup is made in it, its limits are applied,
+    exec joins it, pause freezes it, kill --all empties it, delete removes it."""
+    top, leaf = delegated
+    mnt = _cgroup2_mount()
+    with open(os.path.join(mnt, "cgroup.subtree_control")) as f:
+        offered = f.read().split()
+    b = rbundle(sub)
+    root = os.path.join(b.dir, "state")
+    limit, check = {}, None
+    if "pids" in offered:
+        limit = {"pids": {"limit": 42}}
+        check = ("pids.max", "42")
+    elif "hugetlb" in offered:
+        limit = {"hugepageLimits": [{"pageSize": "2MB", "limit": 4 << 21}]}
+        check = ("hugetlb.2MB.max", str(4 << 21))
+    b.config["linux"]["resources"] = limit
+    b.config["process"]["args"] = ["sleep", "60"]
+    b.write()
+    cid = b.new_id()
+    r = sub.runner("--root", root, "run", "-d", "--bundle", b.path, cid, cgroup=leaf, detached=True)
+    assert r.returncode == 0, r.stderr
+    cg = os.path.join(top, "runner", cid)  # the default: runner/<id> beside the user's cgroup
+    pid = json.loads(sub.runner("--root", root, "state", cid).stdout)["pid"]
+    with open(os.path.join(cg, "cgroup.procs")) as f:
+        assert f.read().split() == [str(pid)]
+    if check:
+        with open(os.path.join(cg, check[0])) as f:
+            assert f.read().strip() == check[1]
+    r = sub.runner("--root", root, "exec", cid, "cat", "/proc/self/cgroup", cgroup=leaf)
+    assert r.returncode == 0, r.stderr
+    assert f"0::/{os.path.relpath(cg, mnt)}" in r.stdout.splitlines()
+    assert sub.runner("--root", root, "pause", cid, cgroup=leaf).returncode == 0
+    with open(os.path.join(cg, "cgroup.freeze")) as f:
+        assert f.read().strip() == "1"
+    assert json.loads(sub.runner("--root", root, "state", cid).stdout)["status"] == "paused"
+    assert sub.runner("--root", root, "resume", cid, cgroup=leaf).returncode == 0
+    r = sub.runner("--root", root, "ps", cid)
+    assert str(pid) in r.stdout, r.stderr
+    assert sub.runner("--root", root, "kill", "--all", cid, "KILL", cgroup=leaf).returncode == 0
+    for _ in range(200):
+        if json.loads(sub.runner("--root", root, "state", cid).stdout)["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    assert sub.runner("--root", root, "delete", cid, cgroup=leaf).returncode == 0
+    assert not os.path.exists(cg) and not os.path.exists(os.path.dirname(cg))
+    # a limit on a controller that is not in the delegated subtree (on a hybrid host: on v1)
+    v1_memory = os.path.isdir("/sys/fs/cgroup/memory") and "memory" not in offered
+    if v1_memory:
+        b.config["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
+        b.write()
+        cid = b.new_id()
+        r = sub.runner("--root", root, "run", "--bundle", b.path, cid, cgroup=leaf)
+        assert r.returncode == 1
+        assert r.stderr.startswith("runner: linux.resources.memory: cannot be applied: the "
+                                   f"runner runs as uid {sub.uid} and the memory cgroup is "
+                                   "not delegated to it"), r.stderr
+    assert not b.left(root)
+
+
+# ---- what degrades, what is refused ---------------------------------------------------
+
+def _refused(user, b, root, prefix):
+    cid = b.new_id()
+    b.write()
+    r = user.runner("--root", root, "run", "--bundle", b.path, cid)
+    assert r.returncode == 1, r.stdout
+    assert r.stderr.startswith("runner: " + prefix), r.stderr
+    assert not b.left(root)
+    return r.stderr
+
+
+def test_refusals_name_the_field(sub, rbundle):
+    b = rbundle(sub)
+    root = os.path.join(b.dir, "state")
+    b.sh("true")
+    base = json.loads(json.dumps(b.config))
+    # id-mapped mounts need root
+    b.config["mounts"].append({"destination": "/mnt", "type": "bind", "source": b.dir,
+                               "options": ["bind", "idmap"]})
+    n = len(b.config["mounts"]) - 1
+    _refused(sub, b, root, f"mounts[{n}].options: idmap: id-mapped mounts need a runtime "
+                           "running as root")
+    # netDevices need root
+    b.config = json.loads(json.dumps(base))
+    b.config["linux"]["netDevices"] = {"lo": {"name": "eth0"}}
+    _refused(sub, b, root, "linux.netDevices: moving host network devices needs a runtime "
+                           "running as root")
+    # a device the host lacks: devices are bound from the host, never made
+    b.config = json.loads(json.dumps(base))
+    b.config["linux"]["devices"] = [{"path": "/dev/runner-nosuch", "type": "c", "major": 1,
+                                     "minor": 3}]
+    _refused(sub, b, root, "linux.devices[0].path: /dev/runner-nosuch does not exist on the "
+                           "host; in a user namespace devices are bind-mounted from the host")
+    # no user namespace at all
+    b.config = json.loads(json.dumps(base))
+    b.config["linux"]["namespaces"] = [n for n in b.config["linux"]["namespaces"]
+                                       if n["type"] != "user"]
+    del b.config["linux"]["uidMappings"], b.config["linux"]["gidMappings"]
+    _refused(sub, b, root, "linux.namespaces: running as an unprivileged user needs a user "
+                           "namespace")
+
+
+def test_devices_sysfs_overlay_and_nothing_to_gain(sub, rbundle, rootfs_template):
+    """Devices are the host's nodes, bound, with the host's permissions; sysfs is mounted
+    (own network namespace) or bound; an overlay mounts[] entry works in the user namespace;
+    a host directory of root's stays root's; no file of ours is setuid."""
+    b = rbundle(sub)
+    root = os.path.join(b.dir, "state")
+    ov = {d: os.path.join(b.dir, d) for d in ("lower", "upper", "work")}
+    for d in ov.values():
+        os.mkdir(d)
+        os.chown(d, sub.uid, sub.gid)
+    with open(os.path.join(ov["lower"], "from-lower"), "w") as f:
+        f.write("low\n")
+    rootonly = os.path.join(b.dir, "rootonly")
+    os.mkdir(rootonly, 0o755)  # root's
+    b.config["mounts"] += [
+        {"destination": "/ov", "type": "overlay", "source": "overlay",
+         "options": [f"lowerdir={ov['lower']},upperdir={ov['upper']},workdir={ov['work']}"]},
+        {"destination": "/hostroot", "type": "bind", "source": rootonly, "options": ["rbind", "rw"]},
+    ]
+    for m in b.config["mounts"]:  # sysfs asked for (spec --rootless binds the host's)
+        if m["destination"] == "/sys":
+            m.update(type="sysfs", source="sysfs", options=["nosuid", "noexec", "nodev", "ro"])
+    fuse = os.path.exists("/dev/fuse")
+    if fuse:
+        b.config["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10,
+                                         "minor": 229}]
+    b.sh("cat /ov/from-lower; echo up > /ov/new; ls /ov | tr '\\n' ' '; echo; "
+         "grep -c ' /dev/null ' /proc/self/mountinfo; "
+         "ls /sys/class/net | tr '\\n' ' '; echo; "
+         "touch /hostroot/x 2>&1; "
+         + ("stat -c '%t %T' /dev/fuse; cat /dev/fuse 2>&1; " if fuse else "")
+         + "true").write()
+    r = sub.runner("--root", root, "run", "--bundle", b.path, b.new_id())
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[0] == "low" and out[1].split() == ["from-lower", "new"]
+    assert out[2] == "1"  # /dev/null is a bind mount of the host's node
+    assert out[3].split() == ["lo"]  # a network namespace of its own: its own sysfs
+    assert "Permission denied" in out[4]
+    if fuse:
+        assert out[5] == "a e5" and "Permission denied" in out[6]  # 10:229, host mode 0600
+    with open(os.path.join(ov["upper"], "new")) as f:
+        assert f.read() == "up\n"
+    assert os.stat(os.path.join(ov["upper"], "new")).st_uid == sub.uid
+    assert os.listdir(rootonly) == []
+    # without a network namespace sysfs is the host's, bound
+    b.config["linux"]["namespaces"] = [n for n in b.config["linux"]["namespaces"]
+                                       if n["type"] != "network"]
+    b.config["mounts"] = [m for m in b.config["mounts"] if m["destination"] not in ("/ov", "/hostroot")]
+    b.config["linux"].pop("devices", None)
+    b.sh("ls /sys/class/net").write()
+    r = sub.runner("--root", root, "run", "--bundle", b.path, b.new_id())
+    assert r.returncode == 0, r.stderr
+    host = set(os.listdir("/sys/class/net")) - {"lo"}
+    assert not host or set(r.stdout.split()) & host  # the host's devices: its sysfs, bound
+    assert not b.left(root)
+    # nothing of ours is setuid or setgid: the only privileged helpers are newuidmap and
+    # newgidmap, Debian's
+    found = subprocess.run(["find", os.path.join(REPO, "libcontainer"), os.path.join(REPO, "runner"),
+                            os.path.join(REPO, "bin"), os.path.dirname(sys.executable),
+                            "-perm", "/6000"], capture_output=True, text=True)
+    assert found.stdout == ""
+
+
+def test_features_say_what_rootless_supports(sub):
+    r = sub.runner("features")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    mine = subprocess.run(RUNNER + ["features"], capture_output=True, text=True, cwd=REPO)
+    as_root = json.loads(mine.stdout)
+    assert as_root["linux"]["mountExtensions"]["idmap"]["enabled"] is True
+    assert doc["linux"]["mountExtensions"]["idmap"]["enabled"] is False
+    assert doc["linux"]["netDevices"]["enabled"] is False
+    assert "idmap" not in doc["mountOptions"] and "ridmap" not in doc["mountOptions"]
+    notes = doc["annotations"]
+    assert notes["io.github.runner.rootless"] == "true"
+    assert "newuidmap" in notes["io.github.runner.rootless.idMappings"]
+    assert "delegated" in notes["io.github.runner.rootless.cgroup"]
+    assert "io.github.runner.rootless" not in as_root["annotations"]
