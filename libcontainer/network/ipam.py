@@ -282,8 +282,10 @@ class Pool:
             pass
 
     def remove_if_empty(self) -> None:
-        """The network's directory goes with its last allocation (not a format rule:
-        so that tests, and a removed network, leave nothing)."""
+        """The network's directory, when it holds no allocation (`runner network rm`; not
+        after a DEL: a process waiting for the lock would hold a deleted file's lock)."""
+        if not os.path.isdir(self.dir):
+            return
         fd = self._lock()
         try:
             left = [n for n in os.listdir(self.dir) if n != "lock"

@@ -161,9 +161,40 @@ def attachments(name: str, d: str | None = None) -> list:
 
 
 def remove(name: str, d: str | None = None, force: bool = False) -> None:
-    """Remove the configuration; refused while containers are attached (unless force)."""
+    """Remove the configuration; refused while containers are attached (unless force).
+    What the network left is removed too when nothing uses it any more: its pool
+    directory, and its bridge in this network namespace when no port is on it."""
     atts = attachments(name, d)
     if atts and not force:
         ids = ", ".join(a["containerID"] for a in atts)
         raise InvalidArgument(f"network {name!r} is in use by {ids} (--force removes it anyway)")
+    plugin = load(name, d)
     os.unlink(path(name, d))
+    if atts:
+        return
+    from . import ipam
+    from .bridge import Conf
+    from .cni import state_dir
+
+    try:
+        conf = Conf(plugin, state_dir(plugin))
+    except Exception:  # a configuration edited by hand into something broken: it is gone
+        return
+    if conf.ipam:
+        ipam.Pool(conf.ipam).remove_if_empty()
+    _remove_idle_bridge(conf.bridge)
+
+
+def _remove_idle_bridge(name: str) -> None:
+    from .rtnl import RTNL, NetlinkError
+
+    try:
+        with RTNL() as nl:
+            br = nl.link(name=name)
+            if br is None or br.kind != "bridge":
+                return
+            if any(link.master == br.index for link in nl.links()):
+                return  # something else is on it: not ours to take away
+            nl.del_link(br.index)
+    except NetlinkError:
+        pass

@@ -31,11 +31,9 @@ def host(tmp_path):
 
 
 def net_cli(host, *args, check=True) -> subprocess.CompletedProcess:
-    r = subprocess.run(RUNNER + ["network", *args, "--config-dir", host["nets"]],
-                       capture_output=True, text=True, timeout=30, cwd=REPO)
-    if check and r.returncode != 0:
-        raise AssertionError(f"runner network {args}: {r.stderr}")
-    return r
+    """`runner network …` in the test's host namespace (rm looks for the bridge there)."""
+    return host["ns"].sh(*RUNNER, "network", *args, "--config-dir", host["nets"], check=check,
+                         cwd=REPO)
 
 
 def test_bundle_with_network_hooks_comes_up_with_an_address(bundle, host):
@@ -79,7 +77,11 @@ def test_bundle_with_network_hooks_comes_up_with_an_address(bundle, host):
             p.wait()
     # poststop released everything (the host fixture checks veths, rules, allocations)
     assert json.loads(net_cli(host, "inspect", "web").stdout)[0]["containers"] == []
+    assert "rn-web" in host["ns"].links()
     net_cli(host, "rm", "web")
+    # rm takes the idle bridge and the empty pool directory with it
+    assert "rn-web" not in host["ns"].links()
+    assert not os.path.exists(os.path.join(host["state"], "networks", "web"))
 
 
 def test_network_cli(host):
