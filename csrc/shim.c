@@ -64,6 +64,13 @@ static int sync_fd = -1;
 static char state_buf[65536];
 static size_t state_len;
 
+/* The id changes as raw syscalls: glibc's setresuid/setgroups wrappers signal every other
+ * thread of the process (its thread list, copied from a parent with threads, names threads
+ * that do not exist in this child) and wait for them forever. A program running containers
+ * from several threads (libcontainer.run_many) hung there. */
+static int id_setresuid(uid_t u) { return (int)syscall(SYS_setresuid, u, u, u); }
+static int id_setresgid(gid_t g) { return (int)syscall(SYS_setresgid, g, g, g); }
+
 /* ---- talking to the parent --------------------------------------------------------- */
 
 static void send_msg(int type, int op, int err, int pid)
@@ -1179,7 +1186,7 @@ static void setup_namespaces(const struct rc_plan *plan, int in_clone)
         /* become root of a joined user namespace: the host's uid 0 is not mapped there,
          * and the filesystems mounted next would refuse an unmapped owner (EOVERFLOW) */
         if (plan->joins[i].nstype == CLONE_NEWUSER &&
-            (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+            (id_setresgid(0) < 0 || id_setresuid(0) < 0))
             fail(-1 - i, errno);
     }
     int rest = plan->clone_flags;
@@ -1195,7 +1202,7 @@ static void setup_namespaces(const struct rc_plan *plan, int in_clone)
         send_msg(MSG_USERNS, 0, 0, 0);
         wait_go(-100);
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+        if (id_setresgid(0) < 0 || id_setresuid(0) < 0)
             fail(-100, errno);
     }
     if (!in_clone) {
@@ -1392,10 +1399,10 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
             break;
         case RC_OP_USER:
             rc = prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
-            if (rc == 0) rc = setgroups(plan->ngids, (const gid_t *)plan->gids);
+            if (rc == 0) rc = (int)syscall(SYS_setgroups, (size_t)plan->ngids, (const gid_t *)plan->gids);
             if (rc < 0 && errno == EPERM && plan->ngids == 0) rc = 0;  /* setgroups denied (rootless) */
-            if (rc == 0) rc = setresgid((gid_t)op->b, (gid_t)op->b, (gid_t)op->b);
-            if (rc == 0) rc = setresuid((uid_t)op->a, (uid_t)op->a, (uid_t)op->a);
+            if (rc == 0) rc = id_setresgid((gid_t)op->b);
+            if (rc == 0) rc = id_setresuid((uid_t)op->a);
             if (rc == 0) rc = prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
             break;
         case RC_OP_SYNC:

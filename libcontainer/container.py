@@ -16,7 +16,7 @@ from .ops import CONSOLE, SECCOMP
 from .state import StateDir, crash_point, default_root, sweep, write_atomic
 from .state import alive as _alive, proc_stat as _proc_stat
 
-__all__ = ["Container", "create", "run", "load", "list_containers", "force_delete", "NotFound"]
+__all__ = ["Container", "create", "run", "load", "list_containers", "force_delete", "wait_cleanup", "NotFound"]
 
 FIFO = "exec.fifo"
 START_TIMEOUT = 10.0  # seconds `start` waits for a live init to take the go (runc has none)
@@ -165,7 +165,7 @@ class Container:
         self._state["status"] = "running"
         self._dir.write(self._state)
         crash_point("start: state running")
-        _run_hooks(_hooks(self.spec.hooks, "poststart"), self._poststart_state, _stderr_warn)
+        _run_hooks(_hooks(self.spec.hooks, "poststart"), self._poststart_state, _warn)
 
     def kill(self, sig: int = 15, all: bool = False) -> None:
         """Signal the init (or, with all, every process of the container)."""
@@ -189,11 +189,12 @@ class Container:
             self._require_cgroups("kill").freeze(False)
 
     @_serialised
-    def delete(self, force: bool = False, report=None) -> None:
+    def delete(self, force: bool = False, report=None, _parents: list | None = None) -> None:
         """Remove a stopped container and everything it owned. Without force, any other
         status is an error and nothing changes (the spec's MUST). Every wait is bounded: on
         an error the state stays, and a later delete --force finishes the job. `report`
-        (a callable) is told each thing removed."""
+        (a callable) is told each thing removed. (`_parents`: see cgroups.Manager.destroy;
+        the background teardown keeps the shared parents a while.)"""
         report = report or _quiet
         status = self.status()
         if status != "stopped":
@@ -207,13 +208,13 @@ class Container:
             raw = {}
         cg = self._cgroups()
         if cg is not None:
-            _destroy(cg, report)
+            _destroy(cg, report, _parents)
             crash_point("delete: cgroups removed")
         if self._dir.remove():
             report(f"removed state directory {self._dir.path}")
         crash_point("delete: state dir removed")
         _run_hooks(_hooks(raw, "poststop"), lambda: dict(self.state(), status="stopped"),
-                   _stderr_warn)
+                   _warn)
 
     def _kill_all(self, report) -> None:
         """SIGKILL every process of the container and wait until none is left, at most
@@ -414,10 +415,11 @@ def _dumps(obj) -> str:
     return jsonio.dumps(obj)
 
 
-def _stderr_warn(msg: str) -> None:
-    import sys
+def _warn(msg: str) -> None:
+    """A warning of the library: to the `libcontainer` logger (see log.py)."""
+    from .log import warning
 
-    sys.stderr.write(f"runner: warning: {msg}\n")
+    warning(msg)
 
 
 # ---- create and run ---------------------------------------------------------------------
@@ -447,12 +449,12 @@ def list_containers(root: str | None = None) -> list:
             continue  # deleted meanwhile, or not a container's directory
         except DamagedState as e:
             # shown, so that it can be found and deleted (delete --force)
-            _stderr_warn(str(e))
+            _warn(str(e))
             out.append(Container(StateDir(root, name),
                                  {"ociVersion": specmod.OCI_VERSION, "id": name,
                                   "status": "stopped", "pid": 0, "bundle": ""}))
         except ContainerError as e:
-            _stderr_warn(str(e))
+            _warn(str(e))
     return out
 
 
@@ -509,6 +511,8 @@ def create(bundle: str, container_id: str, *, root: str | None = None, stdio=Non
     `keep_fds` ones, and LISTEN_FDS/LISTEN_PID say so. Nothing is left behind if any step
     fails."""
     d = StateDir(root, container_id)
+    if "teardown" in _loaded:  # this id's earlier run may still be being removed
+        _loaded["teardown"].wait_for(root, container_id)
     spec = specmod.load(bundle)
     hooks = _hooks(spec.hooks)
     net_devices = _net_devices(spec)
@@ -679,7 +683,7 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
             _run_hooks(hooks.get("poststop", []),
                        lambda: dict({k: state[k] for k in ("ociVersion", "id", "bundle",
                                                             "annotations")},
-                                    status="stopped", pid=hooks_ran[0]), _stderr_warn)
+                                    status="stopped", pid=hooks_ran[0]), _warn)
         raise
     c = Container(d, state)
     c._spec = spec
@@ -709,8 +713,8 @@ def _plan_cgroups(spec, container_id: str):
                                 devices=spec.linux.devices)
 
 
-def _destroy(cg, report) -> None:
-    for d in cg.destroy():
+def _destroy(cg, report, parents: list | None = None) -> None:
+    for d in cg.destroy(parents=parents):
         report(f"removed cgroup {d}")
 
 
@@ -759,10 +763,19 @@ def _rfc3339nano(ns: int) -> str:
 def run(bundle: str, container_id: str, *, root: str | None = None, no_pivot: bool = False,
         keep_fds: int = 0, stdio=None, detach: bool = False, console_socket: str = "",
         pid_file: str = "", new_keyring: bool = True, keep: bool = False, warn=None,
-        listen_fds: int = 0):
+        listen_fds: int = 0, cleanup: str = "now"):
     """create + start (+ wait and delete, in the foreground). Foreground: returns the exit
     code (128+N if killed by signal N) and leaves nothing of the container behind (unless
-    keep). Detached: returns the Container, running."""
+    keep). Detached: returns the Container, running.
+
+    cleanup="background": return as soon as the process is reaped and remove the container
+    on a worker thread while the caller goes on (teardown.py): a program starting many
+    containers overlaps each one's removal with the next one's start. The id is free again
+    for this process at once (a create of it waits); `wait_cleanup()` waits for all, and
+    so does the interpreter's exit."""
+    if cleanup not in ("now", "background"):
+        raise InvalidArgument(f"cleanup: {cleanup!r} is not 'now' or 'background'")
+    warn = warn or _warn
     with Forwarder() as fwd:
         c = create(bundle, container_id, root=root, stdio=stdio, console_socket=console_socket,
                    pid_file=pid_file, no_pivot=no_pivot, keep_fds=keep_fds,
@@ -785,4 +798,25 @@ def run(bundle: str, container_id: str, *, root: str | None = None, no_pivot: bo
             if c._master >= 0:
                 close_quietly(c._master)
             if not detach and not keep:
-                c.delete(force=True)
+                if cleanup == "background":
+                    _teardown().defer(c)
+                else:
+                    c.delete(force=True)
+
+
+_loaded: dict = {}
+
+
+def _teardown():
+    """teardown.py, imported (with threading) only by a program that defers a cleanup."""
+    if "teardown" not in _loaded:
+        from . import teardown
+
+        _loaded["teardown"] = teardown
+    return _loaded["teardown"]
+
+
+def wait_cleanup() -> None:
+    """Wait until every container that run(cleanup="background") left is removed."""
+    if "teardown" in _loaded:
+        _loaded["teardown"].flush()

@@ -148,7 +148,12 @@ class Forwarder:
 
     def __enter__(self):
         for sig in FORWARDED_SIGNALS:
-            self.saved[sig] = _signal.signal(sig, self._handle)
+            try:
+                self.saved[sig] = _signal.signal(sig, self._handle)
+            except ValueError:
+                # not the main thread (a program running containers from threads, e.g.
+                # libcontainer.run_many): handlers are the main thread's to set
+                break
         return self
 
     def _handle(self, sig, frame) -> None:

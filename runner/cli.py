@@ -101,6 +101,9 @@ def main(argv: list) -> int:
         if module is None:
             raise InvalidArgument(f"unknown command {verb!r}; see 'runner --help'")
         ctx = Context(opts)
+        from libcontainer import log
+
+        log.sink = ctx.warn  # the library's warnings, printed as runc prints them
         mod = __import__(f"runner.{module}", fromlist=[module])
         return getattr(mod, "cmd_" + verb.replace("-", "_"))(ctx, argv[split + 1:])
     except ContainerError as e:

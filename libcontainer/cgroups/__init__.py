@@ -532,14 +532,19 @@ class Manager:
                 out.update(_tree_procs(d))
         return out
 
-    def destroy(self, kill: bool = True) -> list:
+    def destroy(self, kill: bool = True, parents: list | None = None) -> list:
         """Kill what is left and remove every directory this manager created; returns
-        those that were there to remove."""
+        those that were there to remove. With a `parents` list, the shared parents (not
+        the container's own directories) are put there instead, for the caller to remove
+        later (remove_parent)."""
         if kill:
             self.kill_all()
         leaves = set(self._dirs())
         removed = []
         for d in reversed(self.created):
+            if parents is not None and d not in leaves:
+                parents.append(d)
+                continue
             if _rmdir(d, d in leaves):
                 removed.append(d)
             crash_point(f"cgroup removed: {d}")
@@ -548,7 +553,10 @@ class Manager:
         for d in leaves:
             parent = os.path.dirname(d)
             if os.path.basename(parent) == DEFAULT_PARENT and d.endswith("/" + DEFAULT_PARENT + "/" + os.path.basename(d)):
-                _rmdir(parent, False)
+                if parents is not None:
+                    parents.append(parent)
+                else:
+                    _rmdir(parent, False)
         self.created = []
         return removed
 
@@ -696,6 +704,11 @@ def _tree_procs(d: str) -> list:
         except OSError:
             pass
     return out
+
+
+def remove_parent(d: str) -> None:
+    """rmdir a shared parent that destroy(parents=…) handed back; kept if still in use."""
+    _rmdir(d, False)
 
 
 def _rmdir(d: str, leaf: bool) -> bool:

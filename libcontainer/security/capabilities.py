@@ -1,8 +1,6 @@
 """Capability names → bit masks, checked against what kernels define and what this one has."""
 from __future__ import annotations
 
-import sys
-
 # python-prctl's table stops at CAP_BPF/CAP_PERFMON (39); newer kernels define more.
 _NEWER_THAN_PRCTL = {"checkpoint_restore": 40}
 
@@ -69,7 +67,9 @@ def names_of(bits: int) -> list:
 
 
 def _warn(msg: str) -> None:
-    sys.stderr.write(f"warning: {msg}\n")
+    from ..log import warning
+
+    warning(msg)
 
 
 def _own_caps(kind: str) -> int:
