@@ -878,11 +878,13 @@ static void created_signals(int on)
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sigemptyset(&sa.sa_mask);
-    for (int sig = 1; sig < 32; sig++) {
+    for (int sig = 1; sig <= SIGRTMAX; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP || sig == SIGCHLD || sig == SIGCONT ||
             sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU || sig == SIGURG ||
             sig == SIGWINCH)
             continue;  /* Go leaves these at their defaults (stop, ignore) too */
+        if (sig >= 32 && sig < SIGRTMIN)
+            continue;  /* the C library's own */
         int is_fatal = 0;
         for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++)
             is_fatal |= fatal[i] == sig;

@@ -131,7 +131,7 @@ def test_kill_of_a_created_container(bundle, pid_ns):
         bundle.linux["namespaces"] = [n for n in bundle.linux["namespaces"] if n["type"] != "pid"]
     bundle.set_args("sleep", "100")
     cid = create(bundle)
-    for sig in ("USR1", "WINCH", "ALRM"):
+    for sig in ("USR1", "WINCH", "ALRM", "RTMIN+3"):
         bundle.runner("kill", cid, sig, check=True)
     time.sleep(0.1)
     assert state(bundle, cid)["status"] == "created"
