@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 CLONE_NEWNET = 0x40000000
+NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
 _libc = None
 
 
@@ -25,10 +26,18 @@ def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
 
 def open_netns(path: str) -> int:
     """An fd of the network namespace at `path`; OSError naming the path otherwise."""
+    import fcntl
+
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        # a file that is not a namespace fails later with a puzzling EINVAL: say it here
-        if not os.readlink(f"/proc/self/fd/{fd}").startswith("net:["):
+        # a file that is not a namespace fails later with a puzzling EINVAL: say it here.
+        # Asked of the namespace itself (the fd's readlink names the path for a bind mount,
+        # as `ip netns` and podman make them)
+        try:
+            kind = fcntl.ioctl(fd, NS_GET_NSTYPE)
+        except OSError:
+            kind = 0
+        if kind != CLONE_NEWNET:
             raise OSError(22, f"{path} is not a network namespace")
     except BaseException:
         os.close(fd)

@@ -302,3 +302,24 @@ def test_version_gc_and_old_result_versions(net):
     assert len(veths(net.host)) == 1
     assert len(allocation_files(net.state)) == 3  # b's two addresses and its record
     delete(net, b, conf, cid="b")
+
+
+def test_netns_given_as_a_bind_mount(net, tmp_path):
+    """CNI_NETNS may be a bind mount of a namespace (`ip netns`, podman): the plugin asks
+    the namespace its type, since the fd's link names the path then."""
+    ns = net.container()
+    path = tmp_path / "netns-file"
+    path.touch()
+    import subprocess
+
+    subprocess.run(["mount", "--bind", ns.path, str(path)], check=True)
+    try:
+        res = ok(EXE, "ADD", net.conf(), net.host, cid="b", netns=str(path))
+        assert res["interfaces"][2]["sandbox"] == str(path)
+        assert ns.addrs("eth0") == ["10.77.0.2/24", "fd77::2/64"]
+        ok(EXE, "DEL", net.conf(), net.host, cid="b", netns=str(path))
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+    # a file that is no namespace: the spec's "container unknown"
+    rc, out = call(EXE, "ADD", net.conf(), net.host, cid="b", netns=str(path))
+    assert rc == 1 and out["code"] == 3 and "not a network namespace" in out["details"], out
