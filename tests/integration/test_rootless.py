@@ -543,6 +543,24 @@ def test_delegated_cgroup_v2_subtree(sub, rbundle, delegated):
     if check:
         with open(os.path.join(cg, check[0])) as f:
             assert f.read().strip() == check[1]
+    # update and events use it too; a limit it has no controller for is refused
+    if check:
+        new = ({"pids": {"limit": 43}} if "pids" in limit else
+               {"hugepageLimits": [{"pageSize": "2MB", "limit": 6 << 21}]})
+        r = sub.runner("--root", root, "update", "--resources", "-", cid, input=json.dumps(new),
+                       cgroup=leaf)
+        assert r.returncode == 0, r.stderr
+        with open(os.path.join(cg, check[0])) as f:
+            assert f.read().strip() == ("43" if "pids" in limit else str(6 << 21))
+        r = sub.runner("--root", root, "events", "--stats", cid)
+        assert r.returncode == 0, r.stderr
+        data = json.loads(r.stdout)["data"]
+        assert ("pids" if "pids" in limit else "hugetlb") in data
+    if os.path.isdir("/sys/fs/cgroup/memory") and "memory" not in offered:
+        r = sub.runner("--root", root, "update", "--memory", "64m", cid, cgroup=leaf)
+        assert r.returncode == 1
+        assert r.stderr == ("runner: linux.resources.memory: cannot be applied: the container "
+                            "has no memory cgroup\n")
     r = sub.runner("--root", root, "exec", cid, "cat", "/proc/self/cgroup", cgroup=leaf)
     assert r.returncode == 0, r.stderr
     assert f"0::/{os.path.relpath(cg, mnt)}" in r.stdout.splitlines()
