@@ -1009,6 +1009,7 @@ static int run_hook(const struct rc_op *op)
     if (pid < 0)
         return -1;
     if (pid == 0) {
+        setpgid(0, 0); /* its own group: a timeout kills what it started too */
         dup2(in[0], 0);
         execve(op->path, argv, envp);
         _exit(127);
@@ -1027,6 +1028,7 @@ static int run_hook(const struct rc_op *op)
         do r = poll(&pfd, 1, (int)op->c * 1000); while (r < 0 && errno == EINTR);
         close(pidfd);
         if (r == 0) {
+            kill(-pid, SIGKILL);
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
             errno = HOOK_TIMEOUT;

@@ -151,21 +151,33 @@ class Container:
             while not p.poll(100):
                 if not _alive(self.pid, self._state.get("start_time")):
                     raise WrongState(f"cannot start container {self.id!r}: its init exited")
-                if time.monotonic() > deadline:
-                    # stopped or frozen by someone: the container stays created
-                    raise ContainerError(f"cannot start container {self.id!r}: its init "
-                                         f"(pid {self.pid}) did not take the start within "
-                                         f"{START_TIMEOUT:g} s")
+                self._check_not_held(time.monotonic() > deadline)
             os.read(fd, 1)
             crash_point("start: init released")
+            os.unlink(fifo)  # not before: a start that failed leaves it created
         finally:
             os.close(fd)
-            os.unlink(fifo)
         crash_point("start: exec fifo removed")
         self._state["status"] = "running"
         self._dir.write(self._state)
         crash_point("start: state running")
         _run_hooks(_hooks(self.spec.hooks, "poststart"), self._poststart_state, _warn)
+
+    def _check_not_held(self, late: bool) -> None:
+        """`start` waits for a live init that does not take the go: frozen or stopped by
+        someone, it never will. Say so (at once when it is plain, else once `late`); the
+        container stays created."""
+        from .cgroups import frozen_elsewhere
+
+        cg = self._cgroups()
+        frozen = frozen_elsewhere([self.pid], cg.paths.get("freezer") if cg else None)
+        st = _proc_stat(self.pid)
+        why = (f"is frozen in the freezer cgroup {frozen[0][1]}" if frozen
+               else "is stopped (SIGSTOP)" if st and st[0] in ("T", "t")
+               else f"did not take the start within {START_TIMEOUT:g} s" if late else "")
+        if why:
+            raise ContainerError(f"cannot start container {self.id!r}: its init (pid "
+                                 f"{self.pid}) {why}")
 
     def kill(self, sig: int = 15, all: bool = False) -> None:
         """Signal the init (or, with all, every process of the container)."""

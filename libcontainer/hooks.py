@@ -3,7 +3,8 @@
 Runtime-namespace hooks (prestart, createRuntime, poststart, poststop) run here, in the
 runtime's process. Container-namespace hooks (createContainer, startContainer) become plan
 ops that the child runs itself, so they really execute inside the container's namespaces.
-Every hook gets the state JSON on stdin; `timeout` seconds at most."""
+Every hook gets the state JSON on stdin; `timeout` seconds at most, DEFAULT_TIMEOUT without
+one: a hook that never exits must not hold the container (and its lock) forever."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ import os
 from . import ops as P
 from .errors import ConfigError, StartError
 
+DEFAULT_TIMEOUT = 60  # seconds; runc and crun have none (a hung hook hangs them)
 STAGES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
 
@@ -56,7 +58,8 @@ def add_ops(plan, hooks: list, stage: str, index: int | None = None) -> int:
     for h in hooks:
         env = plan.env if h.env is None else h.env  # the process's, as in runc's init
         data = b"".join(s.encode() + b"\0" for s in h.args + tuple(env))
-        o = P.op(P.HOOK, path=h.path, data=data, a=len(h.args), b=len(env), c=h.timeout or 0)
+        o = P.op(P.HOOK, path=h.path, data=data, a=len(h.args), b=len(env),
+                 c=h.timeout or DEFAULT_TIMEOUT)
         label = f"{h.field}: running {h.path}"
         if index is None:
             plan.ops.append(o)
@@ -88,19 +91,30 @@ def run(hooks: list, state_json: str, *, strict: bool = True, warn=None) -> None
 
     for h in hooks:
         argv = list(h.args) or [h.path]
+        timeout = h.timeout or DEFAULT_TIMEOUT
         try:
-            r = subprocess.run(argv, executable=h.path, input=state_json.encode(),
-                               env=None if h.env is None else _env_dict(h.env),
-                               timeout=h.timeout, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-            problem = None if r.returncode == 0 else (
-                f"exited with status {r.returncode}" if r.returncode > 0
-                else f"killed by signal {-r.returncode}")
-            detail = r.stderr.decode(errors="replace").strip()
-        except subprocess.TimeoutExpired:
-            problem, detail = f"timed out after {h.timeout}s", ""
+            # a session of its own: on a timeout the hook goes with whatever it started
+            p = subprocess.Popen(argv, executable=h.path, stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 env=None if h.env is None else _env_dict(h.env),
+                                 start_new_session=True)
         except OSError as e:
             problem, detail = e.strerror, ""
+        else:
+            try:
+                _, err = p.communicate(state_json.encode(), timeout=timeout)
+                problem = None if p.returncode == 0 else (
+                    f"exited with status {p.returncode}" if p.returncode > 0
+                    else f"killed by signal {-p.returncode}")
+                detail = err.decode(errors="replace").strip()
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, 9)
+                except ProcessLookupError:
+                    pass
+                p.stderr.close()
+                p.wait()
+                problem, detail = f"timed out after {timeout}s", ""
         if problem:
             msg = f"{h.field}: {h.path} {problem}" + (f": {detail}" if detail else "")
             if strict:
