@@ -754,10 +754,14 @@ static int hide_host_proc_and_sys(const char *rootfs)
     return id < 0 ? -1 : 0;
 }
 
+/* use_move 0: pivot_root; 1: MS_MOVE + chroot (--no-pivot); 2: chroot only, for a
+ * container in the runtime's mount namespace (moving or pivoting would be the host's) */
 static int pivot(const char *rootfs, int use_move)
 {
     if (chdir(rootfs) < 0)
         return -1;
+    if (use_move == 2)
+        return chroot(".") < 0 ? -1 : chdir("/");
     if (!use_move) {
         /* pivot_root(".", ".") stacks the old root under the new one; detach it at once */
         if (syscall(SYS_pivot_root, ".", ".") == 0) {
@@ -1310,7 +1314,8 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
         int rc = 0;
         switch (op->kind) {
         case RC_OP_ROOT_PROPAGATION:
-            rc = mount(NULL, "/", NULL, op->flags, NULL);
+            /* flags 0: no mount namespace of our own; "/" is the runtime's, never touched */
+            rc = op->flags ? mount(NULL, "/", NULL, op->flags, NULL) : 0;
             if (rc == 0) {
                 /* the rootfs must be a mount point of its own to be pivoted */
                 rootfs = op->path;
@@ -1369,7 +1374,7 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
             break;
         }
         case RC_OP_PIVOT:
-            rc = pivot(rootfs, (int)op->flags);
+            rc = pivot(op->path ? op->path : rootfs, (int)op->flags);
             if (rc == 0) {
                 close(rootfd);
                 rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);

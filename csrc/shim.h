@@ -11,7 +11,8 @@ enum rc_op_kind {
     RC_OP_MKDIR = 2,      /* mkdir -p path (in root), mode a */
     RC_OP_MKNOD = 3,      /* mknod path mode a dev b, chown to uid c / gid d */
     RC_OP_SYMLINK = 4,    /* symlink src -> path (in root) */
-    RC_OP_PIVOT = 5,      /* pivot_root into the rootfs (flags 1: MS_MOVE + chroot instead) */
+    RC_OP_PIVOT = 5,      /* pivot_root into the rootfs (flags 1: MS_MOVE + chroot instead;
+                             2: chroot only, into path if set: no mount namespace) */
     RC_OP_MASK = 6,       /* hide path: /dev/null over a file, read-only tmpfs over a dir */
     RC_OP_READONLY = 7,   /* bind path on itself read-only */
     RC_OP_WRITE = 8,      /* write data to the file at path (sysctl, oom_score_adj) */
@@ -19,7 +20,8 @@ enum rc_op_kind {
     RC_OP_SETDOMAINNAME = 10,
     RC_OP_RLIMIT = 11,    /* resource a: soft b, hard c */
     RC_OP_LOOPBACK_UP = 12,
-    RC_OP_ROOT_PROPAGATION = 13,  /* mount(NULL, "/", flags) before anything is mounted */
+    RC_OP_ROOT_PROPAGATION = 13,  /* mount(NULL, "/", flags) (unless 0) before anything is
+                                     mounted; then the rootfs is bound on itself */
     RC_OP_ROOT_READONLY = 14,
     RC_OP_CHDIR = 15,     /* chdir to path (in root); a=1: a try, refusal deferred; a=2: retry it */
     RC_OP_USER = 16,      /* setgroups(gids), setresgid(b), setresuid(a), keeping caps */

@@ -222,6 +222,8 @@ class Container:
         if cg is not None:
             _destroy(cg, report, _parents)
             crash_point("delete: cgroups removed")
+        if _release_host_mounts(self._state):
+            report(f"detached the mounts at {self._state['host_mounts']['path']}")
         if self._dir.remove():
             report(f"removed state directory {self._dir.path}")
         crash_point("delete: state dir removed")
@@ -596,6 +598,12 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
             with open(os.path.join(d.path, "config.json"), "w") as f:
                 f.write(_dumps(spec.raw))
             crash_point("create: config.json copied")
+            if plan.host_mounts:
+                # no mount namespace: what the init mounts stays in ours until delete
+                from . import hostmounts
+
+                state["host_mounts"] = hostmounts.record(plan.host_mounts)
+                d.write(state)
 
             def oci_state(pid, status="creating"):
                 s = {k: state[k] for k in ("ociVersion", "id", "bundle", "annotations")}
@@ -682,6 +690,7 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
         try:
             if cg is not None:
                 cg.destroy()
+            _release_host_mounts(state)
             d.remove()
         except Exception as cleanup:
             # the state stays, and says what is left: delete --force finishes the job
@@ -701,6 +710,15 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
     c._spec = spec
     c._master = master[0] if (_foreground and master) else -1
     return c
+
+
+def _release_host_mounts(state: dict) -> bool:
+    """A container without a mount namespace mounted in ours: detach what it mounted."""
+    if not state.get("host_mounts"):
+        return False
+    from . import hostmounts
+
+    return hostmounts.release(state["host_mounts"])
 
 
 def _cgroup_entry(cg, plan) -> bool:

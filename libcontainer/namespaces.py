@@ -52,8 +52,6 @@ def plan(spec, plan) -> NamespaceInfo:
             joins.append((0 if ns.type == "user" else 1, i, FLAGS[ns.type], ns.path))
         else:
             info.new.add(ns.type)
-    if "mount" not in info.new and "mount" not in info.joined:
-        raise ConfigError("linux.namespaces", "a mount namespace is required")
     # the user namespace is joined first: it decides what the others may do
     joins.sort()
     for k, (_, i, flag, path) in enumerate(joins):

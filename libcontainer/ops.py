@@ -56,6 +56,9 @@ class Plan:
         # op's `e` is index + 1 (shim.idmapped_mount); no maps: a plain bind whose source
         # the container's user namespace may not reach
         self.idmaps: list = []
+        # no mount namespace: the rootfs whose mounts are made in the runtime's namespace
+        # and detached by delete (hostmounts.py)
+        self.host_mounts = ""
 
     def add(self, label: str, *args, **kw) -> None:
         self.ops.append(op(*args, **kw))

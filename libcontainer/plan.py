@@ -80,5 +80,9 @@ def make_exec(spec: Spec, proc, init_pid: int, *, keep_fds: int = 0, warn=None) 
     Joining the mount namespace puts the process at the container's root already."""
     plan = Plan()
     info = namespaces.plan_join(spec, plan, init_pid)
+    if not info.has("mount"):
+        # the container is in the runtime's mount namespace, chrooted: so is the process
+        plan.add("chroot into the container's root (no mount namespace)", PIVOT,
+                 path=f"/proc/{init_pid}/root", flags=2)
     process.plan(spec, plan, info, keep_fds=keep_fds, warn=warn, proc=proc, for_exec=True)
     return plan

@@ -109,8 +109,13 @@ def plan(spec, plan, ns, no_pivot: bool = False, cgroup=None) -> None:
     base = MS_SLAVE | MS_REC
     if root_prop & (MS_PRIVATE | MS_UNBINDABLE):
         base = MS_PRIVATE | MS_REC
-    plan.add("linux.rootfsPropagation: preparing the mount namespace", P.ROOT_PROPAGATION,
-             path=spec.root_path, flags=base)
+    # no mount namespace: the runtime's is the container's (hostmounts.py); its "/" is left
+    # alone, the rootfs is bound on itself there and chrooted into
+    in_host = not ns.has("mount")
+    plan.host_mounts = spec.root_path if in_host else ""
+    plan.add("linux.namespaces: no mount namespace, mounting in the runtime's" if in_host else
+             "linux.rootfsPropagation: preparing the mount namespace", P.ROOT_PROPAGATION,
+             path=spec.root_path, flags=0 if in_host else base)
 
     dev_from_host = False
     late: list = []
@@ -133,8 +138,12 @@ def plan(spec, plan, ns, no_pivot: bool = False, cgroup=None) -> None:
     cwd = spec.process.cwd if spec.process else "/"
     if cwd != "/":
         plan.add(f"process.cwd: creating {cwd}", P.MKDIR, path=cwd, a=0o755)
-    plan.add("root.path: pivot_root into " + spec.root_path + (" (no pivot)" if no_pivot else ""),
-             P.PIVOT, flags=1 if no_pivot else 0)
+    if in_host:
+        plan.add("root.path: chroot into " + spec.root_path + " (no mount namespace)",
+                 P.PIVOT, flags=2)
+    else:
+        plan.add("root.path: pivot_root into " + spec.root_path +
+                 (" (no pivot)" if no_pivot else ""), P.PIVOT, flags=1 if no_pivot else 0)
     if root_prop:
         plan.add("linux.rootfsPropagation", P.MOUNT, path="/", pflags=root_prop)
     for key, value in lx.sysctl.items():

@@ -80,7 +80,6 @@ CASES = {
     "unknown rootfsPropagation": (_set(["linux", "rootfsPropagation"], "sideways"),
                                   "linux.rootfsPropagation", "sideways"),
     "hostname without uts": (_drop_ns("uts"), "hostname", "uts"),
-    "no mount namespace": (_drop_ns("mount"), "linux.namespaces", "mount namespace"),
     "timeOffsets without time namespace": (_set(["linux", "timeOffsets"],
                                                 {"boottime": {"secs": 1}}),
                                            "linux.timeOffsets", "time namespace"),

@@ -91,3 +91,59 @@ def test_pid_1s_network_namespace_by_path(bundle):
     else:
         assert r.returncode == 0 and r.stdout == want + "\n", r.stderr
     assert_nothing_left(bundle)
+
+
+# ---- no linux.namespaces at all: everything is the runtime's, the mount namespace too ------
+
+KINDS = ("mnt", "net", "pid", "ipc", "uts", "cgroup", "user")
+
+
+def no_namespaces(bundle):
+    bundle.linux.pop("namespaces", None)
+    bundle.config.pop("hostname", None)
+    with open(os.path.join(bundle.rootfs, "marker"), "w") as f:
+        f.write("in the rootfs\n")
+    return bundle
+
+
+def root_line() -> str:
+    """mountinfo of the runtime's "/": its propagation must never change."""
+    with open("/proc/self/mountinfo") as f:
+        return next(l for l in f if l.split()[4] == "/")
+
+
+def test_no_namespaces_at_all(bundle):
+    no_namespaces(bundle)
+    before = root_line()
+    r = bundle.sh("for k in " + " ".join(KINDS) + "; do readlink /proc/self/ns/$k; done; "
+                  "cat /marker; grep -c . /proc/self/mountinfo >/dev/null && echo mounts").run()
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:len(KINDS)] == [os.readlink(f"/proc/self/ns/{k}") for k in KINDS]
+    assert lines[len(KINDS):] == ["in the rootfs", "mounts"]  # chrooted, /proc mounted
+    assert root_line() == before
+    # the rootfs bind and the mounts below it (proc, dev, sys…) are gone with the container
+    assert_nothing_left(bundle)
+
+
+def test_no_namespaces_exec_is_chrooted_and_delete_detaches(bundle):
+    import secprobe
+
+    no_namespaces(bundle)
+    cid = secprobe.start_detached(bundle.sh("sleep 30"))
+    try:
+        with open("/proc/self/mountinfo") as f:
+            assert any(l.split()[4].startswith(bundle.rootfs) for l in f)  # the runtime's
+        r = bundle.runner("exec", cid, "sh", "-c", "cat /marker; readlink /proc/self/ns/mnt")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == ["in the rootfs", os.readlink("/proc/self/ns/mnt")]
+    finally:
+        bundle.runner("delete", "--force", cid)
+    assert_nothing_left(bundle)
+
+
+def test_no_namespaces_failed_create_leaves_no_mounts(bundle):
+    no_namespaces(bundle).set_args("/no/such/program")
+    r = bundle.run()
+    assert r.returncode == 127, r.stderr
+    assert_nothing_left(bundle)
