@@ -65,6 +65,7 @@ test: venv rootfs accept-deps
 bench: venv rootfs
 	$(PY) tests/bench/bench.py
 	$(PY) tests/bench/bench_network.py
+	$(PY) tests/bench/bench_images.py
 
 clean:
 	rm -rf build $(VENV) *.egg-info libcontainer/_shim*.so

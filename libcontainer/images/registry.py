@@ -9,6 +9,7 @@ import http.client
 import json
 import socket
 import ssl
+import threading
 import urllib.parse
 
 from .errors import ImageError, ImageNotFound, RegistryError
@@ -54,8 +55,19 @@ class RegistrySource(Source):
         self.scheme = "https"
         self.creds = creds
         self.auth = ""
-        self.conn = None
+        self._local = threading.local()  # layers are fetched in parallel: a connection each
+        self._all: list = []
         self.where = str(ref)
+
+    @property
+    def conn(self):
+        return getattr(self._local, "conn", None)
+
+    @conn.setter
+    def conn(self, value) -> None:
+        self._local.conn = value
+        if value is not None:
+            self._all.append(value)
 
     # ---- transport -----------------------------------------------------------------------
 
@@ -229,6 +241,8 @@ class RegistrySource(Source):
 
     def close(self) -> None:
         self._reset()
+        for conn in self._all:
+            conn.close()
 
 
 class _NotFound(RegistryError, ImageNotFound):

@@ -198,8 +198,34 @@ class DockerArchive(Source):
         m = self.layer_files.get(desc.digest)
         if m is None:
             raise ImageNotFound(f"{self.ref}: blob {desc.digest} is not in the archive")
-        return self.tar.extractfile(m)
+        if m.sparse is not None:
+            return self.tar.extractfile(m)
+        # a file of its own: layers are read in parallel, the tarfile's handle is shared
+        return _Slice(self.ref.path, m.offset_data, m.size)
 
     def close(self) -> None:
         self.tar.close()
 
+
+
+class _Slice(io.RawIOBase):
+    """`size` bytes of a file from `offset`, through a handle of its own."""
+
+    def __init__(self, path: str, offset: int, size: int):
+        super().__init__()
+        self.f = open(path, "rb")
+        self.f.seek(offset)
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()

@@ -15,7 +15,9 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -25,6 +27,9 @@ from .manifest import MAX_MANIFEST, load_json, parse_manifest, verify
 from .progress import Quiet
 from .reference import check_digest, normalize_name
 from .reference import parse as parse_reference
+
+
+PARALLEL = 3  # layers fetched at once
 
 
 def default_root() -> str:
@@ -52,16 +57,22 @@ class Image:
 class _Limited(HashingReader):
     """A blob as it arrives: hashed, counted, and cut off past its declared size."""
 
-    def __init__(self, f, limit: int, what: str, progress):
+    def __init__(self, f, limit: int, what: str, progress, stop=None):
         super().__init__(f)
-        self.limit, self.what, self.progress = limit, what, progress
+        self.limit, self.what, self.progress, self.stop = limit, what, progress, stop
 
     def read(self, n: int = -1) -> bytes:
+        if self.stop is not None and self.stop.is_set():
+            raise _Stopped(self.what)
         data = super().read(n)
         self.progress.update(len(data))
         if self.size > self.limit:
             raise DigestMismatch(f"{self.what}: longer than the {self.limit} bytes its descriptor says")
         return data
+
+
+class _Stopped(ImageError):
+    """Another layer of the same pull failed: this one stops (and cleans up)."""
 
 
 def _check_blob(raw: "_Limited", desc, cause: Exception | None = None) -> None:
@@ -223,9 +234,11 @@ class Store:
                 if not isinstance(diff_ids, list) or len(diff_ids) != len(manifest.layers):
                     raise ImageError(f"{ref}: the config's rootfs.diff_ids do not match the "
                                      f"manifest's {len(manifest.layers)} layers")
+                jobs: dict = {}
                 for i, (desc, diff_id) in enumerate(zip(manifest.layers, diff_ids)):
                     check_digest(diff_id, f"{ref}: config rootfs.diff_ids[{i}]")
-                    self._ensure_layer(src, desc, diff_id, progress)
+                    jobs.setdefault(diff_id, desc)
+                self._fetch_layers(src, jobs, progress)
             finally:
                 src.close()
             # the image exists once its manifest, config and name are written, in this order
@@ -247,23 +260,50 @@ class Store:
                 self._write_images(images)
         return img
 
-    def _ensure_layer(self, src, desc, diff_id: str, progress) -> None:
+    def _fetch_layers(self, src, jobs: dict, progress) -> None:
+        """Layers are independent (each its own directory): fetched and unpacked in parallel,
+        as skopeo and containerd do. The first failure stops the rest; each cleans up."""
+        todo = []
+        for diff_id, desc in jobs.items():
+            line = progress.layer(desc.digest, desc.size)
+            if os.path.isdir(self.path("layers", diff_id[7:])):
+                line.done("already in the store")
+            else:
+                todo.append((diff_id, desc, line))
+        if len(todo) <= 1:
+            for diff_id, desc, line in todo:
+                self._ensure_layer(src, desc, diff_id, line)
+            return
+        from concurrent.futures import ThreadPoolExecutor, wait
+
+        stop = threading.Event()
+        with ThreadPoolExecutor(max_workers=min(PARALLEL, len(todo))) as pool:
+            futures = [pool.submit(self._ensure_layer, src, desc, diff_id, line, stop)
+                       for diff_id, desc, line in todo]
+            try:
+                wait(futures, return_when="FIRST_EXCEPTION")
+            finally:
+                if any(f.done() and f.exception() for f in futures) or sys.exc_info()[0]:
+                    stop.set()
+                    for f in futures:
+                        f.cancel()
+        for f in futures:  # the first layer's error, in the image's order
+            if not f.cancelled() and f.exception() and not isinstance(f.exception(), _Stopped):
+                raise f.exception()
+
+    def _ensure_layer(self, src, desc, diff_id: str, line, stop=None) -> None:
         hexid = diff_id[7:]
         final = self.path("layers", hexid)
-        if os.path.isdir(final):
-            progress.layer(desc.digest, desc.size).done("already in the store")
-            return
         with _Flock(self.path("layers", ".locks", hexid), exclusive=True):
             if os.path.isdir(final):  # another pull unpacked it while this one waited
-                progress.layer(desc.digest, desc.size).done("already in the store")
+                line.done("already in the store")
                 return
             tmp = tempfile.mkdtemp(prefix="layer-", dir=self.path("tmp"))
             try:
-                line = progress.layer(desc.digest, desc.size)
                 diff = os.path.join(tmp, "diff")
                 os.mkdir(diff, 0o755)
                 with src.open_blob(desc) as f:
-                    raw = _Limited(f, desc.size, f"layer {desc.digest}", line)
+                    raw = _Limited(f, desc.size, f"layer {desc.digest}", line, stop)
                     tar = HashingReader(decompressed(raw))
                     try:
                         u = unpack(tar, diff, self.rootless)

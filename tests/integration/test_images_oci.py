@@ -172,3 +172,46 @@ def test_two_pulls_of_the_same_layers_at_once(image, store):
     assert os.listdir(os.path.join(store, "tmp")) == []
     r = kit.runner("images", "--storage", store, "-q")
     assert r.stdout.splitlines() == [outs[0][0].strip()[:12]]
+
+
+def test_progress_on_a_terminal_quiet_in_a_pipe(image, store):
+    import pty
+
+    src = f"oci:{image['layout']}:full"
+    r = kit.runner("pull", "--storage", store, src)
+    assert r.returncode == 0 and r.stderr == "" and len(r.stdout.strip()) == 64
+    subprocess.run(["rm", "-rf", store])
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run(kit.RUNNER + ["pull", "--storage", store, src], stdout=subprocess.PIPE,
+                           stderr=slave, cwd=kit.REPO, timeout=60)
+        os.close(slave)
+        slave = -1
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert p.returncode == 0
+    text = out.decode()
+    with open(os.path.join(image["layout"], "index.json")) as f:
+        index = json.load(f)
+    full = next(m for m in index["manifests"]
+                if m["annotations"]["org.opencontainers.image.ref.name"] == "full")
+    with open(os.path.join(image["layout"], "blobs", "sha256", full["digest"][7:])) as f:
+        layers = json.load(f)["layers"]
+    for layer in layers:  # a line per layer, by its digest, with its size when done
+        assert f"layer {layer['digest'][7:19]}" in text, text
+    assert "1.0 MiB done" in text and "\x1b[K" in text, text
+    # pulled again: every layer is already there; --quiet: nothing at all
+    p = subprocess.run(kit.RUNNER + ["pull", "--quiet", "--storage", store, src],
+                       capture_output=True, cwd=kit.REPO, timeout=60)
+    assert p.returncode == 0 and p.stderr == b""
