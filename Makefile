@@ -10,7 +10,7 @@ ACCEPT_PACKAGES := podman containerd containernetworking-plugins
 # the image tests build, copy and serve images with the real tools (tests/integration/test_images*.py)
 IMAGE_PACKAGES := skopeo umoci docker-registry
 
-.PHONY: all deps accept-deps compile venv rootfs demo test unit bench clean
+.PHONY: all deps accept-deps compile venv rootfs demo test unit bench soak clean
 
 all: venv rootfs
 
@@ -66,6 +66,10 @@ bench: venv rootfs
 	$(PY) tests/bench/bench.py
 	$(PY) tests/bench/bench_network.py
 	$(PY) tests/bench/bench_images.py
+
+# the embedding process does not leak: 1000 containers through the library (SOAK_RUNS)
+soak: venv rootfs
+	$(PY) tests/soak/soak.py
 
 clean:
 	rm -rf build $(VENV) *.egg-info libcontainer/_shim*.so
