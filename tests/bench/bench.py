@@ -160,10 +160,40 @@ def cgroup_cleanup(leaks: list, name: str) -> Callable[[str], None]:
     return clean
 
 
-def scenario_runner(work: Path, leaks: list, config: Optional[dict] = None) -> Scenario:
-    bundle, root = make_bundle(work, "runner", config), work / "state" / "runner"
-    return Scenario("runner", lambda cid: [RUNNER, "--root", str(root), "run", "--bundle",
-                                           str(bundle), cid], cgroup_cleanup(leaks, "runner"))
+def pip_install(work: Path) -> str:
+    """The package as a user gets it: `pip install .` of this tree (its files as git knows
+    them, edits included) into a fresh venv of the system's python. No network: the build
+    dependencies come from the dev venv, and its site-packages stands in for the installed
+    dependencies (a .pth line). → the `runner` pip installed."""
+    src, venv = work / "pip-src", work / "pip-venv"
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
+    for f in filter(None, files):
+        dest = src / f.decode()
+        if (REPO / f.decode()).is_file():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f.decode(), dest)
+    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
+    site = subprocess.run([PY, "-c", "import cffi, os; print(os.path.dirname(os.path.dirname("
+                           "cffi.__file__)))"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-build-isolation",
+                    "--no-deps", str(src)], check=True, capture_output=True,
+                   env=dict(os.environ, PYTHONPATH=site, PIP_NO_INDEX="1"))
+    ver = "python%d.%d" % sys.version_info[:2]
+    (venv / "lib" / ver / "site-packages" / "deps.pth").write_text(site + "\n")
+    subprocess.run([str(venv / "bin" / "python3"), "-m", "compileall", "-q",
+                    str(venv / "lib" / ver / "site-packages" / "libcontainer"),
+                    str(venv / "lib" / ver / "site-packages" / "runner")], check=True)
+    return str(venv / "bin" / "runner")
+
+
+def scenario_runner(work: Path, leaks: list, config: Optional[dict] = None,
+                    runner: str = RUNNER, name: str = "runner") -> Scenario:
+    bundle = make_bundle(work, name.replace(" ", "").strip("()").replace("(", "-"), config)
+    root = work / "state" / "runner"
+    return Scenario(name, lambda cid: [runner, "--root", str(root), "run", "--bundle",
+                                       str(bundle), cid], cgroup_cleanup(leaks, "runner"))
 
 
 def scenario_runc(work: Path, leaks: list, config: Optional[dict] = None) -> Scenario:
@@ -481,6 +511,12 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--profile", action="store_true",
                     default=os.environ.get("BENCH_PROFILE", "") not in ("", "0"))
+    ap.add_argument("--tables", choices=("all", "cli", "inprocess"), default="all",
+                    help="cli: table 1 only; inprocess: tables 2 and 3 only")
+    ap.add_argument("--batch", type=int, default=int(os.environ.get("BENCH_BATCH", "100")),
+                    help="containers per in-process batch")
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "5")),
+                    help="in-process batches per runtime")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: needs root", file=sys.stderr)
@@ -498,36 +534,59 @@ def main() -> int:
     compile_package()
     tag = f"bench-{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir="/tmp"))
+    # state roots on tmpfs, as /run is on a usual host (this VM's /run is ext4, where
+    # creating and unlinking state files costs ms under load, for every runtime)
+    shm = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir="/dev/shm"))
+    (work / "state").symlink_to(shm)
     leaks: list = []
     try:
-        scenarios = [scenario_runner(work, leaks)]
-        if "crun" not in missing:
-            scenarios += [scenario_crun(work, leaks), scenario_crun_wrapper()]
-        if "runc" not in missing:
-            scenarios.append(scenario_runc(work, leaks))
-        scenarios += scenarios_with_resources(work, leaks, missing)
-        scenarios += [scenario_floor(work), scenario_python()]
-        print(f"bench: {len(scenarios)} scenarios, {args.warmup} warm-up + {args.runs} runs "
-              f"each, work dir {work}", flush=True)
-        try:
-            measure(build_helper(work), scenarios, args.runs, args.warmup, tag)
-        except RunFailed as e:
-            print(f"bench: run failed: {e}", file=sys.stderr)
-            return 1
-        report(scenarios, args.runs)
-        print(cgroup_manager_cost(args.runs, tag))
-        stale = stale_modules()
-        if stale:
-            print(f"warning: {', '.join(stale)} changed during the bench: runner's times "
-                  "include compiling them")
-        for name in sorted({name for name, _ in leaks}):
-            dirs = [str(d) for n, d in leaks if n == name]
-            print(f"note: {name} left {len(dirs)} cgroups behind (removed), e.g. {dirs[0]}")
-        if args.profile:
-            profile(work)
+        if args.tables in ("all", "cli"):
+            print("bench: pip install . into a fresh venv …", flush=True)
+            pip_runner = pip_install(work)
+            scenarios = [scenario_runner(work, leaks, runner=pip_runner),
+                         scenario_runner(work, leaks, name="runner (venv)")]
+            scenarios[1].note = "make venv's .venv/bin/runner (the same launcher, editable install)"
+            scenarios[0].note = "as `pip install .` installs it"
+            if "crun" not in missing:
+                scenarios += [scenario_crun(work, leaks), scenario_crun_wrapper()]
+            if "runc" not in missing:
+                scenarios.append(scenario_runc(work, leaks))
+            scenarios += scenarios_with_resources(work, leaks, missing)
+            scenarios += [scenario_floor(work), scenario_python()]
+            print(f"bench: {len(scenarios)} scenarios, {args.warmup} warm-up + {args.runs} runs "
+                  f"each, work dir {work}", flush=True)
+            try:
+                measure(build_helper(work), scenarios, args.runs, args.warmup, tag)
+            except RunFailed as e:
+                print(f"bench: run failed: {e}", file=sys.stderr)
+                return 1
+            report(scenarios, args.runs)
+            print(cgroup_manager_cost(args.runs, tag))
+            stale = stale_modules()
+            if stale:
+                print(f"warning: {', '.join(stale)} changed during the bench: runner's times "
+                      "include compiling them")
+            for name in sorted({name for name, _ in leaks}):
+                dirs = [str(d) for n, d in leaks if n == name]
+                print(f"note: {name} left {len(dirs)} cgroups behind (removed), e.g. {dirs[0]}")
+            if args.profile:
+                profile(work)
+        if args.tables in ("all", "inprocess"):
+            import throughput
+            from libcontainer import jsonio
+
+            try:
+                lines = throughput.main(PY, str(REPO), ROOTFS, jsonio.dumps(bench_config()),
+                                        None if "crun" in missing else shutil.which("crun"),
+                                        tag, n=args.batch, rounds=args.rounds)
+            except throughput.Failed as e:
+                print(f"bench: run failed: {e}", file=sys.stderr)
+                return 1
+            print("\nsummary: " + "\nsummary: ".join(lines))
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(shm, ignore_errors=True)
         left = remove_cgroups(cgroups_named(tag + "-", exact=False))
         if left:
             print(f"bench: removed {len(left)} cgroups left behind: {left[0]} …")
