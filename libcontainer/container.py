@@ -527,7 +527,7 @@ def create(bundle: str, container_id: str, *, root: str | None = None, stdio=Non
     d = StateDir(root, container_id)
     if "teardown" in _loaded:  # this id's earlier run may still be being removed
         _loaded["teardown"].wait_for(root, container_id)
-    spec = specmod.load(bundle)
+    spec, config_bytes = specmod.load_with_bytes(bundle)
     hooks = _hooks(spec.hooks)
     net_devices = _net_devices(spec)
     stdio = _fds(stdio)
@@ -541,7 +541,7 @@ def create(bundle: str, container_id: str, *, root: str | None = None, stdio=Non
     # checked) now, and recorded with the first state, before any of them is made; so at
     # every instant delete --force can find from the state all that exists.
     cg = _plan_cgroups(spec, container_id)
-    me = _proc_stat(os.getpid())
+    me = _own_stat()
     state = {"ociVersion": specmod.OCI_VERSION, "id": container_id, "status": "creating",
              "pid": 0, "bundle": spec.bundle, "annotations": spec.annotations,
              "created": _rfc3339nano(time.time_ns()),
@@ -554,9 +554,20 @@ def create(bundle: str, container_id: str, *, root: str | None = None, stdio=Non
         crash_point("create: state dir claimed")
         return _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot,
                        keep_fds, new_keyring, warn, _start_now, _foreground, net_devices,
-                       listen_fds)
+                       listen_fds, config_bytes)
     finally:
         lock.__exit__(None, None, None)
+
+
+_me: list = []
+
+
+def _own_stat():
+    """This process's (state, start time): read once, the start time never changes (a
+    forked child of this process has its own pid, and reads its own)."""
+    if not _me or _me[0] != os.getpid():
+        _me[:] = [os.getpid(), _proc_stat(os.getpid())]
+    return _me[1]
 
 
 def _fds(stdio):
@@ -568,7 +579,8 @@ def _fds(stdio):
 
 
 def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
-            new_keyring, warn, _start_now, _foreground, net_devices, listen_fds) -> Container:
+            new_keyring, warn, _start_now, _foreground, net_devices, listen_fds,
+            config_bytes: bytes) -> Container:
     master: list = []
     hooks_ran: list = []  # non-empty once the runtime's hooks started (poststop owes them)
     try:
@@ -595,8 +607,8 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
             plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds,
                                 start_fifo_fd=fifo_fd, hooks=hooks, new_keyring=new_keyring,
                                 warn=warn, listen_fds=listen_fds, cgroup=cg)
-            with open(os.path.join(d.path, "config.json"), "w") as f:
-                f.write(_dumps(spec.raw))
+            with open(os.path.join(d.path, "config.json"), "wb") as f:
+                f.write(config_bytes)  # as read: the bytes that were parsed
             crash_point("create: config.json copied")
             if plan.host_mounts:
                 # no mount namespace: what the init mounts stays in ours until delete

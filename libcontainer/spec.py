@@ -461,6 +461,21 @@ class Spec(Frozen):
 
 def load(bundle: str) -> Spec:
     """Read and validate ``<bundle>/config.json``."""
+    return load_with_bytes(bundle)[0]
+
+
+# Parsed configs of this process by (bundle, config.json's bytes): a program that starts the
+# same bundle again (libcontainer.run in a loop) skips the parse. A Spec is immutable, and so
+# is its raw data by convention: it is shared between runs, never changed. The parse looks
+# at the filesystem twice (the rootfs is a directory, a namespace path exists): both are
+# checked again on every hit, and a failed check parses anew, which names the field.
+# (tests/unit/test_spec.py::test_cache_rechecks_every_filesystem_look keeps this list honest.)
+_parsed: dict = {}
+_PARSED_MAX = 16
+
+
+def load_with_bytes(bundle: str) -> tuple:
+    """(Spec, config.json's bytes) of `bundle`: the bytes are what the state keeps."""
     bundle = os.path.abspath(bundle)
     path = os.path.join(bundle, "config.json")
     try:
@@ -470,8 +485,28 @@ def load(bundle: str) -> Spec:
         raise ConfigError("", f"{path} does not exist (is {bundle} a bundle?)") from None
     except OSError as e:
         raise ConfigError("", f"cannot read {path}: {e.strerror}") from None
+    key = (bundle, data)
+    spec = _parsed.get(key)
+    if spec is not None and _filesystem_unchanged(spec):
+        return spec, data
     try:
         raw = jsonio.loads(data)
     except ValueError as e:
         raise ConfigError("", f"{path}: malformed JSON: {e}") from None
-    return Spec.parse(raw, bundle)
+    spec = Spec.parse(raw, bundle)
+    if len(_parsed) >= _PARSED_MAX:
+        _parsed.pop(next(iter(_parsed)))
+    _parsed[key] = spec
+    return spec, data
+
+
+def _filesystem_unchanged(spec: Spec) -> bool:
+    if not os.path.isdir(spec.root_path):
+        return False
+    for n in spec.linux.namespaces:
+        if n.path:
+            try:
+                os.stat(n.path)
+            except OSError:
+                return False
+    return True

@@ -88,3 +88,20 @@ def test_background_cleanup_frees_the_id_at_once(bundle):
     assert_nothing_left(bundle)
     with pytest.raises(libcontainer.InvalidArgument):
         libcontainer.run(bundle.path, cid, root=bundle.root, cleanup="later")
+
+
+def test_a_changed_config_is_parsed_again(bundle):
+    """The parse cache of a warm process: the same bundle with an edited config.json runs
+    the edit, not what was parsed before."""
+    ids = [new_id() for _ in range(3)]
+    codes = []
+    for cid, code in zip(ids, (3, 3, 5)):
+        bundle.sh(f"exit {code}").write()
+        codes.append(libcontainer.run(bundle.path, cid, root=bundle.root))
+    assert codes == [3, 3, 5]
+    with open(os.path.join(bundle.path, "config.json"), "a") as f:
+        f.write("{")  # no longer JSON
+    with pytest.raises(libcontainer.ConfigError):
+        libcontainer.run(bundle.path, new_id(), root=bundle.root)
+    for cid in ids:
+        assert not leftovers(bundle.root, cid, bundle.path, bundle.mark)

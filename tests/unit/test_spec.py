@@ -154,3 +154,62 @@ def test_load_round_trips_the_default_config(tmp_path):
     (tmp_path / "config.json").write_text(jsonio.dumps(default_config(), indent=2))
     s = spec.load(str(tmp_path))
     assert s.raw == default_config()
+
+
+# ---- the parse cache (spec.load_with_bytes) -------------------------------------------------
+
+def _bundle_with(tmp_path, config: dict):
+    (tmp_path / "rootfs").mkdir(exist_ok=True)
+    (tmp_path / "config.json").write_text(jsonio.dumps(config))
+    return str(tmp_path)
+
+
+def test_cache_hits_on_the_same_bytes_and_misses_on_a_change(tmp_path):
+    from libcontainer.default_spec import default_config
+
+    cfg = default_config(args=["true"], terminal=False)
+    b = _bundle_with(tmp_path, cfg)
+    first, data = spec.load_with_bytes(b)
+    assert data == (tmp_path / "config.json").read_bytes()
+    assert spec.load(b) is first  # unchanged bytes: the parsed Spec again
+    cfg["hostname"] = "changed"
+    _bundle_with(tmp_path, cfg)
+    assert spec.load(b).hostname == "changed"
+    cfg["linux"]["namespaces"].append({"type": "bogus"})
+    _bundle_with(tmp_path, cfg)
+    with pytest.raises(ConfigError):
+        spec.load(b)
+
+
+def test_cache_rechecks_the_filesystem(tmp_path):
+    from libcontainer.default_spec import default_config
+
+    cfg = default_config(args=["true"], terminal=False)
+    ns = tmp_path / "netns"
+    ns.write_text("")
+    cfg["linux"]["namespaces"] = [{"type": "network", "path": str(ns)}]
+    b = _bundle_with(tmp_path, cfg)
+    spec.load(b)
+    ns.unlink()
+    with pytest.raises(ConfigError) as e:
+        spec.load(b)
+    assert e.value.field == "linux.namespaces[0].path"
+    ns.write_text("")
+    spec.load(b)
+    (tmp_path / "rootfs").rmdir()
+    with pytest.raises(ConfigError) as e:
+        spec.load(b)
+    assert e.value.field.startswith("root")
+
+
+def test_cache_rechecks_every_filesystem_look():
+    """The cache is right only while Spec.parse looks at the filesystem in no other place
+    than _filesystem_unchanged checks again: a new look there must be added to both."""
+    import inspect
+    import re
+
+    src = inspect.getsource(spec)
+    src = src[:src.index("def load(")]  # the parsing, not the loading
+    looks = re.findall(r"os\.path\.(?:exists|isdir|isfile|islink|lexists|realpath|getsize)\("
+                       r"|os\.(?:stat|lstat|access|listdir|scandir|readlink)\(|\bopen\(", src)
+    assert sorted(looks) == ["os.path.isdir(", "os.stat("], looks
