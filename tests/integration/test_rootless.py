@@ -714,3 +714,21 @@ def test_features_say_what_rootless_supports(sub):
     assert "newuidmap" in notes["io.github.runner.rootless.idMappings"]
     assert "delegated" in notes["io.github.runner.rootless.cgroup"]
     assert "io.github.runner.rootless" not in as_root["annotations"]
+
+
+def test_no_pivot_leaves_no_bare_procfs_rootless(sub, rbundle):
+    """--no-pivot as an unprivileged user: the host's procfs cannot be detached in a user
+    namespace, so it is covered; a process inside that makes its own user and pid
+    namespaces may still not mount a fresh procfs (issue 11, point 11; runc: EPERM)."""
+    import secprobe
+
+    b = rbundle(sub)
+    probe = os.path.join(b.rootfs, "bin", "secprobe")
+    shutil.copy(secprobe.binary(), probe)
+    os.chown(probe, sub.uid, sub.gid)
+    b.config["process"]["args"] = ["/bin/secprobe", "procmount"]
+    b.write()
+    for flags in ((), ("--no-pivot",)):
+        r = sub.runner("run", *flags, "--bundle", b.path, b.new_id())
+        assert (r.returncode, r.stdout) == (0, "mount EPERM\n"), (flags, r.stderr)
+    assert not b.left(_default_root(sub))
