@@ -606,10 +606,15 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
             crash_point("create: cgroups made")
             plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds,
                                 start_fifo_fd=fifo_fd, hooks=hooks, new_keyring=new_keyring,
-                                warn=warn, listen_fds=listen_fds, cgroup=cg)
+                                warn=warn, listen_fds=listen_fds, cgroup=cg,
+                                node_dir=d.path)
             with open(os.path.join(d.path, "config.json"), "wb") as f:
                 f.write(config_bytes)  # as read: the bytes that were parsed
             crash_point("create: config.json copied")
+            if plan.host_nodes:  # device nodes for a user namespace, made on the host
+                from .rootfs import make_nodes
+
+                make_nodes(plan)
             if plan.host_mounts:
                 # no mount namespace: what the init mounts stays in ours until delete
                 from . import hostmounts

@@ -31,6 +31,9 @@ class NamespaceInfo:
     def host_uid(self, uid: int) -> int | None:
         return _map_id(self.uid_mappings, uid) if self.in_userns and self.uid_mappings else uid
 
+    def host_gid(self, gid: int) -> int | None:
+        return _map_id(self.gid_mappings, gid) if self.in_userns and self.gid_mappings else gid
+
     def gid_mapped(self, gid: int) -> bool:
         return not self.in_userns or not self.gid_mappings or _map_id(self.gid_mappings, gid) is not None
 

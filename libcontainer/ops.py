@@ -59,6 +59,10 @@ class Plan:
         # no mount namespace: the rootfs whose mounts are made in the runtime's namespace
         # and detached by delete (hostmounts.py)
         self.host_mounts = ""
+        # device nodes the runtime makes on the host for a user namespace, where mknod is
+        # refused: (host path, mode, dev, host uid, host gid); each is bound in by the
+        # parent (an `idmaps` entry without maps), so the node works (rootfs.make_nodes)
+        self.host_nodes: list = []
 
     def add(self, label: str, *args, **kw) -> None:
         self.ops.append(op(*args, **kw))

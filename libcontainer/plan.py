@@ -11,11 +11,12 @@ from .spec import Spec
 
 def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
          start_fifo_fd: int = -1, hooks: dict | None = None, new_keyring: bool = True,
-         warn=None, listen_fds: int = 0, cgroup=None) -> Plan:
+         warn=None, listen_fds: int = 0, cgroup=None, node_dir: str = "") -> Plan:
     """Decide everything the container's init will do before it execs. With a
     `start_fifo_fd` the init blocks on that fifo (`create`) until `start` opens it.
     `cgroup` (a cgroups.Manager) is where the init will be: what a `type: cgroup` mount
-    shows; without one, the runner's own cgroups."""
+    shows; without one, the runner's own cgroups. `node_dir`: where the runtime may make
+    the device nodes of a user namespace (without one, the host's own nodes are bound)."""
     if spec.process is None:
         raise ConfigError("process", "is required to start a container")
     if spec.linux.intel_rdt is not None:
@@ -26,7 +27,7 @@ def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
     if new_keyring:
         # a keyring of its own, so the container cannot reach the host session's keys
         plan.add("creating a session keyring (--no-new-keyring to skip)", KEYRING)
-    rootfs.plan(spec, plan, ns, no_pivot=no_pivot, cgroup=cgroup)
+    rootfs.plan(spec, plan, ns, no_pivot=no_pivot, cgroup=cgroup, node_dir=node_dir)
     process.plan(spec, plan, ns, keep_fds=keep_fds, start_fifo_fd=start_fifo_fd, warn=warn,
                  listen_fds=listen_fds)
     if hooks:

@@ -102,7 +102,7 @@ def parse_options(options, field: str) -> MountOptions:
     return mo
 
 
-def plan(spec, plan, ns, no_pivot: bool = False, cgroup=None) -> None:
+def plan(spec, plan, ns, no_pivot: bool = False, cgroup=None, node_dir: str = "") -> None:
     lx = spec.linux
     root_prop = PROPAGATION[lx.rootfs_propagation] if lx.rootfs_propagation else 0
     # "/" is made a slave first so nothing we mount reaches the host (unless asked: shared)
@@ -126,7 +126,7 @@ def plan(spec, plan, ns, no_pivot: bool = False, cgroup=None) -> None:
         _plan_mount(spec, plan, ns, m, field, late, cgroup)
 
     if not dev_from_host:
-        _plan_devices(spec, plan, ns)
+        _plan_devices(spec, plan, ns, node_dir)
     # A read-only tmpfs is mounted read-write and made read-only only now, as runc does:
     # later mounts may need mount points created in it (podman's --tmpfs /etc:ro gets
     # /etc/hostname bound in), and tmpcopyup fills it first.
@@ -314,7 +314,7 @@ def _hierarchy(path: str):
     return "cgroup", None
 
 
-def _plan_devices(spec, plan, ns) -> None:
+def _plan_devices(spec, plan, ns, node_dir: str = "") -> None:
     configured = {d.path for d in spec.linux.devices}
     for path, major, minor in DEFAULT_DEVICES:
         if path not in configured:
@@ -323,14 +323,30 @@ def _plan_devices(spec, plan, ns) -> None:
     for i, d in enumerate(spec.linux.devices):
         _plan_device(plan, ns, d.path, S_IFMT[d.type] | (d.file_mode & 0o7777), d.major,
                      d.minor, d.uid, d.gid, f"linux.devices[{i}]: creating {d.path}",
-                     field=f"linux.devices[{i}]")
+                     field=f"linux.devices[{i}]", node_dir=node_dir)
     for link, target in DEV_LINKS:
         plan.add(f"creating the link {link} -> {target}", P.SYMLINK, path=link, src=target)
     if not any(m.destination == "/dev/ptmx" for m in spec.mounts):
         plan.add("creating the link /dev/ptmx -> pts/ptmx", P.SYMLINK, path="/dev/ptmx", src="pts/ptmx")
 
 
-def _plan_device(plan, ns, path, mode, major, minor, uid, gid, label, field=None) -> None:
+def _plan_device(plan, ns, path, mode, major, minor, uid, gid, label, field=None,
+                 node_dir: str = "") -> None:
+    if ns.in_userns and not stat.S_ISFIFO(mode) and field and node_dir and os.geteuid() == 0:
+        # mknod is refused in a user namespace, and a node on a filesystem the namespace
+        # mounted would not open: the runtime makes it on the host, owned by the host ids
+        # of uid/gid, and binds it in from the host's side (as crun precreates them)
+        host_uid, host_gid = ns.host_uid(uid), ns.host_gid(gid)
+        if host_uid is None:
+            raise ConfigError(f"{field}.uid", f"{uid} is not mapped in linux.uidMappings")
+        if host_gid is None:
+            raise ConfigError(f"{field}.gid", f"{gid} is not mapped in linux.gidMappings")
+        node = os.path.join(node_dir, f"device-{len(plan.host_nodes)}")
+        plan.host_nodes.append((node, mode, os.makedev(major, minor), host_uid, host_gid))
+        plan.idmaps.append((node, "", "", False, False, label))
+        plan.add(label + " (made by the runtime, bound in)", P.MOUNT, path=path, src=node,
+                 flags=MS_BIND, a=1, e=len(plan.idmaps))
+        return
     if ns.in_userns and not stat.S_ISFIFO(mode):
         # mknod is not allowed in a user namespace: bind the host's node (never chown it)
         try:
@@ -369,3 +385,12 @@ def _check_sysctl(key: str, ns) -> None:
             raise ConfigError(field, "needs a uts namespace")
     else:
         raise ConfigError(field, "is not namespaced: it would change the host")
+
+
+def make_nodes(plan) -> None:
+    """Parent side, before the init runs: make the device nodes planned in `host_nodes`
+    (files of the container's state dir, removed with it)."""
+    for path, mode, dev, uid, gid in plan.host_nodes:
+        os.mknod(path, mode, dev)
+        os.chown(path, uid, gid)
+        os.chmod(path, mode & 0o7777)  # exactly fileMode: mknod's is cut by the umask

@@ -180,8 +180,10 @@ class Device(Frozen):
     @classmethod
     def parse(cls, o: dict, path: str) -> "Device":
         p = _get(o, "path", path, str, required=True)
-        if not p.startswith("/dev/"):
-            raise ConfigError(f"{path}.path", f"{p!r} must be under /dev")
+        # anywhere in the container, as runc and crun make it (config-linux.md: "full path
+        # to device inside container"); the shim creates missing parent directories
+        if not p.startswith("/") or os.path.normpath(p) == "/":
+            raise ConfigError(f"{path}.path", f"{p!r} must be an absolute path to a file")
         t = _get(o, "type", path, str, required=True)
         if t not in ("c", "b", "u", "p"):
             raise ConfigError(f"{path}.type", f"unknown device type {t!r} (want c, b, u or p)")
