@@ -307,3 +307,89 @@ def store_leftovers(store: str) -> list:
             if json.load(f).get("images"):
                 found.append("images.json entries")
     return found
+
+
+# ---- a token server for docker-registry's bearer auth (loopback, in the test process) --------
+
+class TokenServer:
+    """Issues the JWTs docker-registry's `auth: token` verifies: RS256, signed with openssl by
+    a key whose self-signed certificate is the registry's rootcertbundle and rides in the
+    token's x5c header. Basic credentials USER:PASSWORD get pull+push on the scope asked
+    for; anonymous requests get a token with no access; wrong credentials a 401."""
+
+    def __init__(self, work: str, user: str, password: str):
+        import base64
+        import http.server
+        import threading
+        import urllib.parse
+
+        self.key = os.path.join(work, "token.key")
+        self.cert = os.path.join(work, "token.crt")
+        sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key,
+           "-out", self.cert, "-days", "1", "-subj", "/CN=test-token-issuer")
+        der = subprocess.run(["openssl", "x509", "-in", self.cert, "-outform", "DER"],
+                             capture_output=True, check=True).stdout
+        self.x5c = base64.b64encode(der).decode()
+        self.service, self.issuer = "test-registry", "test-issuer"
+        self.requests: list = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                u = urllib.parse.urlsplit(self.path)
+                q = dict(urllib.parse.parse_qsl(u.query))
+                auth = self.headers.get("Authorization", "")
+                who = ""
+                if auth.startswith("Basic "):
+                    who = base64.b64decode(auth[6:]).decode()
+                    if who != f"{user}:{password}":
+                        server.requests.append(("denied", q.get("scope", "")))
+                        self.send_response(401)
+                        self.end_headers()
+                        return
+                server.requests.append((who.split(":")[0] or "anonymous", q.get("scope", "")))
+                token = server.token(q.get("scope", ""), bool(who))
+                body = json.dumps({"token": token, "access_token": token}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def token(self, scope: str, granted: bool) -> str:
+        import base64
+        import uuid
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        access = []
+        if granted and scope:
+            for s in scope.split(" "):
+                kind, _, rest = s.partition(":")
+                name, _, actions = rest.rpartition(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        claims = {"iss": self.issuer, "sub": "tester" if granted else "", "aud": self.service,
+                  "exp": now + 600, "nbf": now - 60, "iat": now, "jti": uuid.uuid4().hex,
+                  "access": access}
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}
+        signing = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.key], input=signing.encode(),
+                             capture_output=True, check=True).stdout
+        return f"{signing}.{b64(sig)}"
+
+    def registry_auth(self) -> tuple:
+        return (self.realm, self.service, self.issuer, self.cert)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -179,3 +179,33 @@ def test_registry_basic_auth(image, tmp_path):
         _pull(store, src, "--tls-verify=false", "--creds", "tester:s3cret")
     finally:
         reg.stop()
+
+
+def test_registry_bearer_token_auth(tmp_path):
+    """The registry answers 401 with `Bearer realm=…,service=…,scope=…`; the client gets a
+    token from the token server (with the credentials, if any) and comes back with it."""
+    need_root()
+    tokens = kit.TokenServer(str(tmp_path), "tester", "s3cret")
+    reg = None
+    try:
+        reg = kit.Registry(str(tmp_path / "reg"), token=tokens.registry_auth())
+        layout = str(tmp_path / "layout")
+        tar = kit.layer_tar([("etc/", "dir"), ("etc/token", "file", {"data": b"t\n"})])
+        kit.write_layout(layout, "t", [tar], gzip_layers=True)
+        reg.push(f"oci:{layout}:t", "private/img:1", "--dest-creds", "tester:s3cret")
+        store = str(tmp_path / "store")
+        src = f"docker://{reg.addr}/private/img:1"
+        del tokens.requests[:]
+        r = kit.runner("pull", "--storage", store, "--tls-verify=false", src)
+        assert r.returncode == 1 and "401 unauthorized (authentication required" in r.stderr, r.stderr
+        assert tokens.requests == [("anonymous", "repository:private/img:pull")]
+        r = kit.runner("pull", "--storage", store, "--tls-verify=false", "--creds", "tester:nope", src)
+        assert r.returncode == 1 and "token server answered 401 (credentials rejected)" in r.stderr, r.stderr
+        assert kit.store_leftovers(store) == []
+        del tokens.requests[:]
+        _pull(store, src, "--tls-verify=false", "--creds", "tester:s3cret")
+        assert tokens.requests == [("tester", "repository:private/img:pull")]
+    finally:
+        if reg:
+            reg.stop()
+        tokens.stop()
