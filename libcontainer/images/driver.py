@@ -61,12 +61,15 @@ def choose(requested: str, rootless: bool) -> str:
     return "overlay" if overlay_supported() and not rootless else "vfs"
 
 
-def copy_attrs(src_st, dst: str, rootless: bool, fd: int | None = None) -> None:
-    target = dst if fd is None else fd
+def copy_attrs(src_st, dst: str, rootless: bool, xattrs_from: str = "") -> None:
+    """Owner, mode, xattrs, times — in this order: chown clears setuid bits and
+    security.capability, and every change but utime moves the ctime/mtime."""
     if not rootless:
-        os.chown(target, src_st.st_uid, src_st.st_gid, follow_symlinks=fd is not None)
-    os.chmod(target, stat.S_IMODE(src_st.st_mode))
-    os.utime(target, ns=(src_st.st_atime_ns, src_st.st_mtime_ns))
+        os.chown(dst, src_st.st_uid, src_st.st_gid, follow_symlinks=False)
+    os.chmod(dst, stat.S_IMODE(src_st.st_mode))
+    if xattrs_from:
+        _copy_xattrs(xattrs_from, dst, rootless)
+    os.utime(dst, ns=(src_st.st_atime_ns, src_st.st_mtime_ns))
 
 
 def copy_root_attrs(top_layer: str, dst: str, rootless: bool) -> None:
@@ -145,8 +148,7 @@ def _apply_dir(src: str, dst: str, rootless: bool, links: dict) -> None:
                 for n in os.listdir(d):
                     _remove(os.path.join(d, n))
             _apply_dir(s, d, rootless, links)
-            _copy_xattrs(s, d, rootless)
-            copy_attrs(st, d, rootless)
+            copy_attrs(st, d, rootless, xattrs_from=s)
             continue
         _remove(d)
         key = (st.st_dev, st.st_ino)
@@ -166,7 +168,6 @@ def _apply_dir(src: str, dst: str, rootless: bool, links: dict) -> None:
                 os.mknod(d, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev)
             else:
                 continue  # sockets: nothing an image carries
-            _copy_xattrs(s, d, rootless)
-            copy_attrs(st, d, rootless)
+            copy_attrs(st, d, rootless, xattrs_from=s)
         if st.st_nlink > 1:
             links[key] = d

@@ -373,12 +373,18 @@ class Store:
             return self._gc_locked()
 
     def _gc_locked(self) -> list:
+        removed = []
+        for key, rec in self.in_use().items():
+            # a bundle deleted by hand (its rootfs cannot be mounted: rm would have failed)
+            if not os.path.isdir(os.path.join(str(rec.get("bundle", "")), "rootfs")):
+                shutil.rmtree(self.path("containers", key), ignore_errors=True)
+                os.unlink(self.path("mounts", key + ".json"))
+                removed.append(f"bundle record {rec.get('bundle')}")
         images = self._read_images()
         keep_layers = {d[7:] for i in images.values() for d in i.layers}
         for rec in self.in_use().values():
             keep_layers.update(d[7:] for d in rec.get("layers", []))
         keep_blobs = {d[7:] for i in images.values() for d in (i.manifest, i.config)}
-        removed = []
         for n in os.listdir(self.path("layers")):
             if not n.startswith(".") and n not in keep_layers:
                 # renamed out first: a layer dir under its name is always whole

@@ -154,6 +154,12 @@ def test_layers_shared_rmi_and_gc(image, store, tmp_path):
     assert left == [imgs[base]["layers"][0][7:]]
     blobs = sorted(os.listdir(os.path.join(store, "blobs", "sha256")))
     assert blobs == sorted([imgs[base]["manifest"][7:], imgs[base]["config"][7:]])
+    # a bundle removed by hand (vfs: no mount in the way) no longer pins its layers
+    vfs = str(tmp_path / "vfs")
+    assert kit.runner("bundle", "--storage", store, "--driver", "vfs", "localhost/layout:base", vfs, "true").returncode == 0
+    subprocess.run(["rm", "-rf", vfs], check=True)
+    r = kit.runner("rmi", "--storage", store, "--prune")
+    assert r.returncode == 0 and f"Deleted: bundle record {vfs}" in r.stdout, r.stdout
     r = kit.runner("rmi", "--storage", store, "nosuch:image")
     assert r.returncode == 1 and "no such image" in r.stderr
     assert kit.runner("rmi", "--storage", store, "localhost/layout:base").returncode == 0
@@ -243,3 +249,41 @@ def test_readme_image_example_runs(image, tmp_path):
         assert kit.store_leftovers(store) == []
     finally:
         reg.stop()
+
+
+def _meta(root: str) -> dict:
+    out = {}
+    for base, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(base, n)
+            st = os.lstat(p)
+            xattrs = {}
+            if not os.path.islink(p):
+                xattrs = {k: os.getxattr(p, k) for k in os.listxattr(p) if not k.startswith("trusted.overlay.")}
+            out[os.path.relpath(p, root)] = (st.st_mtime_ns, xattrs)
+    return out
+
+
+def test_times_and_xattrs_as_umoci(store, tmp_path):
+    """mtimes (files, dirs, symlinks) and xattrs (user.*, security.capability) as umoci
+    unpacks them, in the overlay view and in the vfs copy."""
+    need_root()
+    layout = str(tmp_path / "layout")
+    cap = "\x01\x00\x00\x02\x00\x20\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    tar = kit.layer_tar([("d/", "dir"), ("d/f", "file", {"data": b"f\n", "pax": {
+                            "SCHILY.xattr.user.note": "hello", "SCHILY.xattr.security.capability": cap}}),
+                         ("d/l", "symlink", {"target": "f"}), ("e/", "dir")])
+    kit.write_layout(layout, "t", [tar], gzip_layers=True)
+    theirs = _meta(kit.umoci_unpack(layout, "t", str(tmp_path / "umoci")))
+    assert theirs["d/f"][1]["user.note"] == b"hello"
+    assert theirs["d/f"][1]["security.capability"] == cap.encode("latin-1")
+    pull(store, f"oci:{layout}:t")
+    for driver in ("overlay", "vfs"):
+        bundle = str(tmp_path / driver)
+        assert kit.runner("bundle", "--storage", store, "--driver", driver, "localhost/layout:t",
+                          bundle).returncode == 0
+        try:
+            ours = _meta(os.path.join(bundle, "rootfs"))
+            assert ours == theirs, driver
+        finally:
+            kit.runner("bundle", "--storage", store, "--remove", bundle)
