@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from libcontainer import container as lc
-from libcontainer.errors import InvalidArgument
+from libcontainer.errors import ContainerError, InvalidArgument
 
 from .args import Flag, bundle_dir, flag_help, parse, positional_id
 
@@ -26,6 +26,7 @@ HELP_ONLY = [Flag("--help,-h", "help")]
 KILL_FLAGS = [Flag("--all,-a", "all", help="signal every process of the container"),
               Flag("--help,-h", "help")]
 DELETE_FLAGS = [Flag("--force,-f", "force", help="kill the container first if it runs"),
+                Flag("--regex,-r", "regex", help="ID is a regular expression: every match (crun)"),
                 Flag("--help,-h", "help")]
 
 SIGNALS = {
@@ -133,6 +134,8 @@ def cmd_delete(ctx, argv: list) -> int:
     if opts["help"]:
         return flag_help("delete", DELETE_FLAGS)
     cid = positional_id(pos, "delete")
+    if opts["regex"]:
+        return _delete_matching(ctx, cid, opts["force"])
     report = None
     if ctx.debug:
         import sys
@@ -145,6 +148,32 @@ def cmd_delete(ctx, argv: list) -> int:
     else:
         lc.load(cid, ctx.root).delete(report=report)
     return 0
+
+
+def _delete_matching(ctx, pattern: str, force: bool) -> int:
+    """crun's delete --regex: every container whose ID the (extended) expression matches
+    somewhere; each failure is said, and makes the exit status 1."""
+    import re
+    import sys
+
+    try:
+        rx = re.compile(pattern)
+    except re.error as e:
+        raise InvalidArgument(f"delete --regex: {pattern!r} is not a regular expression: {e}") \
+            from None
+    status = 0
+    for c in lc.list_containers(ctx.root):
+        if not rx.search(c.id):
+            continue
+        try:
+            if force:
+                lc.force_delete(c.id, ctx.root)
+            else:
+                lc.load(c.id, ctx.root).delete()
+        except ContainerError as e:
+            sys.stderr.write(f"runner: {e}\n")
+            status = 1
+    return status
 
 
 def cmd_pause(ctx, argv: list) -> int:

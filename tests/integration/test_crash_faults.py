@@ -292,3 +292,22 @@ def test_cgroup_with_processes_is_refused_and_left_alone(bundle, tmp_path):
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+def test_delete_regex_removes_every_match(bundle, tmp_path):
+    """crun's `delete -f --regex RE` (its suite cleans up with it): every container whose
+    ID matches, running or not; the others stay."""
+    prepare(bundle, tmp_path)
+    tag = new_id()
+    ids = [f"{tag}-a", f"{tag}-b", f"other-{tag}"]
+    for cid in ids:
+        bundle.last_id = cid
+        assert runner(bundle, "run", "-d", "--bundle", bundle.path, cid).returncode == 0
+    r = runner(bundle, "delete", "--force", "--regex", f"^{tag}-")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(bundle.root)) == [f"other-{tag}"]
+    assert not cgroup_dirs(ids[0]) and not cgroup_dirs(ids[1])
+    r = runner(bundle, "delete", "--regex", "(")
+    assert r.returncode == 1 and "not a regular expression" in r.stderr, r.stderr
+    assert runner(bundle, "delete", "-f", "-r", tag).returncode == 0
+    assert not os.listdir(bundle.root) and not marked_pids(bundle.mark)
