@@ -39,6 +39,10 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, spawned.sock)
     init = spawned.pid
     fds: dict = {}
+    # With a fork in the shim (a pid namespace entered after a setns), the forked init's
+    # first message can overtake the one its parent sends with the init's pid: its go
+    # waits for that pid, or the cgroups and the state would get the parent's.
+    go_pending = False
     try:
         crash_point("launch: child cloned")
         while True:
@@ -53,7 +57,14 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
                 init = pid
                 os.waitpid(spawned.pid, 0)
                 crash_point("launch: init forked")
+                if go_pending:
+                    go_pending = False
+                    payload = before_go(init) if before_go is not None else None
+                    sock.send(payload or b"g")
             elif kind == shim.MSG_WAITGO:
+                if plan.needs_fork and init == spawned.pid:
+                    go_pending = True
+                    continue
                 payload = before_go(init) if before_go is not None else None
                 sock.send(payload or b"g")
             elif kind == shim.MSG_SYNC:

@@ -237,3 +237,15 @@ def test_exec_cgroup_runs_the_process_in_a_sub_cgroup(bundle, running):
     finally:
         for d in made:
             os.rmdir(d)
+
+
+def test_exec_is_always_in_the_containers_cgroup(bundle, running):
+    """exec enters the init's pid namespace with a fork in the shim: the forked process's
+    first message may overtake its parent's (which carries its pid); it is still the one
+    moved into the container's cgroup, every time (seen under load: the parent's pid was
+    moved, and the exec'd process stayed in the runner's cgroup)."""
+    with open(f"/proc/{state(bundle, running)['pid']}/cgroup") as f:
+        want = sorted(f.read().split())
+    for _ in range(10):
+        r = bundle.runner("exec", running, "cat", "/proc/self/cgroup", check=True)
+        assert sorted(r.stdout.split()) == want
