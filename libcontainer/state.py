@@ -11,15 +11,19 @@ DEFAULT_ROOT = "/run/runner"  # root's; see default_root() for everyone else
 
 
 def default_root() -> str:
-    """The state root when none is given. Root: /run/runner. Anyone else, as runc:
+    """The state root when none is given. Root: /run/runner (root of a user namespace:
+    $XDG_RUNTIME_DIR/runner when set). Anyone else, as runc:
     $XDG_RUNTIME_DIR/runner; without it, a directory only that user can write:
     /run/user/UID/runner (logind's, which only root can create), else
     ~/.local/state/runner in a home directory that is theirs alone. Never a shared,
     predictable path (/tmp/…) that another user could create first."""
     uid = os.geteuid()
-    if uid == 0:
-        return DEFAULT_ROOT
     xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if uid == 0:
+        from .userns import in_user_namespace
+
+        # root of a user namespace (`unshare -r`): the invoking user's runtime dir, as runc
+        return os.path.join(xdg, "runner") if xdg and in_user_namespace() else DEFAULT_ROOT
     if xdg:
         return os.path.join(xdg, "runner")
     run_user = f"/run/user/{uid}"

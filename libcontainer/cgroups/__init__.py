@@ -20,6 +20,7 @@ import time
 from . import fs, v1, v2, validate
 from ..errors import ConfigError
 from ..state import crash_point
+from ..userns import rootless
 
 # linux.resources key → the (v1-named) groups it writes
 KEY_GROUPS = {"memory": ("memory",), "cpu": ("cpu", "cpuset"), "pids": ("pids",),
@@ -203,7 +204,7 @@ class Manager:
         groups = _assign(host, res)
         writes = _plan_writes(host, res, groups)
         m = cls._layout(host, container_id, cgroups_path, groups, res, devices)
-        if os.geteuid() != 0:
+        if rootless():
             # only what is delegated to this user; nothing at all is runc's rootless default
             from .delegation import restrict
 
@@ -227,7 +228,7 @@ class Manager:
         host = detect()
         m = cls._layout(host, container_id, cgroups_path, {}, {}, ())
         m.created = [d for d in m._dirs() if os.path.isdir(d)]
-        if os.geteuid() != 0:  # another user's (root's) directories of the same name stay
+        if rootless():  # another user's (root's) directories of the same name stay
             m.created = [d for d in m.created if os.access(os.path.dirname(d), os.W_OK)]
         return m
 
@@ -257,7 +258,7 @@ class Manager:
             # rootless, device rules are not enforced: no node can be created in a user
             # namespace, the host's bound nodes keep their host permissions, and the v2
             # device program needs CAP_SYS_ADMIN
-            self._apply(writes, self.groups, self.resources, devices=os.geteuid() == 0)
+            self._apply(writes, self.groups, self.resources, devices=not rootless())
         except BaseException:
             self.created = list(dict.fromkeys(intended + self.created))
             self.destroy(kill=False)  # nothing of the container runs yet: kill nobody
@@ -476,7 +477,7 @@ class Manager:
                     chain.append(cur)
                     cur = os.path.dirname(cur)
                 self._enable_v2(host, host.unified, chain, needed)
-        self._apply(plan, groups, merged, devices="devices" in res and os.geteuid() == 0)
+        self._apply(plan, groups, merged, devices="devices" in res and not rootless())
         self.resources = merged
         self.groups.update(groups)
 

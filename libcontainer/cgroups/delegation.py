@@ -45,6 +45,7 @@ def restrict(host, paths: dict, unified: str, groups: dict, plan: dict, cgroups_
     """(v1 paths, v2 directory) this user may use; raises for a limit or an explicit
     linux.cgroupsPath that would need what it may not use."""
     uid = os.geteuid()
+    who = f"uid {uid}" if uid else "root of a user namespace"  # not the host's root
     blocked = {}
     keep = {}
     for ctrl, path in paths.items():
@@ -68,22 +69,22 @@ def restrict(host, paths: dict, unified: str, groups: dict, plan: dict, cgroups_
             continue
         if where == "v1" and g not in keep:
             raise ConfigError(f"linux.resources.{GROUP_FIELD[g]}",
-                              f"cannot be applied: the runner runs as uid {uid} and the {g} "
+                              f"cannot be applied: the runner runs as {who} and the {g} "
                               f"cgroup is not delegated to it ({blocked[g]} is not writable)"
                               + hint)
         if where == "v2" and not uni:
             raise ConfigError(f"linux.resources.{GROUP_FIELD[g]}",
-                              f"cannot be applied: the runner runs as uid {uid} and no cgroup "
+                              f"cannot be applied: the runner runs as {who} and no cgroup "
                               f"v2 subtree is delegated to it ({blocked.get('unified', 'no cgroup2 mount')} "
                               "is not writable)" + hint)
     if any(k.startswith("unified:") for k in plan) and not uni:
         raise ConfigError("linux.resources.unified",
-                          f"cannot be applied: the runner runs as uid {uid} and no cgroup v2 "
+                          f"cannot be applied: the runner runs as {who} and no cgroup v2 "
                           f"subtree is delegated to it ({blocked.get('unified', 'no cgroup2 mount')} "
                           "is not writable)" + hint)
     if cgroups_path and not keep and not uni:
         first = next(iter(blocked.values()), "no cgroup hierarchy")
         raise ConfigError("linux.cgroupsPath",
-                          f"{cgroups_path}: the runner runs as uid {uid} and may not create it "
+                          f"{cgroups_path}: the runner runs as {who} and may not create it "
                           f"({first} is not writable){hint}")
     return keep, uni

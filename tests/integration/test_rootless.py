@@ -423,6 +423,32 @@ def test_no_private_state_root_is_an_error(nosub, rbundle):
     assert not b.left(root)
 
 
+def test_root_of_a_user_namespace_is_rootless(sub, rbundle, top):
+    """`unshare -r runner …` (or a runner inside a rootless engine's container): uid 0, but
+    not the host's root. As runc: the state goes to $XDG_RUNTIME_DIR/runner, and the
+    host's cgroups, which are not its, are left alone (limits refused)."""
+    b = rbundle(sub)
+    for key in ("uidMappings", "gidMappings"):  # the outer namespace has only its id 0
+        b.config["linux"][key] = [{"containerID": 0, "hostID": 0, "size": 1}]
+    b.sh("id -u; cat /proc/self/uid_map").write()
+    xdg = os.path.join(top, "xdg-nested-" + sub.name)
+    os.mkdir(xdg, 0o700)
+    os.chown(xdg, sub.uid, sub.gid)
+    env = sub.env(XDG_RUNTIME_DIR=xdg)
+    r = sub.run("unshare", "-r", *RUNNER, "run", "--bundle", b.path, b.new_id(), env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "0", "0", "1"]
+    assert os.path.isdir(os.path.join(xdg, "runner"))
+    b.config["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
+    b.write()
+    r = sub.run("unshare", "-r", *RUNNER, "run", "--bundle", b.path, b.new_id(), env=env)
+    assert r.returncode == 1
+    assert r.stderr.startswith("runner: linux.resources.memory: cannot be applied: the runner "
+                               "runs as root of a user namespace and the memory cgroup is not "
+                               "delegated to it"), r.stderr
+    assert not b.left(os.path.join(xdg, "runner"))
+
+
 # ---- cgroups ----------------------------------------------------------------------------
 
 def _cgroup2_mount() -> str:
