@@ -498,17 +498,19 @@ class Manager:
             d = freezer or self.paths.get("pids") or (self._dirs() or [""])[0]
             if d and os.path.isdir(d):
                 v1.kill_all(d, freezer if freezer and os.path.isdir(freezer) else None)
-        for pid in self.all_pids():  # moved out of the hierarchy killed above by someone
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + timeout
         delay = 0.0005
         while True:
+            if not self._populated():
+                return
             left = [p for p in self.all_pids() if _alive(p)]
             if not left:
                 return
+            for pid in left:  # moved out of the hierarchy killed above by someone
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
             stuck = frozen_elsewhere(left, freezer)
             if stuck or time.monotonic() > deadline:
                 from ..errors import ContainerError
@@ -523,6 +525,17 @@ class Manager:
                                      f"container did not die within {timeout:g} s of SIGKILL")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+    def _populated(self) -> bool:
+        """Whether any process may be left: one read of the v2 directory's `populated`
+        where there is one (exited processes, zombies too, are not counted), else the
+        processes of one v1 directory's tree."""
+        if self.unified:
+            ev = v2.events(self.unified)
+            if "populated" in ev:
+                return ev["populated"] == 1
+        d = self.paths.get("pids") or self.paths.get("freezer") or (self._dirs() or [""])[0]
+        return bool(d and _tree_procs(d))
 
     def all_pids(self) -> set:
         """Every process in any of the container's directories (a process moved out of
