@@ -64,7 +64,7 @@ def prepare(spec, proc, warn=None, for_exec: bool = False) -> Confinement:
     lsm.check(proc)
     lx = spec.linux
     if lx.mount_label:
-        lsm.check_mount_label(lx.mount_label)
+        lsm.check_mount_label(lx.mount_label, warn)
     if lx.personality is not None:
         conf.early.append(_personality(lx.personality))
     if proc.io_priority is not None:

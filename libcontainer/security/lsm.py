@@ -1,6 +1,7 @@
 """AppArmor and SELinux: this runtime applies neither. A config that asks for a profile or
 a label is refused, saying whether the host has the LSM at all — never silently run
-unconfined."""
+unconfined. The one exception is linux.mountLabel on a host without SELinux, where there
+is nothing to label: a warning."""
 from __future__ import annotations
 
 import os
@@ -31,9 +32,21 @@ def check(proc) -> None:
         _refuse("process.selinuxLabel", "SELinux", proc.selinux_label, selinux_enabled(), SELINUX)
 
 
-def check_mount_label(label: str) -> None:
-    """linux.mountLabel is an SELinux context for the container's mounts."""
-    _refuse("linux.mountLabel", "SELinux", label, selinux_enabled(), SELINUX)
+def check_mount_label(label: str, warn=None) -> None:
+    """linux.mountLabel is an SELinux context for the container's mounts. On a host with
+    SELinux it cannot be applied: refused. Without SELinux no mount carries a label and
+    none would confine anything: a warning, and the container runs (as crun runs it; the
+    OCI suite's linux_mount_label expects that)."""
+    if selinux_enabled():
+        _refuse("linux.mountLabel", "SELinux", label, True, SELINUX)
+    (warn or _warn)(f"linux.mountLabel: {label!r} is not applied: SELinux is not enabled on "
+                    f"this host ({SELINUX} does not exist), no mount is labelled")
+
+
+def _warn(msg: str) -> None:
+    import sys
+
+    sys.stderr.write(f"warning: {msg}\n")
 
 
 def refuse_apparmor(field: str, profile: str) -> None:

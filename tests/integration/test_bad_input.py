@@ -117,8 +117,6 @@ CASES = {
     "malformed cpu list": (_set(["process", "execCPUAffinity"], {"final": "0-1,"}),
                            "process.execCPUAffinity.final", "not a list of CPUs"),
     "intelRdt": (_set(["linux", "intelRdt"], {"closID": "gold"}), "linux.intelRdt", "resctrl"),
-    "mountLabel": (_set(["linux", "mountLabel"], "system_u:object_r:container_file_t:s0"),
-                   "linux.mountLabel", "SELinux"),
 }
 
 
