@@ -130,8 +130,8 @@ def add(conf: Conf, args: Args) -> dict:
             for a in allocs:
                 ensure_addr(host, br, IP(a.ip.family, a.gateway.value, a.ip.prefix),
                             conf.force_address)
-            for fam in {a.ip.family for a in allocs}:
-                enable_forwarding(fam == 10)
+            for v6 in {a.ip.v6 for a in allocs}:
+                enable_forwarding(v6)
         table = ""
         if conf.needs_nft:
             table = nft.table_name(conf.name, args.cid, args.ifname)
@@ -144,7 +144,8 @@ def add(conf: Conf, args: Args) -> dict:
             if conf.mappings and any(not a.ip.v6 for a in allocs):
                 # 127.0.0.1:hostPort → container: let the bridge route loopback sources
                 _sysctl(f"net/ipv4/conf/{conf.bridge}/route_localnet", "1")
-        br = host.link(name=conf.bridge)  # its MAC changes as ports come and go
+        # as they are now, for the result (the veth's MAC, the bridge's flags)
+        br = host.link(name=conf.bridge)
         veth = host.link(index=veth.index)
         result = make_result(conf, args, br, veth, inner, allocs, routes)
         records.save(conf.state_dir, conf.name, args.cid, args.ifname, {
