@@ -16,11 +16,31 @@ shim (csrc/shim.c) that runs no Python after clone.
 """
 from __future__ import annotations
 
-from .container import Container, create, list_containers, load, run, wait_cleanup
 from .errors import (AlreadyExists, ConfigError, ContainerError, ExecNotFound, InvalidArgument,
                      NotFound, StartError, WrongState)
-from .spec import OCI_VERSION, Process, Spec
-from .spec import load as load_spec
+
+# Imported on first use (PEP 562): a program that only needs a submodule (the runner-cni
+# plugin, run once per container, needs libcontainer.network) does not pay for the
+# container machinery (~5-10 ms here).
+_LAZY = {"Container": ("container", "Container"), "create": ("container", "create"),
+         "list_containers": ("container", "list_containers"), "load": ("container", "load"),
+         "run": ("container", "run"), "wait_cleanup": ("container", "wait_cleanup"),
+         "OCI_VERSION": ("spec", "OCI_VERSION"), "Process": ("spec", "Process"),
+         "Spec": ("spec", "Spec"), "load_spec": ("spec", "load")}
+
+
+def __getattr__(name: str):
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = __import__(f"{__name__}.{where[0]}", fromlist=[where[1]])
+    value = getattr(module, where[1])
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def run_many(jobs, *, workers: int = 4, **common) -> list:
