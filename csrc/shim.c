@@ -1271,13 +1271,7 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
         if ((plan->clone_flags & CLONE_NEWPID) && unshare(CLONE_NEWPID) < 0)
             fail(-101, errno);
         /* the new pid namespace only applies to children: fork the real init, as a
-         * sibling so that the runner is its parent. The runner must learn its pid
-         * (MSG_CHILD) before the init's first message: both go down the same socket, so
-         * the init waits for EOF on `gate`, which comes when we exit after sending it;
-         * else the runner could put our pid, not the init's, in the cgroups. */
-        int gate[2];
-        if (pipe2(gate, O_CLOEXEC) < 0)
-            fail(-101, errno);
+         * sibling so that the runner is its parent */
         pid_t pid = syscall(SYS_clone, CLONE_PARENT, 0, 0, 0, 0);
         if (pid < 0)
             fail(-101, errno);
@@ -1285,11 +1279,6 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
             send_msg(MSG_CHILD, 0, 0, pid);
             _exit(0);
         }
-        close(gate[1]);
-        char c;
-        while (read(gate[0], &c, 1) < 0 && errno == EINTR)
-            ;
-        close(gate[0]);
     }
     /* Join the v1 cgroups ourselves: a thread moving itself ("0" to `tasks`) skips the
      * global threadgroup lock (an RCU grace period, ~1 ms per hierarchy) that moving
