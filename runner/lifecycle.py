@@ -249,9 +249,15 @@ def _exec_process(c, opts, args, warn):
     if opts["caps"]:
         caps = caps or Capabilities()
         extra = tuple(_known_caps(opts["caps"], warn))
-        # not ambient: that needs the cap in the inheritable set, which --cap leaves alone
+        # ambient too where the config's inheritable set has it (runc adds --cap to the
+        # ambient set when there is an inheritable one; the kernel raises only those): a
+        # process of another user keeps it across execve. --cap leaves inheritable alone.
+        inh = {c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper()
+               for c in caps.inheritable}
+        amb = tuple(c for c in extra
+                    if (c.upper() if c.upper().startswith("CAP_") else "CAP_" + c.upper()) in inh)
         caps = Capabilities(caps.bounding + extra, caps.effective + extra,
-                            caps.permitted + extra, caps.inheritable, caps.ambient)
+                            caps.permitted + extra, caps.inheritable, caps.ambient + amb)
     cwd = opts["cwd"] or base.cwd
     if not cwd.startswith("/"):
         raise InvalidArgument(f"--cwd: {cwd!r} must be an absolute path")

@@ -249,3 +249,24 @@ def test_exec_is_always_in_the_containers_cgroup(bundle, running):
     for _ in range(10):
         r = bundle.runner("exec", running, "cat", "/proc/self/cgroup", check=True)
         assert sorted(r.stdout.split()) == want
+
+
+def test_exec_cap_for_a_user_reaches_ambient_where_inheritable(bundle):
+    """runc's exec --cap also adds to the ambient set when the config has an inheritable
+    one: a process of another user then keeps the capability across execve (the kernel
+    raises only what is inheritable). Same masks as runc 1.1.5 on this bundle."""
+    from conftest import cap_mask
+
+    caps = bundle.process["capabilities"]
+    caps["inheritable"], caps["ambient"] = ["CAP_KILL"], []
+    bundle.process["user"] = {"uid": 1000, "gid": 1000}
+    cid = run_detached(bundle.sh("sleep 60"))
+    try:
+        r = bundle.runner("exec", "--cap", "CAP_KILL", "--cap", "CAP_SYS_PTRACE", cid,
+                          "grep", "Cap", "/proc/self/status", check=True)
+        got = dict(line.split(":\t") for line in r.stdout.splitlines())
+        kill = cap_mask("CAP_KILL")
+        assert (got["CapAmb"], got["CapEff"], got["CapPrm"]) == (kill, kill, kill), r.stdout
+        assert got["CapBnd"] == cap_mask(*caps["bounding"], "CAP_SYS_PTRACE")
+    finally:
+        bundle.runner("delete", "--force", cid)
