@@ -311,3 +311,61 @@ def test_delete_regex_removes_every_match(bundle, tmp_path):
     assert r.returncode == 1 and "not a regular expression" in r.stderr, r.stderr
     assert runner(bundle, "delete", "-f", "-r", tag).returncode == 0
     assert not os.listdir(bundle.root) and not marked_pids(bundle.mark)
+
+
+def test_create_killed_after_swept_delays(bundle, tmp_path):
+    """The same from outside, as the issue measured it: `runner create` SIGKILLed after
+    delays spread over the time a whole create takes here (so between crash points, in the
+    middle of syscall sequences, while the child is being set up), then delete --force:
+    nothing left."""
+    import subprocess
+    import time
+
+    prepare(bundle, tmp_path)
+    fast = os.path.join(REPO, ".venv", "bin", "runner")  # -IS: the start-up of `make venv`
+    cmd = [fast] if os.access(fast, os.X_OK) else RUNNER
+    base = bundle.root
+
+    def create(cid, delay=None):
+        with open(bundle.log, "ab") as out:
+            t = time.monotonic()
+            p = subprocess.Popen(cmd + ["--root", bundle.root, "create", "--bundle",
+                                        bundle.path, cid], stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=out, cwd=REPO)
+            if delay is not None:
+                time.sleep(delay)
+                p.kill()
+                p.wait()
+                return 0, 0
+            first = None  # when something first shows in the state root
+            while p.poll() is None:
+                if first is None and os.path.isdir(bundle.root) and os.listdir(bundle.root):
+                    first = time.monotonic() - t
+                time.sleep(0.0005)
+            return first or 0, time.monotonic() - t
+
+    cid = new_id()
+    bundle.last_id = cid
+    bundle.root = f"{base}-whole"
+    first, whole = create(cid)
+    assert runner(bundle, "delete", "--force", cid).returncode == 0
+    start = first * 0.8  # the interpreter's start-up before that changes nothing
+    bad = []
+    reached = 0
+    n = 25
+    for i in range(n):
+        cid = new_id()
+        bundle.last_id = cid
+        bundle.root = f"{base}-d{i}"
+        create(cid, start + (whole - start) * i / n)
+        if os.path.isdir(os.path.join(bundle.root, cid)):
+            reached += 1
+            assert listed(bundle, cid) in ("stopped", "creating", "created")
+        d = runner(bundle, "delete", "--force", cid)
+        left = what_is_left(bundle, cid)
+        if d.returncode or left:
+            bad.append((i, d.stderr.strip(), left))
+            scrub(bundle, cid)
+    assert not bad, bad
+    print(f"swept delays {start * 1000:.0f}..{whole * 1000:.0f} ms: {reached} of {n} kills "
+          "came after the state dir was made")
