@@ -147,7 +147,7 @@ import socket, sys
 proto, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 fam = socket.AF_INET6 if ":" in host else socket.AF_INET
 s = socket.socket(fam, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
-s.settimeout(3)
+s.settimeout(float(sys.argv[4]))
 if proto == "tcp":
     s.connect((host, port)); s.sendall(b"hi\n"); print(s.recv(100).decode().strip())
 else:
@@ -162,9 +162,9 @@ def serve(ns: Netns, proto: str, port: int) -> subprocess.Popen:
     return p
 
 
-def ask(ns: Netns, proto: str, host: str, port: int) -> str:
+def ask(ns: Netns, proto: str, host: str, port: int, timeout: float = 3) -> str:
     """The server's answer ("tcp 80 from 10.0.0.1"), or "" when it was not reached."""
-    r = ns.sh(sys.executable, "-c", CLIENT, proto, host, str(port), check=False)
+    r = ns.sh(sys.executable, "-c", CLIENT, proto, host, str(port), str(timeout), check=False)
     return r.stdout.strip() if r.returncode == 0 else ""
 
 

@@ -123,7 +123,7 @@ def test_port_mappings_tcp_udp_from_host_loopback_and_neighbour(net):
         assert ask(net.host, "udp", "127.0.0.1", 5353) == "udp 53 from ::ffff:10.77.0.1"
         # a host IP given: only there
         assert ask(net.host, "tcp", "10.77.0.1", 8443) == "tcp 80 from ::ffff:10.77.0.1"
-        assert ask(net.host, "tcp", "127.0.0.1", 8443) == ""
+        assert ask(net.host, "tcp", "127.0.0.1", 8443, timeout=1) == ""
         # a neighbour on the bridge through the host port (hairpin, masqueraded)
         assert ask(b, "tcp", "10.77.0.1", 8080) == "tcp 80 from ::ffff:10.77.0.1"
     finally:
@@ -323,3 +323,37 @@ def test_netns_given_as_a_bind_mount(net, tmp_path):
     # a file that is no namespace: the spec's "container unknown"
     rc, out = call(EXE, "ADD", net.conf(), net.host, cid="b", netns=str(path))
     assert rc == 1 and out["code"] == 3 and "not a network namespace" in out["details"], out
+
+
+def test_ip_masquerade_to_a_network_beyond_the_host(net):
+    """ipMasq: what leaves the container's subnet goes out with the host's address. The
+    "outside" namespace has no route back to the containers: only the masquerade lets an
+    answer come back; without ipMasq none does."""
+    outside = net.container()
+    net.host.sh("ip", "link", "add", "out0", "type", "veth", "peer", "name", "out1", "netns",
+                str(outside.proc.pid))
+    try:
+        net.host.sh("ip", "addr", "add", "192.168.77.1/24", "dev", "out0")
+        net.host.sh("ip", "addr", "add", "fd78::1/64", "dev", "out0", "nodad")
+        net.host.sh("ip", "link", "set", "out0", "up")
+        outside.sh("ip", "addr", "add", "192.168.77.2/24", "dev", "out1")
+        outside.sh("ip", "addr", "add", "fd78::2/64", "dev", "out1", "nodad")
+        outside.sh("ip", "link", "set", "out1", "up")
+        net.host.sh("sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
+        server = serve(outside, "tcp", 7000)
+        a, b = net.container(), net.container()
+        add(net, a, cid="a")
+        add(net, b, net.conf(ipMasq=False), cid="b")
+        try:
+            assert ask(a, "tcp", "192.168.77.2", 7000) == "tcp 7000 from ::ffff:192.168.77.1"
+            assert ask(a, "tcp", "fd78::2", 7000) == "tcp 7000 from fd78::1"
+            assert ask(b, "tcp", "192.168.77.2", 7000, timeout=1) == ""
+            # inside the subnet nothing is rewritten
+            assert a.ping("10.77.0.3")
+        finally:
+            server.kill()
+            server.wait()
+        delete(net, a, cid="a")
+        delete(net, b, net.conf(ipMasq=False), cid="b")
+    finally:
+        net.host.sh("ip", "link", "del", "out0", check=False)
