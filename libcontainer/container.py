@@ -9,7 +9,8 @@ import os
 import time
 
 from . import namespaces, plan as planmod, spec as specmod
-from .errors import ContainerError, DamagedState, InvalidArgument, NotFound, WrongState
+from .errors import (ConfigError, ContainerError, DamagedState, InvalidArgument, NotFound,
+                     WrongState)
 from .launch import (Forwarder, close_quietly, early_size, exit_code, kill_and_reap, setup_console,
                      start_plan, wait_pid)
 from .ops import CONSOLE, SECCOMP
@@ -139,6 +140,12 @@ class Container:
         status = self.status()
         if status != "created":
             raise WrongState(f"cannot start container {self.id!r}: it is {status}, not created")
+        if self.spec.process is None:
+            # created without a process (config.md: required only now); its init only held
+            # the container and can never run anything: it goes, the container is stopped
+            self._kill_all(_quiet)
+            raise ConfigError("process", "is not set in the container's config.json: there "
+                                         "is nothing to start (the container is now stopped)")
         fifo = os.path.join(self._dir.path, FIFO)
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         crash_point("start: exec fifo opened")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from . import namespaces, process, rootfs
 from .errors import ConfigError
 from .ops import EXEC, KEYRING, PIVOT, SYNC, WAIT_START, Plan, op
-from .spec import Spec
+from .spec import Process, Spec
 
 
 def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
@@ -17,8 +17,13 @@ def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
     `cgroup` (a cgroups.Manager) is where the init will be: what a `type: cgroup` mount
     shows; without one, the runner's own cgroups. `node_dir`: where the runtime may make
     the device nodes of a user namespace (without one, the host's own nodes are bound)."""
-    if spec.process is None:
-        raise ConfigError("process", "is required to start a container")
+    proc = spec.process
+    if proc is None:
+        if start_fifo_fd < 0:
+            raise ConfigError("process", "is required to start a container")
+        # config.md: process is REQUIRED only when `start` is called. `create` sets the
+        # container up with an init that holds it and never execs: `start` refuses
+        proc = _HOLDER
     if spec.linux.intel_rdt is not None:
         _refuse_intel_rdt()
     plan = Plan()
@@ -29,10 +34,18 @@ def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
         plan.add("creating a session keyring (--no-new-keyring to skip)", KEYRING)
     rootfs.plan(spec, plan, ns, no_pivot=no_pivot, cgroup=cgroup, node_dir=node_dir)
     process.plan(spec, plan, ns, keep_fds=keep_fds, start_fifo_fd=start_fifo_fd, warn=warn,
-                 listen_fds=listen_fds)
+                 listen_fds=listen_fds, proc=proc)
+    if proc is _HOLDER:
+        # no exec: past the fifo the init would only fail (ENOEXEC); `start` never lets it
+        at = [o[0] for o in plan.ops].index(EXEC)
+        del plan.ops[at], plan.labels[at]
     if hooks:
         _plan_hooks(plan, hooks)
     return plan
+
+
+# the init of a container created without process: root, no capabilities, in "/"
+_HOLDER = Process(args=("(no process)",))
 
 
 RESCTRL = "/sys/fs/resctrl"

@@ -16,7 +16,7 @@ CAP_SYS_RESOURCE = 24
 def plan_early(spec, plan) -> None:
     """Steps that use the host's /proc, before the rootfs is set up."""
     proc = spec.process
-    if proc.oom_score_adj is not None:
+    if proc is not None and proc.oom_score_adj is not None:
         label = f"process.oomScoreAdj: writing {proc.oom_score_adj}"
         with open("/proc/self/oom_score_adj") as f:
             current = int(f.read())
