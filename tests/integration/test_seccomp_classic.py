@@ -10,6 +10,7 @@ older call, as runc arranges (point 14)."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import assert_nothing_left, cap_mask
@@ -112,3 +113,42 @@ def test_enosys_only_where_the_profile_would_refuse(bundle):
     bundle.linux["seccomp"] = dict(classic_profile(), defaultErrnoRet=28)
     r = bundle.sh("secprobe sys clone3 0 0; secprobe sys keyctl 0 -3 0").run()
     assert r.stdout == "err ENOSYS\nerr ENOSPC\n", r.stderr
+
+
+def test_hook_timeout_under_a_filter_without_pidfd_open(classic, tmp_path):
+    """A notifying filter is loaded before the wait for `start`, so startContainer hooks run
+    under it; a classic allowlist has no pidfd_open, and the hook's timeout must hold."""
+    import socket
+    import threading
+    import time
+
+    path = str(tmp_path / "agent.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def agent():  # takes the listener fd and lets it go: nothing notifies in this test
+        conn, _ = srv.accept()
+        with conn:
+            _, anc, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(4))
+            for level, typ, raw in anc:
+                if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                    os.close(int.from_bytes(raw[:4], "little"))
+    t = threading.Thread(target=agent, daemon=True)
+    t.start()
+    prof = classic.linux["seccomp"]
+    prof["listenerPath"] = path
+    prof["syscalls"].append({"names": ["mknod"], "action": "SCMP_ACT_NOTIFY"})
+    classic.process["noNewPrivileges"] = True
+    classic.config["hooks"] = {"startContainer": [
+        {"path": "/bin/sleep", "args": ["sleep", "10"], "timeout": 1}]}
+    classic.set_args("true")
+    began = time.monotonic()
+    r = classic.run()
+    took = time.monotonic() - began
+    t.join(5)
+    srv.close()
+    assert r.returncode == 1, r.stderr
+    assert "hooks.startContainer[0]" in r.stderr and "timed out" in r.stderr, r.stderr
+    assert took < 8
+    assert_nothing_left(classic)
