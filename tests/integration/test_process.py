@@ -337,3 +337,12 @@ def test_cwd_only_the_process_user_may_reach(bundle):
     bundle.process["cwd"] = "/mine"
     r = bundle.sh("pwd; id -u").run()
     assert (r.returncode, r.stdout) == (0, "/mine\n1000\n"), r.stderr
+    bundle.process["cwd"] = "/"
+    cid = run_detached(bundle.sh("sleep 60"))
+    try:
+        r = bundle.runner("exec", "--user", "1000:1000", "--cwd", "/mine", cid, "pwd")
+        assert (r.returncode, r.stdout) == (0, "/mine\n"), r.stderr
+        r = bundle.runner("exec", "--user", "0:0", "--cwd", "/mine", cid, "pwd")
+        assert r.returncode == 1 and "process.cwd" in r.stderr, r.stderr
+    finally:
+        bundle.runner("delete", "--force", cid)
