@@ -191,6 +191,11 @@ class Container:
         status = self.status()
         if status == "stopped":
             raise WrongState(f"cannot kill container {self.id!r}: container not running")
+        if self.pid <= 0:
+            # creating, its init not known yet: nothing to signal (and kill(0) would signal
+            # our own process group, the caller's)
+            raise WrongState(f"cannot kill container {self.id!r}: it is {status}, its "
+                             "process does not exist yet")
         # Killing the init of a pid namespace of its own kills everything in it; without
         # one, SIGKILL must reach every process of the cgroup, or they outlive the init
         # (as runc does; without a cgroup nothing else is known to be the container's)
@@ -199,6 +204,8 @@ class Container:
             all = True
         pids = self.processes() if all else [self.pid]
         for pid in pids:
+            if pid <= 0:
+                continue
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:

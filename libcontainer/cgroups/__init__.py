@@ -507,6 +507,8 @@ class Manager:
             if not left:
                 return
             for pid in left:  # moved out of the hierarchy killed above by someone
+                if pid <= 0:
+                    continue
                 try:
                     os.kill(pid, 9)
                 except ProcessLookupError:

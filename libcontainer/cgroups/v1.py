@@ -165,6 +165,8 @@ def kill_all(directory: str, freezer_dir: str | None, sig: int = 9) -> None:
         except OSError:
             pass
     for pid in procs(freezer_dir or directory):
+        if pid <= 0:  # never kill(0) or kill(-1)
+            continue
         try:
             os.kill(pid, sig)
         except ProcessLookupError:

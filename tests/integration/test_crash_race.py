@@ -129,3 +129,40 @@ def test_racing_on_one_id(bundle):
         assert r.returncode == 0, r.stderr
         assert whole_or_gone(bundle, cid) == "gone"
     assert outcomes, outcomes
+
+
+def test_kill_while_the_init_is_not_known(bundle):
+    """`kill` of a container still being created, whose init's pid is not recorded yet
+    (a createRuntime hook is running): refused — not kill(0), which would signal the
+    caller's own process group (the kill runs in a session of its own here, so that a
+    regression kills only itself)."""
+    import time
+
+    bundle.sh("true")
+    bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "3"]}]}
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    log = os.path.join(os.path.dirname(bundle.path), "create.log")
+    with open(log, "ab") as out:
+        creator = subprocess.Popen(RUNNER + ["--root", bundle.root, "create", "--bundle",
+                                             bundle.path, cid], stdin=subprocess.DEVNULL,
+                                   stdout=out, stderr=out, cwd=REPO)
+    try:
+        state = os.path.join(bundle.root, cid, "state.json")
+        for _ in range(400):
+            if os.path.exists(state):
+                break
+            time.sleep(0.01)
+        with open(state) as f:
+            assert json.load(f)["pid"] == 0
+        r = subprocess.run(RUNNER + ["--root", bundle.root, "kill", cid, "KILL"],
+                           capture_output=True, text=True, cwd=REPO, start_new_session=True,
+                           timeout=30)
+        assert r.returncode == 1 and "does not exist yet" in r.stderr, (r.returncode, r.stderr)
+        assert creator.wait(timeout=30) == 0, "the creator was killed"
+    finally:
+        if creator.poll() is None:
+            creator.kill()
+            creator.wait()
+    assert runner(bundle, "delete", "--force", cid).returncode == 0
