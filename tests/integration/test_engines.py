@@ -515,6 +515,26 @@ def test_podman_exec_user_tty_pause_and_stop_timeout_seen_inside(pm):
         pm("rm", "--force", "--time", "0", "s1")
 
 
+def test_podman_user_namespace_volume_under_a_private_dir(pm):
+    """podman --uidmap: every bind (a volume whose host path is under a mode-700 directory,
+    podman's /etc/hosts…) is made although the container's root is an unprivileged host
+    uid, and the limits are still the container's own inside (issue 11, points 2 and 12)."""
+    priv = os.path.join(pm.base, "priv-u1")
+    os.makedirs(os.path.join(priv, "vol"))
+    with open(os.path.join(priv, "vol", "f"), "w") as f:
+        f.write("volume data\n")
+    os.chmod(priv, 0o700)
+    limit = ("/sys/fs/cgroup/memory.max" if _pure_v2() else
+             "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+    r = pm.run("--rm", "--uidmap", "0:200000:65536", "--gidmap", "0:200000:65536",
+               "--memory", "64m", "-v", f"{priv}/vol:/vol:ro", IMAGE, "sh", "-c",
+               f"cat /vol/f; cat {limit}; head -1 /proc/self/uid_map")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:2] == ["volume data", str(64 << 20)], r.stdout
+    assert lines[2].split() == ["0", "200000", "65536"]
+
+
 def test_podman_default_seccomp_profile(podman):
     """podman always sends its default seccomp profile. While the runner cannot apply one
     it must refuse (not run unconfined silently): the error reaches podman's user."""
