@@ -132,15 +132,13 @@ def add(conf: Conf, args: Args) -> dict:
                             conf.force_address)
             for v6 in {a.ip.v6 for a in allocs}:
                 enable_forwarding(v6)
-        table = ""
+        rules = None
         if conf.needs_nft:
-            table = nft.table_name(conf.name, args.cid, args.ifname)
             lock = nft_lock(conf)
-            undo.append(lambda: nft.delete(table, lock))
-            nft.apply(table, nft.rules([a.ip for a in allocs], [a.ip.network for a in allocs],
-                                       conf.ip_masq, conf.mappings,
-                                       f"runner-cni {conf.name} {args.cid} {args.ifname}"),
-                      lock)
+            rules = nft.plan(nft.attachment_name(conf.name, args.cid, args.ifname),
+                             [a.ip for a in allocs], conf.ip_masq, conf.mappings)
+            undo.append(lambda: nft.release(rules.name, rules.record(), lock))
+            nft.apply(rules, lock)
             if conf.mappings and any(not a.ip.v6 for a in allocs):
                 # 127.0.0.1:hostPort → container: let the bridge route loopback sources
                 _sysctl(f"net/ipv4/conf/{conf.bridge}/route_localnet", "1")
@@ -150,7 +148,8 @@ def add(conf: Conf, args: Args) -> dict:
         result = make_result(conf, args, br, veth, inner, allocs, routes)
         records.save(conf.state_dir, conf.name, args.cid, args.ifname, {
             "hostInterface": veth.name, "bridge": conf.bridge, "netns": args.netns,
-            "ips": [a.ip.cidr for a in allocs], "nftTable": table,
+            "ips": [a.ip.cidr for a in allocs],
+            "nft": rules.record() if rules else None,
             "portMappings": [m.json() for m in conf.mappings], "result": result})
         undo.clear()
         return result
@@ -340,10 +339,9 @@ def delete(conf: Conf, args: Args) -> None:
             link = host.link(name=name)
             if link is not None and link.kind == "veth":
                 _del_link(host, link)
-    table = rec.get("nftTable") or (nft.table_name(conf.name, args.cid, args.ifname)
-                                    if conf.needs_nft else "")
-    if table and nft.available():
-        nft.delete(table, nft_lock(conf))
+    if (rec.get("nft") or conf.needs_nft) and nft.available():
+        nft.release(nft.attachment_name(conf.name, args.cid, args.ifname), rec.get("nft"),
+                    nft_lock(conf))
     if conf.ipam:
         ipam.Pool(conf.ipam).release(args.cid, args.ifname)
     records.remove(conf.state_dir, conf.name, args.cid, args.ifname)
@@ -413,10 +411,11 @@ def check(conf: Conf, args: Args, prev: dict) -> None:
             if str(ip) not in owned:
                 raise drift(f"the pool no longer holds {ip} for {args.cid}")
     if conf.needs_nft:
-        table = nft.table_name(conf.name, args.cid, args.ifname)
-        text = nft.listing(table)
+        want = nft.plan(nft.attachment_name(conf.name, args.cid, args.ifname), ips,
+                        conf.ip_masq, conf.mappings)
+        text = nft.listing()
         if text is None:
-            raise drift(f"the nftables table inet {table} is missing")
-        for frag in nft.expected_fragments(ips, conf.ip_masq, conf.mappings):
+            raise drift(f"the nftables table inet {nft.TABLE} is missing")
+        for frag in nft.expected_fragments(want):
             if frag not in text:
-                raise drift(f"nftables table inet {table} lacks the rule with {frag.strip()!r}")
+                raise drift(f"nftables table inet {nft.TABLE} lacks {frag!r} of {want.name}")

@@ -183,6 +183,11 @@ def remove(name: str, d: str | None = None, force: bool = False) -> None:
     if conf.ipam:
         ipam.Pool(conf.ipam).remove_if_empty()
     _remove_idle_bridge(conf.bridge)
+    from . import nft
+    from .bridge import nft_lock
+
+    if conf.needs_nft and nft.available():
+        nft.remove_if_unused(nft_lock(conf))  # the shared table, once no attachment is in it
 
 
 def _remove_idle_bridge(name: str) -> None:

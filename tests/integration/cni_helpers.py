@@ -71,9 +71,10 @@ class Netns:
                 out.append((r["dst"], r.get("gateway"), r.get("dev")))
         return sorted(out)
 
-    def nft_tables(self) -> list:
-        r = self.sh("nft", "list", "tables", check=False)
-        return [l.strip() for l in r.stdout.splitlines() if l.strip()]
+    def nft_rules(self) -> list:
+        """Lines of the ruleset that belong to an attachment (its chains, its elements)."""
+        r = self.sh("nft", "list", "ruleset", check=False)
+        return [line.strip() for line in r.stdout.splitlines() if "rcni-" in line]
 
     def ping(self, ip: str, tries: int = 3) -> bool:
         """A few tries: an IPv6 address of the reference's bridge is tentative (DAD) for

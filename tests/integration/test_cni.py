@@ -51,7 +51,7 @@ def net(tmp_path, rootfs_template):
         yield n
         # what the DELs must have released, while the host namespace still exists
         assert veths(n.host) == [], "veths left in the host namespace"
-        assert [t for t in n.host.nft_tables() if "rcni-" in t] == [], "nftables tables left"
+        assert n.host.nft_rules() == [], "nftables rules of an attachment left"
         assert allocation_files(n.state) == [], "allocations left"
     finally:
         for ns in n.made:
@@ -246,10 +246,11 @@ def test_check_finds_drift(net):
     assert rc == 1 and veth in out["msg"], out
     net.host.sh("ip", "link", "set", veth, "master", net.bridge)
     # the rules gone
-    table = [t.split()[-1] for t in net.host.nft_tables() if "rcni-" in t][0]
-    net.host.sh("nft", "delete", "table", "inet", table)
+    chain = [l.split()[1] for l in net.host.nft_rules() if l.startswith("chain ")
+             and l.split()[1].endswith("-ports")][0]
+    net.host.sh("nft", "flush", "chain", "inet", "runner-cni", chain)
     rc, out = call(EXE, "CHECK", checked, net.host, cid="a", netns=a.path)
-    assert rc == 1 and table in out["msg"], out
+    assert rc == 1 and "dnat ip to 10.77.0.2:80" in out["msg"], out
     # the default route gone
     a.sh("ip", "route", "del", "default")
     rc, out = call(EXE, "CHECK", dict(conf, ipMasq=False, runtimeConfig={}, prevResult=res),
@@ -357,3 +358,31 @@ def test_ip_masquerade_to_a_network_beyond_the_host(net):
         delete(net, b, net.conf(ipMasq=False), cid="b")
     finally:
         net.host.sh("ip", "link", "del", "out0", check=False)
+
+
+def test_a_host_port_belongs_to_one_container(net):
+    """A second container asking for a mapped host port fails whole and leaves nothing; a
+    late DEL of the first (its record restored, as after a crash) leaves the second's
+    mapping alone."""
+    maps = {"portMappings": [{"hostPort": 8080, "containerPort": 80}]}
+    conf = net.conf(runtimeConfig=maps)
+    a, b = net.container(), net.container()
+    add(net, a, conf, cid="a")
+    rc, out = call(EXE, "ADD", conf, net.host, cid="b", netns=b.path)
+    assert rc == 1 and "mapped to another container" in out["msg"], out
+    assert "eth0" not in b.links() and len(veths(net.host)) == 1
+    rec = os.path.join(net.state, "attachments", "testnet", "a:eth0.json")
+    with open(rec) as f:
+        saved = f.read()
+    delete(net, a, conf, cid="a")
+    add(net, b, conf, cid="b")
+    with open(rec, "w") as f:
+        f.write(saved)
+    delete(net, None, conf, cid="a")
+    server = serve(b, "tcp", 80)
+    try:
+        assert ask(net.host, "tcp", "10.77.0.1", 8080) == "tcp 80 from ::ffff:10.77.0.1"
+    finally:
+        server.kill()
+        server.wait()
+    delete(net, b, conf, cid="b")
