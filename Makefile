@@ -6,7 +6,8 @@ RUNNER := $(VENV)/bin/runner
 BUNDLE := build/bundle
 APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static python3-dev python3-venv uidmap \
 	iproute2 procps strace nftables
-ACCEPT_PACKAGES := podman containerd containernetworking-plugins
+# runc: tests compare with it side by side (test_state_fields.py)
+ACCEPT_PACKAGES := podman containerd containernetworking-plugins runc
 # the image tests build, copy and serve images with the real tools (tests/integration/test_images*.py)
 IMAGE_PACKAGES := skopeo umoci docker-registry
 
