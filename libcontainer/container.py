@@ -234,6 +234,10 @@ class Container:
             raw = {}
         cg = self._cgroups()
         if cg is not None:
+            if report is not _quiet and status == "stopped":  # --debug: what destroy kills
+                left = sorted(cg.all_pids())
+                if left:
+                    report(f"killed {' '.join(map(str, left))}")
             _destroy(cg, report, _parents)
             crash_point("delete: cgroups removed")
         if _release_host_mounts(self._state):
