@@ -25,6 +25,7 @@ from .errors import (AlreadyExists, ConfigError, ContainerError, ExecNotFound, I
 _LAZY = {"Container": ("container", "Container"), "create": ("container", "create"),
          "list_containers": ("container", "list_containers"), "load": ("container", "load"),
          "run": ("container", "run"), "wait_cleanup": ("container", "wait_cleanup"),
+         "force_delete": ("container", "force_delete"),
          "OCI_VERSION": ("spec", "OCI_VERSION"), "Process": ("spec", "Process"),
          "Spec": ("spec", "Spec"), "load_spec": ("spec", "load")}
 
@@ -52,6 +53,6 @@ def run_many(jobs, *, workers: int = 4, **common) -> list:
 
 __version__ = "0.1.0"
 
-__all__ = ["run", "run_many", "wait_cleanup", "create", "load", "list_containers", "Container", "load_spec", "Spec", "Process",
+__all__ = ["run", "run_many", "wait_cleanup", "force_delete", "create", "load", "list_containers", "Container", "load_spec", "Spec", "Process",
            "OCI_VERSION", "ContainerError", "ConfigError", "StartError", "ExecNotFound",
            "InvalidArgument", "NotFound", "AlreadyExists", "WrongState", "__version__"]

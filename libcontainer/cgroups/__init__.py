@@ -483,7 +483,7 @@ class Manager:
 
     # ---- teardown ---------------------------------------------------------------------
 
-    def kill_all(self, timeout: float = KILL_TIMEOUT) -> None:
+    def kill_all(self, timeout: float | None = None) -> None:
         """SIGKILL everything in the cgroup (cgroup.kill where the kernel has it, else
         freeze, kill, thaw, so that nothing forks past the kill) and wait until it is
         empty. A bounded wait: ContainerError naming what is left after `timeout` seconds,
@@ -498,6 +498,7 @@ class Manager:
             d = freezer or self.paths.get("pids") or (self._dirs() or [""])[0]
             if d and os.path.isdir(d):
                 v1.kill_all(d, freezer if freezer and os.path.isdir(freezer) else None)
+        timeout = KILL_TIMEOUT if timeout is None else timeout
         deadline = time.monotonic() + timeout
         delay = 0.0005
         while True:

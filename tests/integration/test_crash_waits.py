@@ -186,3 +186,35 @@ def test_hook_without_timeout_gets_the_default(bundle, monkeypatch):
         assert time.monotonic() - t < 10
         assert f"hooks.{stage}[0]" in str(e.value) and "timed out" in str(e.value)
         assert not os.path.exists(os.path.join(bundle.root, cid))
+
+
+def test_kill_bound_for_a_process_that_does_not_die(bundle, freezer, monkeypatch):
+    """The general bound, for what no check recognises (here the frozen process, with the
+    check of foreign freezers switched off and the bound shortened, through the library):
+    delete(force=True) gives up after KILL_TIMEOUT with the pids left; the state stays,
+    and force_delete finishes once the process can die."""
+    import libcontainer
+    from libcontainer import cgroups
+
+    bundle.sh("sleep 1000")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    with open(os.devnull, "w") as null:
+        c = libcontainer.create(bundle.path, cid, root=bundle.root, stdio=(null, null, null))
+    c.start()
+    freezer.freeze(c.pid)
+    monkeypatch.setattr(cgroups, "KILL_TIMEOUT", 1.0)
+    monkeypatch.setattr(cgroups, "frozen_elsewhere", lambda pids, own: [])
+    t = time.monotonic()
+    with pytest.raises(libcontainer.ContainerError) as e:
+        libcontainer.load(cid, bundle.root).delete(force=True)
+    assert time.monotonic() - t < 8
+    assert f"{c.pid}" in str(e.value) and "did not die within 1 s" in str(e.value), str(e.value)
+    assert libcontainer.load(cid, bundle.root).status() == "running"
+    freezer.thaw()
+    removed = []
+    libcontainer.force_delete(cid, bundle.root, report=removed.append)
+    assert any(m.startswith("removed cgroup") for m in removed), removed
+    c._reap()
+    assert not marked_pids(bundle.mark)
