@@ -3,8 +3,6 @@ so that it can only claim what is implemented. spec/features.json is a snapshot 
 (kept equal by a unit test)."""
 from __future__ import annotations
 
-import os
-
 from . import hooks, namespaces, rootfs
 from .spec import NAMESPACES, OCI_VERSION
 
@@ -15,7 +13,9 @@ def features(rootless: bool | None = None) -> dict:
     from .security import capabilities, confine, seccomp
 
     if rootless is None:
-        rootless = os.geteuid() != 0
+        from .userns import rootless as is_rootless
+
+        rootless = is_rootless()
     opts = set(rootfs.FLAG_OPTIONS) | set(rootfs.PROPAGATION) | set(rootfs.RECURSIVE_OPTIONS) \
         | rootfs.COPYUP_OPTIONS
     if not rootless:  # id-mapped mounts need CAP_SYS_ADMIN over the source's filesystem

@@ -82,7 +82,9 @@ def check(devices: list, has_netns: bool) -> None:
     missing."""
     if not devices:
         return
-    if os.geteuid() != 0:
+    from .userns import rootless
+
+    if rootless():
         raise ConfigError(FIELD, "moving host network devices needs a runtime running as root "
                           "(CAP_NET_ADMIN in the host's network namespace); rootless, a "
                           "container has its own network namespace with lo only")

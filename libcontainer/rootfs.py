@@ -9,6 +9,7 @@ import stat
 from . import ops as P
 from .errors import ConfigError
 from .namespaces import map_text
+from .userns import in_user_namespace, rootless
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_SYNCHRONOUS = 1, 2, 4, 8, 16
 MS_REMOUNT, MS_MANDLOCK, MS_DIRSYNC, MS_NOSYMFOLLOW = 32, 64, 128, 256
@@ -243,7 +244,7 @@ def _plan_idmap(spec, plan, ns, m, mo, field: str, src: str, is_bind: bool) -> i
         return 0
     if not is_bind:
         raise ConfigError(f"{field}.options", f"{kind}: id mappings are only for bind mounts")
-    if os.geteuid() != 0:
+    if rootless():
         raise ConfigError(f"{field}.options", f"{kind}: id-mapped mounts need a runtime running "
                           "as root (the kernel wants CAP_SYS_ADMIN over the source's filesystem)")
     uid_maps, gid_maps = m.uid_mappings, m.gid_mappings
@@ -269,7 +270,7 @@ def _plan_cgroup_mount(plan, ns, m, mo, field: str, cgroup) -> None:
     host = detect()
     dirs = container_dirs(cgroup, host)
     flags, dest = mo.flags, m.destination
-    fresh = "cgroup" in ns.new and not ns.in_userns
+    fresh = "cgroup" in ns.new and not ns.in_userns and not in_user_namespace()
     if host.mode == "v2":
         if "cgroup" in ns.new:
             plan.add(f"{field}: mounting cgroup2 on {dest}", P.MOUNT, path=dest,
@@ -332,7 +333,7 @@ def _plan_devices(spec, plan, ns, node_dir: str = "") -> None:
 
 def _plan_device(plan, ns, path, mode, major, minor, uid, gid, label, field=None,
                  node_dir: str = "") -> None:
-    if ns.in_userns and not stat.S_ISFIFO(mode) and field and node_dir and os.geteuid() == 0:
+    if ns.in_userns and not stat.S_ISFIFO(mode) and field and node_dir and not rootless():
         # mknod is refused in a user namespace, and a node on a filesystem the namespace
         # mounted would not open: the runtime makes it on the host, owned by the host ids
         # of uid/gid, and binds it in from the host's side (as crun precreates them)
@@ -347,8 +348,9 @@ def _plan_device(plan, ns, path, mode, major, minor, uid, gid, label, field=None
         plan.add(label + " (made by the runtime, bound in)", P.MOUNT, path=path, src=node,
                  flags=MS_BIND, a=1, e=len(plan.idmaps))
         return
-    if ns.in_userns and not stat.S_ISFIFO(mode):
-        # mknod is not allowed in a user namespace: bind the host's node (never chown it)
+    if (ns.in_userns or in_user_namespace()) and not stat.S_ISFIFO(mode):
+        # mknod is not allowed in a user namespace (the container's, or the one the runtime
+        # itself runs in, as under rootless podman): bind the host's node (never chown it)
         try:
             st = os.stat(path)
         except OSError:

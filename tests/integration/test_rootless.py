@@ -67,6 +67,8 @@ class User:
                     cgroup, str(self.uid), str(self.gid)] + args
         else:
             kw = dict(user=self.uid, group=self.gid, extra_groups=[])
+        if input is None:
+            io.setdefault("stdin", subprocess.DEVNULL)
         return subprocess.run(args, text=True, cwd=cwd, timeout=timeout,
                               env=env if env is not None else self.env(), input=input, **io, **kw)
 
@@ -758,3 +760,68 @@ def test_no_pivot_leaves_no_bare_procfs_rootless(sub, rbundle):
         r = sub.runner("run", *flags, "--bundle", b.path, b.new_id())
         assert (r.returncode, r.stdout) == (0, "mount EPERM\n"), (flags, r.stderr)
     assert not b.left(_default_root(sub))
+
+
+# ---- an engine: rootless podman ----------------------------------------------------------
+
+def test_rootless_podman_drives_the_runner(sub, top, rootfs_template):
+    """Rootless podman runs its OCI runtime as root of the user's own user namespace, with
+    no user namespace in the config: the runner takes that as rootless (devices bound, the
+    state under $XDG_RUNTIME_DIR/runner, no host cgroups). run -d, exec and rm work."""
+    if shutil.which("podman") is None or shutil.which("conmon") is None:
+        pytest.skip("podman (and conmon) are not installed: `make test` installs them")
+    base = tempfile.mkdtemp(prefix="podman-", dir=top)
+    os.chmod(base, 0o755)
+    xdg = os.path.join(base, "xdg")
+    os.mkdir(xdg, 0o700)
+    log = os.path.join(base, "calls.log")
+    wrapper = os.path.join(base, "runtime")
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\n"
+                f"echo \"$*\" >> {log}\n"
+                f"exec env PYTHONPATH={REPO} {sys.executable} -m runner \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    subprocess.run(["chown", "-R", f"{sub.uid}:{sub.gid}", base], check=True)
+    env = sub.env(XDG_RUNTIME_DIR=xdg)
+    pod = ["podman", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+           "--storage-driver", "vfs"]
+    run = pod + ["run", "--network", "none", "--runtime", wrapper]
+    try:
+        tar = subprocess.run(["tar", "-C", rootfs_template, "-c", "."], capture_output=True,
+                             check=True).stdout
+        r = subprocess.run(pod + ["import", "-", "localhost/rl-busybox"], input=tar,
+                           capture_output=True, user=sub.uid, group=sub.gid, extra_groups=[],
+                           env=env, cwd=base, timeout=120)
+        assert r.returncode == 0, r.stderr
+        # (detached: podman's own foreground `run` waits 20 s here for its cleanup process,
+        # with runc as with the runner)
+        r = sub.run(*run, "-d", "--name", "rl-d", "localhost/rl-busybox", "sleep", "60",
+                    env=env, cwd=base, timeout=120, detached=True)
+        assert r.returncode == 0, r.stderr
+        r = sub.run(*pod, "exec", "rl-d", "sh", "-c",
+                    "id -u; cat /proc/1/comm /proc/self/uid_map; stat -c %t:%T /dev/null; "
+                    "grep -c ' /dev/null ' /proc/self/mountinfo", env=env, cwd=base)
+        assert r.returncode == 0, r.stderr
+        out = r.stdout.splitlines()
+        assert out[:2] == ["0", "sleep"]
+        assert out[2].split() == ["0", str(sub.uid), "1"]
+        assert out[3].split() == ["1", str(sub.subuid[0]), str(min(sub.subuid[1], 65536))]
+        assert out[4:] == ["1:3", "1"]  # the host's /dev/null, bound
+        r = sub.run(*pod, "rm", "-f", "-t", "0", "rl-d", env=env, cwd=base)
+        assert r.returncode == 0, r.stderr
+        verbs = [line.split()[0] for line in open(log) if line.strip()]
+        assert {"create", "start", "exec", "delete"} <= set(verbs), verbs
+        assert not any(line.startswith("--root") for line in open(log))  # the default root
+        assert os.listdir(os.path.join(xdg, "runner")) == []
+    finally:
+        # rootless podman keeps a pause process holding its user namespace: ours to end
+        try:
+            with open(os.path.join(xdg, "libpod", "tmp", "pause.pid")) as f:
+                pause = int(f.read().strip())
+            os.kill(pause, signal.SIGKILL)
+            for _ in range(250):  # gone, or a zombie for the machine's init to reap
+                if pause not in sub.pids():
+                    break
+                time.sleep(0.02)
+        except (OSError, ValueError):
+            pass
