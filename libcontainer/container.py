@@ -616,8 +616,14 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
             # the cgroup first: a `type: cgroup` mount shows the container its own
             if cg is not None:
                 planned, cg = cg, None  # a failed make() removed what it made, and kills nobody
+                intended = len(planned.created)
                 if planned.make():
                     cg = planned
+                    if len(cg.created) != intended:
+                        # a shared parent another container's delete removed meanwhile,
+                        # made again: recorded too
+                        state["cgroups"] = cg.state()
+                        d.write(state)
                 else:  # rootless without delegated cgroups (see Manager.make)
                     del state["cgroups"]
                     d.write(state)
