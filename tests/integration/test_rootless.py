@@ -22,6 +22,42 @@ from conftest import REPO, RUNNER, leftovers, need_root, new_id
 TAG = uuid.uuid4().hex[:6]
 
 
+class Code:
+    """The interpreter and code the users run: the checkout and its venv when others can
+    reach them, else (a checkout under /root) a copy the `top` fixture makes."""
+    python = sys.executable
+    path = ""     # PYTHONPATH for it ("" with the reachable checkout's own venv)
+    cwd = REPO
+
+    @classmethod
+    def runner(cls) -> list:
+        return [cls.python, "-m", "runner"]
+
+    @classmethod
+    def copy_to(cls, dest: str) -> None:
+        """libcontainer and runner (with the built shim) and what they import at run time,
+        for the system's interpreter (the venv's is a link to it)."""
+        import importlib.util
+
+        ignore = shutil.ignore_patterns("__pycache__")
+        for pkg in ("libcontainer", "runner"):
+            shutil.copytree(os.path.join(REPO, pkg), os.path.join(dest, pkg), ignore=ignore)
+        site = os.path.join(dest, "site")
+        os.mkdir(site)
+        for name in ("cffi", "_cffi_backend", "prctl", "_prctl", "pyroute2"):
+            spec = importlib.util.find_spec(name)
+            if spec is None or not spec.origin:
+                continue
+            if spec.submodule_search_locations:  # a package: its directory
+                src = os.path.dirname(spec.origin)
+                shutil.copytree(src, os.path.join(site, os.path.basename(src)), ignore=ignore)
+            else:
+                shutil.copy2(spec.origin, site)
+        cls.python = os.path.realpath(sys.executable)
+        cls.path = f"{dest}:{site}"
+        cls.cwd = dest
+
+
 class User:
     def __init__(self, name: str, top: str, ranges: bool):
         import pwd
@@ -40,10 +76,12 @@ class User:
 
     def env(self, **extra) -> dict:
         env = {"PATH": "/usr/bin:/bin", "HOME": self.home, "LANG": "C.UTF-8"}
+        if Code.path:
+            env["PYTHONPATH"] = Code.path
         env.update({k: v for k, v in extra.items() if v is not None})
         return env
 
-    def run(self, *args, env=None, cgroup: str = "", input=None, timeout=60, cwd=REPO,
+    def run(self, *args, env=None, cgroup: str = "", input=None, timeout=60, cwd=None,
             detached=False):
         """ARGS as this user (with `cgroup`: first moved into that cgroup by root, as a
         delegating manager such as systemd does for a user's session). `detached`: what
@@ -60,6 +98,7 @@ class User:
 
     def _run(self, args, env, cgroup, input, timeout, cwd, **io):
         args = list(args)
+        cwd = cwd or Code.cwd
         kw: dict = {}
         if cgroup:
             args = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && u=$1 g=$2 && shift 2 && '
@@ -73,7 +112,7 @@ class User:
                               env=env if env is not None else self.env(), input=input, **io, **kw)
 
     def runner(self, *args, **kw):
-        return self.run(*RUNNER, *args, **kw)
+        return self.run(*Code.runner(), *args, **kw)
 
     def pids(self) -> list:
         """Processes whose real uid is this user's (a container's root, too). (Subordinate
@@ -125,14 +164,15 @@ def _reachable(path: str) -> str:
 @pytest.fixture(scope="module")
 def top():
     need_root()
-    blocked = _reachable(os.path.join(REPO, "libcontainer")) or _reachable(sys.executable)
-    if blocked:
-        pytest.skip(f"an unprivileged user cannot reach the runner's code: {blocked} is not "
-                    "searchable by others (put the checkout and its venv outside /root)")
     path = tempfile.mkdtemp(prefix="runner-rootless-", dir="/tmp")
     os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    try:
+        if _reachable(os.path.join(REPO, "libcontainer")) or _reachable(sys.executable):
+            Code.copy_to(os.path.join(path, "code"))  # e.g. a checkout under /root (0700)
+        yield path
+    finally:
+        Code.python, Code.path, Code.cwd = sys.executable, "", REPO
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -395,7 +435,7 @@ c.delete()
 out["after"] = libcontainer.list_containers()
 print(json.dumps(out))
 """
-    r = sub.run(sys.executable, "-c", script, env=sub.env(XDG_RUNTIME_DIR=xdg), detached=True)
+    r = sub.run(Code.python, "-c", script, env=sub.env(XDG_RUNTIME_DIR=xdg), detached=True)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out == {"root": os.path.join(xdg, "runner"), "run": 3, "created": "created",
@@ -437,13 +477,13 @@ def test_root_of_a_user_namespace_is_rootless(sub, rbundle, top):
     os.mkdir(xdg, 0o700)
     os.chown(xdg, sub.uid, sub.gid)
     env = sub.env(XDG_RUNTIME_DIR=xdg)
-    r = sub.run("unshare", "-r", *RUNNER, "run", "--bundle", b.path, b.new_id(), env=env)
+    r = sub.run("unshare", "-r", *Code.runner(), "run", "--bundle", b.path, b.new_id(), env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0", "0", "0", "1"]
     assert os.path.isdir(os.path.join(xdg, "runner"))
     b.config["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
     b.write()
-    r = sub.run("unshare", "-r", *RUNNER, "run", "--bundle", b.path, b.new_id(), env=env)
+    r = sub.run("unshare", "-r", *Code.runner(), "run", "--bundle", b.path, b.new_id(), env=env)
     assert r.returncode == 1
     assert r.stderr.startswith("runner: linux.resources.memory: cannot be applied: the runner "
                                "runs as root of a user namespace and the memory cgroup is not "
@@ -723,6 +763,7 @@ def test_devices_sysfs_overlay_and_nothing_to_gain(sub, rbundle, rootfs_template
     # newgidmap, Debian's
     found = subprocess.run(["find", os.path.join(REPO, "libcontainer"), os.path.join(REPO, "runner"),
                             os.path.join(REPO, "bin"), os.path.dirname(sys.executable),
+                            *([Code.cwd] if Code.path else []),
                             "-perm", "/6000"], capture_output=True, text=True)
     assert found.stdout == ""
 
@@ -779,7 +820,7 @@ def test_rootless_podman_drives_the_runner(sub, top, rootfs_template):
     with open(wrapper, "w") as f:
         f.write("#!/bin/sh\n"
                 f"echo \"$*\" >> {log}\n"
-                f"exec env PYTHONPATH={REPO} {sys.executable} -m runner \"$@\"\n")
+                f"exec env PYTHONPATH={Code.path or REPO} {Code.python} -m runner \"$@\"\n")
     os.chmod(wrapper, 0o755)
     subprocess.run(["chown", "-R", f"{sub.uid}:{sub.gid}", base], check=True)
     env = sub.env(XDG_RUNTIME_DIR=xdg)
