@@ -116,9 +116,29 @@ def marked_pids(mark: str) -> list:
     return pids
 
 
+# The host's device nodes a container gets bound in a user namespace: a runtime that chowned
+# or chmodded the bind's target would change the host's own node (seen with crun here).
+HOST_NODES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/random", "/dev/urandom")
+
+
+def _node_owners() -> dict:
+    out = {}
+    for path in HOST_NODES:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        out[path] = (st.st_uid, st.st_gid, st.st_mode)
+    return out
+
+
+HOST_NODE_OWNERS = _node_owners()
+
+
 def leftovers(root: str, cid: str | None, bundle_path: str, mark: str | None = None) -> list:
-    """What a finished container left behind; empty when it left nothing."""
-    found = []
+    """What a finished container left behind or changed on the host; empty when nothing."""
+    found = [f"host node {path} changed to uid, gid, mode {now}"
+             for path, now in _node_owners().items() if HOST_NODE_OWNERS.get(path) != now]
     if cid and os.path.exists(os.path.join(root, cid)):
         found.append(f"state dir {root}/{cid}")
     with open("/proc/self/mountinfo") as f:
