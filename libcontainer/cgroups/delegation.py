@@ -62,6 +62,9 @@ def restrict(host, paths: dict, unified: str, groups: dict, plan: dict, cgroups_
             blocked["unified"] = why
             uni = ""
     hint = "; delegate a cgroup v2 subtree to this user (see README, Rootless), or run as root"
+    no_v2 = (f"cannot be applied: the runner runs as {who} and no cgroup v2 subtree is "
+             f"delegated to it ({blocked.get('unified', 'no cgroup2 mount')} is not writable)"
+             + hint)
     from . import GROUP_FIELD
 
     for g, where in sorted(groups.items()):
@@ -73,15 +76,9 @@ def restrict(host, paths: dict, unified: str, groups: dict, plan: dict, cgroups_
                               f"cgroup is not delegated to it ({blocked[g]} is not writable)"
                               + hint)
         if where == "v2" and not uni:
-            raise ConfigError(f"linux.resources.{GROUP_FIELD[g]}",
-                              f"cannot be applied: the runner runs as {who} and no cgroup "
-                              f"v2 subtree is delegated to it ({blocked.get('unified', 'no cgroup2 mount')} "
-                              "is not writable)" + hint)
+            raise ConfigError(f"linux.resources.{GROUP_FIELD[g]}", no_v2)
     if any(k.startswith("unified:") for k in plan) and not uni:
-        raise ConfigError("linux.resources.unified",
-                          f"cannot be applied: the runner runs as {who} and no cgroup v2 "
-                          f"subtree is delegated to it ({blocked.get('unified', 'no cgroup2 mount')} "
-                          "is not writable)" + hint)
+        raise ConfigError("linux.resources.unified", no_v2)
     if cgroups_path and not keep and not uni:
         first = next(iter(blocked.values()), "no cgroup hierarchy")
         raise ConfigError("linux.cgroupsPath",
