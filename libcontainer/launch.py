@@ -16,6 +16,10 @@ from .ops import EXEC, HOOK, MOUNT
 from .state import crash_point
 
 FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)  # HUP INT QUIT USR1 USR2 TERM WINCH
+# Seconds the child may go without a word during its setup, on top of the timeouts of the
+# hooks it runs itself: one stopped or frozen by someone must not hold the create (and the
+# container's lock) forever.
+SETUP_TIMEOUT = 30.0
 
 
 class Started:
@@ -43,10 +47,17 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
     # first message can overtake the one its parent sends with the init's pid: its go
     # waits for that pid, or the cgroups and the state would get the parent's.
     go_pending = False
+    bound = SETUP_TIMEOUT + sum(o[9] for o in plan.ops if o[0] == HOOK)
+    sock.settimeout(bound)
     try:
         crash_point("launch: child cloned")
         while True:
-            data, anc, _, _ = sock.recvmsg(shim.MSG_SIZE, _socket.CMSG_SPACE(4))
+            try:
+                data, anc, _, _ = sock.recvmsg(shim.MSG_SIZE, _socket.CMSG_SPACE(4))
+            except TimeoutError:
+                raise StartError(f"the container's init (pid {init}) did not go on with its "
+                                 f"setup for {bound:g} s (stopped or frozen?)", 0,
+                                 "setup") from None
             if not data:
                 break  # the socket closed on execve
             kind, op, err, pid = shim.decode(data)
@@ -122,16 +133,30 @@ def _child_error(plan, op: int, err: int) -> StartError:
     return StartError(f"{label}: {os.strerror(err)}", err, label)
 
 
-def kill_and_reap(*pids: int) -> None:
+def kill_and_reap(*pids: int, timeout: float = 5.0) -> None:
+    """SIGKILL our children and reap them; a bounded wait: one frozen by someone else's
+    freezer dies only once thawed (then init reaps it, or the next wait of ours)."""
+    import time
+
     for pid in dict.fromkeys(pids):
         try:
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
+    deadline = None
+    delay = 0.0002
+    for pid in dict.fromkeys(pids):
+        while True:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:
+                break
+            deadline = deadline or time.monotonic() + timeout
+            if time.monotonic() > deadline:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 def close_quietly(fd: int) -> None:

@@ -218,3 +218,30 @@ def test_kill_bound_for_a_process_that_does_not_die(bundle, freezer, monkeypatch
     assert any(m.startswith("removed cgroup") for m in removed), removed
     c._reap()
     assert not marked_pids(bundle.mark)
+
+
+def test_setup_bound_for_an_init_that_stops(bundle, tmp_path, monkeypatch):
+    """The child stopped in the middle of its setup (a createRuntime hook SIGSTOPs it):
+    create gives up after the setup bound (launch.SETUP_TIMEOUT, shortened here through the
+    library), names the reason, and leaves nothing."""
+    import libcontainer
+    from libcontainer import launch
+
+    monkeypatch.setattr(launch, "SETUP_TIMEOUT", 1.0)
+    stopper = tmp_path / "stop-init.sh"
+    stopper.write_text('#!/bin/sh\nread -r s\n'
+                       'pid=$(echo "$s" | sed \'s/.*"pid": *\\([0-9]*\\).*/\\1/\')\n'
+                       'kill -STOP "$pid"\n')
+    stopper.chmod(0o755)
+    bundle.sh("true")
+    bundle.config["hooks"] = {"createRuntime": [{"path": str(stopper)}]}
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    t = time.monotonic()
+    with open(os.devnull, "w") as null:
+        with pytest.raises(libcontainer.StartError) as e:
+            libcontainer.create(bundle.path, cid, root=bundle.root, stdio=(null, null, null))
+    assert time.monotonic() - t < 10
+    assert "did not go on with its setup for 1 s" in str(e.value), str(e.value)
+    assert not os.path.exists(os.path.join(bundle.root, cid))
