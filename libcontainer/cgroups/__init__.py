@@ -414,7 +414,13 @@ class Manager:
             try:
                 fs.write(os.path.join(d, "cgroup.procs"), str(pid))
             except OSError as e:
-                raise OSError(e.errno, f"adding {pid} to {d}/cgroup.procs: {e.strerror}") from None
+                why = ""
+                if e.errno in (1, 13) and d == self.unified and rootless():
+                    why = (" (unprivileged, the runner must itself run inside the subtree "
+                           "delegated to it: the kernel moves a process only below a common "
+                           "ancestor whose cgroup.procs the mover may write)")
+                raise OSError(e.errno, f"adding {pid} to {d}/cgroup.procs: "
+                                       f"{e.strerror}{why}") from None
 
     def self_join_files(self) -> list:
         """The v1 `tasks` files a new process writes "0" to, to join by itself (see the

@@ -631,6 +631,13 @@ def test_delegated_cgroup_v2_subtree(sub, rbundle, delegated):
         assert r.returncode == 1
         assert r.stderr == ("runner: linux.resources.memory: cannot be applied: the container "
                             "has no memory cgroup\n")
+    # from outside the delegated subtree the kernel refuses the move: said, nothing left
+    r = sub.runner("--root", root, "exec", cid, "sh", "-c", "echo ran")
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("runner: adding ") and "Permission denied (unprivileged, the " \
+        "runner must itself run inside the subtree delegated to it" in r.stderr, r.stderr
+    with open(os.path.join(cg, "cgroup.procs")) as f:
+        assert f.read().split() == [str(pid)]
     r = sub.runner("--root", root, "exec", cid, "cat", "/proc/self/cgroup", cgroup=leaf)
     assert r.returncode == 0, r.stderr
     assert f"0::/{os.path.relpath(cg, mnt)}" in r.stdout.splitlines()
