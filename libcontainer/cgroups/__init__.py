@@ -294,20 +294,34 @@ class Manager:
                 chain.append(cur)
                 cur = os.path.dirname(cur)
             for sub in reversed(chain):
+                if sub != d and sub not in planned:
+                    continue  # there at plan(); if gone since, d's mkdir says so (ENOENT)
                 for attempt in range(20):
                     try:
                         os.mkdir(sub, 0o755)
                     except FileExistsError:
                         break
                     except FileNotFoundError:
-                        # a parent we saw was removed by another container's delete
+                        # a parent we saw was removed by another container's delete: make
+                        # the missing ones, top down, and try again
+                        missing = []
                         parent = os.path.dirname(sub)
-                        try:
-                            os.mkdir(parent, 0o755)
-                            if parent not in planned:
-                                self.created.append(parent)
-                        except FileExistsError:
-                            pass
+                        while parent != mnt and not os.path.isdir(parent):
+                            missing.append(parent)
+                            parent = os.path.dirname(parent)
+                        for parent in reversed(missing):
+                            try:
+                                os.mkdir(parent, 0o755)
+                                if parent not in planned:
+                                    # before its children: destroy() goes backwards
+                                    at = next((i for i, c in enumerate(self.created)
+                                               if c.startswith(parent + "/")),
+                                              len(self.created))
+                                    self.created.insert(at, parent)
+                            except FileExistsError:
+                                pass
+                            except FileNotFoundError:
+                                break  # removed again meanwhile: the next attempt sees it
                         continue
                     except OSError as e:
                         raise ConfigError("linux.cgroupsPath",

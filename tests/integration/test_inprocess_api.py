@@ -105,3 +105,31 @@ def test_a_changed_config_is_parsed_again(bundle):
         libcontainer.run(bundle.path, new_id(), root=bundle.root)
     for cid in ids:
         assert not leftovers(bundle.root, cid, bundle.path, bundle.mark)
+
+
+def test_cgroup_parents_removed_between_plan_and_make():
+    """make() skips the parents that plan() saw (one mkdir per hierarchy, not one per
+    level); parents another container's delete removed meanwhile are made again, and then
+    belong to this container."""
+    from conftest import need_root
+    from libcontainer import cgroups
+
+    need_root()
+    top = new_id()
+    path = f"/{top}/mid/leaf"
+    first = cgroups.Manager.plan("x", path)
+    assert first.make()
+    m = cgroups.Manager.plan("y", f"/{top}/mid/leaf2")
+    assert not any(top in d and not d.endswith("leaf2") for d in m.created)  # they exist
+    first.destroy()  # removes /top/mid/leaf, /top/mid and /top everywhere
+    try:
+        assert m.make()
+        assert all(os.path.isdir(d) for d in m._dirs())
+        assert any(d.endswith(f"/{top}") for d in m.created)
+    finally:
+        m.destroy()
+    assert not [d for d in m._dirs() + m.created if os.path.exists(d)]
+    for base, dirs, _ in os.walk("/sys/fs/cgroup"):
+        assert top not in dirs
+        if base.count("/") > 4:
+            dirs[:] = []
