@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -59,7 +60,9 @@ enum { MSG_USERNS = 1, MSG_WAITGO = 2, MSG_ERROR = 3, MSG_FD = 4, MSG_CREATED = 
 /* a hook that failed reports errno HOOK_STATUS + its exit status, or HOOK_TIMEOUT */
 enum { HOOK_STATUS = 100000, HOOK_TIMEOUT = 99999, HOOK_SIGNAL = 200000 };
 
-static int sync_fd = -1;
+/* thread-local: children cloned with CLONE_VM (share_memory) from several threads at once
+ * each set the copy of the thread that cloned them (that thread waits, suspended) */
+static __thread int sync_fd = -1;
 /* the container's state JSON, sent by the parent with a go: the hooks' stdin */
 static char state_buf[65536];
 static size_t state_len;
@@ -1245,8 +1248,12 @@ static void reset_signals(void)
 static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clone)
 {
     reset_signals();
-    /* until execve, /proc/<pid>/exe is the runner's interpreter: keep it out of reach */
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    /* until execve, /proc/<pid>/exe is the runner's interpreter: keep it out of reach.
+     * (Dumpable is a property of the memory: a share_memory child would make the runner
+     * itself non-dumpable. It needs none: it is alone in new namespaces of its own, no
+     * process of a container can reach it before it execs.) */
+    if (!plan->share_memory)
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     /* An AFFINITY op first (execCPUAffinity.initial) runs before anything else: the whole
      * setup then runs on those CPUs. Moving into the container's cgroups (a cpuset) may
      * change the affinity afterwards, which the spec leaves to the kernel. */
@@ -1286,8 +1293,10 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
     for (int i = 0; i < plan->ncgroup_files; i++)
         if (write_file(-1, plan->cgroup_files[i], "0") < 0)
             fail(-105, errno);
-    send_msg(MSG_WAITGO, 0, 0, 0);
-    wait_go(-1);
+    if (!plan->share_memory) {
+        send_msg(MSG_WAITGO, 0, 0, 0);
+        wait_go(-1);
+    }
     /* only now, after the parent put us in the container's cgroups: the new cgroup
      * namespace's root is the container's cgroup, not the runner's */
     if ((plan->clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
@@ -1567,6 +1576,73 @@ int rc_idmapped_mount(int pid, const char *src, const char *uid_map, const char 
     return -err;
 }
 
+#if defined(__x86_64__)
+/* clone3 with a stack of its own for the child, which calls fn(arg) there and never returns
+ * (glibc has no public clone3 wrapper; a child on a new stack cannot return through C). */
+long rc_clone3_on_stack(struct rc_clone_args *args, size_t size, void (*fn)(void *), void *arg)
+    __attribute__((visibility("hidden")));
+__asm__(".text\n"
+        ".globl rc_clone3_on_stack\n"
+        ".hidden rc_clone3_on_stack\n"
+        ".type rc_clone3_on_stack,@function\n"
+        "rc_clone3_on_stack:\n"
+        "  mov %rcx, %r8\n"          /* arg: rcx does not survive syscall */
+        "  mov %rdx, %r9\n"          /* fn */
+        "  mov $435, %eax\n"         /* SYS_clone3 */
+        "  syscall\n"
+        "  test %rax, %rax\n"
+        "  jz 1f\n"
+        "  ret\n"
+        "1:\n"
+        "  xor %ebp, %ebp\n"
+        "  mov %r8, %rdi\n"
+        "  call *%r9\n"
+        "  mov $60, %eax\n"          /* SYS_exit: fn does not return */
+        "  xor %edi, %edi\n"
+        "  syscall\n"
+        "  hlt\n");
+
+struct vfork_ctx {
+    const struct rc_plan *plan;
+    int sv[2];
+};
+
+static void vfork_child(void *p)
+{
+    struct vfork_ctx *c = p;
+    close(c->sv[0]);
+    sync_fd = c->sv[1];
+    child_main(c->plan, 1);
+}
+
+/* The child shares the runner's memory and the runner's thread waits until it has exec'd
+ * (or exited): nothing of the interpreter's memory is copied, at the clone or afterwards
+ * (each page the interpreter writes while a forked child lives would be copied first).
+ * Only for a plan that needs nothing from the parent before the execve. -errno, or -1000
+ * when this clone is not possible (the caller forks as usual). */
+static pid_t spawn_sharing_memory(const struct rc_plan *plan, struct rc_clone_args *args,
+                                  int sv[2])
+{
+    size_t size = 1 << 20;
+    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS |
+                       MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED)
+        return -1000;
+    struct vfork_ctx ctx = { plan, { sv[0], sv[1] } };
+    args->flags |= CLONE_VM | CLONE_VFORK;
+    args->stack = (uint64_t)(uintptr_t)stack;
+    args->stack_size = size;
+    long pid = rc_clone3_on_stack(args, sizeof *args, vfork_child, &ctx);
+    /* here the child has exec'd or exited: its stack is free */
+    munmap(stack, size);
+    args->flags &= ~(uint64_t)(CLONE_VM | CLONE_VFORK);
+    args->stack = args->stack_size = 0;
+    if (pid == -ENOSYS || pid == -E2BIG || pid == -EINVAL)
+        return -1000;
+    return (pid_t)pid;
+}
+#endif
+
 int rc_spawn(const struct rc_plan *plan, int *sock)
 {
     int sv[2];
@@ -1584,7 +1660,19 @@ int rc_spawn(const struct rc_plan *plan, int *sock)
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = (uint64_t)plan->cgroup_fd;
     }
-    pid_t pid = syscall(SYS_clone3, &args, sizeof args);
+    pid_t pid = -1000;
+#if defined(__x86_64__)
+    if (plan->share_memory && in_clone) {
+        pid = spawn_sharing_memory(plan, &args, sv);
+        if (pid < 0 && pid != -1000) {
+            close(sv[0]);
+            close(sv[1]);
+            return pid;
+        }
+    }
+#endif
+    if (pid == -1000)
+        pid = syscall(SYS_clone3, &args, sizeof args);
     if (pid < 0 && (errno == ENOSYS || errno == E2BIG) && plan->cgroup_fd < 0)
         pid = syscall(SYS_clone, (unsigned long)flags | SIGCHLD, 0, 0, 0, 0);
     if (pid < 0) {

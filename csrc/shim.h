@@ -86,6 +86,8 @@ struct rc_plan {
     int ngids;
     int keep_fds;              /* fds 3 .. 3+keep_fds-1 survive execve */
     const int *stdio;          /* 3 fds dup'ed to 0, 1, 2 first; -1 keeps the runner's */
+    int share_memory;          /* 1: the parent has nothing to do before the execve (no go):
+                                  clone with CLONE_VM|CLONE_VFORK (see rc_spawn) */
 };
 
 /* Messages on the sync socket, child -> parent. */

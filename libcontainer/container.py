@@ -698,8 +698,12 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
             # on v2, clone3 puts the child in its cgroup: it never runs outside it
             cgroup_fd = cg.clone_fd() if cg is not None else -1
             try:
+                # a run with nothing for this process to do before the execve: the pid
+                # and its start time are recorded after (below), the cgroups joined by
+                # the child and clone3
+                no_go = _start_now and not hooks and not net_devices and not parent_joins
                 started = start_plan(plan, stdio=stdio, before_go=before_go, on_sync=on_sync,
-                                     on_fd=on_fd, cgroup_fd=cgroup_fd)
+                                     on_fd=on_fd, cgroup_fd=cgroup_fd, no_go=no_go)
             finally:
                 if cgroup_fd >= 0:
                     os.close(cgroup_fd)
@@ -711,6 +715,8 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
                 state["pid"] = started.pid
                 st = _proc_stat(started.pid)
                 state["start_time"] = st[1] if st else None
+                if no_go:
+                    crash_point("create: init in its cgroups")
             crash_point("create: init set up")
             state["status"] = "running" if _start_now else "created"
             d.write(state)

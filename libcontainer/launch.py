@@ -12,7 +12,7 @@ import _socket
 
 from . import namespaces, shim
 from .errors import ExecNotFound, ExecNotPermitted, StartError
-from .ops import EXEC, HOOK, MOUNT
+from .ops import CONSOLE, EXEC, HOOK, MOUNT, SYNC, WAIT_START
 from .state import crash_point
 
 FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)  # HUP INT QUIT USR1 USR2 TERM WINCH
@@ -32,14 +32,19 @@ class Started:
 
 
 def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
-               cgroup_fd: int = -1) -> Started:
+               cgroup_fd: int = -1, no_go: bool = False) -> Started:
     """Clone the child and drive it through the plan until it execs (or, with a
     WAIT_START op, until it blocks on the exec fifo). On failure nothing of it is left.
 
     before_go(pid) runs once the final process exists (cgroups, state) and may return bytes
     (the state JSON) that the child keeps for its hooks; on_sync(pid) runs at a SYNC op;
-    on_fd(op_kind, fd) gets each fd the child sends."""
-    spawned = shim.spawn(plan, stdio=stdio, cgroup_fd=cgroup_fd)
+    on_fd(op_kind, fd) gets each fd the child sends.
+
+    no_go: the caller has nothing to do before the execve (before_go is not called). A plan
+    that needs the parent for nothing either (see needs_parent) is then cloned sharing this
+    process's memory, this thread waiting until the execve: no copy of the interpreter."""
+    share = no_go and not needs_parent(plan)
+    spawned = shim.spawn(plan, stdio=stdio, cgroup_fd=cgroup_fd, share_memory=share)
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, spawned.sock)
     init = spawned.pid
     fds: dict = {}
@@ -110,6 +115,22 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
     finally:
         sock.close()
     return Started(init, fds)
+
+
+# ops after which the child waits for, or sends to, the parent
+_TALKING_OPS = frozenset((WAIT_START, SYNC, HOOK, CONSOLE))
+
+
+def needs_parent(plan) -> bool:
+    """Whether the child of `plan` needs this process before its execve: id maps to be
+    written, namespaces to join (a second fork), fds to hand over, hooks, an id-mapped
+    mount, the exec fifo; or a time namespace (made on unshare, effective in the memory
+    of the next exec, which must then not be shared)."""
+    if plan.joins or plan.clone_flags & namespaces.FLAGS["user"] or plan.new_timens:
+        return True
+    if plan.console or plan.seccomp_notify or plan.idmaps:
+        return True
+    return any(o[0] in _TALKING_OPS for o in plan.ops)
 
 
 def _child_error(plan, op: int, err: int) -> StartError:

@@ -35,7 +35,7 @@ class Spawned:
         self.sock = sock
 
 
-def spawn(plan, stdio=None, cgroup_fd: int = -1) -> Spawned:
+def spawn(plan, stdio=None, cgroup_fd: int = -1, share_memory: bool = False) -> Spawned:
     """Clone the child that will run `plan`. It waits for the parent before doing anything."""
     keep: list = []
     p = ffi.new("struct rc_plan *")
@@ -77,6 +77,7 @@ def spawn(plan, stdio=None, cgroup_fd: int = -1) -> Spawned:
     p.gids = gids
     p.ngids = len(plan.gids)
     p.keep_fds = plan.keep_fds
+    p.share_memory = 1 if share_memory else 0
     if stdio is not None:
         fds = ffi.new("int[3]", list(stdio))
         keep.append(fds)
