@@ -3,12 +3,10 @@ threads. The containers' own work (clone, mounts, exec) and their teardown run i
 kernel and in the shim with the GIL released, so threads overlap them on several cores."""
 from __future__ import annotations
 
-from typing import Iterable
-
 from .errors import ContainerError
 
 
-def run_many(jobs: Iterable, *, workers: int = 4, **common) -> list:
+def run_many(jobs, *, workers: int = 4, **common) -> list:
     """Run each job, `workers` at a time, and wait for them all.
 
     A job is `(bundle, container_id)` or `(bundle, container_id, {run() keyword: value})`;

@@ -160,19 +160,27 @@ def cgroup_cleanup(leaks: list, name: str) -> Callable[[str], None]:
     return clean
 
 
-def pip_install(work: Path) -> str:
+def pip_install(work: Path, rev: str = "") -> str:
     """The package as a user gets it: `pip install .` of this tree (its files as git knows
-    them, edits included) into a fresh venv of the system's python. No network: the build
-    dependencies come from the dev venv, and its site-packages stands in for the installed
-    dependencies (a .pth line). → the `runner` pip installed."""
-    src, venv = work / "pip-src", work / "pip-venv"
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
-    for f in filter(None, files):
-        dest = src / f.decode()
-        if (REPO / f.decode()).is_file():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / f.decode(), dest)
+    them, edits included; or of commit `rev`) into a fresh venv of the system's python. No
+    network: the build dependencies come from the dev venv, and its site-packages stands in
+    for the installed dependencies (a .pth line). → the `runner` pip installed."""
+    name = "pip-" + (rev.replace("/", "_") if rev else "tree")
+    src, venv = work / (name + "-src"), work / (name + "-venv")
+    if rev:
+        src.mkdir()
+        archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    else:
+        files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                                "--exclude-standard"], cwd=REPO, capture_output=True,
+                               check=True).stdout.split(b"\0")
+        for f in filter(None, files):
+            dest = src / f.decode()
+            if (REPO / f.decode()).is_file():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / f.decode(), dest)
     subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
     site = subprocess.run([PY, "-c", "import cffi, os; print(os.path.dirname(os.path.dirname("
                            "cffi.__file__)))"], capture_output=True, text=True,
@@ -517,6 +525,8 @@ def main() -> int:
                     help="containers per in-process batch")
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "5")),
                     help="in-process batches per runtime")
+    ap.add_argument("--baseline", default=os.environ.get("BENCH_BASELINE", ""),
+                    help="a git revision to time beside this tree (pip-installed the same way)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench: needs root", file=sys.stderr)
@@ -547,6 +557,12 @@ def main() -> int:
                          scenario_runner(work, leaks, name="runner (venv)")]
             scenarios[1].note = "make venv's .venv/bin/runner (the same launcher, editable install)"
             scenarios[0].note = "as `pip install .` installs it"
+            if args.baseline:
+                print(f"bench: pip install of {args.baseline} …", flush=True)
+                baseline_runner = pip_install(work, args.baseline)
+                scenarios.append(scenario_runner(work, leaks, runner=baseline_runner,
+                                                 name=f"runner@{args.baseline}"))
+                scenarios[-1].note = f"{args.baseline} as `pip install .` installs it"
             if "crun" not in missing:
                 scenarios += [scenario_crun(work, leaks), scenario_crun_wrapper()]
             if "runc" not in missing:
@@ -576,9 +592,15 @@ def main() -> int:
             from libcontainer import jsonio
 
             try:
+                baseline_py = ""
+                if args.baseline:
+                    runner = Path(pip_install(work, args.baseline)) if args.tables == \
+                        "inprocess" else Path(baseline_runner)
+                    baseline_py = str(runner.parent / "python3")
                 lines = throughput.main(PY, str(REPO), ROOTFS, jsonio.dumps(bench_config()),
                                         None if "crun" in missing else shutil.which("crun"),
-                                        tag, n=args.batch, rounds=args.rounds)
+                                        tag, n=args.batch, rounds=args.rounds,
+                                        baseline=(args.baseline, baseline_py))
             except throughput.Failed as e:
                 print(f"bench: run failed: {e}", file=sys.stderr)
                 return 1

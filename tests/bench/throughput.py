@@ -29,19 +29,22 @@ HERE = Path(__file__).resolve().parent
 # Runs in a fresh venv interpreter: imports first (not timed), a warm-up, then N containers.
 WORKER = r"""
 import os, resource, sys, time
-sys.path.insert(0, sys.argv[1])
+if sys.argv[1]:
+    sys.path.insert(0, sys.argv[1])
 import libcontainer
 bundle, root, n, mode, workers, tag = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], int(sys.argv[6]), sys.argv[7]
 null = os.open("/dev/null", os.O_RDWR)
 io = (null, null, null)
+kw = {} if mode == "now" else {"cleanup": mode}  # (an older libcontainer has no cleanup)
 for i in range(3):
     assert libcontainer.run(bundle, f"{tag}-w{i}", root=root, stdio=io) == 0
 t0 = time.perf_counter()
 if workers == 0:
     bad = 0
     for i in range(n):
-        bad += libcontainer.run(bundle, f"{tag}-{i}", root=root, stdio=io, cleanup=mode) != 0
-    libcontainer.wait_cleanup()
+        bad += libcontainer.run(bundle, f"{tag}-{i}", root=root, stdio=io, **kw) != 0
+    if kw:
+        libcontainer.wait_cleanup()
 else:
     res = libcontainer.run_many([(bundle, f"{tag}-{i}") for i in range(n)], workers=workers,
                                 root=root, stdio=io)
@@ -176,8 +179,10 @@ def measure(batches: list, rounds: int, tag: str) -> None:
 
 
 def main(py: str, repo: str, rootfs_src: Path, config_json: str, crun: str | None,
-         tag: str, n: int = 100, rounds: int = 5, concurrency=(1, 2, 4, 8)) -> list:
-    """Run both tables; → the summary lines."""
+         tag: str, n: int = 100, rounds: int = 5, concurrency=(1, 2, 4, 8),
+         baseline: tuple = ("", "")) -> list:
+    """Run both tables; → the summary lines. `baseline`: (revision, the python of a venv it
+    is pip-installed in), timed in table 2 beside this tree."""
     work = Path(tempfile.mkdtemp(prefix=f"{tag}-tp-", dir="/tmp"))
     shm = Path(tempfile.mkdtemp(prefix=f"{tag}-tp-", dir="/dev/shm"))
     summary = []
@@ -199,6 +204,9 @@ def main(py: str, repo: str, rootfs_src: Path, config_json: str, crun: str | Non
                     runner_batch(py, repo, rb, rroot, n, "now", 0)),
               Batch("libcontainer.run()", "cleanup='background'",
                     runner_batch(py, repo, rb, rroot, n, "background", 0))]
+        if baseline[0]:
+            t2.append(Batch(f"run() @{baseline[0]}", "as pip installs that revision",
+                            runner_batch(baseline[1], "", rb, rroot, n, "now", 0)))
         if crun:
             t2.append(Batch("crun run", "a shell loop, inside the unshare wrapper",
                             crun_batch(crun, work, bundles["crun"], croot, n, 1)))
@@ -211,12 +219,12 @@ def main(py: str, repo: str, rootfs_src: Path, config_json: str, crun: str | Non
         print(f"\n== in-process: containers/s from one warm process ({rounds} rounds of {n} "
               "containers, median)", flush=True)
         measure(t2, rounds, f"{tag}-s")
-        crun_rate = median(t2[2].rates) if crun else 0
+        crun_rate = median(next(b for b in t2 if b.name == "crun run").rates) if crun else 0
         print(f"{'':<22}{'':<52}{'/s':>8}{'ms each':>9}{'/ crun':>8}")
         for b in t2:
             rate = median(b.rates)
             vs = f"{rate / crun_rate:7.2f}x" if crun_rate else ""
-            print(f"{b.name:<22}{b.note:<52}{rate:8.1f}{1000 / rate:9.2f}{vs:>8}")
+            print(f"{b.name[:21]:<22}{b.note:<52}{rate:8.1f}{1000 / rate:9.2f}{vs:>8}")
         rss = max(t2[0].rss) / 1024
         print(f"peak RSS of the process running them: {rss:.1f} MiB")
         bg = median(t2[1].rates)
