@@ -146,3 +146,24 @@ def cmd_bundle(ctx, argv: list) -> int:
                               else [opts["entrypoint"]] if opts["entrypoint"] else []),
                   env=opts["env"], user=opts["user"], cwd=opts["cwd"], terminal=bool(opts["tty"]))
     return 0
+
+
+def image_bundle(ctx, opts: dict, cid: str) -> str:
+    """`run --image IMAGE ID`: a bundle for ID made in the store from IMAGE, with a poststop
+    hook that removes it, so that deleting the container (run's own, or `runner delete`)
+    tears the rootfs down."""
+    from libcontainer import images
+    from libcontainer.errors import AlreadyExists
+    from libcontainer.state import StateDir, check_id
+
+    if opts["bundle"]:
+        raise InvalidArgument("run: --image and --bundle exclude each other")
+    check_id(cid)
+    if StateDir(ctx.root, cid).exists():
+        raise AlreadyExists(f"container {cid!r} already exists")
+    store = images.Store(opts["storage"] or None)
+    bundle = store.path("bundles", cid)
+    remove = [sys.executable, "-m", "runner", "bundle", "--storage", store.root, "--remove", bundle]
+    images.bundle(opts["image"], bundle, storage=store.root,
+                  hooks={"poststop": [{"path": sys.executable, "args": remove}]})
+    return bundle

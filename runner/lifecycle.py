@@ -20,6 +20,9 @@ COMMON = [
 RUN_FLAGS = COMMON + [
     Flag("--detach,-d", "detach", help="do not wait for the container"),
     Flag("--keep", "keep", help="do not delete the container when it exits"),
+    Flag("--image", "image", True, "", "run an image from the store (see pull); deleting the "
+         "container removes its bundle"),
+    Flag("--storage", "storage", True, "", "the image store, with --image"),
 ]
 CREATE_FLAGS = COMMON
 HELP_ONLY = [Flag("--help,-h", "help")]
@@ -91,7 +94,12 @@ def cmd_run(ctx, argv: list) -> int:
     if opts["help"]:
         return flag_help("run", RUN_FLAGS)
     cid = positional_id(pos, "run")
-    result = lc.run(bundle_dir(opts["bundle"]), cid, detach=opts["detach"], keep=opts["keep"],
+    bundle = bundle_dir(opts["bundle"])
+    if opts["image"]:
+        from .images import image_bundle  # only here: a plain run imports no image code
+
+        bundle = image_bundle(ctx, opts, cid)
+    result = lc.run(bundle, cid, detach=opts["detach"], keep=opts["keep"],
                     **_create_kwargs(ctx, opts))
     return 0 if opts["detach"] else result
 

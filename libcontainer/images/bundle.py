@@ -175,7 +175,7 @@ def make_config(image_config: dict, rootfs: str, rootless: bool, args=None, entr
 
 def create(image: str, bundle: str, storage: str | None = None, driver: str = "auto",
            args=None, entrypoint=None, env=(), user: str | None = None, cwd: str | None = None,
-           terminal: bool = False) -> dict:
+           terminal: bool = False, hooks: dict | None = None) -> dict:
     """Make `bundle` (config.json + rootfs) from an image in the store; → the config."""
     store = Store(storage)
     bundle = os.path.abspath(bundle)
@@ -229,6 +229,8 @@ def create(image: str, bundle: str, storage: str | None = None, driver: str = "a
             config = make_config(image_config, rootfs, store.rootless, args=args,
                                  entrypoint=entrypoint, env=env, user=user, cwd=cwd,
                                  terminal=terminal)
+            if hooks:
+                config["hooks"] = hooks
             with open(os.path.join(bundle, "config.json"), "x") as f:
                 f.write(jsonio.dumps(config, indent=2) + "\n")
         except BaseException:

@@ -135,6 +135,10 @@ class Store:
         self.root = os.path.abspath(root or default_root())
         self.rootless = os.geteuid() != 0
         try:
+            # the root and bundles/ can be passed through: a container in a user namespace
+            # must reach its rootfs under bundles/ (run --image); the rest is the store's own
+            os.makedirs(self.root, mode=0o711, exist_ok=True)
+            os.makedirs(os.path.join(self.root, "bundles"), mode=0o711, exist_ok=True)
             for d in ("blobs/sha256", "layers/.locks", "tmp", "mounts", "containers"):
                 os.makedirs(os.path.join(self.root, d), mode=0o700, exist_ok=True)
         except OSError as e:

@@ -287,3 +287,28 @@ def test_times_and_xattrs_as_umoci(store, tmp_path):
             assert ours == theirs, driver
         finally:
             kit.runner("bundle", "--storage", store, "--remove", bundle)
+
+
+def test_run_image_and_delete_tears_down(image, store, tmp_path):
+    """`runner run --image`: foreground (its own delete removes the bundle) and detached
+    (`runner delete` does, through the poststop hook)."""
+    pull(store, f"oci:{image['layout']}:full")
+    state = str(tmp_path / "state")
+    r = kit.runner("--root", state, "run", "--image", "localhost/layout:full", "--storage", store, new_id())
+    assert r.returncode == 0 and r.stdout == "ep hello world\n", r.stderr
+    assert os.listdir(os.path.join(store, "bundles")) == []
+    assert os.listdir(os.path.join(store, "mounts")) == []
+    cid = new_id()
+    r = kit.runner("--root", state, "run", "-d", "--image", "layout:full", "--storage", store, cid)
+    assert r.returncode == 0, r.stderr
+    assert os.path.ismount(os.path.join(store, "bundles", cid, "rootfs"))
+    r = kit.runner("--root", state, "run", "--image", "layout:full", "--storage", store, cid)
+    assert r.returncode == 1 and "already exists" in r.stderr
+    assert os.path.ismount(os.path.join(store, "bundles", cid, "rootfs"))
+    r = kit.runner("--root", state, "delete", "--force", cid)
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(os.path.join(store, "bundles")) == []
+    assert os.listdir(os.path.join(store, "containers")) == []
+    r = kit.runner("--root", state, "run", "--image", "nosuch", "--storage", store, new_id())
+    assert r.returncode == 1 and "no such image" in r.stderr
+    assert os.listdir(os.path.join(store, "bundles")) == []
