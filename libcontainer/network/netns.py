@@ -47,8 +47,8 @@ def open_netns(path: str) -> int:
 
 class Inside:
     """`with Inside(fd):` runs the block in that network namespace, then returns to the
-    one the thread was in (this process is single-threaded: the plugin, or the caller
-    of the Python API, which must not run this from two threads at once)."""
+    one the thread was in. setns() moves only the calling thread: other threads of the
+    process (a caller of the Python API) stay where they are."""
 
     def __init__(self, fd: int):
         self.fd = fd
