@@ -249,6 +249,8 @@ def test_readme_image_example_runs(image, tmp_path):
         assert kit.store_leftovers(store) == []
     finally:
         reg.stop()
+        if os.path.exists(str(tmp_path / "tools")):  # the example failed half-way
+            kit.runner("bundle", "--storage", store, "--remove", str(tmp_path / "tools"))
 
 
 def _meta(root: str) -> dict:
