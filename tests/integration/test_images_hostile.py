@@ -158,3 +158,37 @@ def test_bad_source_arguments(tmp_path):
     assert r.returncode == 1 and "no tag 'nosuchtag'" in r.stderr and "tags: t" in r.stderr
     assert kit.store_leftovers(store) == []
     shutil.rmtree(store)
+
+
+def test_a_pull_killed_half_way_leaves_no_layer_under_its_name(tmp_path):
+    """SIGKILL during an unpack: nothing under layers/ or in images.json; the next pull
+    succeeds, and gc (rmi --prune) removes what the killed one left in tmp/."""
+    import signal
+    import subprocess
+    import time
+
+    need_root()
+    layout = str(tmp_path / "layout")
+    files = [("d/", "dir")] + [(f"d/f{i}", "file", {"data": os.urandom(256 << 10)}) for i in range(160)]
+    kit.write_layout(layout, "t", [kit.layer_tar(files)], gzip_layers=True)
+    store = str(tmp_path / "store")
+    p = subprocess.Popen(kit.RUNNER + ["pull", "--storage", store, f"oci:{layout}:t"], cwd=kit.REPO,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tmp = os.path.join(store, "tmp")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        d = [os.path.join(tmp, n, "diff", "d") for n in (os.listdir(tmp) if os.path.isdir(tmp) else [])]
+        if d and os.path.isdir(d[0]) and len(os.listdir(d[0])) > 5:
+            break
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert os.listdir(tmp), "the pull finished before it was killed: make the layer bigger"
+    assert [n for n in os.listdir(os.path.join(store, "layers")) if not n.startswith(".")] == []
+    assert not os.path.exists(os.path.join(store, "images.json"))
+    assert kit.runner("pull", "--storage", store, f"oci:{layout}:t").returncode == 0
+    assert os.listdir(tmp)  # the killed pull's leftovers, until gc
+    assert kit.runner("rmi", "--storage", store, "--prune").returncode == 0
+    assert os.listdir(tmp) == []
+    assert kit.runner("rmi", "--storage", store, "localhost/layout:t").returncode == 0
+    assert kit.store_leftovers(store) == []
