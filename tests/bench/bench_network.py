@@ -7,6 +7,9 @@
   - attach throughput: 50 ADDs started at once, then 50 DELs (wall time, containers/s);
   - the plugin's start-up: `runner-cni` VERSION, and its import time (-X importtime).
 
+Wall times move with the load on the machine; the CPU time (user+sys of the plugin and of
+what it runs, nft or iptables) is printed beside ADD and DEL for that reason.
+
     .venv/bin/python tests/bench/bench_network.py [--runs N]
 
 Everything happens in network namespaces made here (a "host" holding the bridge, one per
@@ -107,6 +110,13 @@ def delete(chain: list, cid: str, netns: str, result: dict) -> None:
         invoke(exe, "DEL", c, cid, netns)
 
 
+def cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def pct(xs: list, p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
@@ -117,20 +127,24 @@ def latency(state: str, runs: int, maps: list, label: str) -> dict:
     out = {}
     ns = Holder()
     try:
-        times = {k: {"ADD": [], "DEL": []} for k in ("ours", "ref")}
+        times = {k: {"ADD": [], "DEL": [], "ADD cpu": [], "DEL cpu": []} for k in ("ours", "ref")}
         chains = {"ours": confs(state, True, maps), "ref": confs(state + "-ref", False, maps)}
         for k, chain in chains.items():  # warm-up: the bridge exists, caches are hot
             delete(chain, "warm", ns.path, add(chain, "warm", ns.path))
         for i in range(runs):
             progress(f"{label}: {i + 1}/{runs}")
             for k, chain in chains.items():
-                t0 = time.perf_counter()
+                c0, t0 = cpu(), time.perf_counter()
                 res = add(chain, f"l{i}", ns.path)
-                t1 = time.perf_counter()
+                c1, t1 = cpu(), time.perf_counter()
                 delete(chain, f"l{i}", ns.path, res)
-                t2 = time.perf_counter()
+                c2, t2 = cpu(), time.perf_counter()
                 times[k]["ADD"].append((t1 - t0) * 1000)
                 times[k]["DEL"].append((t2 - t1) * 1000)
+                # CPU time of the plugins and what they ran (nft, iptables): what load on
+                # the machine does not change, unlike the wall time
+                times[k]["ADD cpu"].append((c1 - c0) * 1000)
+                times[k]["DEL cpu"].append((c2 - c1) * 1000)
         for k in times:
             out[k] = {c: (statistics.median(v), pct(v, 0.9)) for c, v in times[k].items()}
     finally:
@@ -233,6 +247,8 @@ def main() -> int:
             o, r = res["ours"][c], res["ref"][c]
             row(f"{c} {label}", o[0], r[0])
             print(f"  {'':<34} (p90 {o[1]:.1f})     (p90 {r[1]:.1f})")
+            o, r = res["ours"][c + " cpu"], res["ref"][c + " cpu"]
+            row(f"  CPU time (user+sys)", o[0], r[0])
     n = args.containers
     for i, c in enumerate(("ADD", "DEL")):
         o, r = tp["ours"][i], tp["ref"][i]
