@@ -134,6 +134,7 @@ def add(conf: Conf, args: Args) -> dict:
                 enable_forwarding(v6)
         rules = None
         if conf.needs_nft:
+            os.makedirs(conf.state_dir, 0o700, exist_ok=True)
             lock = nft_lock(conf)
             rules = nft.plan(nft.attachment_name(conf.name, args.cid, args.ifname),
                              [a.ip for a in allocs], conf.ip_masq, conf.mappings)

@@ -81,10 +81,11 @@ def run(script: str, *args: str, lock: str = "") -> tuple:
     another commit came in between, so fifty at once take many times fifty times one."""
     exe = _exe()
     lock_fd = -1
-    if lock:
+    # the lock lives in the state directory, which an ADD makes: a DEL or a `network rm`
+    # that finds none makes none (and had no ADD to race with)
+    if lock and os.path.isdir(os.path.dirname(lock)):
         import fcntl
 
-        os.makedirs(os.path.dirname(lock), 0o700, exist_ok=True)
         lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
     try:

@@ -26,6 +26,11 @@ from test_engines import (IMAGE, HostPaths, containerd, podman,  # noqa: F401  (
                           sh)
 
 
+# libcni (in ctr and in podman) caches every result under /var/lib/cni/results, made on
+# first use and emptied by DEL; removed after the test when it was not there before
+LIBCNI_PATHS = ["/var/lib/cni"]
+
+
 @pytest.fixture
 def cd(containerd):  # noqa: F811
     containerd.runtime.reset()
@@ -44,6 +49,7 @@ def test_ctr_run_cni(cd, tmp_path):
                      "stateDir": str(state),
                      "ipam": {"type": "host-local", "subnet": "10.97.0.0/24",
                               "routes": [{"dst": "0.0.0.0/0"}]}}]}))
+    host_paths = HostPaths(LIBCNI_PATHS)
     host = Netns()
     try:
         ctr = " ".join(shlex.quote(a) for a in
@@ -64,6 +70,7 @@ def test_ctr_run_cni(cd, tmp_path):
         assert "ctr0" in host.links()  # the bridge stays, as the reference's does
     finally:
         host.close()
+        host_paths.remove()
 
 
 def conflist(path, name: str, bridge: str, subnet: str, state) -> None:
@@ -93,7 +100,7 @@ def test_podman_cni_backend(podman, tmp_path):  # noqa: F811
                              f'network_config_dir = "{confdir}"'))
     env = dict(podman.env, CONTAINERS_CONF=str(conf))
     flags = [f for f in podman.run_flags if f not in ("--network", "none")]
-    host_paths = HostPaths(["/run/netns"])
+    host_paths = HostPaths(["/run/netns"] + LIBCNI_PATHS)
     host = Netns()
     try:
         host.sh("ip", "link", "set", "lo", "up")

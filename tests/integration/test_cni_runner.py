@@ -106,8 +106,11 @@ def test_network_cli(host):
     assert conf["plugins"][0]["mtu"] == 1400 and conf["plugins"][0]["type"] == "runner-cni"
     r = net_cli(host, "inspect", "nosuch", check=False)
     assert r.returncode == 1 and "no network 'nosuch'" in r.stderr
+    default_state = os.path.exists("/var/lib/runner-cni")
     net_cli(host, "rm", "a", "b")
     assert net_cli(host, "ls", "-q").stdout == ""
+    # b has no stateDir: its rm looked in the default one, and made nothing there
+    assert os.path.exists("/var/lib/runner-cni") == default_state
 
 
 def test_python_api_attach_check_detach(host):
