@@ -138,8 +138,10 @@ def test_kill_while_the_init_is_not_known(bundle):
     regression kills only itself)."""
     import time
 
+    go = os.path.join(os.path.dirname(bundle.path), "go")
     bundle.sh("true")
-    bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "3"]}]}
+    bundle.config["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": [
+        "sh", "-c", f"i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"]}]}
     bundle.write()
     cid = new_id()
     bundle.last_id = cid
@@ -150,7 +152,7 @@ def test_kill_while_the_init_is_not_known(bundle):
                                    stdout=out, stderr=out, cwd=REPO)
     try:
         state = os.path.join(bundle.root, cid, "state.json")
-        for _ in range(400):
+        for _ in range(3000):
             if os.path.exists(state):
                 break
             time.sleep(0.01)
@@ -160,6 +162,7 @@ def test_kill_while_the_init_is_not_known(bundle):
                            capture_output=True, text=True, cwd=REPO, start_new_session=True,
                            timeout=30)
         assert r.returncode == 1 and "does not exist yet" in r.stderr, (r.returncode, r.stderr)
+        open(go, "w").close()  # the hook ends, the create goes on
         assert creator.wait(timeout=30) == 0, "the creator was killed"
     finally:
         if creator.poll() is None:

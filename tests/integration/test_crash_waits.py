@@ -117,7 +117,7 @@ def test_start_of_an_init_frozen_elsewhere_or_gone(bundle, freezer):
     freezer.thaw()
     # gone: the init killed behind the runtime's back
     os.kill(pid, signal.SIGKILL)
-    for _ in range(100):
+    for _ in range(500):
         if state(bundle, cid)["status"] == "stopped":
             break
         time.sleep(0.02)
