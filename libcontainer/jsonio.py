@@ -65,7 +65,18 @@ def _explain(text: str, exc: BaseException) -> JSONError:
     return JSONError("invalid JSON", text, pos or 0)
 
 
+def _refuse(obj):
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+# the C encoder of the json package, compact separators, ASCII output: what json.dumps does
+_encode = _json.make_encoder(None, _refuse, _json.encode_basestring_ascii, None, ":", ",",
+                             False, False, True)
+
+
 def dumps(obj: object, indent: int | None = None) -> str:
+    if indent is None:
+        return "".join(_encode(obj, 0))
     out: list[str] = []
     _dump(obj, out, indent, 0)
     return "".join(out)

@@ -9,12 +9,20 @@ MSG_USERNS, MSG_WAITGO, MSG_ERROR, MSG_FD, MSG_CREATED, MSG_CHILD, MSG_SYNC = 1,
 MSG_SIZE = ffi.sizeof("struct rc_msg")
 
 
+# C copies of the strings plans use, by value: a warm process starting the same config
+# again passes the same paths and options (the C side only reads them: const char *)
+_cstrs: dict = {}
+
+
 def _cstr(keep: list, s):
     if s is None:
         return ffi.NULL
-    if isinstance(s, str):
-        s = s.encode()
-    buf = ffi.new("char[]", s)
+    buf = _cstrs.get(s)
+    if buf is None:
+        buf = ffi.new("char[]", s.encode() if isinstance(s, str) else s)
+        if len(_cstrs) >= 4096:
+            _cstrs.clear()  # (a running spawn holds its own in `keep`)
+        _cstrs[s] = buf
     keep.append(buf)
     return buf
 
