@@ -382,7 +382,11 @@ def _check_sysctl(key: str, ns) -> None:
     elif key.startswith("net."):
         if not ns.has("network"):
             raise ConfigError(field, "needs a network namespace")
-    elif key in ("kernel.hostname", "kernel.domainname"):
+    elif key == "kernel.hostname":
+        # the OCI `hostname` field says it; a second way that may disagree is refused (runc,
+        # crun), with or without a uts namespace
+        raise ConfigError(field, "conflicts with the OCI hostname field: use hostname")
+    elif key == "kernel.domainname":
         if not ns.has("uts"):
             raise ConfigError(field, "needs a uts namespace")
     else:
