@@ -252,7 +252,7 @@ def test_no_pivot_flag_and_root_propagation(bundle):
 
 
 @pytest.mark.parametrize("key,drop", [("kernel.panic", None), ("net.core.somaxconn", "network"),
-                                      ("kernel.msgmax", "ipc"), ("kernel.hostname", "uts")])
+                                      ("kernel.msgmax", "ipc"), ("kernel.domainname", "uts")])
 def test_sysctl_checks(bundle, key, drop):
     cfg = default_config(terminal=False)
     if drop:
