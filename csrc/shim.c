@@ -948,7 +948,7 @@ static int console_target(void)
     return fd;
 }
 
-static int console(int index, uid_t uid, gid_t gid)
+static int console(int index, uid_t uid, gid_t gid, int no_dev_console)
 {
     int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (master < 0)
@@ -965,16 +965,18 @@ static int console(int index, uid_t uid, gid_t gid)
     (void)gid;
     if (fchown(slave, uid, (gid_t)-1) < 0)
         return -1;
-    int cfd = console_target();
-    if (cfd < 0)
-        return -1;
-    char src[64], dst[64];
-    fdpath(src, sizeof src, slave);
-    fdpath(dst, sizeof dst, cfd);
-    int rc = mount(src, dst, NULL, MS_BIND, NULL);
-    close(cfd);
-    if (rc < 0)
-        return -1;
+    if (!no_dev_console) {
+        int cfd = console_target();
+        if (cfd < 0)
+            return -1;
+        char src[64], dst[64];
+        fdpath(src, sizeof src, slave);
+        fdpath(dst, sizeof dst, cfd);
+        int rc = mount(src, dst, NULL, MS_BIND, NULL);
+        close(cfd);
+        if (rc < 0)
+            return -1;
+    }
     if (send_fd(master, index) < 0)
         return -1;
     close(master);
@@ -1445,7 +1447,7 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
             rc = wait_start((int)op->a);
             break;
         case RC_OP_SETSID: rc = setsid() < 0 ? -1 : 0; break;
-        case RC_OP_CONSOLE: rc = console(i, (uid_t)op->a, (gid_t)op->b); break;
+        case RC_OP_CONSOLE: rc = console(i, (uid_t)op->a, (gid_t)op->b, op->c != 0); break;
         case RC_OP_EXEC:
             /* through the sealed trampoline, so that /proc/self/exe is never the host's
              * interpreter when the container's program starts (CVE-2019-5736) */

@@ -61,8 +61,10 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
 
     if proc.terminal:
         plan.console = True
+        # c: an exec'd process gets a pty of its own but leaves /dev/console alone: it is
+        # the init's (a bind mount then, which cannot be replaced), as runc leaves it
         plan.add("process.terminal: creating the console", P.CONSOLE,
-                 a=proc.user.uid, b=proc.user.gid)
+                 a=proc.user.uid, b=proc.user.gid, c=int(for_exec))
     else:
         plan.add("making the process a session leader", P.SETSID)
 

@@ -1,7 +1,10 @@
 """Behaviours found by running a peer runtime's own test suite against the runner, each
 checked here on a container that runs (or is refused, leaving nothing)."""
+import os
+
 import pytest
-from conftest import assert_nothing_left
+from conftest import assert_nothing_left, new_id
+from test_exec import _console_server, _recv_fd
 
 
 @pytest.mark.parametrize("uts", [True, False])
@@ -24,3 +27,32 @@ def test_sysctl_kernel_domainname_in_own_uts_namespace(bundle):
     assert r.stdout.strip() == "peerdomain"
     with open("/proc/sys/kernel/domainname") as f:
         assert f.read().strip() != "peerdomain"
+
+
+def test_exec_tty_into_a_container_with_a_console(bundle, tmp_path):
+    """`exec -t` gives the new process a pty of its own and leaves /dev/console (the init's,
+    a bind mount) alone: replacing it failed with EBUSY (runc's bats tty.bats)."""
+    bundle.process["terminal"] = True
+    bundle.set_args("sleep", "30")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    sock_path = str(tmp_path / "c.sock")
+    srv = _console_server(sock_path)
+    try:
+        r = bundle.runner("run", "-d", "--bundle", bundle.path, "--console-socket", sock_path, cid)
+        assert r.returncode == 0, r.stderr
+        _, master = _recv_fd(srv)
+        r = bundle.runner("exec", "-t", cid, "sh", "-c",
+                          "readlink /proc/self/fd/0; readlink /proc/self/fd/1; "
+                          "stat -c %t:%T /dev/console; stat -L -c %t:%T /proc/1/fd/0")
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.replace("\r", "").split()
+        assert lines[0].startswith("/dev/pts/") and lines[1] == lines[0]
+        assert lines[0] != "/dev/pts/0"  # not the init's pty
+        assert lines[2] == lines[3]  # /dev/console is still the init's pty
+        os.close(master)
+    finally:
+        srv.close()
+        bundle.runner("delete", "--force", cid)
+    assert_nothing_left(bundle)
