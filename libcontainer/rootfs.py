@@ -131,6 +131,11 @@ def plan(spec, plan, ns, no_pivot: bool = False, cgroup=None, node_dir: str = ""
     # A read-only tmpfs is mounted read-write and made read-only only now, as runc does:
     # later mounts may need mount points created in it (podman's --tmpfs /etc:ro gets
     # /etc/hostname bound in), and tmpcopyup fills it first.
+    if spec.process and spec.process.terminal and any(dest == "/dev" for _, dest, _ in late):
+        # the console is bound on /dev/console later: its mount point must exist before
+        # /dev turns read-only (runc makes it before its read-only remounts too)
+        plan.add("process.terminal: creating /dev/console before /dev turns read-only",
+                 P.MKFILE, path="/dev/console")
     for field, dest, flags in late:
         plan.add(f"{field}: making the tmpfs on {dest} read-only", P.MOUNT, path=dest,
                  flags=flags | MS_REMOUNT)

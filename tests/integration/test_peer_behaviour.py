@@ -56,3 +56,20 @@ def test_exec_tty_into_a_container_with_a_console(bundle, tmp_path):
         srv.close()
         bundle.runner("delete", "--force", cid)
     assert_nothing_left(bundle)
+
+
+def test_terminal_with_a_read_only_dev(bundle):
+    """/dev mounted `ro` and process.terminal: the console is still bound on /dev/console
+    and /dev is read-only inside (runc's bats mounts.bats; it failed with ELOOP)."""
+    for m in bundle.config["mounts"]:
+        if m["destination"] == "/dev":
+            m["options"] = m.get("options", []) + ["ro"]
+    bundle.process["terminal"] = True
+    r = bundle.sh("grep '^tmpfs /dev ' /proc/mounts; [ -t 0 ] && echo tty; "
+                  "stat -c %t:%T /dev/console; stat -L -c %t:%T /proc/self/fd/0; "
+                  "touch /dev/x 2>/dev/null || echo dev-ro").run(input="")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.replace("\r", "").splitlines()
+    assert " ro," in out[0] or out[0].split()[3].startswith("ro"), out
+    assert out[1:] == ["tty", out[3], out[3], "dev-ro"], out  # console = our pty
+    assert_nothing_left(bundle)
