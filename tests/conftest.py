@@ -146,14 +146,21 @@ def leftovers(root: str, cid: str | None, bundle_path: str, mark: str | None = N
             if bundle_path in line.split()[4]:
                 found.append(f"mount {line.split()[4]}")
     if cid:
-        for base, dirs, _ in os.walk("/sys/fs/cgroup"):
-            if cid in dirs:
-                found.append(f"cgroup {base}/{cid}")
-            if base.count("/") > 6:
-                dirs[:] = []
+        found += [f"cgroup {d}" for d in cgroup_dirs(cid)]
     if mark:
         found += [f"process {pid}" for pid in marked_pids(mark)]
     return found
+
+
+def cgroup_dirs(cid: str) -> list:
+    """Directories named for the container in every mounted hierarchy (v1 and v2)."""
+    out = []
+    for base, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if cid in dirs:
+            out.append(f"{base}/{cid}")
+        if base.count("/") > 7:
+            dirs[:] = []
+    return out
 
 
 def assert_nothing_left(b: Bundle, cid: str | None = None) -> None:

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from conftest import REPO, RUNNER, marked_pids, new_id
+from conftest import REPO, RUNNER, cgroup_dirs, marked_pids, new_id
 
 
 def runner(b, *args, env=None, timeout=60):
@@ -25,17 +25,6 @@ def runner(b, *args, env=None, timeout=60):
         err.seek(0)
         r.stderr = err.read()
     return r
-
-
-def cgroup_dirs(cid: str) -> list:
-    """Directories named for the container in every mounted hierarchy (v1 and v2)."""
-    out = []
-    for base, dirs, _ in os.walk("/sys/fs/cgroup"):
-        if cid in dirs:
-            out.append(f"{base}/{cid}")
-        if base.count("/") > 7:
-            dirs[:] = []
-    return out
 
 
 def fds_into(*paths) -> list:

@@ -16,7 +16,7 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
-from conftest import ROOTFS, need_root  # noqa: E402
+from conftest import ROOTFS, cgroup_dirs, need_root  # noqa: E402
 from libcontainer.default_spec import default_config  # noqa: E402
 
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
@@ -123,23 +123,13 @@ class Harness:
                 assert e.field, f"a config error that names no field: {msg!r}"
             self.refused += 1
             assert not os.path.exists(os.path.join(self.root, cid)), f"{cid}: state dir left"
-            left = cgroups_named(cid)
+            left = cgroup_dirs(cid)
             assert not left, f"{cid}: cgroups left: {left}"
         else:
             self.made += 1
             c.delete(force=True)
         finally:
             signal.alarm(0)
-
-
-def cgroups_named(cid: str) -> list:
-    out = []
-    for base, dirs, _ in os.walk("/sys/fs/cgroup"):
-        if cid in dirs:
-            out.append(f"{base}/{cid}")
-        if base.count("/") > 6:
-            dirs[:] = []
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import random
 import subprocess
 import threading
 
-from conftest import REPO, RUNNER, marked_pids, new_id
+from conftest import REPO, RUNNER, cgroup_dirs, marked_pids, new_id
 
 N = 4
 
@@ -25,16 +25,6 @@ def runner(b, *args, timeout=60):
         err.seek(0)
         r.stderr = err.read()
     return r
-
-
-def cgroup_dirs(cid: str) -> list:
-    out = []
-    for base, dirs, _ in os.walk("/sys/fs/cgroup"):
-        if cid in dirs:
-            out.append(f"{base}/{cid}")
-        if base.count("/") > 7:
-            dirs[:] = []
-    return out
 
 
 def parallel(fns) -> list:
