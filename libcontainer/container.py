@@ -342,12 +342,14 @@ class Container:
     def exec(self, proc: specmod.Process, *, stdio=None, console_socket: str = "",
              detach: bool = False, pid_file: str = "", keep_fds: int = 0,
              sub_cgroups: dict | None = None):
-        """Start another process in the running container: every namespace of the init is
+        """Start another process in the running (or created) container: every namespace of the init is
         joined (so it shows up in the container's pid namespace) and its cgroup too, or the
         existing sub-cgroups `sub_cgroups` names (runc's exec --cgroup: {controller or "":
         path}). In the foreground returns the exit code; detached, the pid."""
         status = self.status()
-        if status != "running":
+        # a created container's namespaces and rootfs are all there (its init only waits
+        # for start): runc execs into it too
+        if status not in ("running", "created"):
             raise WrongState(f"cannot exec in container {self.id!r}: it is {status}, not running")
         if proc.terminal and detach and not console_socket:
             raise InvalidArgument("cannot allocate a tty for a detached process without --console-socket")

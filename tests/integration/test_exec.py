@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from conftest import REPO, RUNNER, assert_nothing_left, new_id
-from test_lifecycle import detached, run_detached, state
+from test_lifecycle import detached, run_detached, state, wait_status
 
 
 @pytest.fixture
@@ -113,12 +113,15 @@ def test_exec_preserve_fds(bundle, running, tmp_path):
 
 
 def test_exec_wrong_status(bundle):
-    bundle.sh("sleep 30")
+    # a stopped one (a created one takes an exec, as runc's: test_peer_behaviour.py)
+    bundle.sh("true")
     bundle.write()
     cid = new_id()
     bundle.last_id = cid
     assert detached(bundle, "create", "--bundle", bundle.path, cid).returncode == 0
     try:
+        bundle.runner("start", cid, check=True)
+        wait_status(bundle, cid, "stopped")
         r = bundle.runner("exec", cid, "true")
         assert r.returncode == 1 and "not running" in r.stderr
     finally:

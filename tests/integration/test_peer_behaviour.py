@@ -5,6 +5,7 @@ import os
 import pytest
 from conftest import assert_nothing_left, new_id
 from test_exec import _console_server, _recv_fd
+from test_lifecycle import detached, state, wait_status
 
 
 @pytest.mark.parametrize("uts", [True, False])
@@ -72,4 +73,29 @@ def test_terminal_with_a_read_only_dev(bundle):
     out = r.stdout.replace("\r", "").splitlines()
     assert " ro," in out[0] or out[0].split()[3].startswith("ro"), out
     assert out[1:] == ["tty", out[3], out[3], "dev-ro"], out  # console = our pty
+    assert_nothing_left(bundle)
+
+
+def test_exec_into_a_created_container(bundle):
+    """runc execs into a created container (runc's bats create.bats): its namespaces and
+    rootfs are there; it stays created, and start still runs its process."""
+    bundle.config["root"]["readonly"] = False
+    bundle.sh("echo started > /started")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    assert detached(bundle, "create", "--bundle", bundle.path, cid).returncode == 0
+    try:
+        r = bundle.runner("exec", cid, "sh", "-c",
+                          "hostname; stat -L -c %i /proc/self/ns/mnt; ls /started")
+        assert r.returncode == 1, (r.stdout, r.stderr)  # not started: no /started yet
+        init_mnt = os.stat(f"/proc/{state(bundle, cid)['pid']}/ns/mnt").st_ino
+        assert r.stdout.split() == [bundle.config["hostname"], str(init_mnt)]
+        assert state(bundle, cid)["status"] == "created"
+        bundle.runner("start", cid, check=True)
+        wait_status(bundle, cid, "stopped")
+        with open(f"{bundle.path}/rootfs/started") as f:
+            assert f.read() == "started\n"
+    finally:
+        bundle.runner("delete", "--force", cid)
     assert_nothing_left(bundle)
