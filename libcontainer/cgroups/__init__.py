@@ -255,6 +255,7 @@ class Manager:
         intended = list(self.created)
         try:
             self._make_dirs(host, _v2_needed(writes, self.groups))
+            self._check_not_frozen()
             # rootless, device rules are not enforced: no node can be created in a user
             # namespace, the host's bound nodes keep their host permissions, and the v2
             # device program needs CAP_SYS_ADMIN
@@ -334,6 +335,18 @@ class Manager:
                     break
             if d == self.unified:
                 self._enable_v2(host, mnt, chain, v2_needed)
+
+    def _check_not_frozen(self) -> None:
+        """A cgroup frozen already (the config's, made and frozen by someone else, or a new
+        one under a frozen parent) would hold the init before it could say a word: refuse
+        at once, as runc does, instead of a setup timeout."""
+        d = self.paths.get("freezer")
+        if not (d and v1.frozen(d)):
+            d = self.unified
+            if not d or not (v2.frozen(d) or _freeze_flag(d)):
+                return
+        raise ConfigError("linux.cgroupsPath", f"{d} is frozen: the container could not "
+                          "start (thaw it first)")
 
     def _check_reusable(self, d: str) -> None:
         if (v1.procs(d) if d != self.unified else v2.procs(d)):
@@ -722,6 +735,14 @@ def _merge(old: dict, new: dict) -> dict:
         else:
             out[k] = v
     return out
+
+
+def _freeze_flag(d: str) -> bool:
+    """cgroup.freeze of a v2 directory is 1 (an empty frozen cgroup says so only here)."""
+    try:
+        return fs.read(os.path.join(d, "cgroup.freeze")).strip() == "1"
+    except OSError:
+        return False
 
 
 def _cpuset_inherit(d: str) -> None:

@@ -1,6 +1,7 @@
 """Behaviours found by running a peer runtime's own test suite against the runner, each
 checked here on a container that runs (or is refused, leaving nothing)."""
 import os
+import time
 
 import pytest
 from conftest import assert_nothing_left, new_id
@@ -98,4 +99,30 @@ def test_exec_into_a_created_container(bundle):
             assert f.read() == "started\n"
     finally:
         bundle.runner("delete", "--force", cid)
+    assert_nothing_left(bundle)
+
+
+def test_a_frozen_cgroup_is_refused_at_once(bundle):
+    """cgroupsPath naming a cgroup someone froze: refused at once naming the field, as runc
+    refuses it (runc's bats cgroups.bats), not a 30 s setup timeout; ours is left as is."""
+    name = f"peers-frozen-{new_id()}"
+    if os.path.isdir("/sys/fs/cgroup/freezer"):
+        d, freeze, thaw = f"/sys/fs/cgroup/freezer/{name}", ("freezer.state", "FROZEN"), "THAWED"
+    else:
+        d, freeze, thaw = f"/sys/fs/cgroup/{name}", ("cgroup.freeze", "1"), "0"
+    os.mkdir(d)
+    try:
+        with open(os.path.join(d, freeze[0]), "w") as f:
+            f.write(freeze[1])
+        bundle.linux["cgroupsPath"] = "/" + name
+        t0 = time.monotonic()
+        r = bundle.run()
+        assert r.returncode == 1
+        assert r.stderr.startswith("runner: linux.cgroupsPath:") and "frozen" in r.stderr, r.stderr
+        assert time.monotonic() - t0 < 20
+        assert os.path.isdir(d)  # not the runner's to remove
+        with open(os.path.join(d, freeze[0]), "w") as f:
+            f.write(thaw)
+    finally:
+        os.rmdir(d)
     assert_nothing_left(bundle)
