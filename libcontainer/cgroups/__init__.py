@@ -333,6 +333,12 @@ class Manager:
                     if mnt == host.v1.get("cpuset"):
                         _cpuset_inherit(sub)
                     break
+            if mnt == host.v1.get("cpuset"):
+                # a parent made by someone else (an engine's pod cgroup) may have been left
+                # with no cpus or mems, and then no task can join below it: fill each empty
+                # one from its parent, top down, as runc does
+                for sub in reversed(chain):
+                    _cpuset_inherit(sub)
             if d == self.unified:
                 self._enable_v2(host, mnt, chain, v2_needed)
 

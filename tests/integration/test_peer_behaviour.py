@@ -126,3 +126,26 @@ def test_a_frozen_cgroup_is_refused_at_once(bundle):
     finally:
         os.rmdir(d)
     assert_nothing_left(bundle)
+
+
+def test_an_empty_v1_cpuset_parent_is_filled(bundle):
+    """A pod cgroup made by someone else with an empty cpuset (a plain mkdir on v1): the
+    container still runs below it, the parent's cpus and mems filled from its own parent,
+    as runc does (runc's bats update.bats); it failed with ENOSPC on joining."""
+    if not os.path.exists("/sys/fs/cgroup/cpuset/cpuset.cpus"):
+        pytest.skip("no v1 cpuset hierarchy: a v2 cpuset is never empty for its tasks")
+    name = f"peers-pod-{new_id()}"
+    pod = f"/sys/fs/cgroup/cpuset/{name}"
+    os.mkdir(pod)
+    try:
+        bundle.linux["cgroupsPath"] = f"/{name}/ctr"
+        r = bundle.sh("cat /proc/self/cgroup | grep cpuset").run()
+        assert r.returncode == 0, r.stderr
+        assert f":/{name}/ctr" in r.stdout or r.stdout.strip().endswith(":/"), r.stdout
+        for f in ("cpuset.cpus", "cpuset.mems"):
+            with open(f"{pod}/{f}") as a, open(f"/sys/fs/cgroup/cpuset/{f}") as b:
+                assert a.read() == b.read()
+        assert not os.path.exists(f"{pod}/ctr")
+    finally:
+        os.rmdir(pod)
+    assert_nothing_left(bundle)
