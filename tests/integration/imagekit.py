@@ -30,6 +30,20 @@ def sh(*cmd, **kw) -> subprocess.CompletedProcess:
     return r
 
 
+CONTAINERS_DIR = "/var/lib/containers"
+
+
+def skopeo(*args) -> subprocess.CompletedProcess:
+    """skopeo as root keeps a blob-info cache in /var/lib/containers/cache (there is no flag to
+    move it): what it makes there for a test is removed after."""
+    made = not os.path.exists(CONTAINERS_DIR)
+    try:
+        return sh("skopeo", *args)
+    finally:
+        if made:
+            shutil.rmtree(CONTAINERS_DIR, ignore_errors=True)
+
+
 def runner(*args, timeout=120, input=None) -> subprocess.CompletedProcess:
     return subprocess.run(RUNNER + [str(a) for a in args], capture_output=True, text=True,
                           timeout=timeout, cwd=REPO, input=input)
@@ -275,7 +289,7 @@ class Registry:
                 time.sleep(0.05)
 
     def push(self, src: str, name: str, *extra: str) -> None:
-        sh("skopeo", "copy", "--quiet", "--dest-tls-verify=false", *extra, src,
+        skopeo("copy", "--quiet", "--dest-tls-verify=false", *extra, src,
            f"docker://{self.addr}/{name}")
 
     def blob_file(self, digest: str) -> str:

@@ -90,7 +90,7 @@ def _check_image(store, name, image, tmp_path):
 
 def test_docker_archive_from_skopeo(image, tmp_path):
     archive = str(tmp_path / "full.tar")
-    kit.sh("skopeo", "copy", "--quiet", f"oci:{image['layout']}:full",
+    kit.skopeo("copy", "--quiet", f"oci:{image['layout']}:full",
            f"docker-archive:{archive}:test/archived:1")
     store = str(tmp_path / "store")
     image_id = _pull(store, f"docker-archive:{archive}")
@@ -110,7 +110,7 @@ def test_registry_pull_by_tag_and_digest(image, registry, tmp_path, tag):
     assert kit.store_leftovers(store) == []
     image_id = _pull(store, src, "--tls-verify=false")
     _check_image(store, f"{registry.addr}/test/full:{tag}", image, tmp_path)
-    inspect = json.loads(kit.sh("skopeo", "inspect", "--tls-verify=false", f"docker://{registry.addr}/test/full:{tag}").stdout)
+    inspect = json.loads(kit.skopeo("inspect", "--tls-verify=false", f"docker://{registry.addr}/test/full:{tag}").stdout)
     by_digest = f"docker://{registry.addr}/test/full@{inspect['Digest']}"
     assert _pull(store, by_digest, "--tls-verify=false") == image_id
     r = kit.runner("images", "--storage", store, "--format", "json")
