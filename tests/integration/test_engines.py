@@ -143,6 +143,31 @@ def remove_cgroups(name: str) -> list:
                     time.sleep(0.05)
             else:
                 left.append(base)
+    left += _remove_stray_dirs(name)
+    return left
+
+
+def _remove_stray_dirs(name: str) -> list:
+    """conmon makes its `name/conmon` (with files of its own) under every controller
+    /proc/self/cgroup names, also where that controller has no v1 hierarchy mounted
+    (hugetlb, net_cls, net_prio, perf_event here): then it is a plain tree on
+    /sys/fs/cgroup's tmpfs, which cgroup_dirs() does not walk."""
+    import shutil
+
+    mounted = set(cgroup_mounts())
+    left = []
+    for entry in os.listdir("/sys/fs/cgroup"):
+        where = os.path.join("/sys/fs/cgroup", entry)
+        top = os.path.join(where, name)
+        if where in mounted or os.path.islink(where) or not os.path.isdir(top):
+            continue
+        shutil.rmtree(top, ignore_errors=True)
+        if os.path.lexists(top):
+            left.append(top)
+        try:
+            os.rmdir(where)  # conmon's mkdir -p made it too; an unmounted empty dir serves none
+        except OSError:
+            pass
     return left
 
 
