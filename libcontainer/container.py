@@ -619,15 +619,12 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
             if cg is not None:
                 planned, cg = cg, None  # a failed make() removed what it made, and kills nobody
                 intended = len(planned.created)
-                if planned.make():
-                    cg = planned
-                    if len(cg.created) != intended:
-                        # a shared parent another container's delete removed meanwhile,
-                        # made again: recorded too
-                        state["cgroups"] = cg.state()
-                        d.write(state)
-                else:  # rootless without delegated cgroups (see Manager.make)
-                    del state["cgroups"]
+                planned.make()  # raises, or made it all
+                cg = planned
+                if len(cg.created) != intended:
+                    # a shared parent another container's delete removed meanwhile,
+                    # made again: recorded too
+                    state["cgroups"] = cg.state()
                     d.write(state)
             crash_point("create: cgroups made")
             plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds,

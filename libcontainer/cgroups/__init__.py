@@ -249,8 +249,8 @@ class Manager:
 
     def make(self) -> bool:
         """Create the planned directories and apply the limits. On an error nothing is left
-        and the error names the field. (True: a rootless runtime without delegated cgroups
-        gets no Manager from plan() at all.)"""
+        and the error names the field. Always True (a rootless runtime without delegated
+        cgroups gets no Manager from plan() at all): kept for callers that test it."""
         host, writes = self._host, self._writes
         intended = list(self.created)
         try:
