@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import namespaces, plan as planmod, spec as specmod
+from . import fileio, namespaces, plan as planmod, spec as specmod
 from .errors import (ConfigError, ContainerError, DamagedState, InvalidArgument, NotFound,
                      WrongState)
 from .launch import (Forwarder, close_quietly, early_size, exit_code, kill_and_reap, setup_console,
@@ -631,8 +631,8 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
                                 start_fifo_fd=fifo_fd, hooks=hooks, new_keyring=new_keyring,
                                 warn=warn, listen_fds=listen_fds, cgroup=cg,
                                 node_dir=d.path)
-            with open(os.path.join(d.path, "config.json"), "wb") as f:
-                f.write(config_bytes)  # as read: the bytes that were parsed
+            # as read: the bytes that were parsed
+            fileio.create(os.path.join(d.path, "config.json"), config_bytes)
             crash_point("create: config.json copied")
             if plan.host_nodes:  # device nodes for a user namespace, made on the host
                 from .rootfs import make_nodes

@@ -159,11 +159,7 @@ def _host_hard_limit(num: int) -> int:
 
 
 def _has_effective_cap(cap: int) -> bool:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapEff:"):
-                return bool(int(line.split()[1], 16) >> cap & 1)
-    return False
+    return bool(capabilities.own_sets().get("CapEff", 0) >> cap & 1)
 
 
 def _home(root: str, uid: int) -> str:

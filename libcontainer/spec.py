@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 
-from . import jsonio
+from . import fileio, jsonio
 from .errors import ConfigError
 
 OCI_VERSION = "1.3.0"
@@ -481,8 +481,7 @@ def load_with_bytes(bundle: str) -> tuple:
     bundle = os.path.abspath(bundle)
     path = os.path.join(bundle, "config.json")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = fileio.read(path)
     except FileNotFoundError:
         raise ConfigError("", f"{path} does not exist (is {bundle} a bundle?)") from None
     except OSError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import stat
 
-from . import jsonio
+from . import fileio, jsonio
 from .errors import AlreadyExists, DamagedState, InvalidArgument, NotFound
 
 DEFAULT_ROOT = "/run/runner"  # root's; see default_root() for everyone else
@@ -110,8 +110,7 @@ def check_id(container_id: str) -> None:
 def write_atomic(path: str, text: str) -> None:
     """Readers see the old file or the new one, never half of it."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
+    fileio.create(tmp, text.encode())
     os.rename(tmp, path)
 
 
@@ -126,8 +125,7 @@ DELETED = ".deleted-"     # + pid-thread: garbage at once
 def proc_stat(pid: int):
     """(state letter, start time) of a process, or None when there is none."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = fileio.read(f"/proc/{pid}/stat")
     except OSError:
         return None
     rest = data[data.rindex(b")") + 2:].split()
@@ -192,8 +190,7 @@ class StateDir:
 
     def read(self) -> dict:
         try:
-            with open(os.path.join(self.path, "state.json"), "rb") as f:
-                return jsonio.loads(f.read())
+            return jsonio.loads(fileio.read(os.path.join(self.path, "state.json")))
         except FileNotFoundError:
             if os.path.isdir(self.path):  # not made by this runtime's create: left by hand
                 raise DamagedState(f"container {self.id!r}: {self.path} has no state.json") from None

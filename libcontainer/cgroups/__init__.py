@@ -255,11 +255,12 @@ class Manager:
         intended = list(self.created)
         try:
             self._make_dirs(host, _v2_needed(writes, self.groups))
-            self._check_not_frozen()
+            self._check_not_frozen(host)
             # rootless, device rules are not enforced: no node can be created in a user
             # namespace, the host's bound nodes keep their host permissions, and the v2
             # device program needs CAP_SYS_ADMIN
-            self._apply(writes, self.groups, self.resources, devices=not rootless())
+            self._apply(writes, self.groups, self.resources, devices=not rootless(),
+                        fresh=True)
         except BaseException:
             self.created = list(dict.fromkeys(intended + self.created))
             self.destroy(kill=False)  # nothing of the container runs yet: kill nobody
@@ -330,29 +331,37 @@ class Manager:
                     if sub not in planned:
                         self.created.append(sub)
                     crash_point(f"cgroup made: {sub}")
-                    if mnt == host.v1.get("cpuset"):
-                        _cpuset_inherit(sub)
                     break
             if mnt == host.v1.get("cpuset"):
-                # a parent made by someone else (an engine's pod cgroup) may have been left
-                # with no cpus or mems, and then no task can join below it: fill each empty
-                # one from its parent, top down, as runc does
-                for sub in reversed(chain):
-                    _cpuset_inherit(sub)
+                _cpuset_fill(chain[::-1], set(self.created))
             if d == self.unified:
                 self._enable_v2(host, mnt, chain, v2_needed)
 
-    def _check_not_frozen(self) -> None:
+    def _check_not_frozen(self, host: Host) -> None:
         """A cgroup frozen already (the config's, made and frozen by someone else, or a new
         one under a frozen parent) would hold the init before it could say a word: refuse
-        at once, as runc does, instead of a setup timeout."""
-        d = self.paths.get("freezer")
-        if not (d and v1.frozen(d)):
-            d = self.unified
-            if not d or not (v2.frozen(d) or _freeze_flag(d)):
-                return
-        raise ConfigError("linux.cgroupsPath", f"{d} is frozen: the container could not "
-                          "start (thaw it first)")
+        at once, as runc does, instead of a setup timeout. Not looked at: a directory made
+        just now below our own cgroup or one of its ancestors (the default place), which
+        are not frozen, since this process runs."""
+        for d, mnt, own, frozen in (
+                (self.paths.get("freezer"), host.v1.get("freezer"), host.own.get("freezer", "/"),
+                 v1.frozen),
+                (self.unified, host.unified, host.own.get("", "/"),
+                 lambda d: v2.frozen(d) or _freeze_flag(d))):
+            if d and not self._under_own(d, mnt, own) and frozen(d):
+                raise ConfigError("linux.cgroupsPath", f"{d} is frozen: the container could "
+                                  "not start (thaw it first)")
+
+    def _under_own(self, d: str, mnt: str, own: str) -> bool:
+        """`d` was made just now, below the first existing ancestor, which is our own
+        cgroup or one of its ancestors."""
+        if d not in self.created:
+            return False
+        top = os.path.dirname(d)
+        while top in self.created:
+            top = os.path.dirname(top)
+        mine = os.path.normpath(mnt + own)
+        return mine == top or mine.startswith(top + "/")
 
     def _check_reusable(self, d: str) -> None:
         if (v1.procs(d) if d != self.unified else v2.procs(d)):
@@ -381,7 +390,8 @@ class Manager:
                                   f"enabling {' '.join(sorted(want))} in "
                                   f"{parent}/cgroup.subtree_control: {e.strerror}") from None
 
-    def _apply(self, plan: dict, groups: dict, res: dict, devices: bool) -> None:
+    def _apply(self, plan: dict, groups: dict, res: dict, devices: bool,
+               fresh: bool = False) -> None:
         for group, writes in plan.items():
             if group.startswith("unified:"):
                 fs.apply(self.unified, writes)
@@ -390,16 +400,17 @@ class Manager:
             else:
                 fs.apply(self.unified, writes)
         if devices:
-            self._apply_devices(res)
+            self._apply_devices(res, fresh)
 
-    def _apply_devices(self, res: dict) -> None:
+    def _apply_devices(self, res: dict, fresh: bool = False) -> None:
         from . import devices as dev
         from ..spec import Device
 
         linux_devs = [Device("/dev/x", t, ma, mi) for t, ma, mi in self.devices]
         rules = dev.rules(res, linux_devs)
         if "devices" in self.paths:
-            dev.v1_writes(rules, self.paths["devices"])
+            d = self.paths["devices"]
+            dev.v1_writes(rules, d, fresh=fresh and d in self.created)
         elif self.unified:
             try:
                 dev.install(self.unified, rules)
@@ -596,6 +607,7 @@ class Manager:
         if kill:
             self.kill_all()
         leaves = set(self._dirs())
+        tried = set(self.created)
         removed = []
         for d in reversed(self.created):
             if parents is not None and d not in leaves:
@@ -608,6 +620,8 @@ class Manager:
         # out removes it (one created by a still-running container was skipped above).
         for d in leaves:
             parent = os.path.dirname(d)
+            if parent in tried:
+                continue  # removed above, or still in use
             if os.path.basename(parent) == DEFAULT_PARENT and d.endswith("/" + DEFAULT_PARENT + "/" + os.path.basename(d)):
                 if parents is not None:
                     parents.append(parent)
@@ -751,13 +765,23 @@ def _freeze_flag(d: str) -> bool:
         return False
 
 
-def _cpuset_inherit(d: str) -> None:
-    """A new v1 cpuset starts empty, and no task can join an empty one: copy the parent's."""
-    parent = os.path.dirname(d)
-    for name in ("cpuset.cpus", "cpuset.mems"):
-        path = os.path.join(d, name)
-        if not fs.read(path).strip():
-            fs.write(path, fs.read(os.path.join(parent, name)).strip())
+def _cpuset_fill(chain: list, new: set) -> None:
+    """A new v1 cpuset starts empty, and no task can join an empty one: fill each directory
+    of `chain` (top down) from its parent. One made by someone else (an engine's pod
+    cgroup) may have been left empty too: filled the same way, as runc does. Those in `new`
+    (just made) are known empty without a look."""
+    above: dict = {}
+    for d in chain:
+        values = {}
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            path = os.path.join(d, name)
+            value = "" if d in new else fs.read(path).strip()
+            if not value:
+                value = above.get(name) or fs.read(os.path.join(os.path.dirname(d),
+                                                                name)).strip()
+                fs.write(path, value)
+            values[name] = value
+        above = values
 
 
 def _tree_procs(d: str) -> list:

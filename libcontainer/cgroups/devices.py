@@ -54,15 +54,16 @@ def rules(resources: dict, devices=()) -> list:
     return out
 
 
-def v1_writes(rule_list: list, directory: str) -> None:
+def v1_writes(rule_list: list, directory: str, fresh: bool = False) -> None:
     """Make the v1 cgroup's allow-list what `rule_list` describes. A reset to "deny all"
     ("a" to devices.deny) denies every device to the container's running processes until
     the allows after it land (an `update` made `/dev/null` fail for a moment). So when the
     cgroup already denies by default and the rules do too, only the difference is written,
     allows first. A new default needs a reset, straight to it, then the exceptions; even a
     reset to "allow all" may deny for a moment (the kernel empties the exception list
-    before it flips the default), which no order of writes avoids."""
-    now = v1_current(directory)
+    before it flips the default), which no order of writes avoids. A `fresh` directory (just
+    made: nothing runs in it) gets the reset without a look at what it inherited."""
+    now = None if fresh else v1_current(directory)
     want = Emulator()
     for r in rule_list:
         want.apply(r)
@@ -75,24 +76,33 @@ def v1_writes(rule_list: list, directory: str) -> None:
 
 
 def _v1_write(rule_list: list, directory: str) -> None:
-    from . import fs
     from ..errors import ConfigError
 
-    for r in rule_list:
-        name = "devices.allow" if r.allow else "devices.deny"
-        try:
-            fs.write(os.path.join(directory, name), r.v1())
-        except OSError as e:
-            raise ConfigError("linux.resources.devices",
-                              f"writing {r.v1()!r} to {directory}/{name}: {e.strerror}") from None
+    fds: dict = {}  # the kernel takes one rule per write(2), any number per open
+    try:
+        for r in rule_list:
+            name = "devices.allow" if r.allow else "devices.deny"
+            try:
+                fd = fds.get(name)
+                if fd is None:
+                    fd = fds[name] = os.open(os.path.join(directory, name),
+                                             os.O_WRONLY | os.O_CLOEXEC)
+                os.write(fd, r.v1().encode())
+            except OSError as e:
+                raise ConfigError("linux.resources.devices", f"writing {r.v1()!r} to "
+                                  f"{directory}/{name}: {e.strerror}") from None
+    finally:
+        for fd in fds.values():
+            os.close(fd)
 
 
 def v1_current(directory: str) -> "Emulator | None":
     """What the kernel keeps now, from devices.list; None when unreadable. With a default
     of allow the kernel prints only "a *:* rwm" (its exceptions stay hidden)."""
+    from . import fs
+
     try:
-        with open(os.path.join(directory, "devices.list")) as f:
-            lines = f.read().split("\n")
+        lines = fs.read(os.path.join(directory, "devices.list")).split("\n")
     except OSError:
         return None
     emu = Emulator()

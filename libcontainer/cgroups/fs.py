@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import os
 
+from .. import fileio
 from ..errors import ConfigError
 
 
 def write(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
+    fileio.write(path, value.encode())
 
 
 def read(path: str) -> str:
-    with open(path, "rb") as f:
-        return f.read().decode()
+    return fileio.read(path).decode()
 
 
 def read_int(path: str, default: int | None = None) -> int | None:

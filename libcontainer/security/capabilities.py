@@ -72,12 +72,16 @@ def _warn(msg: str) -> None:
     warning(msg)
 
 
-def _own_caps(kind: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(kind + ":"):
-                return int(line.split()[1], 16)
-    return 0
+def own_sets() -> dict:
+    """This process's capability sets ("CapPrm", "CapBnd", …) as masks, from one read."""
+    from ..fileio import read
+
+    out = {}
+    for line in read("/proc/self/status").split(b"\n"):
+        if line.startswith(b"Cap"):
+            key, _, value = line.partition(b":")
+            out[key.decode()] = int(value, 16)
+    return out
 
 
 def plan_masks(caps, in_userns: bool, warn=None) -> dict:
@@ -93,7 +97,8 @@ def plan_masks(caps, in_userns: bool, warn=None) -> dict:
         names = getattr(caps, name) if caps else ()
         masks[name] = mask(names, f"process.capabilities.{name}", warn) if names else 0
     if not in_userns:
-        grantable = _own_caps("CapPrm") & _own_caps("CapBnd")
+        own = own_sets()
+        grantable = own.get("CapPrm", 0) & own.get("CapBnd", 0)
         for name in SETS:
             missing = masks[name] & ~grantable
             if missing:

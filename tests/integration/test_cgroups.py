@@ -159,7 +159,7 @@ def test_device_update_never_denies_the_running_container(bundle, monkeypatch):
     ("a"), which denies every device to the running processes until the allows after it
     land: a container writing to /dev/null in a loop saw EPERM during `update`."""
     import libcontainer
-    from libcontainer.cgroups import fs
+    from libcontainer.cgroups import devices
 
     deny_all = {"allow": False, "access": "rwm"}
     loop0 = {"allow": True, "type": "b", "major": 7, "minor": 0, "access": "r"}
@@ -167,10 +167,15 @@ def test_device_update_never_denies_the_running_container(bundle, monkeypatch):
     cid = limited(bundle, {"devices": [deny_all]})
     st = create(bundle, cid)
     assert detached(bundle, "start", cid).returncode == 0
-    writes = []
-    real = fs.write
-    monkeypatch.setattr(fs, "write", lambda path, data: (writes.append((path, data)),
-                                                         real(path, data))[1])
+    writes = []  # (file, rule) as written, in order
+    real = devices._v1_write
+
+    def spy(rules, directory):
+        writes.extend((f"{directory}/devices.{'allow' if r.allow else 'deny'}", r.v1())
+                      for r in rules)
+        return real(rules, directory)
+
+    monkeypatch.setattr(devices, "_v1_write", spy)
     c = libcontainer.load(cid, bundle.root)
     for i in range(60):
         c.update({"devices": [deny_all, loop0] if i % 2 == 0 else [deny_all]})
