@@ -28,6 +28,12 @@ VERBS = {
     "pull": "images", "images": "images", "rmi": "images", "bundle": "images",
 }
 
+# Verbs that allocate a bounded amount and exit (run and exec may wait long, allocating
+# nothing meanwhile): they run with the garbage collector off (see __main__). The others —
+# events streams for ever, pull and network talk to the world — get it back.
+BOUNDED_VERBS = {"run", "create", "start", "exec", "kill", "delete", "pause", "resume",
+                 "state", "list", "ps", "spec", "features", "update"}
+
 USAGE = """usage: runner [global flags] VERB [flags] [args]
 
 verbs:
@@ -100,6 +106,10 @@ def main(argv: list) -> int:
         module = VERBS.get(verb)
         if module is None:
             raise InvalidArgument(f"unknown command {verb!r}; see 'runner --help'")
+        if verb not in BOUNDED_VERBS:
+            import gc
+
+            gc.enable()
         ctx = Context(opts)
         from libcontainer import log
 
