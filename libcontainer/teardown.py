@@ -2,9 +2,10 @@
 
 `run(..., cleanup="background")` returns the exit code as soon as the container's process
 is reaped; its delete (the cgroup's directories, the state directory) runs here, on one
-worker thread, while the caller starts the next container. The shared `runner/` cgroup
-parents are kept while work keeps coming and removed once the worker has been idle a
-moment (a mkdir/rmdir pair per hierarchy and container saved), and at interpreter exit.
+worker thread, while the caller starts the next container. Cgroup parents the containers
+share (made for a linux.cgroupsPath such as `/jobs/<id>`) are kept while work keeps coming
+and removed once the worker has been idle a moment (a mkdir/rmdir pair per hierarchy and
+container saved), and at interpreter exit.
 
 Guarantees: a create of the same id in this process waits for that id's teardown; `flush()`
 (libcontainer.wait_cleanup) returns once everything queued is gone; at exit the queue is

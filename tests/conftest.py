@@ -153,11 +153,13 @@ def leftovers(root: str, cid: str | None, bundle_path: str, mark: str | None = N
 
 
 def cgroup_dirs(cid: str) -> list:
-    """Directories named for the container in every mounted hierarchy (v1 and v2)."""
+    """Directories named for the container in every mounted hierarchy (v1 and v2): the
+    id (a linux.cgroupsPath of the tests) or runner-<id> (the default path)."""
     out = []
     for base, dirs, _ in os.walk("/sys/fs/cgroup"):
-        if cid in dirs:
-            out.append(f"{base}/{cid}")
+        for name in (cid, "runner-" + cid):
+            if name in dirs:
+                out.append(f"{base}/{name}")
         if base.count("/") > 7:
             dirs[:] = []
     return out

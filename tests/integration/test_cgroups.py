@@ -340,7 +340,7 @@ def test_default_path_is_under_runner(bundle):
     bundle.sh("cat /proc/self/cgroup")
     r = bundle.run()
     assert r.returncode == 0, r.stderr
-    assert f"pids:/runner/{bundle.last_id}" in r.stdout
+    assert f"pids:/runner-{bundle.last_id}" in r.stdout
 
 
 def test_200_create_destroy_cycles_leave_nothing():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -231,7 +232,7 @@ def test_delete_force_finds_what_no_state_describes(bundle, tmp_path):
         r = runner(bundle, "--debug", "delete", "--force", cid)
         assert r.returncode == 0, r.stderr
         assert not what_is_left(bundle, cid)
-        assert re.search(r"removed cgroup /sys/fs/cgroup/\S+/runner/" + cid, r.stderr), r.stderr
+        assert re.search(r"removed cgroup /sys/fs/cgroup/\S+/runner-" + cid, r.stderr), r.stderr
         assert "killed" in r.stderr, r.stderr
         if damage == "garbage":
             assert f"removed state directory {bundle.root}/{cid}" in r.stderr, r.stderr
@@ -281,6 +282,35 @@ def test_cgroup_with_processes_is_refused_and_left_alone(bundle, tmp_path):
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+def test_delete_force_of_an_id_leaves_a_cgroup_of_that_name_alone(bundle, tmp_path):
+    """The default cgroup is runner-<id>, not <id>: `delete --force ID` with no state to go
+    by looks for runner-ID only, so a cgroup of someone else's that happens to be named
+    like the id keeps its processes and stays."""
+    import subprocess
+
+    prepare(bundle, tmp_path)
+    cid = new_id()
+    d = f"/sys/fs/cgroup/pids/{cid}"
+    holder = subprocess.Popen(["sleep", "60"])
+    os.mkdir(d)
+    try:
+        with open(f"{d}/cgroup.procs", "w") as f:
+            f.write(str(holder.pid))
+        r = runner(bundle, "--debug", "delete", "--force", cid)
+        assert r.returncode == 0 and "removed" not in r.stderr, r.stderr
+        assert holder.poll() is None, "the runner killed a process of a cgroup not its own"
+        assert os.path.isdir(d)
+    finally:
+        holder.kill()
+        holder.wait()
+        for _ in range(100):
+            try:
+                os.rmdir(d)
+                break
+            except OSError:
+                time.sleep(0.02)
 
 
 def test_delete_regex_removes_every_match(bundle, tmp_path):

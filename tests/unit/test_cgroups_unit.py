@@ -144,7 +144,7 @@ def test_detect_v2(tmp_path):
               "0::/user.slice/session-1.scope\n")
     assert h.mode == "v2" and h.unified == "/sys/fs/cgroup" and h.v1 == {}
     # relative paths go below the parent of our cgroup (ours has processes)
-    assert cgroups._inner("", "c1", h.own[""], True) == "/user.slice/runner/c1"
+    assert cgroups._inner("", "c1", h.own[""], True) == "/user.slice/runner-c1"
     assert cgroups._inner("/abs/c1", "c1", h.own[""], True) == "/abs/c1"
 
 
@@ -157,7 +157,7 @@ def test_detect_v1_and_hybrid(tmp_path):
     assert h.mode == "v1"
     assert h.v1 == {"cpu": "/sys/fs/cgroup/cpu,cpuacct", "cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
                     "memory": "/sys/fs/cgroup/memory", "name=systemd": "/sys/fs/cgroup/systemd"}
-    assert cgroups._inner("", "c1", h.own["memory"], False) == "/a/b/runner/c1"
+    assert cgroups._inner("", "c1", h.own["memory"], False) == "/a/b/runner-c1"
     h = _host(tmp_path, mi + "38 25 0:33 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n", cg)
     assert h.mode == "hybrid" and h.unified == "/sys/fs/cgroup/unified"
 
