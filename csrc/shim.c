@@ -1209,6 +1209,13 @@ static int join_fds[32];
 
 static void setup_namespaces(const struct rc_plan *plan, int in_clone)
 {
+    /* a network namespace made ahead stands for CLONE_NEWNET (never with a user
+     * namespace: it must belong to the one the container runs in) */
+    if (plan->netns_fd >= 0) {
+        if (setns(plan->netns_fd, CLONE_NEWNET) < 0)
+            fail(-106, errno);
+        close(plan->netns_fd);
+    }
     if (plan->njoins > 32)
         fail(-1, E2BIG);
     for (int i = 0; i < plan->njoins; i++)
@@ -1668,6 +1675,29 @@ static pid_t spawn_sharing_memory(const struct rc_plan *plan, struct rc_clone_ar
     return (pid_t)pid;
 }
 #endif
+
+static int netns_child(void *arg)
+{
+    int fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    *(int *)arg = fd < 0 ? -errno : fd;
+    return 0;
+}
+
+int rc_netns_new(void)
+{
+    /* CLONE_VFORK: this thread waits on the stack the child runs on; CLONE_FILES: the fd
+     * the child opens is ours; exit signal 0: no SIGCHLD, and no waitpid(-1) of the
+     * program can reap it (only __WALL) */
+    char stack[16384] __attribute__((aligned(16)));
+    int out = -EINVAL;
+    pid_t pid = clone(netns_child, stack + sizeof stack,
+                      CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWNET, &out);
+    if (pid < 0)
+        return -errno;
+    while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+        ;
+    return out;
+}
 
 int rc_spawn(const struct rc_plan *plan, int *sock)
 {

@@ -88,6 +88,8 @@ struct rc_plan {
     const int *stdio;          /* 3 fds dup'ed to 0, 1, 2 first; -1 keeps the runner's */
     int share_memory;          /* 1: the parent has nothing to do before the execve (no go):
                                   clone with CLONE_VM|CLONE_VFORK (see rc_spawn) */
+    int netns_fd;              /* >= 0: enter this new network namespace (made ahead by
+                                  rc_netns_new) instead of CLONE_NEWNET */
 };
 
 /* Messages on the sync socket, child -> parent. */
@@ -103,6 +105,11 @@ struct rc_msg {
 /* Clone the child that runs `plan`. Returns its pid (or -errno); *sock gets the parent's
  * end of the sync socket. The child waits for the parent's "go" before running its ops. */
 int rc_spawn(const struct rc_plan *plan, int *sock);
+
+/* A new network namespace, owned by this process's user namespace, as an fd (or -errno):
+ * made by a short-lived child that shares this process's fd table, so that the calling
+ * thread's own namespaces never change. */
+int rc_netns_new(void);
 
 /* Bind src on the (O_PATH) fd target, which the child of `pid` sent, with its ids mapped
  * through a user namespace of these maps (on every mount below too with ridmap): a helper

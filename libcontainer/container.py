@@ -697,6 +697,7 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
             # on v2, clone3 puts the child in its cgroup: it never runs outside it
             cgroup_fd = cg.clone_fd() if cg is not None else -1
             try:
+                _netns_ahead(plan)
                 # a run with nothing for this process to do before the execve: the pid
                 # and its start time are recorded after (below), the cgroups joined by
                 # the child and clone3
@@ -706,6 +707,8 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
             finally:
                 if cgroup_fd >= 0:
                     os.close(cgroup_fd)
+                if plan.netns_fd >= 0:
+                    os.close(plan.netns_fd)
         finally:
             if fifo_fd >= 0:
                 os.close(fifo_fd)
@@ -778,6 +781,28 @@ def _cgroup_entry(cg, plan) -> bool:
         return True
     plan.cgroup_files = cg.self_join_files()
     return False  # and v2, if there is one, by clone3 with CLONE_INTO_CGROUP
+
+
+_starts = [0]  # containers this process planned with a new network namespace
+
+
+def _netns_ahead(plan) -> None:
+    """From this process's second container on, a network namespace made ahead by a
+    worker thread (netpool.py) instead of CLONE_NEWNET on the start's path. Not with a
+    user namespace: the network namespace must be that one's."""
+    user, net = namespaces.FLAGS["user"], namespaces.FLAGS["network"]
+    if not plan.clone_flags & net or plan.clone_flags & user or \
+            any(f == user for f, _ in plan.joins) or os.geteuid() != 0:
+        return
+    _starts[0] += 1
+    if _starts[0] < 2:
+        return  # a one-shot process (`runner run`) loads nothing more
+    from . import netpool
+
+    fd = netpool.take()
+    if fd >= 0:
+        plan.netns_fd = fd
+        plan.clone_flags &= ~net
 
 
 def _plan_cgroups(spec, container_id: str):

@@ -72,6 +72,7 @@ def plan(spec, plan) -> NamespaceInfo:
         -103: "linux.timeOffsets: writing /proc/self/timens_offsets",
         -104: "setting up stdio and closing inherited fds",
         -105: "joining the container's cgroups",
+        -106: "linux.namespaces: entering the network namespace made ahead",
     })
     if lx.time_offsets:
         plan.time_offsets = "".join(f"{clock} {s} {ns}\n" for clock, (s, ns) in lx.time_offsets.items())

@@ -52,6 +52,7 @@ class Plan:
         self.seccomp_metadata = ""
         self.ns_labels: dict = {}     # negative op index → label, for the namespace stage
         self.cgroup_files: list = []  # v1 `tasks` files the child joins itself
+        self.netns_fd = -1            # a network namespace made ahead (netpool), for NEWNET
         # binds the parent makes: (source, uid_map, gid_map, rbind, ridmap, label); a MOUNT
         # op's `e` is index + 1 (shim.idmapped_mount); no maps: a plain bind whose source
         # the container's user namespace may not reach

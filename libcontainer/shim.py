@@ -57,6 +57,7 @@ def spawn(plan, stdio=None, cgroup_fd: int = -1, share_memory: bool = False) -> 
     p.joins = joins
     p.njoins = len(plan.joins)
     p.cgroup_fd = cgroup_fd
+    p.netns_fd = plan.netns_fd
     p.cgroup_files = _strv(keep, plan.cgroup_files)
     p.ncgroup_files = len(plan.cgroup_files)
     ops = ffi.new("struct rc_op[]", len(plan.ops))
