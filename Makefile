@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUNNER := $(VENV)/bin/runner
 BUNDLE := build/bundle
-APT_PACKAGES := gcc make libc6-dev libcap-dev libseccomp-dev busybox-static python3-dev python3-venv uidmap \
+APT_PACKAGES := gcc make libc6-dev libseccomp-dev busybox-static python3-dev python3-venv uidmap \
 	iproute2 procps strace nftables
 # runc: tests compare with it side by side (test_state_fields.py)
 ACCEPT_PACKAGES := podman containerd containernetworking-plugins runc

@@ -1,29 +1,28 @@
 """Capability names → bit masks, checked against what kernels define and what this one has."""
 from __future__ import annotations
 
-# python-prctl's table stops at CAP_BPF/CAP_PERFMON (39); newer kernels define more.
-_NEWER_THAN_PRCTL = {"checkpoint_restore": 40}
-
-_NOT_CAPS = {"CAP_EFFECTIVE", "CAP_INHERITABLE", "CAP_PERMITTED", "CAP_LAST_CAP"}
+# The kernel's numbers (include/uapi/linux/capability.h): an ABI, never renumbered, only
+# added to (tests/unit/test_capabilities_table.py compares with the installed header).
+NAMES = {
+    "chown": 0, "dac_override": 1, "dac_read_search": 2, "fowner": 3, "fsetid": 4,
+    "kill": 5, "setgid": 6, "setuid": 7, "setpcap": 8, "linux_immutable": 9,
+    "net_bind_service": 10, "net_broadcast": 11, "net_admin": 12, "net_raw": 13,
+    "ipc_lock": 14, "ipc_owner": 15, "sys_module": 16, "sys_rawio": 17, "sys_chroot": 18,
+    "sys_ptrace": 19, "sys_pacct": 20, "sys_admin": 21, "sys_boot": 22, "sys_nice": 23,
+    "sys_resource": 24, "sys_time": 25, "sys_tty_config": 26, "mknod": 27, "lease": 28,
+    "audit_write": 29, "audit_control": 30, "setfcap": 31, "mac_override": 32,
+    "mac_admin": 33, "syslog": 34, "wake_alarm": 35, "block_suspend": 36, "audit_read": 37,
+    "perfmon": 38, "bpf": 39, "checkpoint_restore": 40,
+}
 
 SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 
-_names: dict | None = None
 _last: int | None = None
 
 
 def known_names() -> dict:
     """Every capability name any kernel defines, lower-case without CAP_, → number."""
-    global _names
-    if _names is None:
-        # python-prctl's C module holds the table; its Python half (`import prctl`) costs
-        # ~3 ms of start-up building classes we do not use
-        import _prctl
-
-        _names = {n[4:].lower(): getattr(_prctl, n) for n in dir(_prctl)
-                  if n.startswith("CAP_") and n not in _NOT_CAPS}
-        _names.update(_NEWER_THAN_PRCTL)
-    return _names
+    return NAMES
 
 
 def last_cap() -> int:

@@ -127,7 +127,7 @@ def test_pip_install_of_a_clone_gives_a_working_runner(tmp_path, bundle):
                         "--no-deps", str(clone)], capture_output=True, text=True, env=env,
                        timeout=300)
     assert r.returncode == 0, r.stderr
-    # the dependencies (cffi, python-prctl, pyroute2) as if installed: this venv's, by a .pth
+    # the dependencies (cffi, pyroute2) as if installed: this venv's, by a .pth
     ver = "python%d.%d" % sys.version_info[:2]
     (venv / "lib" / ver / "site-packages" / "deps.pth").write_text(site + "\n")
     runner = venv / "bin" / "runner"

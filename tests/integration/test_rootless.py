@@ -44,7 +44,7 @@ class Code:
             shutil.copytree(os.path.join(REPO, pkg), os.path.join(dest, pkg), ignore=ignore)
         site = os.path.join(dest, "site")
         os.mkdir(site)
-        for name in ("cffi", "_cffi_backend", "prctl", "_prctl", "pyroute2"):
+        for name in ("cffi", "_cffi_backend", "pyroute2"):
             spec = importlib.util.find_spec(name)
             if spec is None or not spec.origin:
                 continue
