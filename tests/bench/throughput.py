@@ -227,13 +227,14 @@ def main(py: str, repo: str, rootfs_src: Path, config_json: str, crun: str | Non
             print(f"{b.name[:21]:<22}{b.note:<52}{rate:8.1f}{1000 / rate:9.2f}{vs:>8}")
         rss = max(t2[0].rss) / 1024
         print(f"peak RSS of the process running them: {rss:.1f} MiB")
-        bg = median(t2[1].rates)
+        now, bg = median(t2[0].rates), median(t2[1].rates)
         floor_all = median(t2[-1].rates)
-        summary.append(f"in-process run(): {median(t2[0].rates):.0f}/s (cleanup now), "
-                       f"{bg:.0f}/s (background)" +
-                       (f"; crun loop {crun_rate:.0f}/s: {bg / crun_rate:.2f}x" if crun else "") +
+        vs = (lambda r: f" = {r / crun_rate:.2f}x crun") if crun else (lambda r: "")
+        summary.append(f"in-process run(): {now:.0f}/s (cleanup now){vs(now)}, "
+                       f"{bg:.0f}/s (background){vs(bg)}" +
+                       (f"; crun loop {crun_rate:.0f}/s" if crun else "") +
                        f"; floor {floor_all:.0f}/s ({1000 / floor_all:.2f} ms, we are at "
-                       f"{floor_all / bg:.1f}x it); peak RSS {rss:.1f} MiB")
+                       f"{floor_all / max(now, bg):.1f}x it); peak RSS {rss:.1f} MiB")
 
         # ---- table 3: threads against parallel loops
         t3 = []
