@@ -1690,10 +1690,17 @@ int rc_netns_new(void)
      * program can reap it (only __WALL) */
     char stack[16384] __attribute__((aligned(16)));
     int out = -EINVAL;
+    /* no signal handler of the program may run on the child's borrowed stack (a Ctrl-C
+     * reaches the whole process group): the child starts with everything blocked */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t pid = clone(netns_child, stack + sizeof stack,
                       CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_NEWNET, &out);
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0)
-        return -errno;
+        return -e;
     while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
         ;
     return out;
