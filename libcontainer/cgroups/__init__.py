@@ -688,8 +688,8 @@ def _assign(host: Host, res: dict) -> dict:
             if g in host.v1:
                 groups[g] = "v1"
             elif host.unified and (v2.V2_NAME.get(g) in host.v2_controllers
-                                   or g not in v2.V2_NAME):
-                groups[g] = "v2"  # (no v2 equivalent: v2.writes names the field)
+                                   or (g not in v2.V2_NAME and host.mode == "v2")):
+                groups[g] = "v2"  # (no v2 equivalent on a v2 host: v2.writes says so)
             else:
                 groups[g] = ""
     return groups
@@ -707,6 +707,8 @@ def _plan_writes(host: Host, res: dict, groups: dict, full: dict | None = None) 
         elif not where:
             field = writes[0][0]
             where_v2 = f", not in {host.unified}/cgroup.controllers" if host.unified else ""
+            if g not in v2.V2_NAME:
+                where_v2 = " (and cgroup v2 has no equivalent)"
             raise ConfigError(field, f"cannot be applied: the {g} controller is not mounted "
                                      f"on this host{where_v2}")
     v2_keys = {k for k, gs in KEY_GROUPS.items() if any(groups.get(g) == "v2" for g in gs)}

@@ -313,7 +313,7 @@ def test_delete_kills_everything_left(bundle):
     ({"memory": {"limit": "lots"}}, "linux.resources.memory.limit", "integer"),
     ({"cpu": {"cpus": "0-1-2"}}, "linux.resources.cpu.cpus", "list"),
     ({"cpu": {"cpus": "63"}}, "linux.resources.cpu.cpus", "cpuset.cpus"),
-    ({"network": {"classID": 5}}, "linux.resources.network", "not supported"),
+    ({"network": {"classID": 5}}, "linux.resources.network", "net_cls controller is not mounted"),
     ({"rdma": {"mlx5_1": {"hcaHandles": 3}}}, "linux.resources.rdma", "rdma"),
     ({"unified": {"memory.high": "1"}}, "linux.resources.unified.memory.high", "memory"),
     ({"devices": [{"allow": True, "access": "rwx"}]}, "linux.resources.devices[0].access", "rwx"),

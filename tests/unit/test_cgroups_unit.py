@@ -133,6 +133,23 @@ def test_v2_refuses_what_it_cannot_do(res, field):
     assert e.value.field == field and "cgroup v2" in str(e.value)
 
 
+@pytest.mark.parametrize("v1, message", [
+    ({"memory": "/sys/fs/cgroup/memory"}, "the net_cls controller is not mounted on this host "
+                                          "(and cgroup v2 has no equivalent)"),
+    ({}, "not supported on cgroup v2"),
+])
+def test_network_without_net_cls_says_why_on_hybrid_and_v2_hosts(v1, message):
+    """linux.resources.network has no v2 controller: a hybrid host without a net_cls
+    hierarchy lacks the v1 mount (it used to say "not supported on cgroup v2"); a pure v2
+    host cannot do it at all."""
+    host = cgroups.Host(v1, "/sys/fs/cgroup/unified" if v1 else "/sys/fs/cgroup", {})
+    host._v2_ctrls = {"hugetlb"} if v1 else {"memory", "pids"}
+    res = {"network": {"classID": 5}}
+    with pytest.raises(ConfigError) as e:
+        cgroups._plan_writes(host, res, cgroups._assign(host, res))
+    assert e.value.field.startswith("linux.resources.network") and message in str(e.value)
+
+
 def _host(tmp_path, mountinfo: str, cgroup: str) -> cgroups.Host:
     (tmp_path / "mi").write_text(mountinfo)
     (tmp_path / "cg").write_text(cgroup)
