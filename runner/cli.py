@@ -14,7 +14,8 @@ GLOBAL_FLAGS = [
     Flag("--log-format", "log_format", True, "text", "text or json"),
     Flag("--debug", "debug", help="more output"),
     Flag("--systemd-cgroup", "systemd_cgroup", help="use systemd for cgroups (not supported)"),
-    Flag("--rootless", "rootless", True, "auto", "accepted for runc compatibility"),
+    Flag("--rootless", "rootless", True, "auto", "true, false or auto (runc's flag; the "
+         "runner always decides as auto does: rootless when not the host's root)"),
     Flag("--version,-v", "version", help="print the version"),
     Flag("--help,-h", "help", help="show help"),
 ]
@@ -100,6 +101,8 @@ def main(argv: list) -> int:
         if opts["systemd_cgroup"]:
             raise InvalidArgument("--systemd-cgroup: systemd cgroup management is not supported; "
                                   "use the default cgroupfs driver")
+        if opts["rootless"] not in ("true", "false", "auto"):
+            raise InvalidArgument(f"--rootless: {opts['rootless']!r} is not true, false or auto")
         if opts["log_format"] not in ("text", "json"):
             raise InvalidArgument(f"--log-format: unknown format {opts['log_format']!r} (want text or json)")
         verb = argv[split]

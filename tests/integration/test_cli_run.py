@@ -103,6 +103,17 @@ def test_unknown_verb_and_flag(tmp_path):
     assert r.returncode == 1 and "--frob" in r.stderr
 
 
+def test_rootless_flag_takes_runcs_values(bundle):
+    """--rootless true|false|auto is accepted as runc spells it; anything else is an error
+    naming the flag, before anything is made."""
+    for value in ("true", "false", "auto"):
+        r = bundle.runner("--rootless", value, "list")
+        assert r.returncode == 0, r.stderr
+    r = bundle.runner("--rootless", "maybe", "run", "--bundle", bundle.path, new_id())
+    assert r.returncode == 1 and "--rootless" in r.stderr and "'maybe'" in r.stderr, r.stderr
+    assert not os.path.exists(bundle.root) or not os.listdir(bundle.root)
+
+
 def test_run_help(tmp_path):
     r = subprocess.run(RUNNER + ["run", "--help"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0
