@@ -71,6 +71,8 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="bench-images-")
     os.chmod(work, 0o755)
     reg = None
+    # skopeo as root keeps a blob-info cache there (no flag moves it): gone after, if ours
+    made_containers_dir = not os.path.exists(kit.CONTAINERS_DIR)
     try:
         layout = build(work, args.layers, args.layer_mb)
         reg = kit.Registry(os.path.join(work, "registry"))
@@ -118,6 +120,8 @@ def main() -> int:
         subprocess.run(["umount", "-R", os.path.join(work, "bundle-overlay", "rootfs")],
                        capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
+        if made_containers_dir:
+            shutil.rmtree(kit.CONTAINERS_DIR, ignore_errors=True)
     return 0
 
 
