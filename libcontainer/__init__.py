@@ -25,7 +25,7 @@ from .errors import (AlreadyExists, ConfigError, ContainerError, ExecNotFound, I
 _LAZY = {"Container": ("container", "Container"), "create": ("container", "create"),
          "list_containers": ("container", "list_containers"), "load": ("container", "load"),
          "run": ("container", "run"), "wait_cleanup": ("container", "wait_cleanup"),
-         "force_delete": ("container", "force_delete"),
+         "force_delete": ("recovery", "force_delete"),
          "OCI_VERSION": ("spec", "OCI_VERSION"), "Process": ("spec", "Process"),
          "Spec": ("spec", "Spec"), "load_spec": ("spec", "load")}
 

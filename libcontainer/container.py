@@ -1,4 +1,5 @@
-"""The container lifecycle (runtime.md): create, start, run, exec, kill, delete, state.
+"""The container lifecycle (runtime.md): create, start, run, kill, delete, state (exec is
+execute.py's, `delete --force` of what no state describes recovery.py's).
 
 Reading top to bottom: the Container (state, signals, teardown), then `create` — state dir,
 plan, cgroups, then `launch.start_plan` to clone and drive the child — and `run`, which is
@@ -12,12 +13,12 @@ from . import fileio, namespaces, plan as planmod, spec as specmod
 from .errors import (ConfigError, ContainerError, DamagedState, InvalidArgument, NotFound,
                      WrongState)
 from .launch import (Forwarder, close_quietly, early_size, exit_code, kill_and_reap, setup_console,
-                     start_plan, wait_pid)
+                     start_plan, stdio_fds, wait_pid)
 from .ops import CONSOLE, SECCOMP
-from .state import StateDir, crash_point, default_root, sweep, write_atomic
+from .state import StateDir, crash_point, default_root, write_atomic
 from .state import alive as _alive, proc_stat as _proc_stat
 
-__all__ = ["Container", "create", "run", "load", "list_containers", "force_delete", "wait_cleanup", "NotFound"]
+__all__ = ["Container", "create", "run", "load", "list_containers", "wait_cleanup", "NotFound"]
 
 FIFO = "exec.fifo"
 START_TIMEOUT = 10.0  # seconds `start` waits for a live init to take the go (runc has none)
@@ -342,65 +343,14 @@ class Container:
     def exec(self, proc: specmod.Process, *, stdio=None, console_socket: str = "",
              detach: bool = False, pid_file: str = "", keep_fds: int = 0,
              sub_cgroups: dict | None = None):
-        """Start another process in the running (or created) container: every namespace of the init is
-        joined (so it shows up in the container's pid namespace) and its cgroup too, or the
-        existing sub-cgroups `sub_cgroups` names (runc's exec --cgroup: {controller or "":
-        path}). In the foreground returns the exit code; detached, the pid."""
-        status = self.status()
-        # a created container's namespaces and rootfs are all there (its init only waits
-        # for start): runc execs into it too
-        if status not in ("running", "created"):
-            raise WrongState(f"cannot exec in container {self.id!r}: it is {status}, not running")
-        if proc.terminal and detach and not console_socket:
-            raise InvalidArgument("cannot allocate a tty for a detached process without --console-socket")
-        if console_socket:
-            from .terminal import check_console_socket
+        """Start another process in the running (or created) container: every namespace of
+        the init is joined and its cgroup too, or the existing sub-cgroups `sub_cgroups`
+        names (runc's exec --cgroup: {controller or "": path}). In the foreground returns
+        the exit code; detached, the pid. (execute.py, loaded by an exec only.)"""
+        from .execute import exec_in
 
-            check_console_socket(console_socket)
-        plan = planmod.make_exec(self.spec, proc, self.pid, keep_fds=keep_fds)
-        cg = self._cgroups()
-        dirs = None
-        if sub_cgroups is not None:
-            if cg is None:
-                raise WrongState(f"--cgroup: container {self.id!r} has no cgroup")
-            dirs = cg.sub_dirs(sub_cgroups)
-        master = []
-        exec_pid: list = []
-
-        def before_go(pid):
-            if cg is not None:
-                cg.join(pid, dirs=dirs)
-            exec_pid.append(pid)
-
-        def on_fd(kind, fd):
-            if kind == CONSOLE:
-                master.append(fd)
-                early_size(fd, proc)
-            elif kind == SECCOMP:
-                # SCMP_ACT_NOTIFY: the listener fd goes to the agent at listenerPath
-                from .security import seccomp
-
-                seccomp.send_listener(plan, fd, exec_pid[-1], _dumps(self.state()).encode())
-
-        with Forwarder() as fwd:
-            started = start_plan(plan, stdio=_fds(stdio), before_go=before_go, on_fd=on_fd)
-            try:
-                if pid_file:
-                    write_atomic(pid_file, str(started.pid))
-                if master:
-                    setup_console(master[0], proc, console_socket)
-                if detach:
-                    return started.pid
-                fwd.attach(started.pid)
-                if master and not console_socket:
-                    fwd.master = master[0]
-                    from .terminal import relay
-
-                    return exit_code(relay(master[0], started.pid))
-                return exit_code(wait_pid(started.pid))
-            finally:
-                for fd in started.fds.values():
-                    close_quietly(fd)
+        return exec_in(self, proc, stdio=stdio, console_socket=console_socket, detach=detach,
+                       pid_file=pid_file, keep_fds=keep_fds, sub_cgroups=sub_cgroups)
 
 
 def _pids_in_pid_namespace(init: int) -> list:
@@ -492,49 +442,6 @@ def list_containers(root: str | None = None) -> list:
     return out
 
 
-def force_delete(container_id: str, root: str | None = None, report=None) -> None:
-    """`delete --force` by ID: remove whatever of the container exists — its processes,
-    cgroups and state — also when no state (or only a damaged one) says what; an ID with
-    nothing left is no error. `report` is told each thing removed."""
-    report = report or _quiet
-    root = root or default_root()
-    d = StateDir(root, container_id)
-    for path in sweep(root):
-        report(f"removed {path} (left by a runner that was killed)")
-    try:
-        load(container_id, root).delete(force=True, report=report)
-        return
-    except NotFound:
-        pass
-    except DamagedState as e:
-        report(str(e))
-    # Nothing readable says what the container owned: what is named for the ID in the
-    # default place (or where the config copy, if it is readable, put its cgroup).
-    from . import cgroups
-
-    path = ""
-    try:
-        with open(os.path.join(d.path, "config.json"), "rb") as f:
-            from . import jsonio
-
-            path = jsonio.loads(f.read())["linux"]["cgroupsPath"]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    for m in dict.fromkeys(("", path if isinstance(path, str) else "")):
-        try:
-            found = cgroups.Manager.named(container_id, m)
-        except ContainerError:
-            continue
-        if found.created:
-            pids = sorted(found.all_pids())
-            found.kill_all()
-            if pids:
-                report(f"killed {' '.join(map(str, pids))}")
-            _destroy(found, report)
-    if d.remove():
-        report(f"removed state directory {d.path}")
-
-
 def create(bundle: str, container_id: str, *, root: str | None = None, stdio=None,
            console_socket: str = "", pid_file: str = "", no_pivot: bool = False,
            keep_fds: int = 0, new_keyring: bool = True, warn=None, listen_fds: int = 0,
@@ -550,7 +457,7 @@ def create(bundle: str, container_id: str, *, root: str | None = None, stdio=Non
     spec, config_bytes = specmod.load_with_bytes(bundle)
     hooks = _hooks(spec.hooks)
     net_devices = _net_devices(spec)
-    stdio = _fds(stdio)
+    stdio = stdio_fds(stdio)
     if spec.process is not None and spec.process.terminal and not console_socket and not _foreground:
         raise InvalidArgument("process.terminal is true: a detached container needs --console-socket")
     if console_socket:
@@ -588,14 +495,6 @@ def _own_stat():
     if not _me or _me[0] != os.getpid():
         _me[:] = [os.getpid(), _proc_stat(os.getpid())]
     return _me[1]
-
-
-def _fds(stdio):
-    """(stdin, stdout, stderr) as files, pipes or fds → fds (-1: this process's own);
-    None keeps all three of the caller's."""
-    if stdio is None:
-        return None
-    return [-1 if f is None else f if isinstance(f, int) else f.fileno() for f in stdio]
 
 
 def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,

@@ -154,6 +154,14 @@ def _child_error(plan, op: int, err: int) -> StartError:
     return StartError(f"{label}: {os.strerror(err)}", err, label)
 
 
+def stdio_fds(stdio):
+    """(stdin, stdout, stderr) as files, pipes or fds → fds (-1: this process's own);
+    None keeps all three of the caller's."""
+    if stdio is None:
+        return None
+    return [-1 if f is None else f if isinstance(f, int) else f.fileno() for f in stdio]
+
+
 def kill_and_reap(*pids: int, timeout: float = 5.0) -> None:
     """SIGKILL our children and reap them; a bounded wait: one frozen by someone else's
     freezer dies only once thawed (then init reaps it, or the next wait of ours)."""

@@ -152,7 +152,9 @@ def cmd_delete(ctx, argv: list) -> int:
             sys.stderr.write(f"runner: delete {cid}: {msg}\n")
     if opts["force"]:
         # whatever of it exists, with or without a readable state; nothing is no error (runc)
-        lc.force_delete(cid, ctx.root, report=report)
+        from libcontainer.recovery import force_delete
+
+        force_delete(cid, ctx.root, report=report)
     else:
         lc.load(cid, ctx.root).delete(report=report)
     return 0
@@ -163,6 +165,8 @@ def _delete_matching(ctx, pattern: str, force: bool) -> int:
     somewhere; each failure is said, and makes the exit status 1."""
     import re
     import sys
+
+    from libcontainer.recovery import force_delete
 
     try:
         rx = re.compile(pattern)
@@ -175,7 +179,7 @@ def _delete_matching(ctx, pattern: str, force: bool) -> int:
             continue
         try:
             if force:
-                lc.force_delete(c.id, ctx.root)
+                force_delete(c.id, ctx.root)
             else:
                 lc.load(c.id, ctx.root).delete()
         except ContainerError as e:
