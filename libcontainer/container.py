@@ -500,117 +500,50 @@ def _own_stat():
 def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
             new_keyring, warn, _start_now, _foreground, net_devices, listen_fds,
             config_bytes: bytes) -> Container:
-    master: list = []
-    hooks_ran: list = []  # non-empty once the runtime's hooks started (poststop owes them)
+    """create, once the state dir is claimed: the exec fifo, the cgroups, the plan, the
+    host's part, the launch, the state. On any failure what was made is undone (_undo)."""
+    talk = _Talk(d, spec, state, hooks, net_devices, console_socket, _foreground)
     try:
-        fifo_fd = -1
-        if not _start_now:
-            fifo = os.path.join(d.path, FIFO)
-            os.mkfifo(fifo, 0o600)
-            # the init reopens it for writing after it has become process.user (any uid,
-            # possibly a user namespace's): writable by all, as runc makes it. Only
-            # `start` (root) can open it for reading, which is what lets the init go on.
-            os.chmod(fifo, 0o622)
-            fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-            crash_point("create: exec fifo made")
+        fifo_fd = -1 if _start_now else _exec_fifo(d)
         try:
             # the cgroup first: a `type: cgroup` mount shows the container its own
             if cg is not None:
                 planned, cg = cg, None  # a failed make() removed what it made, and kills nobody
                 intended = len(planned.created)
                 planned.make()  # raises, or made it all
-                cg = planned
+                cg = talk.cg = planned
                 if len(cg.created) != intended:
                     # a shared parent another container's delete removed meanwhile,
                     # made again: recorded too
                     state["cgroups"] = cg.state()
                     d.write(state)
             crash_point("create: cgroups made")
-            plan = planmod.make(spec, no_pivot=no_pivot, keep_fds=keep_fds,
-                                start_fifo_fd=fifo_fd, hooks=hooks, new_keyring=new_keyring,
-                                warn=warn, listen_fds=listen_fds, cgroup=cg,
-                                node_dir=d.path)
-            # as read: the bytes that were parsed
-            fileio.create(os.path.join(d.path, "config.json"), config_bytes)
-            crash_point("create: config.json copied")
-            if plan.host_nodes:  # device nodes for a user namespace, made on the host
-                from .rootfs import make_nodes
-
-                make_nodes(plan)
-            if plan.host_mounts:
-                # no mount namespace: what the init mounts stays in ours until delete
-                from . import hostmounts
-
-                state["host_mounts"] = hostmounts.record(plan.host_mounts)
-                d.write(state)
-
-            def oci_state(pid, status="creating"):
-                s = {k: state[k] for k in ("ociVersion", "id", "bundle", "annotations")}
-                s.update(status=status, pid=pid)
-                return _dumps(s).encode()
-
-            parent_joins = _cgroup_entry(cg, plan)
-
-            def before_go(pid):
-                if parent_joins:  # v2 was joined by clone3 itself
-                    cg.join(pid, v2_too=cgroup_fd < 0)
-                if net_devices:  # the namespace exists, nothing of the container runs yet
-                    from .netdevices import move
-
-                    move(net_devices, pid)
-                state["pid"] = pid
-                st = _proc_stat(pid)
-                state["start_time"] = st[1] if st else None
-                if cg is None:
-                    # without a cgroup the pid is the only way to find the child if this
-                    # process dies now; with one, delete --force empties the cgroup
-                    d.write(state)
-                crash_point("create: init in its cgroups")
-                return oci_state(pid) if hooks else None
-
-            def on_sync(pid):
-                from .hooks import run as run_hooks
-
-                # prestart (runtime-spec 1.0 ran it at `start`) sees "created", as crun
-                # gives it; createRuntime, a stage of create, "creating"
-                hooks_ran.append(pid)
-                run_hooks(hooks.get("prestart", []), oci_state(pid, "created").decode())
-                run_hooks(hooks.get("createRuntime", []), oci_state(pid).decode())
-                crash_point("create: createRuntime hooks run")
-                return oci_state(pid, "created")
-
-            def on_fd(kind, fd):
-                if kind == CONSOLE:
-                    master.append(fd)
-                    if _foreground and not console_socket and os.isatty(0):
-                        from .terminal import copy_size
-
-                        copy_size(0, fd)  # the relayed pty starts at our terminal's size
-                    early_size(fd, spec.process)
-                elif kind == SECCOMP:
-                    # SCMP_ACT_NOTIFY: the listener fd goes to the agent at listenerPath
-                    from .security import seccomp
-
-                    seccomp.send_listener(plan, fd, state["pid"], oci_state(state["pid"]))
-
+            plan = talk.plan = planmod.make(
+                spec, no_pivot=no_pivot, keep_fds=keep_fds, start_fifo_fd=fifo_fd, hooks=hooks,
+                new_keyring=new_keyring, warn=warn, listen_fds=listen_fds, cgroup=cg,
+                node_dir=d.path)
+            _host_side(d, state, plan, config_bytes)
+            talk.parent_joins = _cgroup_entry(cg, plan)
+            # a run with nothing for this process to do before the execve: the pid and its
+            # start time are recorded after (below), the cgroups joined by the child and
+            # clone3
+            no_go = _start_now and not hooks and not net_devices and not talk.parent_joins
             # on v2, clone3 puts the child in its cgroup: it never runs outside it
-            cgroup_fd = cg.clone_fd() if cg is not None else -1
+            talk.cgroup_fd = cg.clone_fd() if cg is not None else -1
             try:
                 _netns_ahead(plan)
-                # a run with nothing for this process to do before the execve: the pid
-                # and its start time are recorded after (below), the cgroups joined by
-                # the child and clone3
-                no_go = _start_now and not hooks and not net_devices and not parent_joins
-                started = start_plan(plan, stdio=stdio, before_go=before_go, on_sync=on_sync,
-                                     on_fd=on_fd, cgroup_fd=cgroup_fd, no_go=no_go)
+                started = start_plan(plan, stdio=stdio, before_go=talk.before_go,
+                                     on_sync=talk.on_sync, on_fd=talk.on_fd,
+                                     cgroup_fd=talk.cgroup_fd, no_go=no_go)
             finally:
-                if cgroup_fd >= 0:
-                    os.close(cgroup_fd)
+                if talk.cgroup_fd >= 0:
+                    os.close(talk.cgroup_fd)
                 if plan.netns_fd >= 0:
                     os.close(plan.netns_fd)
         finally:
             if fifo_fd >= 0:
                 os.close(fifo_fd)
+        master = talk.master[0] if talk.master else -1
         try:
             if state["pid"] != started.pid:
                 state["pid"] = started.pid
@@ -625,39 +558,141 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
             if pid_file:
                 write_atomic(pid_file, str(started.pid))
                 crash_point("create: pid file written")
-            if master:
-                setup_console(master[0], spec.process, console_socket)
+            if master >= 0:
+                setup_console(master, spec.process, console_socket)
         except BaseException:
             kill_and_reap(started.pid)
             raise
         finally:
             for fd in started.fds.values():
-                if not (_foreground and master and fd == master[0]):
+                if not (_foreground and fd == master):
                     close_quietly(fd)
     except BaseException as e:
-        try:
-            if cg is not None:
-                cg.destroy()
-            _release_host_mounts(state)
-            d.remove()
-        except Exception as cleanup:
-            # the state stays, and says what is left: delete --force finishes the job
-            if not isinstance(e, Exception):
-                raise
-            raise ContainerError(f"{e} (and removing what was made failed: {cleanup}; "
-                                 f"`delete --force {d.id}` finishes it)") from None
-        if hooks_ran:
-            # the lifecycle of a failed create goes on to delete, poststop hooks included (as
-            # runc's destroy): what a createRuntime hook set up (a network) is undone
-            _run_hooks(hooks.get("poststop", []),
-                       lambda: dict({k: state[k] for k in ("ociVersion", "id", "bundle",
-                                                            "annotations")},
-                                    status="stopped", pid=hooks_ran[0]), _warn)
+        _undo(e, d, state, talk.cg, hooks, talk.hooks_ran)
         raise
     c = Container(d, state)
     c._spec = spec
-    c._master = master[0] if (_foreground and master) else -1
+    c._master = master if _foreground else -1
     return c
+
+
+def _exec_fifo(d) -> int:
+    """The fifo `start` opens: the init blocks writing to it until then."""
+    fifo = os.path.join(d.path, FIFO)
+    os.mkfifo(fifo, 0o600)
+    # the init reopens it for writing after it has become process.user (any uid, possibly
+    # a user namespace's): writable by all, as runc makes it. Only `start` (root) can open
+    # it for reading, which is what lets the init go on.
+    os.chmod(fifo, 0o622)
+    fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+    crash_point("create: exec fifo made")
+    return fd
+
+
+def _host_side(d, state, plan, config_bytes: bytes) -> None:
+    """What the parent does on the host before the clone: the config copy, device nodes
+    for a user namespace, the record of a mount-namespace-less container's mounts."""
+    # as read: the bytes that were parsed
+    fileio.create(os.path.join(d.path, "config.json"), config_bytes)
+    crash_point("create: config.json copied")
+    if plan.host_nodes:  # device nodes for a user namespace, made on the host
+        from .rootfs import make_nodes
+
+        make_nodes(plan)
+    if plan.host_mounts:
+        # no mount namespace: what the init mounts stays in ours until delete
+        from . import hostmounts
+
+        state["host_mounts"] = hostmounts.record(plan.host_mounts)
+        d.write(state)
+
+
+class _Talk:
+    """The parent's side of the sync protocol during a create (launch.start_plan calls
+    these): the init's pid into its cgroups and the state, the hooks, the fds it sends."""
+
+    def __init__(self, d, spec, state, hooks, net_devices, console_socket, foreground):
+        self.d, self.spec, self.state, self.hooks = d, spec, state, hooks
+        self.net_devices, self.console_socket, self.foreground = (net_devices, console_socket,
+                                                                  foreground)
+        self.cg = None            # the cgroup once made
+        self.plan = None
+        self.parent_joins = False  # the parent moves the init into its cgroups
+        self.cgroup_fd = -1
+        self.master: list = []     # the console's pty master, when the init sends it
+        self.hooks_ran: list = []  # non-empty once the runtime's hooks started (poststop owes them)
+
+    def oci_state(self, pid: int, status: str = "creating") -> bytes:
+        s = {k: self.state[k] for k in ("ociVersion", "id", "bundle", "annotations")}
+        s.update(status=status, pid=pid)
+        return _dumps(s).encode()
+
+    def before_go(self, pid: int):
+        state = self.state
+        if self.parent_joins:  # v2 was joined by clone3 itself
+            self.cg.join(pid, v2_too=self.cgroup_fd < 0)
+        if self.net_devices:  # the namespace exists, nothing of the container runs yet
+            from .netdevices import move
+
+            move(self.net_devices, pid)
+        state["pid"] = pid
+        st = _proc_stat(pid)
+        state["start_time"] = st[1] if st else None
+        if self.cg is None:
+            # without a cgroup the pid is the only way to find the child if this process
+            # dies now; with one, delete --force empties the cgroup
+            self.d.write(state)
+        crash_point("create: init in its cgroups")
+        return self.oci_state(pid) if self.hooks else None
+
+    def on_sync(self, pid: int) -> bytes:
+        from .hooks import run as run_hooks
+
+        # prestart (runtime-spec 1.0 ran it at `start`) sees "created", as crun gives it;
+        # createRuntime, a stage of create, "creating"
+        self.hooks_ran.append(pid)
+        run_hooks(self.hooks.get("prestart", []), self.oci_state(pid, "created").decode())
+        run_hooks(self.hooks.get("createRuntime", []), self.oci_state(pid).decode())
+        crash_point("create: createRuntime hooks run")
+        return self.oci_state(pid, "created")
+
+    def on_fd(self, kind: int, fd: int) -> None:
+        if kind == CONSOLE:
+            self.master.append(fd)
+            if self.foreground and not self.console_socket and os.isatty(0):
+                from .terminal import copy_size
+
+                copy_size(0, fd)  # the relayed pty starts at our terminal's size
+            early_size(fd, self.spec.process)
+        elif kind == SECCOMP:
+            # SCMP_ACT_NOTIFY: the listener fd goes to the agent at listenerPath
+            from .security import seccomp
+
+            pid = self.state["pid"]
+            seccomp.send_listener(self.plan, fd, pid, self.oci_state(pid))
+
+
+def _undo(e: BaseException, d, state, cg, hooks, hooks_ran: list) -> None:
+    """A create failed: remove what it made (the cgroup, mounts in our namespace, the
+    state dir) and run the poststop hooks it owes."""
+    try:
+        if cg is not None:
+            cg.destroy()
+        _release_host_mounts(state)
+        d.remove()
+    except Exception as cleanup:
+        # the state stays, and says what is left: delete --force finishes the job
+        if not isinstance(e, Exception):
+            raise
+        raise ContainerError(f"{e} (and removing what was made failed: {cleanup}; "
+                             f"`delete --force {d.id}` finishes it)") from None
+    if hooks_ran:
+        # the lifecycle of a failed create goes on to delete, poststop hooks included (as
+        # runc's destroy): what a createRuntime hook set up (a network) is undone
+        _run_hooks(hooks.get("poststop", []),
+                   lambda: dict({k: state[k] for k in ("ociVersion", "id", "bundle",
+                                                        "annotations")},
+                                status="stopped", pid=hooks_ran[0]), _warn)
 
 
 def _release_host_mounts(state: dict) -> bool:
