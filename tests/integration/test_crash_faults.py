@@ -270,12 +270,7 @@ def test_cgroup_with_processes_is_refused_and_left_alone(bundle, tmp_path):
             holder.wait()
             with open(f"{pids}/cgroup.procs", "w") as f:
                 pass
-            for _ in range(100):
-                try:
-                    os.rmdir(d)
-                    break
-                except OSError:
-                    time.sleep(0.02)
+            rmdir_when_empty(d)
             # the other hierarchies' directories of /<other> were made and removed by the
             # runner: nothing of them may be left
             assert not cgroup_dirs(other)
@@ -305,12 +300,17 @@ def test_delete_force_of_an_id_leaves_a_cgroup_of_that_name_alone(bundle, tmp_pa
     finally:
         holder.kill()
         holder.wait()
-        for _ in range(100):
-            try:
-                os.rmdir(d)
-                break
-            except OSError:
-                time.sleep(0.02)
+        rmdir_when_empty(d)
+
+
+def rmdir_when_empty(d: str) -> None:
+    """Remove a cgroup the test made once its killed process has left it."""
+    for _ in range(100):
+        try:
+            os.rmdir(d)
+            return
+        except OSError:
+            time.sleep(0.02)
 
 
 def test_delete_regex_removes_every_match(bundle, tmp_path):
