@@ -34,14 +34,14 @@ accept-deps:
 
 # deps is order-only (after the |): being phony, as a normal prerequisite it would force a
 # reinstall on every make
-$(VENV)/.built: pyproject.toml setup.py bin/runner bin/runner-cni $(wildcard csrc/*.c csrc/*.h) csrc/build.py | deps
+$(VENV)/.built: pyproject.toml setup.py bin/runner bin/runner-cni bin/boot.py $(wildcard csrc/*.c csrc/*.h) csrc/build.py | deps
 	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
 	$(PY) -m pip install -q --config-settings editable_mode=compat -e '.[test]'
 	touch $@
 
 # Byte-compile ahead: with PYTHONDONTWRITEBYTECODE set, every start would compile again.
-# .venv/bin/runner is bin/runner as pip installs it (the -I -S launcher), as for `pip install .`
+# .venv/bin/runner is what `pip install .` installs: the -I -S launcher built from csrc/launcher.c
 compile: $(VENV)/.built
 	@$(PY) -m compileall -q libcontainer runner
 
