@@ -1,14 +1,19 @@
 """The CLI around `run`: `python -m runner` and the `runner` script, --version, `runner spec`
-(a default config that runs), and `pip install .` of a clone into a fresh venv."""
+(a default config that runs), and `pip install .` of a clone into a fresh venv: its ELF
+launchers (csrc/launcher.c) through a symlink, for an unprivileged user, with arguments and
+exit statuses passed unchanged, falling back to the interpreter's defaults."""
+import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import uuid
 
 import pytest
-from conftest import REPO, RUNNER, assert_nothing_left, new_id
+from conftest import REPO, RUNNER, assert_nothing_left, need_root, new_id
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "runner")
 
@@ -121,44 +126,206 @@ def test_run_help(tmp_path):
         assert flag in r.stdout
 
 
-def test_pip_install_of_a_clone_gives_a_working_runner(tmp_path, bundle):
+class Installed:
+    """`pip install` of a clone into a fresh venv of the system's python, in a directory
+    others can reach (the unprivileged user's test runs it)."""
+
+    def __init__(self, top: str):
+        self.top = top
+        self.venv = os.path.join(top, "venv")
+        self.bin = os.path.join(self.venv, "bin")
+        self.runner = os.path.join(self.bin, "runner")
+        self.cni = os.path.join(self.bin, "runner-cni")
+        ver = "python%d.%d" % sys.version_info[:2]
+        self.site = os.path.join(self.venv, "lib", ver, "site-packages")
+        # the dependencies (cffi, pyroute2) as if installed: this venv's
+        self.deps = os.path.dirname(os.path.dirname(importlib.util.find_spec("cffi").origin))
+
+
+@pytest.fixture(scope="module")
+def installed():
     """A clone of the repository installed with pip into a fresh venv of the system's
-    python (the shim is built by the package build; no network: the build dependencies
-    come from this venv). The `runner` it installs starts Python with -I -S."""
+    python (the shim and the launchers are built by the package build; no network: the
+    build dependencies come from this venv)."""
     if shutil.which("git") is None:
         pytest.skip("needs git")
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", REPO, str(clone)], check=True)
-    venv = tmp_path / "venv"
-    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
-    site = subprocess.run([sys.executable, "-c", "import cffi, os; print(os.path.dirname(os.path.dirname(cffi.__file__)))"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    env = {**os.environ, "PYTHONPATH": site, "PIP_NO_INDEX": "1"}
-    r = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-build-isolation",
-                        "--no-deps", str(clone)], capture_output=True, text=True, env=env,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr
-    # the dependencies (cffi, pyroute2) as if installed: this venv's, by a .pth
-    ver = "python%d.%d" % sys.version_info[:2]
-    (venv / "lib" / ver / "site-packages" / "deps.pth").write_text(site + "\n")
-    runner = venv / "bin" / "runner"
-    with open(runner) as f:
-        assert f.readline() == "#!/bin/sh\n"  # pip left the launcher as it is
-    r = subprocess.run([str(runner), "--version"], capture_output=True, text=True, cwd="/")
-    assert r.returncode == 0, r.stderr
-    _version_ok(r.stdout)
+    top = tempfile.mkdtemp(prefix="runner-pip-", dir="/tmp")
+    os.chmod(top, 0o755)
+    try:
+        inst = Installed(top)
+        clone = os.path.join(top, "clone")
+        subprocess.run(["git", "clone", "-q", REPO, clone], check=True)
+        subprocess.run(["/usr/bin/python3", "-m", "venv", inst.venv], check=True)
+        env = {**os.environ, "PYTHONPATH": inst.deps, "PIP_NO_INDEX": "1"}
+        r = subprocess.run([os.path.join(inst.bin, "pip"), "install", "-q",
+                            "--no-build-isolation", "--no-deps", clone], capture_output=True,
+                           text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        with open(os.path.join(inst.site, "deps.pth"), "w") as f:
+            f.write(inst.deps + "\n")
+        yield inst
+    finally:
+        shutil.rmtree(top)
+
+
+def _is_elf(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
+def _run_and_look(runner: str, bundle, *extra) -> list:
+    """`runner run` of a container that prints and waits a moment: → the argv of the
+    process runner became (the interpreter), read while the container runs."""
     bundle.sh("echo installed-ok; sleep 1").write()
     cid = new_id()
     bundle.last_id = cid
-    p = subprocess.Popen([str(runner), "--root", bundle.root, "run", "-b", bundle.path, cid],
+    p = subprocess.Popen([runner, "--root", bundle.root, "run", "-b", bundle.path, *extra, cid],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
     try:
-        assert p.stdout.readline() == "installed-ok\n"  # the container runs: python is up
+        assert p.stdout.readline() == "installed-ok\n", p.stderr.read()  # python is up
         with open(f"/proc/{p.pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")[:-1]
+            argv = [a.decode() for a in f.read().split(b"\0")[:-1]]
     finally:
         out, err = p.communicate(timeout=30)
-    # the shell line exec'd the venv's python, isolated and without site
-    assert argv[:4] == [str(venv / "bin" / "python3").encode(), b"-I", b"-S", str(runner).encode()]
     assert p.returncode == 0, err
     assert_nothing_left(bundle)
+    return argv
+
+
+def test_pip_install_of_a_clone_gives_a_working_runner(installed, bundle):
+    """The commands pip installs are the ELF launchers built from csrc/launcher.c (no shell
+    in between), `runner` runs a container and `runner-cni` answers VERSION."""
+    assert _is_elf(installed.runner) and _is_elf(installed.cni)
+    r = subprocess.run([installed.runner, "--version"], capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0, r.stderr
+    _version_ok(r.stdout)
+    argv = _run_and_look(installed.runner, bundle, "--no-new-keyring")
+    # the launcher exec'd the venv's python (its symlink, unresolved), isolated and without
+    # site, with bin/boot.py as -c, then its own path and the arguments as given
+    assert argv[:4] == [os.path.join(installed.bin, "python3"), "-I", "-S", "-c"]
+    assert argv[4].startswith("COMMAND = 'runner'\n")
+    assert argv[5:] == [installed.runner, "--root", bundle.root, "run", "-b", bundle.path,
+                        "--no-new-keyring", bundle.last_id]
+    r = subprocess.run([installed.cni], input='{"cniVersion": "1.0.0"}', capture_output=True,
+                       text=True, env={"CNI_COMMAND": "VERSION", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    assert "1.0.0" in json.loads(r.stdout)["supportedVersions"]
+
+
+def test_installed_runner_through_a_symlink_elsewhere(installed, bundle, tmp_path):
+    """A symlink to it in another directory (as in /usr/local/bin) still starts the venv's
+    python: the launcher finds it next to the file it really is, through /proc/self/exe.
+    The CLI's argv[0] is the path it was run by, as a script's would be."""
+    local = tmp_path / "usr-local" / "bin"
+    local.mkdir(parents=True)
+    os.symlink(installed.runner, local / "runner")
+    env = {**os.environ, "PATH": f"{local}:/usr/bin:/bin"}
+    r = subprocess.run(["runner", "--version"], capture_output=True, text=True, cwd="/",
+                       env=env)
+    assert r.returncode == 0, r.stderr
+    _version_ok(r.stdout)
+    argv = _run_and_look(str(local / "runner"), bundle)
+    assert argv[0] == os.path.join(installed.bin, "python3")
+    assert argv[5] == str(local / "runner")
+
+
+@pytest.mark.parametrize("args", [
+    ["state", " a  b "], [""], ["state", ""], ["delete", "x y", ""], ["--root", "", "list"],
+    ["spec", "--bundle", "/nonexistent dir/ü"], ["run", "--help"],
+], ids=repr)
+def test_installed_runner_passes_argv_and_the_exit_status_unchanged(installed, args):
+    """Empty arguments, spaces, non-ASCII: the installed command answers exactly as
+    `python -m runner` does (output and exit status)."""
+    ours = subprocess.run([installed.runner, *args], capture_output=True, text=True, cwd="/")
+    ref = subprocess.run(RUNNER + args, capture_output=True, text=True, cwd="/")
+    assert (ours.returncode, ours.stdout, ours.stderr) == (ref.returncode, ref.stdout,
+                                                           ref.stderr)
+
+
+def test_installed_runner_passes_the_containers_exit_status(installed, bundle):
+    bundle.sh("exit 7").write()
+    cid = new_id()
+    bundle.last_id = cid
+    r = subprocess.run([installed.runner, "--root", bundle.root, "run", "-b", bundle.path, cid],
+                       capture_output=True, text=True, cwd="/")
+    assert r.returncode == 7, r.stderr
+    assert_nothing_left(bundle)
+
+
+def test_installed_runner_falls_back_to_the_interpreters_defaults(installed, tmp_path):
+    """Packages it cannot find without site (here: only on PYTHONPATH, the launcher copied
+    into another venv) are found by running again with the interpreter's defaults; the
+    directory it is started in is not searched for modules even then."""
+    other = tmp_path / "other"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", str(other)], check=True)
+    shutil.copy2(installed.runner, other / "bin" / "runner")
+    decoy = tmp_path / "cwd" / "runner"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise SystemExit('the working directory was searched')\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{installed.site}:{installed.deps}"}
+    r = subprocess.run([str(other / "bin" / "runner"), "--version"], capture_output=True,
+                       text=True, cwd=decoy.parent, env=env)
+    assert r.returncode == 0, r.stderr
+    _version_ok(r.stdout)
+
+
+def test_installed_runner_without_an_interpreter_says_so(installed, tmp_path):
+    """No python next to it nor on PATH: a message naming what was looked for, status 127
+    (a shell's for a command it cannot run)."""
+    lone = tmp_path / "runner"
+    shutil.copy2(installed.runner, lone)
+    r = subprocess.run([str(lone), "--version"], capture_output=True, text=True,
+                       env={"PATH": str(tmp_path)})
+    assert r.returncode == 127
+    assert r.stdout == ""
+    assert r.stderr.startswith("runner: cannot run a Python interpreter (python3 or python "
+                               f"next to {lone}, python3 on PATH)"), r.stderr
+
+
+def test_installed_commands_for_an_unprivileged_user(installed, rootfs_template):
+    """A user with no rights on the venv beyond reading it runs `runner` (a rootless
+    container, its state under a directory of its own) and `runner-cni`."""
+    import pwd
+
+    need_root()
+    name = "rl" + uuid.uuid4().hex[:6] + "p"
+    home = os.path.join(installed.top, "home-" + name)
+    subprocess.run(["useradd", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh",
+                    name], check=True, capture_output=True)
+    try:
+        pw = pwd.getpwnam(name)
+        os.mkdir(home, 0o700)
+        bundle = os.path.join(home, "bundle")
+        os.mkdir(bundle)
+        subprocess.run(["cp", "-a", rootfs_template, os.path.join(bundle, "rootfs")],
+                       check=True)
+        subprocess.run(["chown", "-R", f"{pw.pw_uid}:{pw.pw_gid}", home], check=True)
+        env = {"PATH": "/usr/bin:/bin", "HOME": home, "LANG": "C.UTF-8"}
+
+        def as_user(*args, extra_env=(), **kw):
+            return subprocess.run(args, capture_output=True, text=True, cwd=home,
+                                  env={**env, **dict(extra_env)},
+                                  user=pw.pw_uid, group=pw.pw_gid, extra_groups=[],
+                                  timeout=60, **kw)
+
+        r = as_user(installed.runner, "spec", "--rootless", "--bundle", bundle)
+        assert r.returncode == 0, r.stderr
+        with open(os.path.join(bundle, "config.json")) as f:
+            cfg = json.load(f)
+        cfg["process"].update(terminal=False, args=["sh", "-c", "id -u; echo as-user"])
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        root = os.path.join(home, "state")
+        r = as_user(installed.runner, "--root", root, "run", "-b", bundle, new_id())
+        assert (r.returncode, r.stdout) == (0, "0\nas-user\n"), r.stderr
+        assert os.listdir(root) == []
+        r = as_user(installed.cni, input='{"cniVersion": "1.0.0"}',
+                    extra_env={"CNI_COMMAND": "VERSION"})
+        assert r.returncode == 0, r.stderr
+        assert "1.0.0" in json.loads(r.stdout)["supportedVersions"]
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        subprocess.run(["userdel", name], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+    with open("/etc/passwd") as f:
+        assert not any(line.startswith(name + ":") for line in f)
