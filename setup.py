@@ -1,7 +1,6 @@
 # The reasons for setup.py: cffi_modules has no pyproject.toml form yet, and the commands
 # (bin/runner, bin/runner-cni) are installed as ELF launchers built here from
 # csrc/launcher.c, not as the shell scripts in bin/ (see build_launchers).
-import ast
 import os
 import shlex
 import subprocess
@@ -46,8 +45,8 @@ class build_launchers(build_scripts):
     def copy_scripts(self):
         self.mkpath(self.build_dir)
         with open(os.path.join(HERE, BOOT)) as f:
-            # comments and blank lines off: the text is on the interpreter's command line
-            boot = ast.unparse(ast.parse(f.read())) + "\n"
+            # as it is: line N of bin/boot.py is line N+1 of "<string>" in a traceback
+            boot = f.read()
         cc = shlex.split(os.environ.get("CC", "cc"))
         outfiles = []
         with tempfile.TemporaryDirectory() as tmp:

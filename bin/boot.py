@@ -1,13 +1,13 @@
 # The Python half of the `runner` and `runner-cni` commands, the one copy of it. Installed
-# (pip install ., make venv), the commands are ELF launchers (csrc/launcher.c) that run this
-# text with `python -I -S -c` (setup.py embeds it at build time, after a `COMMAND = name`
-# line); in a checkout, bin/runner and bin/runner-cni run this file after their shell line,
-# with COMMAND set. Either way Python starts without `site` (3-6 ms of every container
-# start) and isolated (PYTHON* variables, the user's site-packages, the working directory).
-# Without site, this puts on sys.path what site would: site-packages and the paths its .pth
-# files name (an editable install is one of those). An install it cannot find its way in
-# (dependencies only in the system's or the user's site-packages, PYTHONPATH) is run again
-# with the interpreter's defaults.
+# (pip install ., make venv), the commands are ELF launchers (csrc/launcher.c) that carry
+# this text (setup.py embeds it at build time, after a `COMMAND = name` line) and start
+# `python -I -S -c <a stub that runs it>`; in a checkout, bin/runner and bin/runner-cni run
+# this file after their shell line, with COMMAND set. Either way Python starts without
+# `site` (3-6 ms of every container start) and isolated (PYTHON* variables, the user's
+# site-packages, the working directory). Without site, this puts on sys.path what site
+# would: site-packages and the paths its .pth files name (an editable install is one of
+# those). An install it cannot find its way in (dependencies only in the system's or the
+# user's site-packages, PYTHONPATH) is run again with the interpreter's defaults.
 import sys
 
 # what each command runs, and what must be found on the sys.path built here to run it

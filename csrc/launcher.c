@@ -1,15 +1,21 @@
 /* The installed `runner` and `runner-cni` commands: a launcher that starts the Python next
- * to it as `python -I -S -c <bin/boot.py> <its own path> ARGS...`. setup.py (build_scripts)
- * builds it once per command, with -DCOMMAND='"runner"' and -I to a directory holding the
- * boot.h it writes from bin/boot.py (`#define BOOT "..."`).
+ * to it as `python -I -S -c <stub> <its own path> ARGS...`, where the stub runs the text of
+ * bin/boot.py that this file carries. setup.py (build_scripts) builds it once per command,
+ * with -DCOMMAND='"runner"' and -I to a directory holding the boot.h it writes from
+ * bin/boot.py (`#define BOOT "..."`).
  *
  * Why a program: pip rewrites only a `#!python` shebang and drops any flags on it, and
  * `site` alone costs 3-6 ms of every container start, so the command itself must choose the
  * interpreter's flags. A `#!/bin/sh` hop did it for ~0.6-0.9 ms. Why without libc (on x86_64
  * and aarch64; with libc elsewhere): a static glibc program costs ~0.3 ms more to start than
  * this one does (measured), a dynamic one ~0.45; this is ~0.05 ms over exec'ing python.
- * Why -c rather than a file: this one file is the whole command, so a copy or a symlink of
- * it anywhere works, as the shell script did.
+ *
+ * Why the text is read back from this file by a stub, not passed whole with -c: the
+ * interpreter's command line is what `ps` shows of a `runner run` for as long as its
+ * container lives, and 3 KB of Python in front of the arguments would hide them. The text
+ * is in this file rather than in one beside it so that this one file is the whole command:
+ * a copy or a symlink of it anywhere works, as the shell script did (it has to be readable,
+ * as a script has to be).
  *
  * The interpreter: bin/python3 (else bin/python) of the directory this file really is in,
  * found through /proc/self/exe, so that a symlink to it (/usr/local/bin/runner) leads to the
@@ -84,7 +90,11 @@ static long sys4(long n, long a, long b, long c, long d)
 
 #define sys3(n, a, b, c) sys4(n, (long)(a), (long)(b), (long)(c), 0)
 
-static char code[] = "COMMAND = '" COMMAND "'\n" BOOT;
+/* The marker's newline is a real one here and an escape in the stub, so only the text's
+ * own copy matches; the text ends at its NUL. sys.argv[1] is this file (args[5] below). */
+__attribute__((used)) static const char text[] = "#!boot\nCOMMAND = '" COMMAND "'\n" BOOT;
+static char stub[] = "exec(open(__import__('sys').argv[1],'rb').read()"
+                     ".split(b'#!boot\\n')[1].split(b'\\0')[0])";
 
 static unsigned long len(const char *s)
 {
@@ -127,7 +137,7 @@ __attribute__((noreturn)) static void run(long argc, char **argv, char **envp, c
     args[1] = "-I";
     args[2] = "-S";
     args[3] = "-c";
-    args[4] = code;
+    args[4] = stub;
     args[5] = self;
     long i, n = 5;
     for (i = 1; i < argc; i++)
