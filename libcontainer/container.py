@@ -46,6 +46,7 @@ class Container:
         self._state = state
         self._spec = None
         self._master = -1  # the pty master a foreground run relays
+        self._notify = None  # a run's notify.Relay (NOTIFY_SOCKET)
 
     # -- reading --
     @property
@@ -135,9 +136,24 @@ class Container:
         return _pids_in_pid_namespace(self.pid)
 
     # -- lifecycle --
+    def start(self, notify_socket: str = "") -> None:
+        """Let a created container's init exec its process (`start`). With `notify_socket`
+        (NOTIFY_SOCKET; the container was created with one too) return only once the
+        process said READY=1 and the host's socket was told (notify.py), or it exited."""
+        if not notify_socket:
+            return self._start()
+        from .notify import Relay
+
+        relay = Relay(notify_socket, self._dir.path)
+        try:
+            relay.bind()  # before the process runs: it may notify at once
+            self._start()
+            relay.wait_ready(self.pid, self._state.get("start_time"), self.pid, _warn)
+        finally:
+            relay.close()
+
     @_serialised
-    def start(self) -> None:
-        """Let a created container's init exec its process (`start`)."""
+    def _start(self) -> None:
         status = self.status()
         if status != "created":
             raise WrongState(f"cannot start container {self.id!r}: it is {status}, not created")
@@ -445,12 +461,14 @@ def list_containers(root: str | None = None) -> list:
 def create(bundle: str, container_id: str, *, root: str | None = None, stdio=None,
            console_socket: str = "", pid_file: str = "", no_pivot: bool = False,
            keep_fds: int = 0, new_keyring: bool = True, warn=None, listen_fds: int = 0,
-           _start_now: bool = False, _foreground: bool = False) -> Container:
+           notify_socket: str = "", _start_now: bool = False,
+           _foreground: bool = False) -> Container:
     """Set the container up and leave its init blocked before execve (status created).
     `stdio` is (stdin, stdout, stderr) as files, fds or None (keep this process's).
     `listen_fds` (socket activation): this process's fds 3.. are passed on, before the
-    `keep_fds` ones, and LISTEN_FDS/LISTEN_PID say so. Nothing is left behind if any step
-    fails."""
+    `keep_fds` ones, and LISTEN_FDS/LISTEN_PID say so. `notify_socket` (NOTIFY_SOCKET, the
+    host's sd_notify socket): the process gets a socket of the runtime's (notify.py), which
+    `start` relays. Nothing is left behind if any step fails."""
     d = StateDir(root, container_id)
     if "teardown" in _loaded:  # this id's earlier run may still be being removed
         _loaded["teardown"].wait_for(root, container_id)
@@ -476,12 +494,23 @@ def create(bundle: str, container_id: str, *, root: str | None = None, stdio=Non
              "creator": os.getpid(), "creator_start": me[1] if me else None}
     if cg is not None:
         state["cgroups"] = cg.state()
-    lock = d.create(state)  # held until the container is created: other commands wait
+    relay = None
+    if notify_socket:
+        from .notify import Relay
+
+        relay = Relay(notify_socket, d.path)  # refuses a bad one before anything is made
+        spec = relay.spec(spec)
+    try:
+        lock = d.create(state)  # held until the container is created: other commands wait
+    except BaseException:
+        if relay is not None:
+            relay.close()
+        raise
     try:
         crash_point("create: state dir claimed")
         return _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot,
                        keep_fds, new_keyring, warn, _start_now, _foreground, net_devices,
-                       listen_fds, config_bytes)
+                       listen_fds, config_bytes, relay)
     finally:
         lock.__exit__(None, None, None)
 
@@ -499,11 +528,13 @@ def _own_stat():
 
 def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot, keep_fds,
             new_keyring, warn, _start_now, _foreground, net_devices, listen_fds,
-            config_bytes: bytes) -> Container:
+            config_bytes: bytes, relay=None) -> Container:
     """create, once the state dir is claimed: the exec fifo, the cgroups, the plan, the
     host's part, the launch, the state. On any failure what was made is undone (_undo)."""
     talk = _Talk(d, spec, state, hooks, net_devices, console_socket, _foreground)
     try:
+        if relay is not None:  # the directory the init mounts; `run` binds the socket now
+            relay.prepare(bind=_start_now)
         fifo_fd = -1 if _start_now else _exec_fifo(d)
         try:
             # the cgroup first: a `type: cgroup` mount shows the container its own
@@ -568,11 +599,18 @@ def _create(d, spec, state, cg, hooks, stdio, console_socket, pid_file, no_pivot
                 if not (_foreground and fd == master):
                     close_quietly(fd)
     except BaseException as e:
+        if relay is not None:
+            relay.close()
         _undo(e, d, state, talk.cg, hooks, talk.hooks_ran)
         raise
     c = Container(d, state)
     c._spec = spec
     c._master = master if _foreground else -1
+    if relay is not None:
+        if _start_now:
+            c._notify = relay
+        else:
+            relay.close()  # `start` relays, with a socket of its own
     return c
 
 
@@ -798,7 +836,7 @@ def _rfc3339nano(ns: int) -> str:
 def run(bundle: str, container_id: str, *, root: str | None = None, no_pivot: bool = False,
         keep_fds: int = 0, stdio=None, detach: bool = False, console_socket: str = "",
         pid_file: str = "", new_keyring: bool = True, keep: bool = False, warn=None,
-        listen_fds: int = 0, cleanup: str = "now"):
+        listen_fds: int = 0, cleanup: str = "now", notify_socket: str = ""):
     """create + start (+ wait and delete, in the foreground). Foreground: returns the exit
     code (128+N if killed by signal N) and leaves nothing of the container behind (unless
     keep). Detached: returns the Container, running.
@@ -807,20 +845,28 @@ def run(bundle: str, container_id: str, *, root: str | None = None, no_pivot: bo
     on a worker thread while the caller goes on (teardown.py): a program starting many
     containers overlaps each one's removal with the next one's start. The id is free again
     for this process at once (a create of it waits); `wait_cleanup()` waits for all, and
-    so does the interpreter's exit."""
+    so does the interpreter's exit.
+
+    notify_socket (NOTIFY_SOCKET): the container's READY=1 is relayed to it (notify.py);
+    detached, run returns once it was (or the process exited)."""
     if cleanup not in ("now", "background"):
         raise InvalidArgument(f"cleanup: {cleanup!r} is not 'now' or 'background'")
     warn = warn or _warn
     with Forwarder() as fwd:
         c = create(bundle, container_id, root=root, stdio=stdio, console_socket=console_socket,
                    pid_file=pid_file, no_pivot=no_pivot, keep_fds=keep_fds,
-                   new_keyring=new_keyring, warn=warn, listen_fds=listen_fds, _start_now=True,
-                   _foreground=not detach)
+                   new_keyring=new_keyring, warn=warn, listen_fds=listen_fds,
+                   notify_socket=notify_socket, _start_now=True, _foreground=not detach)
+        notifier = c._notify
         try:
             _run_hooks(_hooks(c.spec.hooks, "poststart"), c._poststart_state, warn)
             if detach:
+                if notifier is not None:
+                    _relay_detached(c, notifier, warn)
                 return c
             fwd.attach(c.pid)
+            if notifier is not None:  # MAINPID: this process, the one that lives as long
+                notifier.relay_in_background(c.pid, c._state.get("start_time"), os.getpid(), warn)
             if c._master >= 0 and not console_socket:
                 from .terminal import relay
 
@@ -830,6 +876,8 @@ def run(bundle: str, container_id: str, *, root: str | None = None, no_pivot: bo
                 status = wait_pid(c.pid)
             return exit_code(status)
         finally:
+            if notifier is not None:
+                notifier.close()
             if c._master >= 0:
                 close_quietly(c._master)
             if not detach and not keep:
@@ -837,6 +885,16 @@ def run(bundle: str, container_id: str, *, root: str | None = None, no_pivot: bo
                     _teardown().defer(c)
                 else:
                     c.delete(force=True)
+
+
+def _relay_detached(c: Container, relay, warn) -> None:
+    """A detached run returns once the container said READY (or exited); if the host cannot
+    be told, the container goes (as runc destroys it)."""
+    try:
+        relay.wait_ready(c.pid, c._state.get("start_time"), c.pid, warn)
+    except BaseException:
+        c.delete(force=True)
+        raise
 
 
 _loaded: dict = {}

@@ -239,7 +239,7 @@ def sweep(root: str) -> list:
 
 
 def _rmtree(path: str) -> None:
-    """A state directory holds files only."""
+    """A state directory holds files (and notify.py's directory of files)."""
     try:
         names = os.listdir(path)
     except FileNotFoundError:
@@ -249,6 +249,8 @@ def _rmtree(path: str) -> None:
             os.unlink(os.path.join(path, name))
         except FileNotFoundError:
             pass
+        except IsADirectoryError:
+            _rmtree(os.path.join(path, name))
         crash_point(f"state dir: {name} removed")
     try:
         os.rmdir(path)

@@ -72,7 +72,15 @@ def _create_kwargs(ctx, opts) -> dict:
     return dict(root=ctx.root, console_socket=opts["console_socket"], pid_file=opts["pid_file"],
                 no_pivot=opts["no_pivot"], new_keyring=not opts["no_new_keyring"],
                 keep_fds=int_flag(opts["preserve_fds"], "--preserve-fds"), warn=ctx.warn,
-                listen_fds=_listen_fds())
+                listen_fds=_listen_fds(), notify_socket=_notify_socket())
+
+
+def _notify_socket() -> str:
+    """systemd's sd_notify socket (a Type=notify unit, podman --sdnotify=container): the
+    container's READY=1 is relayed to it, as runc does (libcontainer/notify.py)."""
+    import os
+
+    return os.environ.get("NOTIFY_SOCKET", "")
 
 
 def _listen_fds() -> int:
@@ -123,7 +131,11 @@ def _state_change(ctx, argv: list, verb: str) -> int:
 
 
 def cmd_start(ctx, argv: list) -> int:
-    return _state_change(ctx, argv, "start")
+    opts, pos = parse(argv, HELP_ONLY)
+    if opts["help"]:
+        return flag_help("start ID", [])
+    lc.load(positional_id(pos, "start"), ctx.root).start(notify_socket=_notify_socket())
+    return 0
 
 
 def cmd_kill(ctx, argv: list) -> int:
