@@ -101,12 +101,17 @@ class Relay:
         except FileNotFoundError:
             pass
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        d = os.open(self.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            s.bind(self.path)
+            # through the directory's fd: a deep --root makes a path longer than a socket
+            # address holds (108 bytes; runc then fails with EINVAL)
+            s.bind(f"/proc/self/fd/{d}/{SOCKET}")
             os.chmod(self.path, 0o777)  # as runc: any uid of the container may notify
         except BaseException:
             s.close()
             raise
+        finally:
+            os.close(d)
         self.sock = s
 
     def wait_ready(self, pid: int, start_time, main_pid: int, warn=None) -> bool:
