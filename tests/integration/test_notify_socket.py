@@ -65,9 +65,10 @@ class HostSocket:
             for level, kind, raw in anc:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                     fds.frombytes(raw[:len(raw) - len(raw) % fds.itemsize])
+            # recorded before the barrier passes: the runtime returns once it has
+            self.messages.append(data.decode() + (" +fd" if fds else ""))
             for fd in fds:
                 os.close(fd)
-            self.messages.append(data.decode() + (" +fd" if fds else ""))
 
     def wait_for(self, n: int, timeout: float = 10) -> list:
         deadline = time.monotonic() + timeout
@@ -120,9 +121,9 @@ def runc():
 
 def spawn(cmd: list, sock: str, tmp_path, name: str) -> subprocess.Popen:
     """A foreground run: its pid is the MAINPID the host must hear."""
-    out = open(tmp_path / f"{name}.out", "w+")
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                            env=env_with(sock), cwd=REPO, text=True)
+    with open(tmp_path / f"{name}.out", "w") as out:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, env=env_with(sock), cwd=REPO)
 
 
 def output(p: subprocess.Popen, tmp_path, name: str) -> str:
