@@ -123,11 +123,12 @@ class Relay:
 
         p = select.poll()
         p.register(self.sock.fileno(), select.POLLIN)
-        while not self._stop:
+        while True:
             if not p.poll(POLL_MS):
-                if not alive(pid, start_time):
+                if not self._stop and alive(pid, start_time):
+                    continue
+                if not p.poll(0):  # a last look: what it sent just before it exited
                     return False
-                continue
             try:
                 data = self.sock.recv(4096)
             except (BlockingIOError, InterruptedError):
@@ -138,7 +139,6 @@ class Relay:
             if ready is not None:
                 self._notify_host(ready, main_pid, warn)
                 return True
-        return False
 
     def _notify_host(self, ready: bytes, main_pid: int, warn) -> None:
         try:
