@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+import zipfile
 
 import pytest
 from conftest import REPO, RUNNER, assert_nothing_left, need_root, new_id
@@ -140,6 +141,7 @@ class Installed:
         self.site = os.path.join(self.venv, "lib", ver, "site-packages")
         # the dependencies (cffi, pyroute2) as if installed: this venv's
         self.deps = os.path.dirname(os.path.dirname(importlib.util.find_spec("cffi").origin))
+        self.in_wheel: dict = {}  # the commands as the wheel holds them
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +159,18 @@ def installed():
         subprocess.run(["git", "clone", "-q", REPO, clone], check=True)
         subprocess.run(["/usr/bin/python3", "-m", "venv", inst.venv], check=True)
         env = {**os.environ, "PYTHONPATH": inst.deps, "PIP_NO_INDEX": "1"}
-        r = subprocess.run([os.path.join(inst.bin, "pip"), "install", "-q",
-                            "--no-build-isolation", "--no-deps", clone], capture_output=True,
-                           text=True, env=env, timeout=300)
+        # `pip install .` in two steps (what it does itself), to look at the wheel between
+        pip = [os.path.join(inst.bin, "pip"), "-q"]
+        wheels = os.path.join(top, "wheels")
+        r = subprocess.run(pip + ["wheel", "--no-build-isolation", "--no-deps", "-w", wheels,
+                                  clone], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        (wheel,) = os.listdir(wheels)
+        with zipfile.ZipFile(os.path.join(wheels, wheel)) as z:
+            for name in ("runner", "runner-cni"):
+                inst.in_wheel[name] = z.read(f"libcontainer-0.1.0.data/scripts/{name}")
+        r = subprocess.run(pip + ["install", "--no-deps", os.path.join(wheels, wheel)],
+                           capture_output=True, text=True, env=env, timeout=300)
         assert r.returncode == 0, r.stderr
         with open(os.path.join(inst.site, "deps.pth"), "w") as f:
             f.write(inst.deps + "\n")
@@ -196,6 +207,9 @@ def test_pip_install_of_a_clone_gives_a_working_runner(installed, bundle):
     """The commands pip installs are the ELF launchers built from csrc/launcher.c (no shell
     in between), `runner` runs a container and `runner-cni` answers VERSION."""
     assert _is_elf(installed.runner) and _is_elf(installed.cni)
+    for name, path in (("runner", installed.runner), ("runner-cni", installed.cni)):
+        with open(path, "rb") as f:
+            assert f.read() == installed.in_wheel[name]  # pip copied them as they are
     r = subprocess.run([installed.runner, "--version"], capture_output=True, text=True, cwd="/")
     assert r.returncode == 0, r.stderr
     _version_ok(r.stdout)
