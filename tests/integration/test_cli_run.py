@@ -167,8 +167,8 @@ def installed():
         assert r.returncode == 0, r.stderr
         (wheel,) = os.listdir(wheels)
         with zipfile.ZipFile(os.path.join(wheels, wheel)) as z:
-            for name in ("runner", "runner-cni"):
-                inst.in_wheel[name] = z.read(f"libcontainer-0.1.0.data/scripts/{name}")
+            inst.in_wheel = {n.rpartition("/")[2]: z.read(n) for n in z.namelist()
+                             if n.rpartition("/")[0].endswith(".data/scripts")}
         r = subprocess.run(pip + ["install", "--no-deps", os.path.join(wheels, wheel)],
                            capture_output=True, text=True, env=env, timeout=300)
         assert r.returncode == 0, r.stderr
