@@ -434,8 +434,11 @@ def profile(work: Path) -> None:
         return [RUNNER, "--root", str(root), "run", "--bundle", str(bundle), cid]
 
     # 1. imports
-    r = subprocess.run([PY, "-X", "importtime", *runner_argv("prof-imp")], env=env,
-                       capture_output=True, text=True)
+    # the checkout's bin/runner: the installed one is a program (csrc/launcher.c), which
+    # python cannot be given as a script; both run bin/boot.py
+    argv = runner_argv("prof-imp")
+    argv[0] = str(REPO / "bin" / "runner")
+    r = subprocess.run([PY, "-X", "importtime", *argv], env=env, capture_output=True, text=True)
     rows = []
     for line in r.stderr.splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
