@@ -363,3 +363,55 @@ def test_without_notify_socket_nothing_is_loaded(nbundle):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["[]", "0", "False"], r.stdout
     assert_nothing_left(nbundle, cid)
+
+
+# ---- rootless: an unprivileged user runs the runtime ------------------------------------
+
+from test_rootless import Code, rbundle, sub, top, users  # noqa: E402,F401  (its fixtures)
+
+
+def test_rootless_run_and_start_relay_as_runc(sub, rbundle):
+    """An unprivileged runner (state under the user's default root): its process, uid 1000
+    of the user namespace (a subordinate host uid), notifies through the socket the user's
+    runtime made; the host hears READY=1 and MAINPID, from runc as the same user too."""
+    b = rbundle(sub)
+    shutil.copy(sender(), os.path.join(b.rootfs, "bin", "sdnotify"))
+    os.chown(os.path.join(b.rootfs, "bin", "sdnotify"), sub.uid, sub.gid)
+    b.config["process"]["user"] = {"uid": 1000, "gid": 1000}
+    b.config["root"]["readonly"] = False  # /run/notify is made in the user's rootfs
+    b.sh("id -u; sdnotify READY=1; echo sent=$?").write()
+    host = HostSocket(os.path.join(b.dir, "host.sock"))
+    try:
+        r = sub.runner("run", "--bundle", b.path, b.new_id(),
+                       env=sub.env(NOTIFY_SOCKET=host.address))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["1000", "sent=0"], r.stdout
+        got = host.wait_for(3)
+        assert [m.split("=")[0] for m in got] == ["READY", "MAINPID", "BARRIER"], got
+        assert got[0] == "READY=1\n"
+        # create + start as the user: start returns after READY, MAINPID the init's
+        host.messages.clear()
+        b.sh("sleep 0.5; sdnotify READY=1; exec sleep 60").write()
+        cid = b.new_id()
+        r = sub.run(*Code.runner(), "create",
+                    "--bundle", b.path, cid, env=sub.env(NOTIFY_SOCKET=host.address),
+                    detached=True)
+        assert r.returncode == 0, r.stderr
+        r = sub.runner("start", cid, env=sub.env(NOTIFY_SOCKET=host.address))
+        assert r.returncode == 0, r.stderr
+        import json
+
+        pid = json.loads(sub.runner("state", cid).stdout)["pid"]
+        assert host.messages[:2] == ["READY=1\n", f"MAINPID={pid}\n"]
+        assert sub.runner("delete", "--force", cid).returncode == 0
+        assert not b.left(os.path.join(sub.home, ".local", "state", "runner"))
+        if shutil.which("runc"):
+            host.messages.clear()
+            b.sh("id -u; sdnotify READY=1; echo sent=$?").write()
+            r = sub.run("runc", "--root", os.path.join(sub.home, "runc"), "run", new_id(),
+                        cwd=b.path, env=sub.env(NOTIFY_SOCKET=host.address))
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.split() == ["1000", "sent=0"], r.stdout
+            assert host.wait_for(2)[:1] == ["READY=1\n"]
+    finally:
+        host.close()
