@@ -981,3 +981,37 @@ def test_engine_sequence_directly(bundle):
     assert out["kill_again"][0] != 0 and "container not running" in out["kill_again"][1]
     assert out["log"][-1]["level"] == "error" and "container not running" in out["log"][-1]["msg"]
     assert sorted(out["stdout"].split()) == ["exec-out", "init-out"]
+
+
+def test_podman_sdnotify_container(pm, tmp_path):
+    """podman --sdnotify=container (a Type=notify unit running podman): the container's
+    READY=1 goes through the runner's NOTIFY_SOCKET relay to podman's proxy socket, and
+    podman tells the unit's socket (its own MAINPID, then READY=1): as with runc."""
+    from test_notify_socket import HostSocket, sender
+
+    heard = {}
+    runc_root = HostPaths(["/run/runc"])  # podman gives runc no --root: its default
+    for name in ("runner", "runc"):
+        flags = list(pm.global_flags)
+        if name == "runc":
+            if shutil.which("runc") is None:
+                continue
+            flags[flags.index("--runtime") + 1] = shutil.which("runc")
+        host = HostSocket(str(tmp_path / f"{name}.sock"))
+        try:
+            r = sh(["podman"] + flags + [
+                "run", *pm.run_flags, "--rm", "--sdnotify=container",
+                "-v", f"{sender()}:/sdnotify:ro", IMAGE, "sh", "-c",
+                'echo "$NOTIFY_SOCKET"; sleep 0.5; /sdnotify READY=1; echo sent=$?'],
+                env=dict(pm.env, NOTIFY_SOCKET=host.address))
+            assert r.returncode == 0, (name, r.stderr)
+            assert r.stdout.split() == ["/run/notify/notify.sock", "sent=0"], (name, r.stdout)
+            heard[name] = [m.split("=")[0] + ("=1" if m == "READY=1" else "")
+                           for m in host.wait_for(2)]
+        finally:
+            host.close()
+    runc_root.remove()
+    assert heard["runner"] == ["MAINPID", "READY=1"], heard
+    assert heard.get("runc", heard["runner"]) == heard["runner"]
+    assert ["create", "start"] == [v for v in pm.runtime.verbs() if v in ("create", "start")]
+    check_clean(pm)
