@@ -415,3 +415,26 @@ def test_rootless_run_and_start_relay_as_runc(sub, rbundle):
             assert host.wait_for(2)[:1] == ["READY=1\n"]
     finally:
         host.close()
+
+
+def test_library_takes_the_socket_as_an_argument(nbundle, host):
+    """libcontainer reads no NOTIFY_SOCKET of its own: run(notify_socket=…) relays; a run
+    without the argument ignores the environment's (here a bogus one)."""
+    nbundle.sh('echo "[$NOTIFY_SOCKET]"; sdnotify READY=1 2>/dev/null; true')
+    nbundle.write()
+    cid = new_id()
+    nbundle.last_id = cid
+    code = ("import libcontainer\n"
+            f"a = libcontainer.run({nbundle.path!r}, {cid!r}, root={nbundle.root!r}, "
+            f"notify_socket={host.address!r})\n"
+            f"b = libcontainer.run({nbundle.path!r}, {cid!r}, root={nbundle.root!r})\n"
+            "print(a, b)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env_with("/nonexistent.sock"),
+                         cwd=REPO)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert out.split() == [f"[{IN_CONTAINER}]", "[]", "0", "0"], out
+    # the foreground run's MAINPID: the program that called run
+    assert host.wait_for(3) == ["READY=1\n", f"MAINPID={p.pid}\n", "BARRIER=1 +fd"]
+    assert_nothing_left(nbundle, cid)
