@@ -1,8 +1,10 @@
 """Network namespaces made ahead (netpool.py): from a process's second container on, the
 child enters a namespace a worker thread made, instead of CLONE_NEWNET. Seen from inside:
-each container still has a network namespace of its own, not the host's, not another
-container's, with only a loopback device; from outside: the pool was used, the one-shot
-first start did not load it, and its namespaces are given back when idle."""
+each container has a fresh network namespace, not the host's, with only a loopback device
+at its default MTU although the container before changed it in its own (namespace inode
+numbers are reused once a namespace is freed, so they cannot tell); from outside: the pool
+was used, the one-shot first start did not load it, and its namespaces are given back when
+idle."""
 import os
 import subprocess
 import sys
@@ -10,7 +12,8 @@ import textwrap
 
 from conftest import REPO, leftovers, make_reachable, new_id
 
-PROBE = "readlink /proc/self/ns/net; cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"
+PROBE = ("echo ns=$(readlink /proc/self/ns/net) mtu=$(cat /sys/class/net/lo/mtu) "
+         "devs=$(ls /sys/class/net | tr '\\n' ,); ip link set lo mtu 1234 && echo set=yes")
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
@@ -22,6 +25,8 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 def _containers(bundle, ids, user_ns=False):
     bundle.sh(PROBE)
+    for kind in ("bounding", "effective", "permitted"):  # to change lo's MTU
+        bundle.process["capabilities"][kind].append("CAP_NET_ADMIN")
     if user_ns:
         make_reachable(bundle.path)
         bundle.linux["namespaces"].append({"type": "user"})
@@ -67,15 +72,24 @@ def _containers(bundle, ids, user_ns=False):
         """)
 
 
+def _probes(r) -> list:
+    """Each container's `key=value` words (PROBE's), in order."""
+    out = []
+    for line in r.stdout.splitlines():
+        if line.startswith("OUT"):
+            words = eval(line.split(None, 1)[1])
+            out.append(dict(w.split("=", 1) for w in words if "=" in w))
+    return out
+
+
 def test_each_container_gets_a_fresh_network_namespace_made_ahead(bundle):
     ids = [new_id() for _ in range(5)]
     r = _containers(bundle, ids)
-    outs = [line.split(None, 1)[1] for line in r.stdout.splitlines() if line.startswith("OUT")]
-    namespaces = [eval(o)[0] for o in outs]
-    devices = [eval(o)[1:] for o in outs]
+    seen = _probes(r)
     host = os.readlink("/proc/self/ns/net")
-    assert len(set(namespaces)) == 5 and host not in namespaces, namespaces
-    assert all(d == ["lo"] for d in devices), devices
+    assert len(seen) == 5 and all(p["ns"] != host for p in seen), seen
+    assert all(p["devs"] == "lo," and p["mtu"] == "65536" and p["set"] == "yes"
+               for p in seen), seen
     stats = r.stdout.split("TAKEN", 1)[1].split()
     # the first start only counts (a `runner run` never loads the pool); from the third
     # on the worker has had the previous container's lifetime to make one
@@ -94,7 +108,7 @@ def test_not_with_a_user_namespace(bundle):
     ids = [new_id() for _ in range(3)]
     r = _containers(bundle, ids, user_ns=True)
     assert "TAKEN 0" in r.stdout, r.stdout
-    outs = [line for line in r.stdout.splitlines() if line.startswith("OUT")]
-    assert len(outs) == 3 and all("'lo']" in o for o in outs), r.stdout
+    seen = _probes(r)
+    assert len(seen) == 3 and all(p["devs"] == "lo," and p["mtu"] == "65536" for p in seen), seen
     for cid in ids:
         assert not leftovers(bundle.root, cid, bundle.path)
