@@ -311,6 +311,26 @@ def test_bad_notify_socket_is_refused_leaving_nothing(nbundle, value, why):
         assert_nothing_left(nbundle, cid)
 
 
+def test_create_killed_after_the_socket_dir_was_made(nbundle, host):
+    """A runner killed midway through create leaves the notify directory in the state dir:
+    delete --force removes it with the rest."""
+    nbundle.sh("sleep 60").write()
+    env = env_with(host.address)
+    for k in range(2, 9):
+        cid = new_id()
+        nbundle.last_id = cid
+        code, err = detached(RUNNER + ["--root", nbundle.root, "create", "-b", nbundle.path,
+                                       cid], dict(env, RUNNER_CRASH_AT=str(k)))
+        assert code == -9 or code == 137, err
+        made = os.path.isdir(os.path.join(nbundle.root, cid, "notify"))
+        r = nbundle.runner("delete", "--force", cid)
+        assert r.returncode == 0, r.stderr
+        assert_nothing_left(nbundle, cid)
+        if made:
+            break
+    assert made, "no crash point after the notify directory was made"
+
+
 def test_start_with_socket_of_a_container_created_without(nbundle, host, runc):
     """runc refuses too (its socket directory is missing); the container stays created."""
     nbundle.sh("echo ran")
