@@ -73,4 +73,4 @@ soak: venv rootfs
 	$(PY) tests/soak/soak.py
 
 clean:
-	rm -rf build $(VENV) *.egg-info libcontainer/_shim*.so
+	rm -rf build $(VENV) *.egg-info libcontainer/_shim*.so libcontainer/_seccomp*.so

@@ -70,4 +70,4 @@ class build_launchers(build_scripts):
         return outfiles, outfiles
 
 
-setup(cffi_modules=["csrc/build.py:ffi"], cmdclass={"build_scripts": build_launchers})
+setup(cffi_modules=["csrc/build.py:ffi", "csrc/build.py:seccomp_ffi"], cmdclass={"build_scripts": build_launchers})

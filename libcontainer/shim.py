@@ -118,5 +118,7 @@ def decode(data: bytes):
 
 
 def seccomp_version() -> str:
-    v = lib.seccomp_version()
-    return f"{v.major}.{v.minor}.{v.micro}" if v != ffi.NULL else "unknown"
+    from ._seccomp import ffi as sffi, lib as slib
+
+    v = slib.seccomp_version()
+    return f"{v.major}.{v.minor}.{v.micro}" if v != sffi.NULL else "unknown"

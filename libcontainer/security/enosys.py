@@ -38,7 +38,7 @@ def needed(prof) -> bool:
 def highest_syscalls(prof, arch_tokens) -> dict:
     """AUDIT_ARCH → {"native": n} or, on x86_64, also {"x32": n}: the highest syscall number
     the profile names on each architecture (names an architecture lacks are ignored)."""
-    from .._shim import lib
+    from .._seccomp import lib
 
     names = {n.encode() for r in prof.rules for n in r.names}
     out: dict = {}

@@ -246,7 +246,7 @@ def _lib_arch(name: str) -> str:
 
 def compile(prof: Profile, field: str = FIELD) -> bytes:
     """The BPF program (struct sock_filter[] as bytes) for `prof`."""
-    from .._shim import ffi, lib
+    from .._seccomp import ffi, lib
 
     for i, name in enumerate(prof.flags):
         if name not in supported_flags():
@@ -280,7 +280,7 @@ def compile(prof: Profile, field: str = FIELD) -> bytes:
 
 
 def _add_rule(ctx, rule: Rule, default: int, field: str) -> None:
-    from .._shim import ffi, lib
+    from .._seccomp import ffi, lib
 
     action = action_value(rule.action, rule.errno_ret)
     if action == default:
@@ -316,7 +316,7 @@ def _add_rule(ctx, rule: Rule, default: int, field: str) -> None:
 
 
 def _export(ctx) -> bytes:
-    from .._shim import lib
+    from .._seccomp import lib
 
     fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
     try:

@@ -150,7 +150,8 @@ def test_runner_run_imports_nothing_it_does_not_use(bundle):
         from runner.__main__ import main
         code = main(["--root", {bundle.root!r}, "run", "-b", {bundle.path!r}, {cid!r}])
         heavy = {{"re", "typing", "logging", "threading", "json", "enum", "dataclasses",
-                  "subprocess", "pyroute2", "contextlib", "inspect", "ast"}}
+                  "subprocess", "pyroute2", "contextlib", "inspect", "ast",
+                  "libcontainer._seccomp"}}  # libseccomp: a config with seccomp only
         print(code, sorted(heavy & set(sys.modules)))
         """)
     r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,

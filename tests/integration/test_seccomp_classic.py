@@ -25,7 +25,7 @@ FIRST_NEW = 424
 
 
 def classic_profile() -> dict:
-    from libcontainer._shim import lib
+    from libcontainer._seccomp import lib
     from libcontainer.security.seccomp_default import default_profile
 
     prof = default_profile()
