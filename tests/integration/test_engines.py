@@ -341,7 +341,7 @@ class Podman:
 
 
 PODMAN_HOST_PATHS = ["/run/containers", "/var/lib/containers/cache",
-                     "/var/lib/containers"]
+                     "/var/lib/containers", "/dev/shm/libpod_lock"]
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ same bundle. Everything runs from a directory under /tmp; the users, their files
 processes and cgroups are removed at the end, and the module checks that nothing is left."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -878,3 +879,6 @@ def test_rootless_podman_drives_the_runner(sub, top, rootfs_template):
                 time.sleep(0.02)
         except (OSError, ValueError):
             pass
+        # podman's lock file for the user, in /dev/shm: the test made the user, so it is ours
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"/dev/shm/libpod_rootless_lock_{sub.uid}")
