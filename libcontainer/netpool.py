@@ -18,41 +18,27 @@ namespace the container runs in, which does not exist yet) and for root. A one-s
 from __future__ import annotations
 
 import os
+import threading
 
 SIZE = 2
 IDLE = 1.0
 
 _pool: list = []  # fds of fresh network namespaces
-_state = {"thread": None, "cv": None, "broken": False}
+_state = {"thread": None, "cv": threading.Condition(), "broken": False}
 
 
 def take() -> int:
     """A fresh network namespace's fd (the caller closes it), or -1: make one as usual."""
     if _state["broken"]:
         return -1
-    cv = _state["cv"] or _start()
-    with cv:
+    with _state["cv"]:
         fd = _pool.pop() if _pool else -1
         if _state["thread"] is None:
-            _spawn_worker()
-        cv.notify()
+            t = threading.Thread(target=_work, name="libcontainer-netns", daemon=True)
+            _state["thread"] = t
+            t.start()
+        _state["cv"].notify()
     return fd
-
-
-def _start():
-    import threading
-
-    _state["cv"] = threading.Condition()
-    os.register_at_fork(after_in_child=_forget)
-    return _state["cv"]
-
-
-def _spawn_worker() -> None:
-    import threading
-
-    t = threading.Thread(target=_work, name="libcontainer-netns", daemon=True)
-    _state["thread"] = t
-    t.start()
 
 
 def _work() -> None:
@@ -83,6 +69,10 @@ def _release() -> None:
 
 
 def _forget() -> None:
-    """In a forked child: the worker did not come along; the fds are the parent's."""
+    """In a forked child: the worker did not come along, and may have held the lock; the
+    namespaces are the parent's to hand out (the child's copies of their fds go)."""
     _release()
-    _state.update(thread=None, cv=None)
+    _state.update(thread=None, cv=threading.Condition())
+
+
+os.register_at_fork(after_in_child=_forget)

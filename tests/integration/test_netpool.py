@@ -112,3 +112,35 @@ def test_not_with_a_user_namespace(bundle):
     assert len(seen) == 3 and all(p["devs"] == "lo," and p["mtu"] == "65536" for p in seen), seen
     for cid in ids:
         assert not leftovers(bundle.root, cid, bundle.path)
+
+
+def test_a_forked_child_starts_without_the_parents_pool(bundle):
+    """After fork the worker thread is the parent's alone: the child gives its copies of
+    the namespaces' fds back and starts its own worker when it runs containers."""
+    bundle.set_args("true")
+    bundle.write()
+    ids = [new_id() for _ in range(6)]
+    r = _run(f"""
+        import os, libcontainer
+        from libcontainer import netpool
+        for cid in {ids[:3]!r}:
+            assert libcontainer.run({bundle.path!r}, cid, root={bundle.root!r}) == 0
+        held = len(netpool._pool)
+        pid = os.fork()
+        if pid == 0:
+            ok = netpool._pool == [] and netpool._state["thread"] is None
+            nets = 0
+            for n in os.listdir("/proc/self/fd"):
+                try:
+                    nets += os.readlink(f"/proc/self/fd/{{n}}").startswith("net:")
+                except OSError:
+                    pass  # listdir's own
+            for cid in {ids[3:]!r}:
+                ok = ok and libcontainer.run({bundle.path!r}, cid, root={bundle.root!r}) == 0
+            os._exit(0 if ok and nets == 0 else 1)
+        _, status = os.waitpid(pid, 0)
+        print("HELD", held, "CHILD", os.waitstatus_to_exitcode(status))
+        """)
+    assert "CHILD 0" in r.stdout, r.stdout + r.stderr
+    for cid in ids:
+        assert not leftovers(bundle.root, cid, bundle.path)
