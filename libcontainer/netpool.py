@@ -32,11 +32,11 @@ def take() -> int:
     if _state["broken"]:
         return -1
     with _state["cv"]:
-        fd = _pool.pop() if _pool else -1
-        if _state["thread"] is None:
+        if _state["thread"] is None:  # first: a thread that cannot start takes no fd away
             t = threading.Thread(target=_work, name="libcontainer-netns", daemon=True)
-            _state["thread"] = t
             t.start()
+            _state["thread"] = t
+        fd = _pool.pop() if _pool else -1
         _state["cv"].notify()
     return fd
 
