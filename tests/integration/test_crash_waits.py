@@ -18,6 +18,20 @@ from conftest import REPO, RUNNER, marked_pids, new_id
 FREEZER = "/sys/fs/cgroup/freezer"
 
 
+def create_fails_within(b, cid: str, seconds: float) -> str:
+    """libcontainer.create of the bundle, in this process, fails with a StartError within
+    `seconds` and leaves no state: the error's text."""
+    import libcontainer
+
+    t = time.monotonic()
+    with open(os.devnull, "w") as null:
+        with pytest.raises(libcontainer.StartError) as e:
+            libcontainer.create(b.path, cid, root=b.root, stdio=(null, null, null))
+    assert time.monotonic() - t < seconds
+    assert not os.path.exists(os.path.join(b.root, cid))
+    return str(e.value)
+
+
 def runner(b, *args, timeout=30):
     """A runner command whose container may outlive it: files for its stdio, not pipes."""
     log = os.path.join(os.path.dirname(b.path), "runner.log")
@@ -169,7 +183,6 @@ def test_hook_that_never_exits_times_out(bundle, stage):
 def test_hook_without_timeout_gets_the_default(bundle, monkeypatch):
     """No `timeout`: hooks.DEFAULT_TIMEOUT bounds it (shortened here through the library,
     in this process), in the runtime's namespace and in the container's."""
-    import libcontainer
     from libcontainer import hooks
 
     monkeypatch.setattr(hooks, "DEFAULT_TIMEOUT", 1)
@@ -179,13 +192,8 @@ def test_hook_without_timeout_gets_the_default(bundle, monkeypatch):
         bundle.write()
         cid = new_id()
         bundle.last_id = cid
-        t = time.monotonic()
-        with open(os.devnull, "w") as null:
-            with pytest.raises(libcontainer.StartError) as e:
-                libcontainer.create(bundle.path, cid, root=bundle.root, stdio=(null, null, null))
-        assert time.monotonic() - t < 10
-        assert f"hooks.{stage}[0]" in str(e.value) and "timed out" in str(e.value)
-        assert not os.path.exists(os.path.join(bundle.root, cid))
+        err = create_fails_within(bundle, cid, 10)
+        assert f"hooks.{stage}[0]" in err and "timed out" in err
 
 
 def test_kill_bound_for_a_process_that_does_not_die(bundle, freezer, monkeypatch):
@@ -224,7 +232,6 @@ def test_setup_bound_for_an_init_that_stops(bundle, tmp_path, monkeypatch):
     """The child stopped in the middle of its setup (a createRuntime hook SIGSTOPs it):
     create gives up after the setup bound (launch.SETUP_TIMEOUT, shortened here through the
     library), names the reason, and leaves nothing."""
-    import libcontainer
     from libcontainer import launch
 
     monkeypatch.setattr(launch, "SETUP_TIMEOUT", 1.0)
@@ -238,10 +245,5 @@ def test_setup_bound_for_an_init_that_stops(bundle, tmp_path, monkeypatch):
     bundle.write()
     cid = new_id()
     bundle.last_id = cid
-    t = time.monotonic()
-    with open(os.devnull, "w") as null:
-        with pytest.raises(libcontainer.StartError) as e:
-            libcontainer.create(bundle.path, cid, root=bundle.root, stdio=(null, null, null))
-    assert time.monotonic() - t < 10
-    assert "did not go on with its setup for 1 s" in str(e.value), str(e.value)
-    assert not os.path.exists(os.path.join(bundle.root, cid))
+    err = create_fails_within(bundle, cid, 10)
+    assert "did not go on with its setup for 1 s" in err, err
