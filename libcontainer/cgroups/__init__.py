@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import fs, v1, v2, validate
+from . import fs, unset, v1, v2, validate
 from ..errors import ConfigError
 from ..state import crash_point
 from ..userns import rootless
@@ -199,7 +199,7 @@ class Manager:
         lists the directories make() will create (those missing now): recorded in the state
         before make(), they let delete --force find all of it after a crash at any point.
         None: a rootless runtime with no cgroup delegated to it, and no limits asked."""
-        res = validate.resources(resources or {})
+        res = unset.strip(validate.resources(resources or {}))
         check_path(cgroups_path)
         host = host or detect()
         if not host.v1 and not host.unified:

@@ -1,0 +1,157 @@
+"""linux.resources as engines send them, side by side with runc on the same bundle
+(issue 17): zeros that mean "not set" (Docker writes blockIO.weight 0 and cpu.shares 0
+into every config.json), `update` with the zeros `docker update` sends, and the device
+rules of a container whose linux.devices are not in resources.devices. The cgroup files
+of both containers are read afterwards and compared."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+from conftest import assert_nothing_left, new_id
+
+from libcontainer import cgroups
+from test_lifecycle import detached
+
+# what Docker 20.10 puts in the config.json of a plain `docker run` (and more zeros of
+# the same kind): every one of them means "not set"
+DOCKER_ZEROS = {
+    "memory": {"limit": 0, "reservation": 0, "swap": 0, "kernel": 0, "kernelTCP": 0,
+               "disableOOMKiller": False},
+    "cpu": {"shares": 0, "quota": 0, "period": 0, "realtimePeriod": 0, "realtimeRuntime": 0},
+    "pids": {"limit": 0},
+    "blockIO": {"weight": 0, "leafWeight": 0,
+                "weightDevice": [{"major": 1, "minor": 3, "weight": 0, "leafWeight": 0}]},
+    "network": {"classID": 0},
+}
+# the files runc and the runner are compared on (those this host has)
+FILES = [("cpu", "cpu.shares"), ("cpu", "cpu.cfs_quota_us"), ("cpu", "cpu.cfs_period_us"),
+         ("cpu", "cpu.rt_runtime_us"), ("memory", "memory.limit_in_bytes"),
+         ("memory", "memory.memsw.limit_in_bytes"), ("memory", "memory.soft_limit_in_bytes"),
+         ("memory", "memory.kmem.tcp.limit_in_bytes"), ("memory", "memory.swappiness"),
+         ("memory", "memory.oom_control"), ("pids", "pids.max"), ("blkio", "blkio.weight"),
+         ("blkio", "blkio.leaf_weight"), ("cpuset", "cpuset.cpus")]
+
+
+@pytest.fixture
+def runc(bundle, tmp_path):
+    exe = shutil.which("runc")
+    if exe is None:
+        pytest.skip("runc is not installed (the Makefile's test packages install it)")
+    root = str(tmp_path / "runc-state")
+    made = []
+
+    def call(*args, input=None):
+        with open(tmp_path / "runc.out", "w+") as out, open(tmp_path / "runc.err", "w+") as err:
+            r = subprocess.run([exe, "--root", root, *args], stdout=out, stderr=err,
+                               input=input.encode() if input else None,
+                               stdin=None if input else subprocess.DEVNULL, timeout=30)
+            out.seek(0)
+            err.seek(0)
+            r.stdout, r.stderr = out.read(), err.read()
+        if args[0] == "create":
+            made.append(args[-1])
+        return r
+    yield call
+    for cid in made:
+        call("delete", "--force", cid)
+
+
+def v1_host():
+    host = cgroups.detect()
+    if host.mode == "v2":
+        pytest.skip("compares v1 files (this host is cgroup v2 only; the unit tests cover v2)")
+    return host
+
+
+def init_pid(state: dict) -> int:
+    return state["pid"]
+
+
+def cgroup_files(pid: int) -> dict:
+    """{(controller, file): content} of the v1 cgroups `pid` is in, for FILES the host has."""
+    host = cgroups.detect()
+    where = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            for c in ctrls.split(","):
+                if c in host.v1:
+                    where[c] = host.v1[c] + path
+    out = {}
+    for ctrl, name in FILES:
+        p = os.path.join(where.get(ctrl, "/nonexistent"), name)
+        if os.path.exists(p):
+            with open(p) as f:
+                text = f.read().strip()
+            # oom_control: the setting, not the counters
+            out[(ctrl, name)] = text.splitlines()[0] if name == "memory.oom_control" else text
+    return out
+
+
+def side_by_side(bundle, runc, resources: dict, args=("sleep", "30")) -> tuple:
+    """Create the bundle with `resources` under the runner and under runc (each in a
+    cgroup of its own); returns (our id, runc's id)."""
+    ours, theirs = new_id(), "runc-" + uuid.uuid4().hex[:10]
+    bundle.linux["resources"] = resources
+    bundle.set_args(*args)
+    bundle.linux["cgroupsPath"] = f"eng-cg-{ours}"
+    bundle.write()
+    bundle.last_id = ours
+    r = detached(bundle, "create", "--bundle", bundle.path, ours)
+    assert r.returncode == 0, r.stderr
+    bundle.linux["cgroupsPath"] = f"eng-cg-{theirs}"
+    bundle.write()
+    r = runc("create", "--bundle", bundle.path, theirs)
+    assert r.returncode == 0, r.stderr
+    return ours, theirs
+
+
+def pid_of(bundle, runc, cid: str, theirs: bool) -> int:
+    r = runc("state", cid) if theirs else bundle.runner("state", cid)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["pid"]
+
+
+def compare(bundle, runc, ours: str, theirs: str) -> dict:
+    mine = cgroup_files(pid_of(bundle, runc, ours, False))
+    runcs = cgroup_files(pid_of(bundle, runc, theirs, True))
+    assert mine == runcs
+    return mine
+
+
+def finish(bundle, runc, ours: str, theirs: str) -> None:
+    runc("delete", "--force", theirs)
+    bundle.runner("delete", "--force", ours)
+    assert_nothing_left(bundle, ours)
+
+
+# ---- 1. zero means "not set" -----------------------------------------------------------
+
+def test_docker_zeros_are_not_set_as_runc(bundle, runc):
+    """Every Docker container's config has these zeros: the runner failed at create
+    (blkio.weight: this kind of host has none) and, where it got further, gave each
+    container cpu.shares 2. runc writes none of them."""
+    v1_host()
+    ours, theirs = side_by_side(bundle, runc, DOCKER_ZEROS)
+    try:
+        files = compare(bundle, runc, ours, theirs)
+        assert files[("cpu", "cpu.shares")] == "1024"
+        assert files[("cpu", "cpu.cfs_quota_us")] == "-1"
+        assert files[("pids", "pids.max")] == "max"
+    finally:
+        finish(bundle, runc, ours, theirs)
+
+
+def test_zero_swappiness_is_a_value(bundle, runc):
+    """swappiness 0 is written (0 is a value there), as runc does."""
+    v1_host()
+    ours, theirs = side_by_side(bundle, runc, {"memory": {"swappiness": 0, "limit": 0}})
+    try:
+        assert compare(bundle, runc, ours, theirs)[("memory", "memory.swappiness")] == "0"
+    finally:
+        finish(bundle, runc, ours, theirs)
