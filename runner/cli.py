@@ -82,7 +82,23 @@ class Context:
         return self._root
 
     def warn(self, msg: str) -> None:
-        sys.stderr.write(f"runner: warning: {msg}\n")
+        """A diagnostic of the runtime. With --log it goes to the log only, as runc's
+        logrus does: an engine's runtime shares the container's stdio (containerd's shim
+        gives `create` the container's pipes), and a line there would be the container's
+        output, in `docker logs`."""
+        if self.log:
+            _log_line(self.log, self.log_format, "warning", msg)
+        else:
+            sys.stderr.write(f"runner: warning: {msg}\n")
+
+    def debug_msg(self, msg: str) -> None:
+        """A remark shown only with --debug (to the log when there is one)."""
+        if not self.debug:
+            return
+        if self.log:
+            _log_line(self.log, self.log_format, "debug", msg)
+        else:
+            sys.stderr.write(f"runner: debug: {msg}\n")
 
 
 def main(argv: list) -> int:
@@ -117,6 +133,7 @@ def main(argv: list) -> int:
         from libcontainer import log
 
         log.sink = ctx.warn  # the library's warnings, printed as runc prints them
+        log.debug_sink = ctx.debug_msg
         mod = __import__(f"runner.{module}", fromlist=[module])
         return getattr(mod, "cmd_" + verb.replace("-", "_"))(ctx, argv[split + 1:])
     except ContainerError as e:
@@ -149,19 +166,31 @@ def _takes_value(flag: str) -> bool:
 
 def _report(opts, msg: str) -> None:
     sys.stderr.write(f"runner: {msg}\n")
-    log = opts.get("log")
-    if log:
-        import time
+    if opts.get("log"):
+        _log_line(opts["log"], opts.get("log_format"), "error", msg)
 
-        from libcontainer import jsonio
 
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if opts.get("log_format") == "json":
-            line = jsonio.dumps({"level": "error", "msg": msg, "time": now})
-        else:
-            line = f'time="{now}" level=error msg={jsonio.dumps(msg)}'
-        try:
-            with open(log, "a") as f:
-                f.write(line + "\n")
-        except OSError:
-            pass
+def _log_line(path: str, fmt, level: str, msg: str) -> None:
+    """One line of runc's log (logrus): {"level","msg","time"} with --log-format json,
+    else `time="…" level=… msg="…"`. Appended with one write, so that lines of several
+    runtime calls sharing the file (the shim's log.json) do not interleave."""
+    import os
+    import time
+
+    from libcontainer import jsonio
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if fmt == "json":
+        line = jsonio.dumps({"level": level, "msg": msg, "time": now})
+    else:
+        line = f'time="{now}" level={level} msg={jsonio.dumps(msg)}'
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return
+    try:
+        os.write(fd, (line + "\n").encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -158,10 +158,8 @@ def cmd_delete(ctx, argv: list) -> int:
         return _delete_matching(ctx, cid, opts["force"])
     report = None
     if ctx.debug:
-        import sys
-
         def report(msg: str) -> None:
-            sys.stderr.write(f"runner: delete {cid}: {msg}\n")
+            ctx.debug_msg(f"delete {cid}: {msg}")
     if opts["force"]:
         # whatever of it exists, with or without a readable state; nothing is no error (runc)
         from libcontainer.recovery import force_delete

@@ -111,7 +111,11 @@ def plan_masks(caps, in_userns: bool, warn=None) -> dict:
         masks["effective"] &= masks["permitted"]
     ambient_ok = masks["permitted"] & masks["inheritable"]
     if masks["ambient"] & ~ambient_ok:
-        warn("process.capabilities.ambient: "
+        # runc's own `spec` asks for this (ambient without inheritable): runc 1.1 and crun
+        # drop it without a word, so it is a debug remark, not a warning on every run
+        from ..log import debug
+
+        debug("process.capabilities.ambient: "
              f"{', '.join(names_of(masks['ambient'] & ~ambient_ok))} is not in both the "
              "permitted and inheritable sets, which an ambient capability needs; skipped")
         masks["ambient"] &= ambient_ok

@@ -10,9 +10,9 @@ from conftest import REPO, assert_nothing_left, leftovers, new_id
 
 import libcontainer
 
-# a capability asked for in ambient but not inheritable: the runtime warns and skips it
-AMBIENT = {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"],
-           "ambient": ["CAP_KILL"]}
+# a capability no kernel has: the runtime warns and skips it
+UNKNOWN_CAP = {"bounding": ["CAP_KILL", "CAP_FLY"], "effective": ["CAP_KILL"],
+               "permitted": ["CAP_KILL"]}
 
 
 def _in_subprocess(code: str) -> subprocess.CompletedProcess:
@@ -21,7 +21,7 @@ def _in_subprocess(code: str) -> subprocess.CompletedProcess:
 
 
 def test_library_warnings_go_to_logging_not_stderr(bundle):
-    bundle.process["capabilities"] = AMBIENT
+    bundle.process["capabilities"] = UNKNOWN_CAP
     bundle.write()
     ids = [new_id() for _ in range(3)]
     r = _in_subprocess(f"""
@@ -46,11 +46,12 @@ def test_library_warnings_go_to_logging_not_stderr(bundle):
         print(seen)
         """)
     assert r.returncode == 0, r.stderr
-    assert "('libcontainer', 'WARNING', 'process.capabilities.ambient: CAP_KILL" in r.stdout
+    assert "('libcontainer', 'WARNING', \"process.capabilities.bounding[1]: unknown " \
+           "capability 'CAP_FLY'; skipped\")" in r.stdout
     # the CLI prints the same warning as before, on its stderr
     r = bundle.run()
     assert r.returncode == 0, r.stderr
-    assert "runner: warning: process.capabilities.ambient: CAP_KILL" in r.stderr
+    assert "runner: warning: process.capabilities.bounding[1]: unknown capability" in r.stderr
     for cid in ids:
         assert not leftovers(bundle.root, cid, bundle.path)
 
