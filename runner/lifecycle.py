@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from libcontainer import container as lc
-from libcontainer.errors import ContainerError, InvalidArgument
+from libcontainer.errors import ContainerError, InvalidArgument, WrongState
 
 from .args import Flag, bundle_dir, flag_help, parse, positional_id
 
@@ -44,7 +44,8 @@ SIGNALS = {
 def parse_signal(text: str) -> int:
     if text.isdigit():
         n = int(text)
-        if 0 < n <= 64:
+        # 0 is kill(2)'s existence check: runc passes it through, engines use it
+        if 0 <= n <= 64:
             return n
         raise InvalidArgument(f"signal: {text} is not a valid signal number")
     name = text.upper()
@@ -145,7 +146,13 @@ def cmd_kill(ctx, argv: list) -> int:
     if not 1 <= len(pos) <= 2:
         raise InvalidArgument("kill: expects a container id and an optional signal")
     sig = parse_signal(pos[1]) if len(pos) == 2 else 15
-    lc.load(pos[0], ctx.root).kill(sig, all=opts["all"])
+    c = lc.load(pos[0], ctx.root)
+    try:
+        c.kill(sig, all=opts["all"])
+    except WrongState:
+        # runc: --all of a container that is not running is no error (nothing to signal)
+        if not (opts["all"] and c.status() == "stopped"):
+            raise
     return 0
 
 

@@ -165,6 +165,72 @@ def test_kill_errors(bundle):
     assert_nothing_left(bundle)
 
 
+def test_kill_signal_zero_as_runc(bundle, tmp_path):
+    """Signal 0 is kill(2)'s existence check (issue 17, point 8): `kill ID 0` and `kill
+    --all ID 0` succeed on a created or running container and change nothing; on a stopped
+    one `kill ID 0` fails ("not running") and `kill --all` does not, as runc's do. Side by
+    side with runc on the same bundle; without runc, against what runc 1.1.5 answered."""
+    import shutil
+
+    runc = shutil.which("runc")
+    bundle.sh("trap 'exit 3' TERM; while true; do sleep 0.05; done")
+
+    def probe(kill, start, stop, status):
+        out = []
+        for when in ("created", "running", "stopped"):
+            if when == "running":
+                start()
+                assert status() == "running"
+            elif when == "stopped":
+                stop()
+            for flags in ([], ["--all"]):
+                out.append((when, *flags, kill(*flags, "0")))
+            assert status() == when  # signal 0 changed nothing
+        return out
+
+    cid = create(bundle)
+    try:
+        ours = probe(lambda *a: bundle.runner("kill", *a[:-1], cid, a[-1]).returncode,
+                     lambda: bundle.runner("start", cid, check=True),
+                     lambda: (bundle.runner("kill", cid, "KILL", check=True),
+                              wait_status(bundle, cid, "stopped")),
+                     lambda: state(bundle, cid)["status"])
+    finally:
+        bundle.runner("delete", "--force", cid)
+    expected = [("created", 0), ("created", "--all", 0), ("running", 0),
+                ("running", "--all", 0), ("stopped", 1), ("stopped", "--all", 0)]
+    if runc:
+        root = str(tmp_path / "runc-state")
+        theirs = "runc-" + cid
+
+        def rc(*args):
+            with open(tmp_path / "runc.log", "w") as log:
+                r = subprocess.run([runc, "--root", root, *args], stdin=subprocess.DEVNULL,
+                                   stdout=log, stderr=log, timeout=30)
+            return r
+
+        def runc_status():
+            r = subprocess.run([runc, "--root", root, "state", theirs], capture_output=True,
+                               timeout=30)
+            return json.loads(r.stdout)["status"]
+
+        def runc_stop():
+            rc("kill", theirs, "KILL")
+            for _ in range(200):
+                if runc_status() == "stopped":
+                    return
+                time.sleep(0.02)
+
+        assert rc("create", "--bundle", bundle.path, theirs).returncode == 0
+        try:
+            expected = probe(lambda *a: rc("kill", *a[:-1], theirs, a[-1]).returncode,
+                             lambda: rc("start", theirs), runc_stop, runc_status)
+        finally:
+            rc("delete", "--force", theirs)
+    assert ours == expected
+    assert_nothing_left(bundle)
+
+
 @pytest.mark.parametrize("pid_ns,flags", [(True, ["--all"]), (False, ["--all"]), (False, [])],
                          ids=["own-pid-ns", "host-pid-ns", "host-pid-ns-without-all"])
 def test_kill_all(bundle, pid_ns, flags):
