@@ -505,35 +505,12 @@ class Manager:
 
     # ---- update -----------------------------------------------------------------------
 
-    def update(self, resources: dict) -> None:
-        """Apply new values for some resources to the running container; the rest stay."""
-        res = validate.resources(resources)
-        merged = _merge(self.resources, res)
-        validate.resources(merged)
-        host = detect()
-        groups = _assign(host, res)
-        plan = _plan_writes(host, res, groups, full=merged)
-        for g in plan:  # (a rootless container has only the hierarchies delegated to it)
-            if g.startswith("unified:") or groups.get(g) == "v2":
-                if not self.unified:
-                    field = "unified" if g.startswith("unified:") else GROUP_FIELD[g]
-                    raise ConfigError(f"linux.resources.{field}", "cannot be applied: the "
-                                      "container has no cgroup v2 directory")
-            elif g not in self.paths:
-                raise ConfigError(f"linux.resources.{GROUP_FIELD[g]}",
-                                  f"cannot be applied: the container has no {g} cgroup")
-        if self.unified:
-            needed = _v2_needed(plan, groups)
-            if needed:
-                chain = []
-                cur = self.unified
-                while cur != host.unified and cur != "/":
-                    chain.append(cur)
-                    cur = os.path.dirname(cur)
-                self._enable_v2(host, host.unified, chain, needed)
-        self._apply(plan, groups, merged, devices="devices" in res and not rootless())
-        self.resources = merged
-        self.groups.update(groups)
+    def update(self, resources: dict, host: Host | None = None) -> None:
+        """Apply new values for some resources to the running container; the rest stay.
+        All or nothing: see update.py."""
+        from .update import update
+
+        update(self, resources, host)
 
     # ---- teardown ---------------------------------------------------------------------
 

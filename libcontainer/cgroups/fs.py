@@ -50,12 +50,15 @@ def flat_keyed(path: str) -> dict:
     return out
 
 
-def _try(directory: str, w) -> OSError | None | bool:
+def _try(directory: str, w, journal=None) -> OSError | None | bool:
     """One write: None when done (or skipped), the OSError when the kernel refused."""
     field, choices, optional = w
     for name, value in choices:
+        path = os.path.join(directory, name)
         try:
-            write(os.path.join(directory, name), value)
+            write(path, value)
+            if journal is not None:
+                journal.note(path, value)
             return None
         except FileNotFoundError:
             continue
@@ -70,16 +73,30 @@ def _try(directory: str, w) -> OSError | None | bool:
                              "(the kernel or its configuration lacks it)")
 
 
-def apply(directory: str, writes: list) -> None:
+def apply(directory: str, writes: list, journal=None) -> None:
     """Write each value; what the kernel refuses is retried once after the others, since
-    some pairs constrain each other (cfs_period/quota, memory limit/memsw limit)."""
+    some pairs constrain each other (cfs_period/quota, memory limit/memsw limit: whichever
+    way a limit moves, one of the two orders passes the kernel's limit <= memsw check).
+    A `journal` (update.Journal) is told of each file before it is written."""
     deferred = []
     for w in writes:
-        err = _try(directory, w)
+        err = _try(directory, w, journal)
         if err is not None:
             deferred.append(w)
     for w in deferred:
-        err = _try(directory, w)
+        err = _try(directory, w, journal)
         if err is not None:
             raise ConfigError(w[0], f"writing {err.value!r} to {err.filename}: "  # type: ignore
-                                    f"{err.strerror}")
+                                    f"{err.strerror}{_why(err)}")
+
+
+def _why(err: OSError) -> str:
+    """What the kernel meant, where its errno says little: EBUSY on a v1 memory limit is
+    a limit below what the cgroup uses now (runc says so the same way)."""
+    name = os.path.basename(err.filename or "")
+    if err.errno == 16 and name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):
+        d = os.path.dirname(err.filename)
+        usage = read_int(os.path.join(d, name.replace("limit", "usage")))
+        peak = read_int(os.path.join(d, name.replace("limit", "max_usage")))
+        return f" (below what the container uses: current usage {usage}, peak usage {peak})"
+    return ""

@@ -32,6 +32,10 @@ def writes(res: dict) -> dict:
             w.append(_w("memory.limit", "memory.limit_in_bytes", _limit(mem["limit"])))
         if mem.get("swap") is not None:
             w.append(_w("memory.swap", "memory.memsw.limit_in_bytes", _limit(mem["swap"])))
+        elif mem.get("limit") == -1:
+            # unlimited memory, swap not given: memory+swap unlimited too, as runc (the
+            # kernel keeps limit <= memsw, so a finite memsw would refuse the -1)
+            w.append(_w("memory.limit", "memory.memsw.limit_in_bytes", "-1", optional=True))
         if mem.get("reservation") is not None:
             w.append(_w("memory.reservation", "memory.soft_limit_in_bytes",
                         _limit(mem["reservation"])))

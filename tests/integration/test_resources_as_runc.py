@@ -155,3 +155,124 @@ def test_zero_swappiness_is_a_value(bundle, runc):
         assert compare(bundle, runc, ours, theirs)[("memory", "memory.swappiness")] == "0"
     finally:
         finish(bundle, runc, ours, theirs)
+
+
+# ---- 2. update as engines send it --------------------------------------------------------
+
+M = 1 << 20
+
+
+def docker_update(limit: int = 0, swap: int = 0, quota: int = 0, period: int = 0) -> dict:
+    """What `docker update` (20.10) sends: zeros for every field it does not change."""
+    return {"memory": {"limit": limit, "reservation": 0, "swap": swap, "kernel": 0},
+            "cpu": {"shares": 0, "quota": quota, "period": period},
+            "blockIO": {"weight": 0}}
+
+
+def update_both(bundle, runc, ours: str, theirs: str, res: dict) -> dict:
+    text = json.dumps(res)
+    r = runc("update", "--resources", "-", theirs, input=text)
+    assert r.returncode == 0, r.stderr
+    r = bundle.runner("update", "--resources", "-", ours, input=text)
+    assert r.returncode == 0, r.stderr
+    return compare(bundle, runc, ours, theirs)
+
+
+def started(bundle, runc, resources: dict) -> tuple:
+    ours, theirs = side_by_side(bundle, runc, resources, ("sleep", "60"))
+    bundle.runner("start", ours, check=True)
+    r = runc("start", theirs)
+    assert r.returncode == 0, r.stderr
+    return ours, theirs
+
+
+def test_docker_update_of_a_memory_limit_as_runc(bundle, runc):
+    """Up (memsw must grow before the limit), down (the limit must shrink first) and the
+    cpu limit alone (memory 0: unchanged), each compared with runc's files."""
+    v1_host()
+    ours, theirs = started(bundle, runc, {"memory": {"limit": 50 * M, "swap": 100 * M}})
+    try:
+        f = update_both(bundle, runc, ours, theirs, docker_update(300 * M, 600 * M))
+        assert f[("memory", "memory.limit_in_bytes")] == str(300 * M)
+        f = update_both(bundle, runc, ours, theirs, docker_update(20 * M, 40 * M))
+        assert f[("memory", "memory.limit_in_bytes")] == str(20 * M)
+        f = update_both(bundle, runc, ours, theirs, docker_update(quota=50000, period=100000))
+        assert f[("memory", "memory.limit_in_bytes")] == str(20 * M)
+        assert f[("cpu", "cpu.cfs_quota_us")] == "50000"
+        assert f[("cpu", "cpu.shares")] == "1024"
+        # unlimited again: memory+swap goes unlimited with it
+        f = update_both(bundle, runc, ours, theirs, {"memory": {"limit": -1}})
+        assert int(f[("memory", "memory.limit_in_bytes")]) > 1 << 60
+    finally:
+        finish(bundle, runc, ours, theirs)
+
+
+def test_docker_update_of_a_container_without_limits_as_runc(bundle, runc):
+    """It failed with `memory.limit_in_bytes: Device or resource busy` (limit 0 written)
+    and `writing '0' to cpu.cfs_period_us: Invalid argument`."""
+    v1_host()
+    ours, theirs = started(bundle, runc, {})
+    try:
+        update_both(bundle, runc, ours, theirs, docker_update(quota=100000, period=100000))
+        f = update_both(bundle, runc, ours, theirs, docker_update(100 * M, 200 * M))
+        assert f[("memory", "memory.memsw.limit_in_bytes")] == str(200 * M)
+    finally:
+        finish(bundle, runc, ours, theirs)
+
+
+def our_state(bundle, cid: str) -> dict:
+    with open(os.path.join(bundle.root, cid, "state.json")) as f:
+        return json.load(f)
+
+
+def test_an_update_the_kernel_refuses_puts_back_what_it_wrote(bundle, runc):
+    """The memory limit is written first, then the kernel refuses the cpuset: the limit
+    is back to what it was, and the saved resources are the old ones."""
+    v1_host()
+    ours, theirs = started(bundle, runc, {"memory": {"limit": 50 * M, "swap": 100 * M}})
+    try:
+        before = cgroup_files(pid_of(bundle, runc, ours, False))
+        saved = our_state(bundle, ours)["cgroups"]["resources"]
+        res = {"memory": {"limit": 300 * M, "swap": 600 * M}, "cpu": {"cpus": "0-4095"}}
+        r = bundle.runner("update", "--resources", "-", ours, input=json.dumps(res))
+        assert r.returncode == 1
+        assert r.stderr.startswith("runner: linux.resources.cpu.cpus: writing '0-4095' to "), \
+            r.stderr
+        assert cgroup_files(pid_of(bundle, runc, ours, False)) == before
+        assert our_state(bundle, ours)["cgroups"]["resources"] == saved
+        # a limit below what the container uses: refused, nothing changed
+        bundle.runner("exec", ours, "sh", "-c", "head -c 30000000 /dev/zero > /dev/shm/x",
+                      check=True)
+        r = bundle.runner("update", "--resources", "-", ours,
+                          input=json.dumps(docker_update(10 * M, 10 * M)))
+        assert r.returncode == 1 and "current usage" in r.stderr, r.stderr
+        assert cgroup_files(pid_of(bundle, runc, ours, False)) == before
+    finally:
+        finish(bundle, runc, ours, theirs)
+
+
+def test_an_update_is_checked_whole_before_anything_is_written(bundle, runc):
+    v1_host()
+    ours, theirs = started(bundle, runc, {"memory": {"limit": 50 * M, "swap": 100 * M}})
+    try:
+        before = cgroup_files(pid_of(bundle, runc, ours, False))
+        for res, field in (
+                # swap below the new limit (the merged set is checked)
+                ({"memory": {"limit": 200 * M}}, "linux.resources.memory.swap"),
+                ({"memory": {"limit": 200 * M, "swap": 400 * M}, "pids": {"limit": "x"}},
+                 "linux.resources.pids.limit")):
+            r = bundle.runner("update", "--resources", "-", ours, input=json.dumps(res))
+            assert r.returncode == 1 and r.stderr.startswith(f"runner: {field}:"), r.stderr
+            assert cgroup_files(pid_of(bundle, runc, ours, False)) == before
+        d = our_state(bundle, ours)["cgroups"]["paths"]["blkio"]
+        if not os.path.exists(os.path.join(d, "blkio.weight")) and \
+                not os.path.exists(os.path.join(d, "blkio.bfq.weight")):
+            # a file this kernel lacks, after a limit that could be written
+            res = {"memory": {"limit": 200 * M, "swap": 400 * M}, "blockIO": {"weight": 500}}
+            r = bundle.runner("update", "--resources", "-", ours, input=json.dumps(res))
+            assert r.returncode == 1, r.stderr
+            assert r.stderr.startswith("runner: linux.resources.blockIO.weight: cannot be "
+                                       "applied:"), r.stderr
+            assert cgroup_files(pid_of(bundle, runc, ours, False)) == before
+    finally:
+        finish(bundle, runc, ours, theirs)
