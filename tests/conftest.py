@@ -218,3 +218,67 @@ def make_reachable(path: str) -> None:
     while d not in ("/", "/tmp"):
         os.chmod(d, os.stat(d).st_mode | 0o111)
         d = os.path.dirname(d)
+
+
+# ---- what this host's cgroups offer -----------------------------------------------------
+# Tests hold on every host kind the README names (cgroup v1, hybrid, v2; with or without an
+# I/O scheduler that has weights, swap accounting, kernels of several ages): a test that
+# needs a cgroup file asks here first, and leaves the field out (or skips, naming why).
+
+_offers: dict = {}
+
+
+def cgroup_dir_of(controller: str) -> str | None:
+    """The root of the hierarchy that holds `controller` here (its v1 mount, else the
+    cgroup2 mount when the v2 root offers it); None where the host has none."""
+    from libcontainer import cgroups
+
+    host = cgroups.detect()
+    if controller in host.v1:
+        return host.v1[controller]
+    if host.unified and controller in host.v2_controllers:
+        return host.unified
+    return None
+
+
+def cgroup_offers(controller: str, *files: str) -> bool:
+    """Whether a cgroup below the root has one of `files` for `controller`. Many files
+    exist only below the root (blkio.bfq.weight, cpu.cfs_burst_us) or only with the kernel
+    option, scheduler or boot flag behind them (blkio.weight needs an I/O scheduler with
+    weights; memory.memsw.* swap accounting): looked for in a throw-away child cgroup of the
+    hierarchy's root (on v2 only when the root's subtree_control already has the
+    controller: enabling it would change the host; else the answer is no)."""
+    key = (controller, files)
+    if key in _offers:
+        return _offers[key]
+    base = cgroup_dir_of(controller)
+    found = False
+    if base is not None and os.geteuid() == 0:
+        v2 = not os.path.exists(os.path.join(base, "tasks"))
+        enabled = True
+        if v2:
+            try:
+                with open(os.path.join(base, "cgroup.subtree_control")) as f:
+                    enabled = controller in f.read().split()
+            except OSError:
+                enabled = False
+        if enabled:
+            probe = os.path.join(base, "probe-" + uuid.uuid4().hex[:12])
+            try:
+                os.mkdir(probe)
+            except OSError:
+                pass
+            else:
+                try:
+                    found = any(os.path.exists(os.path.join(probe, f)) for f in files)
+                finally:
+                    os.rmdir(probe)
+    _offers[key] = found
+    return found
+
+
+def blkio_weight_supported() -> bool:
+    """linux.resources.blockIO.weight can be applied here (v1 blkio.weight or
+    blkio.bfq.weight, v2 io.bfq.weight or io.weight): this kind of host often has none."""
+    return cgroup_offers("blkio", "blkio.weight", "blkio.bfq.weight") or \
+        cgroup_offers("io", "io.bfq.weight", "io.weight")

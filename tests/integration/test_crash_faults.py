@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import REPO, RUNNER, cgroup_dirs, marked_pids, new_id
+from conftest import REPO, RUNNER, cgroup_dir_of, cgroup_dirs, marked_pids, new_id
 
 
 def runner(b, *args, env=None, timeout=60):
@@ -240,6 +240,14 @@ def test_delete_force_finds_what_no_state_describes(bundle, tmp_path):
         assert r.returncode == 0 and not r.stderr, r.stderr
 
 
+def pids_root() -> str:
+    """The pids controller's hierarchy (v1 pids, or cgroup2 where it has pids)."""
+    d = cgroup_dir_of("pids")
+    if d is None:
+        pytest.skip("this host has no pids controller")
+    return d
+
+
 def test_cgroup_with_processes_is_refused_and_left_alone(bundle, tmp_path):
     """linux.cgroupsPath naming a cgroup that already has processes: refused, naming the
     field, and the processes there (not the container's) are not killed."""
@@ -250,7 +258,7 @@ def test_cgroup_with_processes_is_refused_and_left_alone(bundle, tmp_path):
     other = new_id()
     holder = subprocess.Popen(["sleep", "60"])
     try:
-        pids = "/sys/fs/cgroup/pids"
+        pids = pids_root()
         d = f"{pids}/{other}"
         os.mkdir(d)
         try:
@@ -287,7 +295,7 @@ def test_delete_force_of_an_id_leaves_a_cgroup_of_that_name_alone(bundle, tmp_pa
 
     prepare(bundle, tmp_path)
     cid = new_id()
-    d = f"/sys/fs/cgroup/pids/{cid}"
+    d = f"{pids_root()}/{cid}"
     holder = subprocess.Popen(["sleep", "60"])
     os.mkdir(d)
     try:
