@@ -25,7 +25,7 @@ EEXIST = 17
 class Conf:
     """The network configuration (one plugin's object, as the runtime sends it)."""
 
-    def __init__(self, raw: dict, state_dir: str):
+    def __init__(self, raw: dict, state_dir: str, command: str = "ADD"):
         self.raw = raw
         self.name = raw["name"]
         self.state_dir = state_dir
@@ -58,18 +58,28 @@ class Conf:
                            "host-local built in)")
         else:
             self.ipam = ipam.Config(ipam_raw, self.name, state_dir)
-        rc = raw.get("runtimeConfig") or {}
-        if not isinstance(rc, dict):
-            raise bad_config("runtimeConfig", "must be an object")
-        self.mappings = portmap.parse(rc.get("portMappings"))
-        if self.mappings and self.ipam is None:
+        # DEL releases what the container holds, found by its id, whatever runtimeConfig
+        # says (the spec asks DEL to succeed where it can; a runtime that sent ADD a value
+        # we refused must still be able to remove its pod): a runtimeConfig that cannot be
+        # read leaves the mappings unknown, and DEL looks for rules of this attachment
+        self.mappings_unknown = False
+        try:
+            rc = raw.get("runtimeConfig") or {}
+            if not isinstance(rc, dict):
+                raise bad_config("runtimeConfig", "must be an object")
+            self.mappings = portmap.parse(rc.get("portMappings"))
+        except CNIError:
+            if command != "DEL":
+                raise
+            self.mappings, self.mappings_unknown = [], True
+        if self.mappings and self.ipam is None and command != "DEL":
             raise bad_config("runtimeConfig.portMappings", "needs addresses (an ipam section)")
         dns = raw.get("dns")
         self.dns = dns if isinstance(dns, dict) else {}
 
     @property
     def needs_nft(self) -> bool:
-        return self.ip_masq or bool(self.mappings)
+        return self.ip_masq or bool(self.mappings) or self.mappings_unknown
 
 
 def _opt(raw: dict, key: str, kind: type, default):

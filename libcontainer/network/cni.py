@@ -59,7 +59,7 @@ def state_dir(raw: dict) -> str:
     return d
 
 
-def load_bridge_conf(raw: dict):
+def load_bridge_conf(raw: dict, command: str = "ADD"):
     from .bridge import Conf
 
     check_version(raw)
@@ -71,7 +71,7 @@ def load_bridge_conf(raw: dict):
                          "([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
     if raw.get("type") != PLUGIN_TYPE:
         raise bad_config("type", f"{raw.get('type')!r}: this plugin is {PLUGIN_TYPE!r}")
-    return Conf(raw, state_dir(raw))
+    return Conf(raw, state_dir(raw), command)
 
 
 def env_args(command: str, env) -> "object":
@@ -111,7 +111,7 @@ def execute(command: str, raw: dict, env) -> dict | None:
     if command == "VERSION":
         v = raw.get("cniVersion") if raw.get("cniVersion") in SUPPORTED_VERSIONS else LATEST
         return {"cniVersion": v, "supportedVersions": SUPPORTED_VERSIONS}
-    conf = load_bridge_conf(raw)
+    conf = load_bridge_conf(raw, command)
     version = raw["cniVersion"]
     from . import bridge
 

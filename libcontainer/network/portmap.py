@@ -25,6 +25,20 @@ class PortMapping:
         return out
 
 
+def _get(m: dict, key: str):
+    """m[key] as Go's encoding/json finds a tagged field, which the reference portmap
+    plugin relies on: the exact key first, else any key equal to it ignoring case.
+    containerd 1.6 (go-cni) sends {"HostPort", "ContainerPort", "Protocol", "HostIP"}: its
+    structs have no JSON tags."""
+    if key in m:
+        return m[key]
+    low = key.lower()
+    for k, v in m.items():
+        if isinstance(k, str) and k.lower() == low:
+            return v
+    return None
+
+
 def parse(raw, field: str = "runtimeConfig.portMappings") -> list:
     if raw is None:
         return []
@@ -37,16 +51,16 @@ def parse(raw, field: str = "runtimeConfig.portMappings") -> list:
             raise bad_config(f, "must be an object")
         ports = []
         for key in ("hostPort", "containerPort"):
-            v = m.get(key)
+            v = _get(m, key)
             if not isinstance(v, int) or isinstance(v, bool) or not 0 < v < 65536:
                 raise bad_config(f"{f}.{key}", f"{v!r} is not a port (1-65535)")
             ports.append(v)
-        proto = (m.get("protocol") or "tcp")
+        proto = (_get(m, "protocol") or "tcp")
         if not isinstance(proto, str) or proto.lower() not in PROTOCOLS:
             raise bad_config(f"{f}.protocol", f"{proto!r} is not one of {', '.join(PROTOCOLS)}")
         proto = proto.lower()
         host_ip = None
-        text = m.get("hostIP") or ""
+        text = _get(m, "hostIP") or ""
         if text:
             try:
                 host_ip = parse_ip(text)

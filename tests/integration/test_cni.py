@@ -135,6 +135,55 @@ def test_port_mappings_tcp_udp_from_host_loopback_and_neighbour(net):
     assert ask(net.host, "tcp", "10.77.0.1", 8080) == ""
 
 
+# containerd 1.6 (go-cni, structs without JSON tags) spells the keys as Go fields
+GO_MAPS = [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""},
+           {"HostPort": 5353, "ContainerPort": 53, "Protocol": "udp", "HostIP": ""}]
+
+
+def test_port_mappings_in_containerds_spelling(net):
+    """{"HostPort", "ContainerPort", "Protocol", "HostIP"}: read as the reference portmap
+    reads them (Go's JSON decoding matches keys ignoring case), ADD maps, DEL unmaps."""
+    conf = net.conf(capabilities={"portMappings": True}, runtimeConfig={"portMappings": GO_MAPS})
+    a = net.container()
+    add(net, a, conf, cid="a")
+    servers = [serve(a, "tcp", 80), serve(a, "udp", 53)]
+    try:
+        assert ask(net.host, "tcp", "10.77.0.1", 8080) == "tcp 80 from ::ffff:10.77.0.1"
+        assert ask(net.host, "udp", "127.0.0.1", 5353) == "udp 53 from ::ffff:10.77.0.1"
+    finally:
+        for p in servers:
+            p.kill()
+            p.wait()
+    delete(net, a, conf, cid="a")
+    assert ask(net.host, "tcp", "10.77.0.1", 8080, timeout=1) == ""
+
+
+@pytest.mark.parametrize("runtime_config", [
+    {"portMappings": [{"hostPort": None, "containerPort": 80}]},
+    {"portMappings": "all of them"},
+    "not an object",
+    {},
+], ids=["bad-port", "not-a-list", "not-an-object", "none"])
+@pytest.mark.parametrize("record", [True, False], ids=["with-record", "record-lost"])
+def test_del_succeeds_whatever_runtime_config_says(net, runtime_config, record):
+    """The CNI spec asks DEL to release what the container holds and succeed; a runtime
+    whose runtimeConfig we cannot read (or that sends none on DEL) must still be able to
+    remove its pod. The attachment's rules go by its id, also when its record was lost."""
+    maps = [{"hostPort": 8080, "containerPort": 80}]
+    conf = net.conf(capabilities={"portMappings": True}, runtimeConfig={"portMappings": maps})
+    a = net.container()
+    add(net, a, conf, cid="a")
+    assert net.host.nft_rules() != []
+    if not record:
+        os.unlink(os.path.join(net.state, "attachments", "testnet", "a:eth0.json"))
+    bad = net.conf(runtimeConfig=runtime_config)
+    if runtime_config != {}:
+        rc, out = call(EXE, "ADD", bad, net.host, cid="b", netns=net.container().path)
+        assert rc == 1 and "runtimeConfig" in out["msg"], out  # ADD still refuses it
+    delete(net, a, bad, cid="a")  # the fixture checks: no veth, rule or address left
+    assert "eth0" not in a.links()
+
+
 def test_fifty_concurrent_adds_get_distinct_addresses(net):
     conf = net.conf(ipMasq=False, ipam={"type": "host-local", "subnet": "10.78.0.0/24",
                                         "routes": [{"dst": "0.0.0.0/0"}]})

@@ -225,3 +225,33 @@ def test_pool_files_are_host_locals(tmp_path):
         "10.82.0.4", "10.82.0.5", "last_reserved_ip.0", "lock"]
     ref("DEL", "ours2")
     ref("DEL", "ref2")
+
+
+def test_port_mappings_in_go_spelling_as_the_reference(sides):
+    """containerd 1.6 sends portMappings with Go's field names ({"HostPort",
+    "ContainerPort", "Protocol", "HostIP"}: go-cni's structs have no JSON tags). The
+    reference portmap maps them (Go's JSON decoding ignores case); so do we."""
+    go_maps = [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""},
+               {"HostPort": 5353, "ContainerPort": 53, "Protocol": "udp", "HostIP": ""}]
+    seen = {}
+    for s in sides:
+        s.add(0, go_maps)
+        s.add(1, [])
+        a, b = s.cs
+        servers = [serve(a, "tcp", 80), serve(a, "udp", 53)]
+        try:
+            seen[s.ours] = (ask(s.host, "tcp", "10.81.0.1", 8080),
+                            ask(s.host, "udp", "10.81.0.1", 5353),
+                            ask(b, "tcp", "10.81.0.1", 8080))
+        finally:
+            for p in servers:
+                p.kill()
+                p.wait()
+        for i, maps in ((0, go_maps), (1, [])):
+            s.delete(i, maps)
+        assert ask(s.host, "tcp", "10.81.0.1", 8080, timeout=1) == ""
+        assert veths(s.host) == []
+    assert seen[True] == seen[False] == ("tcp 80 from ::ffff:10.81.0.1",
+                                         "udp 53 from ::ffff:10.81.0.1",
+                                         "tcp 80 from ::ffff:10.81.0.1"), seen
+    assert sides[1].host.nft_rules() == []
