@@ -76,11 +76,37 @@ def prepare(spec, proc, warn=None, for_exec: bool = False) -> Confinement:
     if for_exec and proc.exec_cpu_affinity is not None:
         conf.affinity = _affinity(proc.exec_cpu_affinity)
     if lx.seccomp is not None:
-        from . import seccomp  # libseccomp and cffi only for configs that ask
-
-        prof = seccomp.parse(lx.seccomp)
-        conf.seccomp = (prof, seccomp.compile(prof))
+        conf.seccomp = _compiled(lx.seccomp)
     return conf
+
+
+# A warm process compiles a profile once (libseccomp takes ~30 ms for the default one):
+# by the profile object's identity (a cached Spec's), else by its canonical JSON
+_by_id: dict = {}
+_by_text: dict = {}
+_CACHE_MAX = 16
+
+
+def _compiled(raw: dict) -> tuple:
+    hit = _by_id.get(id(raw))
+    if hit is not None and hit[0] is raw:
+        return hit[1]
+    import json
+
+    from . import seccomp  # libseccomp and cffi only for configs that ask
+
+    text = json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    out = _by_text.get(text)
+    if out is None:
+        prof = seccomp.parse(raw)
+        out = (prof, seccomp.compile(prof))
+        if len(_by_text) >= _CACHE_MAX:
+            _by_text.pop(next(iter(_by_text)))
+        _by_text[text] = out
+    if len(_by_id) >= _CACHE_MAX:
+        _by_id.pop(next(iter(_by_id)))
+    _by_id[id(raw)] = (raw, out)  # the reference keeps the id from being reused
+    return out
 
 
 def add_early(conf: Confinement, plan, masks: dict, no_new_privs: bool) -> dict:
