@@ -1,0 +1,364 @@
+"""The Sandbox: an image made ready once (its layers, its config, the user), then runs,
+each in a fresh container over a fresh writable layer, with limits, returning a Result."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shlex
+import threading
+import time
+
+from .. import container as containers
+from ..errors import ContainerError, ExecNotFound, InvalidArgument, StartError
+from . import config as configs, hostfs
+from .limits import Limits
+from .result import INTERNAL_ERROR, Result
+from .supervise import Counters, supervise
+
+_boxes = itertools.count(1)
+
+
+class Workdir:
+    """A directory shared by the runs given it (compile, then test): a sized tmpfs on the
+    host, bound at the Sandbox's workdir path. read() never follows a link the sandboxed
+    code planted; write() never writes through one."""
+
+    def __init__(self, path: str, uid: int, gid: int) -> None:
+        self.path = path
+        self._uid, self._gid = uid, gid
+
+    def read(self, name: str, limit: int | None = None) -> bytes:
+        """A regular file of the workdir (at most `limit` bytes); a symlink anywhere on its
+        path is an error (InvalidArgument), as is a missing file (FileNotFoundError)."""
+        return hostfs.read_file(self.path, name, limit)
+
+    def write(self, name: str, data: bytes | str, mode: int = 0o644) -> None:
+        """Put a file in the workdir, owned by the Sandbox's user."""
+        hostfs.write_file(self.path, name, data, self._uid, self._gid, mode)
+
+    def listdir(self, name: str = ".") -> list:
+        fd = os.open(self.path if name == "." else os.path.join(self.path, *hostfs._parts(name)),
+                     os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            return sorted(os.listdir(fd))
+        finally:
+            os.close(fd)
+
+    def __repr__(self) -> str:
+        return f"Workdir({self.path!r})"
+
+
+class _Slot:
+    """What one run at a time uses: a bundle, an overlay mount point, a scratch tmpfs."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.bundle = os.path.join(path, "bundle")
+        self.rootfs = os.path.join(self.bundle, "rootfs")
+        self.scratch = os.path.join(path, "scratch")
+        for d in (path, self.bundle, self.rootfs, self.scratch):
+            os.mkdir(d, 0o711 if d != self.scratch else 0o700)
+        self.config = b""
+        self.mounted: list = []
+
+
+class Sandbox:
+    """Runs untrusted commands in `image`: a directory holding a root filesystem, the name
+    or id of an image in the store (`storage`, default the store `runner pull` uses), or an
+    images.Image. Each run gets a fresh container: its own writable layer (thrown away), no
+    network but lo, no capabilities, no new privileges, the engines' default seccomp
+    profile, masked /proc and /sys paths, the `limits` held by a cgroup. The user is `user`
+    ("uid[:gid]" or a name of the image), by default the image's if it is not root, else
+    nobody (65534).
+
+    Use it from threads or asyncio (arun) at once; close() (or `with`) removes what it made."""
+
+    def __init__(self, image, limits: Limits | None = None, *, network: bool = False,
+                 user: str | None = None, readonly_root: bool = False, workdir: str = "/box",
+                 env: dict | None = None, storage: str | None = None) -> None:
+        if limits is None:
+            limits = Limits()
+        if not isinstance(limits, Limits):
+            raise InvalidArgument(f"limits: want a sandbox.Limits, not {type(limits).__name__}")
+        if network:
+            raise InvalidArgument("network: only network=False (lo alone) is supported")
+        if not isinstance(workdir, str) or not workdir.startswith("/") or workdir == "/" or \
+                ".." in workdir.split("/"):
+            raise InvalidArgument(f"workdir: {workdir!r} must be an absolute path below /")
+        if os.geteuid() != 0:
+            raise ContainerError("sandbox: an unprivileged Sandbox is not supported yet: run "
+                                 "as root")
+        self.limits = limits
+        self.readonly_root = bool(readonly_root)
+        self.workdir_path = os.path.normpath(workdir)
+        self._lowers, image_config = _resolve_image(image, storage)
+        ic = image_config.get("config") or {}
+        u = _resolve_user(self._lowers[0] if len(self._lowers) == 1 else None, self._lowers,
+                          user, ic.get("User") or "")
+        self.uid, self.gid, self._groups = u["uid"], u["gid"], u.get("additionalGids", [])
+        penv = [e for e in ic.get("Env") or [] if isinstance(e, str) and "=" in e]
+        if not any(e.startswith("PATH=") for e in penv):
+            penv.insert(0, configs.DEFAULT_PATH)
+        penv.append(f"HOME={self.workdir_path}")
+        self._env = _merge_env(penv, env or {}, "env")
+        self._top = os.lstat(self._lowers[0])
+        root = hostfs.base_root()
+        os.makedirs(root, mode=0o711, exist_ok=True)
+        hostfs.sweep(root)
+        self.path = os.path.join(root, f"{os.getpid()}-{next(_boxes)}")
+        hostfs.make_private_dir(self.path)
+        self._state = os.path.join(self.path, "state")
+        os.mkdir(self._state, 0o700)
+        self._lock = threading.Lock()
+        self._free: list = []
+        self._slots = 0
+        self._seq = itertools.count(1)
+        self._wds = itertools.count(1)
+        self._closed = False
+
+    # ---- running --------------------------------------------------------------------
+
+    def run(self, cmd, *, files: dict | None = None, stdin: bytes | str = b"",
+            env: dict | None = None, workdir: Workdir | None = None,
+            limits: Limits | None = None) -> Result:
+        """Run `cmd` (a list, or a string for /bin/sh -c) in a fresh container and wait.
+        `files` ({relative path: bytes}) are put in the workdir first; `workdir` (from
+        workdir()) keeps them between runs. Never raises for what the command does: the
+        Result says; a command that does not exist is exit code 127 (RE)."""
+        args = _args(cmd)
+        if isinstance(stdin, str):
+            stdin = stdin.encode()
+        if not isinstance(stdin, (bytes, bytearray, memoryview)):
+            raise InvalidArgument(f"stdin: want bytes or str, not {type(stdin).__name__}")
+        limits = limits or self.limits
+        run_env = _merge_env(self._env, env or {}, "env") if env else self._env
+        if workdir is not None and not isinstance(workdir, Workdir):
+            raise InvalidArgument("workdir: want a Workdir from Sandbox.workdir()")
+        slot = self._take()
+        try:
+            return self._run(slot, args, files or {}, bytes(stdin), run_env, workdir, limits)
+        finally:
+            self._give(slot)
+
+    async def arun(self, cmd, **kw) -> Result:
+        """run() for asyncio: in the loop's default executor, so many run at once."""
+        import asyncio
+        import functools
+
+        return await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(self.run, cmd, **kw))
+
+    def _run(self, slot: _Slot, args, files, stdin, env, wd, limits) -> Result:
+        self._prepare(slot, limits)
+        try:
+            wd_src = wd.path if wd is not None else os.path.join(slot.scratch, "box")
+            for name, data in files.items():
+                hostfs.write_file(wd_src, name, data, self.uid, self.gid)
+            cfg = configs.make(args=args, env=env, cwd=self.workdir_path, uid=self.uid,
+                               gid=self.gid, groups=self._groups, rootfs=slot.rootfs,
+                               readonly=self.readonly_root, workdir_src=wd_src,
+                               workdir_dst=self.workdir_path, limits=limits, network=False)
+            self._write_config(slot, cfg)
+            return self._start(slot, stdin, limits)
+        finally:
+            self._release(slot)
+
+    def _start(self, slot: _Slot, stdin: bytes, limits: Limits) -> Result:
+        cid = f"sbx{os.getpid()}-{os.path.basename(self.path).split('-')[1]}-{next(self._seq)}"
+        in_r, in_w = os.pipe2(os.O_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        ours = [in_w, out_r, err_r]
+        theirs = [in_r, out_w, err_w]
+        c = None
+        started = time.monotonic()
+        try:
+            try:
+                c = containers.create(slot.bundle, cid, root=self._state,
+                                      stdio=(in_r, out_w, err_w), _start_now=True,
+                                      _foreground=True)
+            except ExecNotFound as e:
+                return _failed_exec(e, 127, started)
+            except StartError as e:
+                if getattr(e, "exit_code", None) == 126:
+                    return _failed_exec(e, 126, started)
+                raise
+            finally:
+                for fd in theirs:
+                    os.close(fd)
+                theirs = []
+            counters = Counters(c._cgroups())
+            ours_now, ours = ours, []
+            res = supervise(c.pid, started, ours_now[1], ours_now[2], ours_now[0], stdin,
+                            limits, counters)
+            res.decide()
+            return res
+        finally:
+            for fd in ours + theirs:
+                os.close(fd)
+            if c is not None:
+                c.delete(force=True)
+
+    # ---- the slot's files -------------------------------------------------------------
+
+    def _take(self) -> _Slot:
+        with self._lock:
+            if self._closed:
+                raise ContainerError("sandbox: closed")
+            if self._free:
+                return self._free.pop()
+            self._slots += 1
+            n = self._slots
+        return _Slot(os.path.join(self.path, f"slot{n}"))
+
+    def _give(self, slot: _Slot) -> None:
+        with self._lock:
+            self._free.append(slot)
+
+    def _prepare(self, slot: _Slot, limits: Limits) -> None:
+        hostfs.mount_tmpfs(slot.scratch, limits.disk, 0o700)
+        slot.mounted.append(slot.scratch)
+        upper, work, box = (os.path.join(slot.scratch, d) for d in ("upper", "work", "box"))
+        os.mkdir(upper)
+        os.mkdir(work, 0o700)
+        os.mkdir(box, 0o755)
+        os.chown(box, self.uid, self.gid)
+        top = self._top
+        os.chown(upper, top.st_uid, top.st_gid)
+        os.chmod(upper, top.st_mode & 0o7777)
+        hostfs.mount_overlay(self._lowers, upper, work, slot.rootfs)
+        slot.mounted.append(slot.rootfs)
+
+    def _release(self, slot: _Slot) -> None:
+        while slot.mounted:
+            hostfs.umount(slot.mounted.pop())
+
+    def _write_config(self, slot: _Slot, cfg: dict) -> None:
+        from .. import jsonio
+
+        data = jsonio.dumps(cfg).encode()
+        if data != slot.config:
+            tmp = os.path.join(slot.bundle, "config.json.tmp")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.rename(tmp, os.path.join(slot.bundle, "config.json"))
+            slot.config = data
+
+    # ---- workdirs -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def workdir(self):
+        """A Workdir for several runs (files persist between them), removed at the end."""
+        path = os.path.join(self.path, f"wd{next(self._wds)}")
+        os.mkdir(path, 0o700)
+        try:
+            hostfs.mount_tmpfs(path, self.limits.disk, 0o755, self.uid, self.gid)
+            yield Workdir(path, self.uid, self.gid)
+        finally:
+            hostfs.umount(path)
+            os.rmdir(path)
+
+    # ---- the end ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Remove every directory and mount this Sandbox made (runs under way finish
+        first: their slots are taken)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        hostfs.remove_tree(self.path)
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed:
+                self.close()
+        except Exception:
+            pass
+
+
+def _failed_exec(e: Exception, code: int, started: float) -> Result:
+    r = Result(exit_code=code, stderr=f"{e}\n".encode(), duration=time.monotonic() - started)
+    r.decide()
+    return r
+
+
+def _args(cmd) -> list:
+    if isinstance(cmd, str):
+        if not cmd.strip():
+            raise InvalidArgument("cmd: empty")
+        return ["/bin/sh", "-c", cmd]
+    if not isinstance(cmd, (list, tuple)) or not cmd or \
+            not all(isinstance(a, str) for a in cmd):
+        raise InvalidArgument(f"cmd: want a non-empty list of strings or a string, not {cmd!r}")
+    return list(cmd)
+
+
+def _merge_env(base: list, extra: dict, field: str) -> list:
+    out = list(base)
+    if not isinstance(extra, dict):
+        raise InvalidArgument(f"{field}: want a dict of str → str")
+    for k, v in extra.items():
+        if not isinstance(k, str) or not k or "=" in k or not isinstance(v, str):
+            raise InvalidArgument(f"{field}[{k!r}]: want a name without '=' and a str value")
+        item = f"{k}={v}"
+        for i, e in enumerate(out):
+            if e.partition("=")[0] == k:
+                out[i] = item
+                break
+        else:
+            out.append(item)
+    return out
+
+
+def _resolve_image(image, storage):
+    """→ (lower dirs, top first; the image config)."""
+    from .. import images
+
+    if isinstance(image, images.Image):
+        store = images.Store(storage)
+        img = image
+    elif isinstance(image, (str, os.PathLike)) and os.path.isdir(image):
+        path = os.path.abspath(os.fspath(image))
+        if any(c in path for c in ",:"):
+            raise InvalidArgument(f"image: the path {path!r} has a ',' or ':'")
+        return [path], {}
+    elif isinstance(image, str):
+        store = images.Store(storage)
+        with store.shared():
+            img = store.get(image)
+    else:
+        raise InvalidArgument(f"image: want a directory, an image name or an images.Image, "
+                              f"not {type(image).__name__}")
+    with store.shared():
+        lowers = [store.layer_dir(d) for d in reversed(img.layers)]
+        for d in lowers:
+            if not os.path.isdir(d):
+                raise InvalidArgument(f"image {img.id[:12]}: a layer is missing from the store "
+                                      "(pull again)")
+        return lowers, store.config(img)
+
+
+def _resolve_user(rootfs, lowers, user, image_user: str) -> dict:
+    from ..images.bundle import resolve_user
+
+    view = rootfs or lowers[0]
+    if user is not None:
+        if not isinstance(user, str) or not user:
+            raise InvalidArgument(f"user: {user!r} is not 'uid[:gid]' or a name")
+        return resolve_user(view, user)
+    if image_user:
+        u = resolve_user(view, image_user)
+        if u["uid"] != 0:
+            return u
+    try:
+        return resolve_user(view, "nobody")
+    except Exception:
+        return {"uid": 65534, "gid": 65534}
