@@ -27,6 +27,7 @@ VERBS = {
     "update": "cgroup_verbs", "events": "cgroup_verbs",
     "network": "network",
     "pull": "images", "images": "images", "rmi": "images", "bundle": "images",
+    "sandbox": "sandbox",
 }
 
 # Verbs that allocate a bounded amount and exit (run and exec may wait long, allocating
@@ -58,6 +59,7 @@ verbs:
    images    list the images in the store
    rmi       remove an image (and the layers nothing else uses)
    bundle    make a bundle (config.json + overlay rootfs) from an image; --remove DIR
+   sandbox   run an untrusted command in an image with limits; isolate-style result
 
 global flags:
 """
