@@ -12,7 +12,7 @@
 Not imported by `import libcontainer` or `runner run`."""
 from __future__ import annotations
 
-from .box import Sandbox, Workdir
+from .box import LimitsUnavailable, Sandbox, Workdir
 from .limits import Limits, parse_size
 from .result import (INTERNAL_ERROR, MEMORY_LIMIT, OK, RUNTIME_ERROR, SIGNALED, TIMEOUT,
                      Result)
@@ -20,13 +20,13 @@ from .result import (INTERNAL_ERROR, MEMORY_LIMIT, OK, RUNTIME_ERROR, SIGNALED, 
 
 def run(image, cmd, *, limits: Limits | None = None, network: bool = False,
         user: str | None = None, readonly_root: bool = False, workdir: str = "/box",
-        storage: str | None = None, files: dict | None = None, stdin: bytes | str = b"",
+        storage: str | None = None, rlimits_only: bool = False, files: dict | None = None, stdin: bytes | str = b"",
         env: dict | None = None) -> Result:
     """One command in a Sandbox made for it, then removed."""
     with Sandbox(image, limits, network=network, user=user, readonly_root=readonly_root,
-                 workdir=workdir, storage=storage) as box:
+                 workdir=workdir, storage=storage, rlimits_only=rlimits_only) as box:
         return box.run(cmd, files=files, stdin=stdin, env=env)
 
 
-__all__ = ["Sandbox", "Workdir", "Limits", "Result", "run", "parse_size", "OK", "TIMEOUT",
+__all__ = ["Sandbox", "Workdir", "LimitsUnavailable", "Limits", "Result", "run", "parse_size", "OK", "TIMEOUT",
            "SIGNALED", "RUNTIME_ERROR", "INTERNAL_ERROR", "MEMORY_LIMIT"]

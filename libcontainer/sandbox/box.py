@@ -76,7 +76,8 @@ class Sandbox:
 
     def __init__(self, image, limits: Limits | None = None, *, network: bool = False,
                  user: str | None = None, readonly_root: bool = False, workdir: str = "/box",
-                 env: dict | None = None, storage: str | None = None) -> None:
+                 env: dict | None = None, storage: str | None = None,
+                 rlimits_only: bool = False) -> None:
         if limits is None:
             limits = Limits()
         if not isinstance(limits, Limits):
@@ -86,14 +87,30 @@ class Sandbox:
         if not isinstance(workdir, str) or not workdir.startswith("/") or workdir == "/" or \
                 ".." in workdir.split("/"):
             raise InvalidArgument(f"workdir: {workdir!r} must be an absolute path below /")
-        if os.geteuid() != 0:
-            raise ContainerError("sandbox: an unprivileged Sandbox is not supported yet: run "
-                                 "as root")
+        from ..userns import rootless
+
+        self.rootless = rootless()
+        if self.rootless and not readonly_root:
+            raise InvalidArgument("readonly_root: an unprivileged Sandbox cannot mount a "
+                                  "writable layer over the image (the host's mount namespace "
+                                  "is not its own): pass readonly_root=True; /tmp and the "
+                                  "workdir stay writable")
         self.limits = limits
+        self.rlimits_only = bool(rlimits_only)
+        self._cgroup = True
+        if self.rootless:
+            self._cgroup = _cgroup_holds(limits, self.rlimits_only)
         self.readonly_root = bool(readonly_root)
         self.workdir_path = os.path.normpath(workdir)
         self._lowers, image_config = _resolve_image(image, storage)
         ic = image_config.get("config") or {}
+        if self.rootless:
+            # one id is mapped, the caller's own, as the user namespace's root (the runtime
+            # needs 0 mapped): no capabilities, no new privileges, the caller's uid outside
+            if user not in (None, "0", "0:0", "root"):
+                raise InvalidArgument(f"user: {user!r}: an unprivileged Sandbox runs as the "
+                                      "caller's own uid (root of the run's user namespace)")
+            user = "0:0"
         u = _resolve_user(self._lowers[0] if len(self._lowers) == 1 else None, self._lowers,
                           user, ic.get("User") or "")
         self.uid, self.gid, self._groups = u["uid"], u["gid"], u.get("additionalGids", [])
@@ -108,6 +125,12 @@ class Sandbox:
         hostfs.sweep(root)
         self.path = os.path.join(root, f"{os.getpid()}-{next(_boxes)}")
         hostfs.make_private_dir(self.path)
+        if self.rootless:
+            try:
+                self._rootless_setup()
+            except BaseException:
+                hostfs.remove_tree(self.path)
+                raise
         self._state = os.path.join(self.path, "state")
         os.mkdir(self._state, 0o700)
         self._lock = threading.Lock()
@@ -153,12 +176,16 @@ class Sandbox:
         self._prepare(slot, limits)
         try:
             wd_src = wd.path if wd is not None else os.path.join(slot.scratch, "box")
+            owner = (os.geteuid(), os.getegid()) if self.rootless else (self.uid, self.gid)
             for name, data in files.items():
-                hostfs.write_file(wd_src, name, data, self.uid, self.gid)
+                hostfs.write_file(wd_src, name, data, *owner)
             cfg = configs.make(args=args, env=env, cwd=self.workdir_path, uid=self.uid,
-                               gid=self.gid, groups=self._groups, rootfs=slot.rootfs,
+                               gid=self.gid, groups=self._groups,
+                               rootfs=self._rootfs if self.rootless else slot.rootfs,
                                readonly=self.readonly_root, workdir_src=wd_src,
-                               workdir_dst=self.workdir_path, limits=limits, network=False)
+                               workdir_dst=self.workdir_path, limits=limits, network=False,
+                               rootless=self.rootless, id_maps=self._maps(),
+                               cgroup=self._cgroup, copy_workdir=self.rootless and wd is None)
             self._write_config(slot, cfg)
             return self._start(slot, stdin, limits)
         finally:
@@ -217,6 +244,13 @@ class Sandbox:
             self._free.append(slot)
 
     def _prepare(self, slot: _Slot, limits: Limits) -> None:
+        if self.rootless:
+            # no mount of ours: the files go to a host directory, which the container
+            # copies into a sized tmpfs of its own (tmpcopyup) before the command runs
+            box = os.path.join(slot.scratch, "box")
+            hostfs.remove_tree(box)
+            os.mkdir(box, 0o755)
+            return
         hostfs.mount_tmpfs(slot.scratch, limits.disk, 0o700)
         slot.mounted.append(slot.scratch)
         upper, work, box = (os.path.join(slot.scratch, d) for d in ("upper", "work", "box"))
@@ -229,6 +263,29 @@ class Sandbox:
         os.chmod(upper, top.st_mode & 0o7777)
         hostfs.mount_overlay(self._lowers, upper, work, slot.rootfs)
         slot.mounted.append(slot.rootfs)
+
+    def _rootless_setup(self) -> None:
+        """The image as one read-only directory: a rootfs directory as it is, a store
+        image's layers copied once into this Sandbox's directory (no overlay mount outside
+        a user namespace)."""
+        if len(self._lowers) == 1:
+            self._rootfs = self._lowers[0]
+            return
+        from ..images import driver
+
+        self._rootfs = os.path.join(self.path, "rootfs")
+        os.mkdir(self._rootfs, 0o755)
+        for layer in reversed(self._lowers):
+            driver.apply_layer(layer, self._rootfs, True)
+        driver.copy_root_attrs(self._lowers[0], self._rootfs, True)
+
+    def _maps(self) -> tuple:
+        """Rootless: the run's user is this process's own uid and gid, alone (the image's
+        files of other owners show as the overflow id)."""
+        if not self.rootless:
+            return ()
+        return ([{"containerID": 0, "hostID": os.geteuid(), "size": 1}],
+                [{"containerID": 0, "hostID": os.getegid(), "size": 1}])
 
     def _release(self, slot: _Slot) -> None:
         while slot.mounted:
@@ -251,6 +308,15 @@ class Sandbox:
     def workdir(self):
         """A Workdir for several runs (files persist between them), removed at the end."""
         path = os.path.join(self.path, f"wd{next(self._wds)}")
+        if self.rootless:
+            # a directory of this user's (the run's user is this user): files=
+            # and read() as for root; its size is held per file only (RLIMIT_FSIZE)
+            os.mkdir(path, 0o755)
+            try:
+                yield Workdir(path, os.geteuid(), os.getegid())
+            finally:
+                hostfs.remove_tree(path)
+            return
         os.mkdir(path, 0o700)
         try:
             hostfs.mount_tmpfs(path, self.limits.disk, 0o755, self.uid, self.gid)
@@ -282,6 +348,45 @@ class Sandbox:
                 self.close()
         except Exception:
             pass
+
+
+class LimitsUnavailable(ContainerError):
+    """An unprivileged Sandbox without a delegated cgroup: the limits named cannot hold."""
+
+
+def _cgroup_holds(limits: Limits, rlimits_only: bool) -> bool:
+    """Rootless: True when a delegated cgroup holds the limits; without one, an error
+    naming what cannot hold, or (rlimits_only) False: per-process rlimits instead."""
+    from .. import cgroups
+    from ..errors import ConfigError
+
+    wanted = {}
+    if limits.memory is not None:
+        wanted["memory"] = {"limit": limits.memory}
+    if limits.pids is not None:
+        wanted["pids"] = {"limit": limits.pids}
+    why = ""
+    try:
+        m = cgroups.Manager.plan(f"sbx-probe-{os.getpid()}", "", wanted)
+    except ConfigError as e:
+        m, why = None, str(e)
+    if m is not None and not why:
+        paths = m.paths
+        if limits.cpu_time is None or "cpuacct" in paths or m.unified:
+            return True
+        why = "no cpuacct cgroup (v1) nor cgroup v2 subtree is delegated"
+    elif not why:
+        why = "no cgroup is delegated to this user"
+    if rlimits_only:
+        return False
+    names = [n for n, v in (("cpu_time", limits.cpu_time), ("memory", limits.memory),
+                            ("pids", limits.pids)) if v is not None]
+    raise LimitsUnavailable(
+        f"sandbox: these limits cannot hold without a cgroup delegated to uid "
+        f"{os.geteuid()}: {', '.join('limits.' + n for n in names)} ({why}). Delegate "
+        "one (README, Rootless), lift them (None), or pass rlimits_only=True to accept "
+        "per-process rlimits instead (RLIMIT_CPU per process, RLIMIT_AS, RLIMIT_NPROC per "
+        "user); wall_time, output and the /tmp size hold either way")
 
 
 def _failed_exec(e: Exception, code: int, started: float) -> Result:

@@ -40,9 +40,12 @@ _swap: list = []
 
 def make(*, args: list, env: list, cwd: str, uid: int, gid: int, groups: list, rootfs: str,
          readonly: bool, workdir_src: str, workdir_dst: str, limits, network: bool,
-         rootless: bool = False, id_maps: tuple = (), cgroup: bool = True) -> dict:
+         rootless: bool = False, id_maps: tuple = (), cgroup: bool = True,
+         copy_workdir: bool = False) -> dict:
     """`id_maps`: (uid mappings, gid mappings) for a user namespace (rootless).
-    `cgroup`: False when the limits are to hold through rlimits alone (no cgroup)."""
+    `cgroup`: False when the limits are to hold through rlimits alone (no cgroup).
+    `copy_workdir`: the workdir is a sized tmpfs that starts with a copy of `workdir_src`
+    (rootless, where no tmpfs can be mounted on the host)."""
     user = {"uid": uid, "gid": gid}
     if groups:
         user["additionalGids"] = list(groups)
@@ -52,9 +55,12 @@ def make(*, args: list, env: list, cwd: str, uid: int, gid: int, groups: list, r
                         "soft": limits.open_files})
     if limits.cpu_time is not None:
         # per process, a backstop behind the cgroup's whole-run accounting: SIGXCPU a
-        # second late, SIGKILL a second after that
-        soft = math.ceil(limits.cpu_time) + 1
+        # second late, SIGKILL a second after that (without a cgroup, the limit itself)
+        soft = math.ceil(limits.cpu_time) + (1 if cgroup else 0)
         rlimits.append({"type": "RLIMIT_CPU", "hard": soft + 1, "soft": soft})
+    if rootless and limits.disk is not None:
+        # the host directories an unprivileged Sandbox binds have no size of their own
+        rlimits.append({"type": "RLIMIT_FSIZE", "hard": limits.disk, "soft": limits.disk})
     if not cgroup:
         if limits.memory is not None:
             rlimits.append({"type": "RLIMIT_AS", "hard": limits.memory, "soft": limits.memory})
@@ -82,6 +88,12 @@ def make(*, args: list, env: list, cwd: str, uid: int, gid: int, groups: list, r
         {"destination": workdir_dst, "type": "bind", "source": workdir_src,
          "options": ["rbind", "nosuid", "nodev", "rw"]},
     ]
+    if copy_workdir:
+        opts = ["nosuid", "nodev", "mode=755", f"uid={uid}", f"gid={gid}", "tmpcopyup"]
+        if limits.disk is not None:
+            opts.append(f"size={limits.disk}")
+        mounts.append({"destination": workdir_dst, "type": "tmpfs", "source": "tmpfs",
+                       "options": opts})
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")]
     if not network:
         namespaces.append({"type": "network"})
