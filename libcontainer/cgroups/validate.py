@@ -12,6 +12,8 @@ from ..errors import ConfigError
 BASE = "linux.resources"
 U16, U32, U64, I64 = (0, 0xFFFF), (0, 0xFFFFFFFF), (0, 2**64 - 1), (-2**63, 2**63 - 1)
 
+SHARES = (2, 262144)  # the kernel's MIN_SHARES, MAX_SHARES (0 means not set)
+
 _JTYPES = {bool: "a boolean", str: "a string", list: "an array", dict: "an object"}
 
 
@@ -96,6 +98,12 @@ def resources(res: dict, base: str = BASE) -> dict:
             _int(cpu, k, p, U64)
         for k in ("quota", "realtimeRuntime", "idle"):
             _int(cpu, k, p)
+        # the kernel clamps cpu.shares into [2, 262144] silently (v1), and the v2 weight
+        # conversion is only defined there: like runc, refuse what would not be what was asked
+        sh = cpu.get("shares")
+        if sh and not SHARES[0] <= sh <= SHARES[1]:
+            bound = ("minimum", SHARES[0]) if sh < SHARES[0] else ("maximum", SHARES[1])
+            raise ConfigError(f"{p}.shares", f"{sh}: the %s allowed cpu-shares is %d" % bound)
         q, b = cpu.get("quota"), cpu.get("burst")
         if q is not None and b is not None and q > 0 and b > q:
             raise ConfigError(f"{p}.burst", f"{b} is larger than quota {q}")

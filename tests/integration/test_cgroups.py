@@ -295,6 +295,8 @@ def test_update_changes_live_limits(bundle):
     assert r.returncode == 1 and "--memory" in r.stderr
     r = bundle.runner("update", "--resources", "-", cid, input='{"cpu": {"cpus": "63"}}')
     assert r.returncode == 1 and "linux.resources.cpu.cpus" in r.stderr and "cpuset.cpus" in r.stderr
+    r = bundle.runner("update", "--cpu-share", "1", "--pids-limit", "9", cid)
+    assert r.returncode == 1 and "minimum allowed cpu-shares is 2" in r.stderr, r.stderr
     assert cg_file(st, "pids", "pids.max") == "5"
     delete(bundle, cid)
 
@@ -338,6 +340,10 @@ def test_delete_kills_everything_left(bundle):
     ({"rdma": {"mlx5_1": {"hcaHandles": 3}}}, "linux.resources.rdma", "rdma"),
     ({"unified": {"memory.high": "1"}}, "linux.resources.unified.memory.high", "memory"),
     ({"devices": [{"allow": True, "access": "rwx"}]}, "linux.resources.devices[0].access", "rwx"),
+    # the kernel would clamp them (to 2 and 262144) without a word; runc refuses them
+    ({"cpu": {"shares": 1}}, "linux.resources.cpu.shares", "minimum allowed cpu-shares is 2"),
+    ({"cpu": {"shares": 262145}}, "linux.resources.cpu.shares",
+     "maximum allowed cpu-shares is 262144"),
 ])
 def test_bad_resources_are_named_and_leave_nothing(bundle, resources, field, words):
     limited(bundle, resources)
