@@ -68,9 +68,11 @@ bench: venv rootfs
 	$(PY) tests/bench/bench_network.py
 	$(PY) tests/bench/bench_images.py
 
-# the embedding process does not leak: 1000 containers through the library (SOAK_RUNS)
+# the embedding process does not leak: 1000 containers through the library, then 10 000
+# sandboxed runs through one Sandbox (SOAK_RUNS sets both counts)
 soak: venv rootfs
 	$(PY) tests/soak/soak.py
+	$(PY) tests/soak/soak_sandbox.py
 
 clean:
 	rm -rf build $(VENV) *.egg-info libcontainer/_shim*.so libcontainer/_seccomp*.so

@@ -17,6 +17,7 @@ from .result import INTERNAL_ERROR, Result
 from .supervise import Counters, supervise
 
 _boxes = itertools.count(1)
+MAX_SLOTS = 64  # runs at once of one Sandbox; more wait for a slot
 
 
 class Workdir:
@@ -61,6 +62,8 @@ class _Slot:
             os.mkdir(d, 0o711 if d != self.scratch else 0o700)
         self.config = b""
         self.mounted: list = []
+        self.prepared = -1      # the disk size it is mounted for; -1: not mounted
+        self.container = None   # the last run's, until the recycler removes it
 
 
 class Sandbox:
@@ -133,8 +136,12 @@ class Sandbox:
                 raise
         self._state = os.path.join(self.path, "state")
         os.mkdir(self._state, 0o700)
-        self._lock = threading.Lock()
-        self._free: list = []
+        self._lock = threading.Condition()
+        self._ready: list = []    # slots mounted and empty, for the next run
+        self._dirty: list = []    # (slot, container) for the recycler
+        self._recycler = None     # a thread while there is something to recycle
+        self._busy = 0            # slots the recycler is working on
+        self._running = 0         # slots taken by runs
         self._slots = 0
         self._seq = itertools.count(1)
         self._wds = itertools.count(1)
@@ -158,7 +165,7 @@ class Sandbox:
         run_env = _merge_env(self._env, env or {}, "env") if env else self._env
         if workdir is not None and not isinstance(workdir, Workdir):
             raise InvalidArgument("workdir: want a Workdir from Sandbox.workdir()")
-        slot = self._take()
+        slot = self._take(limits)
         try:
             return self._run(slot, args, files or {}, bytes(stdin), run_env, workdir, limits)
         finally:
@@ -173,8 +180,7 @@ class Sandbox:
             None, functools.partial(self.run, cmd, **kw))
 
     def _run(self, slot: _Slot, args, files, stdin, env, wd, limits) -> Result:
-        self._prepare(slot, limits)
-        try:
+        if True:
             wd_src = wd.path if wd is not None else os.path.join(slot.scratch, "box")
             owner = (os.geteuid(), os.getegid()) if self.rootless else (self.uid, self.gid)
             for name, data in files.items():
@@ -188,8 +194,6 @@ class Sandbox:
                                cgroup=self._cgroup, copy_workdir=self.rootless and wd is None)
             self._write_config(slot, cfg)
             return self._start(slot, stdin, limits)
-        finally:
-            self._release(slot)
 
     def _start(self, slot: _Slot, stdin: bytes, limits: Limits) -> Result:
         cid = f"sbx{os.getpid()}-{os.path.basename(self.path).split('-')[1]}-{next(self._seq)}"
@@ -224,26 +228,94 @@ class Sandbox:
         finally:
             for fd in ours + theirs:
                 os.close(fd)
-            if c is not None:
-                c.delete(force=True)
+            # every process of it is dead (its pid namespace's init was reaped): removing
+            # the container and the slot's mounts is left to the recycler
+            slot.container = c
 
     # ---- the slot's files -------------------------------------------------------------
 
-    def _take(self) -> _Slot:
+    # A slot goes round: taken ready (mounted, empty), used by one run, handed to the
+    # recycler thread, which removes the run's container, unmounts the slot (the kernel's
+    # umount waits for an RCU grace period: ~1 ms each, off the caller's path) and mounts
+    # it afresh for the next run.
+
+    def _take(self, limits: Limits) -> _Slot:
         with self._lock:
-            if self._closed:
-                raise ContainerError("sandbox: closed")
-            if self._free:
-                return self._free.pop()
-            self._slots += 1
-            n = self._slots
-        return _Slot(os.path.join(self.path, f"slot{n}"))
+            while True:
+                if self._closed:
+                    raise ContainerError("sandbox: closed")
+                if self._ready:
+                    slot = self._ready.pop()
+                    break
+                # one slot more than the runs under way, so that one is recycled while
+                # they run: serial runs use two, each run waits for no recycling
+                if self._slots < min(self._running + 2, MAX_SLOTS):
+                    self._slots += 1
+                    slot = _Slot(os.path.join(self.path, f"slot{self._slots}"))
+                    break
+                self._lock.wait()
+            self._running += 1
+        if slot.prepared != limits.disk:
+            try:
+                self._release(slot)
+                self._prepare(slot, limits)
+            except BaseException:
+                self._give(slot)
+                raise
+        return slot
 
     def _give(self, slot: _Slot) -> None:
         with self._lock:
-            self._free.append(slot)
+            self._running -= 1
+            self._dirty.append(slot)
+            if self._recycler is None:
+                self._recycler = threading.Thread(target=self._recycle, daemon=True,
+                                                  name="sandbox-recycler")
+                self._recycler.start()
+            self._lock.notify_all()
+
+    def _recycle(self) -> None:
+        while True:
+            with self._lock:
+                if not self._dirty and not self._closed:
+                    self._lock.notify_all()  # flush() waits for an empty queue
+                    self._lock.wait(1.0)      # a next run soon is likely: linger a second
+                if not self._dirty:
+                    self._recycler = None
+                    self._lock.notify_all()
+                    return
+                slot = self._dirty.pop(0)
+                self._busy += 1
+            try:
+                self._clean(slot)
+                if not self._closed:
+                    self._prepare(slot, self.limits)
+                ok = True
+            except Exception as e:  # the slot is dropped; close() removes what is left
+                from ..log import warning
+
+                warning(f"sandbox: cannot recycle {slot.path}: {e}")
+                ok = False
+            with self._lock:
+                self._busy -= 1
+                if ok and not self._closed:
+                    self._ready.append(slot)
+                self._lock.notify_all()
+
+    def _clean(self, slot: _Slot) -> None:
+        c, slot.container = slot.container, None
+        if c is not None:
+            c.delete(force=True)
+        self._release(slot)
+
+    def flush(self) -> None:
+        """Wait until every finished run's container and mounts are removed."""
+        with self._lock:
+            while self._dirty or self._busy:
+                self._lock.wait()
 
     def _prepare(self, slot: _Slot, limits: Limits) -> None:
+        slot.prepared = limits.disk
         if self.rootless:
             # no mount of ours: the files go to a host directory, which the container
             # copies into a sized tmpfs of its own (tmpcopyup) before the command runs
@@ -288,6 +360,7 @@ class Sandbox:
                 [{"containerID": 0, "hostID": os.getegid(), "size": 1}])
 
     def _release(self, slot: _Slot) -> None:
+        slot.prepared = -1
         while slot.mounted:
             hostfs.umount(slot.mounted.pop())
 
@@ -334,6 +407,15 @@ class Sandbox:
             if self._closed:
                 return
             self._closed = True
+            self._lock.notify_all()
+        self.flush()
+        with self._lock:
+            t = self._recycler
+        if t is not None:
+            t.join()
+        for slot in self._ready:
+            self._clean(slot)
+        self._ready.clear()
         hostfs.remove_tree(self.path)
 
     def __enter__(self) -> "Sandbox":

@@ -167,6 +167,7 @@ def test_without_a_cgroup_limits_are_refused_or_rlimits_accepted(user):
                 wd.read("l")
             except Exception as e:
                 out["link"] = type(e).__name__
+        b.flush()
         out["state"] = os.listdir(b._state)
         path = b.path
     out["gone"] = not os.path.exists(path)
@@ -195,6 +196,7 @@ def test_delegated_cgroup_holds_every_limit(user, delegated):
         out["mem"] = res(b.run(["hostile", "membomb"]))
         out["cpu"] = res(b.run(["sh", "-c", "hostile spin & hostile spin & wait"]))
         out["fork"] = res(b.run(["sh", "-c", "for i in $(seq 40); do sleep 5 & done; wait"]))
+        b.flush()
         out["state"] = os.listdir(b._state)
     print(json.dumps(out))
     """, cgroups=delegated)
