@@ -764,6 +764,9 @@ static int hide_host_proc_and_sys(const char *rootfs)
     char mnt[4096];
     while (ndone < 256 && (id = next_host_proc_or_sys(mi, rootfs, done, ndone, mnt, sizeof mnt)) > 0) {
         done[ndone++] = id;
+        /* the unmount must not reach the host's peer of it (rootfsPropagation shared) */
+        if (mount(NULL, mnt, NULL, MS_SLAVE | MS_REC, NULL) < 0 && errno == ENOENT)
+            continue;
         if (umount2(mnt, MNT_DETACH) == 0 || errno == ENOENT)
             continue;
         if ((errno == EINVAL || errno == EPERM) && mount("tmpfs", mnt, "tmpfs", MS_RDONLY, "size=0") == 0)
@@ -781,6 +784,32 @@ static int hide_host_proc_and_sys(const char *rootfs)
     return id < 0 ? -1 : 0;
 }
 
+/* The mount `path` is on gets `flags` (MS_PRIVATE or MS_SLAVE): the first of path and
+ * its parents that is a mount point (EINVAL: not one, go up), as runc's
+ * rootfsParentMountPropagation. Binding the rootfs on itself must not propagate to the
+ * host when "/" was made shared, and pivot_root refuses a shared parent. */
+static int parent_propagation(const char *path, unsigned long flags)
+{
+    char p[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof p) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(p, path, n + 1);
+    for (;;) {
+        if (mount(NULL, p, NULL, flags, NULL) == 0)
+            return 0;
+        if (errno != EINVAL || strcmp(p, "/") == 0)
+            return -1;
+        char *slash = strrchr(p, '/');
+        if (slash == p)
+            p[1] = 0;
+        else
+            *slash = 0;
+    }
+}
+
 /* use_move 0: pivot_root; 1: MS_MOVE + chroot (--no-pivot); 2: chroot only, for a
  * container in the runtime's mount namespace (moving or pivoting would be the host's) */
 static int pivot(const char *rootfs, int use_move)
@@ -790,17 +819,36 @@ static int pivot(const char *rootfs, int use_move)
     if (use_move == 2)
         return chroot(".") < 0 ? -1 : chdir("/");
     if (!use_move) {
-        /* pivot_root(".", ".") stacks the old root under the new one; detach it at once */
+        /* pivot_root(".", ".") stacks the old root on the new one; detach it at once */
+        int old = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (old < 0)
+            return -1;
         if (syscall(SYS_pivot_root, ".", ".") == 0) {
-            if (umount2(".", MNT_DETACH) < 0)
-                return -1;
-            return chdir("/");
+            /* The old root an rslave first: with rootfsPropagation shared it is the host's
+             * peer, and its unmount would reach the host's mounts. "." must be the old
+             * root's own directory for that (runc fchdirs to it too): from the new root's,
+             * mount(2) would make the container's tree the slave, volumes and all. */
+            int rc = fchdir(old);
+            if (rc == 0)
+                rc = mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL);
+            if (rc == 0)
+                rc = umount2(".", MNT_DETACH);
+            int e = errno;
+            close(old);
+            errno = e;
+            return rc < 0 ? -1 : chdir("/");
         }
+        int e = errno;
+        close(old);
+        errno = e;
         if (errno != EINVAL)
             return -1;
         /* not pivotable (e.g. the rootfs lives on the initramfs): move it instead */
     }
     if (hide_host_proc_and_sys(rootfs) < 0)
+        return -1;
+    /* a mount moved onto a shared "/" would propagate to its peers: the host's "/" */
+    if (mount(NULL, "/", NULL, MS_SLAVE, NULL) < 0)
         return -1;
     if (mount(rootfs, "/", NULL, MS_MOVE, NULL) < 0)
         return -1;
@@ -1358,6 +1406,8 @@ static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int
         case RC_OP_ROOT_PROPAGATION:
             /* flags 0: no mount namespace of our own; "/" is the runtime's, never touched */
             rc = op->flags ? mount(NULL, "/", NULL, op->flags, NULL) : 0;
+            if (rc == 0 && op->a)
+                rc = parent_propagation(op->path, (unsigned long)op->a);
             if (rc == 0) {
                 /* the rootfs must be a mount point of its own to be pivoted */
                 rootfs = op->path;

@@ -103,20 +103,50 @@ def parse_options(options, field: str) -> MountOptions:
     return mo
 
 
+def root_propagation(prop: int) -> tuple:
+    """(for "/" of the new mount namespace, for the mount the rootfs is on, for the
+    container's "/" once pivoted) for linux.rootfsPropagation `prop` (0: not set), as runc
+    does it (rootfs_linux.go: prepareRoot, rootfsParentMountPropagation, and the flags
+    applied after pivot_root).
+
+    "/" gets the requested propagation itself: made a slave first, a host volume bound
+    with rshared would land in a new peer group (shared:N master:M) and a mount made in
+    the container would never reach the host (critest's rshared test). The mount the
+    rootfs sits on is made private (a slave, for [r]slave) so that binding the rootfs on
+    itself neither propagates to the host nor leaves pivot_root a shared parent. Shared
+    and unbindable are applied to the container's "/" at the end; private and slave are
+    had already from the rootfs's parent.
+
+    Not set: "/" an rslave, as runc; nothing is shared, so the rootfs's parent needs
+    nothing. Unbindable, r or not: runc 1.1 makes "/" unbindable first and then cannot
+    bind the rootfs on itself (EINVAL; it fails every such config), and a volume from the
+    host's root could not be bound either: here "/" is made rprivate, and the container's
+    "/" unbindable at the end."""
+    if not prop:
+        return MS_SLAVE | MS_REC, 0, 0
+    if prop & MS_UNBINDABLE:
+        return MS_PRIVATE | MS_REC, 0, prop
+    parent = MS_SLAVE if prop & MS_SLAVE else MS_PRIVATE
+    after = 0 if prop & (MS_PRIVATE | MS_SLAVE) else prop
+    return prop, parent, after
+
+
 def plan(spec, plan, ns, no_pivot: bool = False, cgroup=None, node_dir: str = "") -> None:
     lx = spec.linux
     root_prop = PROPAGATION[lx.rootfs_propagation] if lx.rootfs_propagation else 0
-    # "/" is made a slave first so nothing we mount reaches the host (unless asked: shared)
-    base = MS_SLAVE | MS_REC
-    if root_prop & (MS_PRIVATE | MS_UNBINDABLE):
-        base = MS_PRIVATE | MS_REC
+    if no_pivot and root_prop & MS_PRIVATE:
+        # as runc: the old root stays mounted under the moved one, and a private copy of
+        # the host's mounts would keep what the host unmounts busy
+        raise ConfigError("linux.rootfsPropagation", f"{lx.rootfs_propagation!r} is not safe "
+                          "without pivot_root (--no-pivot)")
+    base, parent, after = root_propagation(root_prop)
     # no mount namespace: the runtime's is the container's (hostmounts.py); its "/" is left
     # alone, the rootfs is bound on itself there and chrooted into
     in_host = not ns.has("mount")
     plan.host_mounts = spec.root_path if in_host else ""
     plan.add("linux.namespaces: no mount namespace, mounting in the runtime's" if in_host else
              "linux.rootfsPropagation: preparing the mount namespace", P.ROOT_PROPAGATION,
-             path=spec.root_path, flags=0 if in_host else base)
+             path=spec.root_path, flags=0 if in_host else base, a=0 if in_host else parent)
 
     dev_from_host = False
     late: list = []
@@ -150,8 +180,6 @@ def plan(spec, plan, ns, no_pivot: bool = False, cgroup=None, node_dir: str = ""
     else:
         plan.add("root.path: pivot_root into " + spec.root_path +
                  (" (no pivot)" if no_pivot else ""), P.PIVOT, flags=1 if no_pivot else 0)
-    if root_prop:
-        plan.add("linux.rootfsPropagation", P.MOUNT, path="/", pflags=root_prop)
     for key, value in lx.sysctl.items():
         _check_sysctl(key, ns)
         plan.add(f"linux.sysctl.{key}: writing {value!r}", P.WRITE,
@@ -160,6 +188,10 @@ def plan(spec, plan, ns, no_pivot: bool = False, cgroup=None, node_dir: str = ""
         plan.add(f"linux.maskedPaths[{i}]: masking {p}", P.MASK, path=p)
     for i, p in enumerate(lx.readonly_paths):
         plan.add(f"linux.readonlyPaths[{i}]: making {p} read-only", P.READONLY, path=p)
+    if after and not in_host:
+        # after the masks and read-only paths, which are binds (a bind from an unbindable
+        # tree fails)
+        plan.add("linux.rootfsPropagation", P.MOUNT, path="/", pflags=after)
     if spec.root_readonly:
         plan.add("root.readonly: remounting / read-only", P.ROOT_READONLY)
 

@@ -246,9 +246,15 @@ def test_no_pivot_flag_and_root_propagation(bundle):
     plan = make(cfg, bundle, no_pivot=True)
     pivot = [o for o in plan.ops if o[0] == O.PIVOT][0]
     assert pivot[5] == 1
-    after = plan.ops[plan.ops.index(pivot) + 1]
-    assert after[0] == O.MOUNT and after[1] == "/" and after[6] == rootfs.MS_SHARED | rootfs.MS_REC
-    assert (after[2], after[3], after[5]) == (None, None, 0)
+    # "/" made rshared before the mounts, its rootfs's mount private (rootfs.root_propagation)
+    prep = [o for o in plan.ops if o[0] == O.ROOT_PROPAGATION][0]
+    assert (prep[5], prep[7]) == (rootfs.MS_SHARED | rootfs.MS_REC, rootfs.MS_PRIVATE)
+    # and the container's "/" rshared once pivoted: after the masks and read-only paths
+    after = [o for o in plan.ops[plan.ops.index(pivot):] if o[0] == O.MOUNT and o[1] == "/"]
+    assert len(after) == 1 and after[0][6] == rootfs.MS_SHARED | rootfs.MS_REC
+    assert (after[0][2], after[0][3], after[0][5]) == (None, None, 0)
+    last_ro = max(i for i, o in enumerate(plan.ops) if o[0] in (O.MASK, O.READONLY))
+    assert plan.ops.index(after[0]) > last_ro
 
 
 @pytest.mark.parametrize("key,drop", [("kernel.panic", None), ("net.core.somaxconn", "network"),
