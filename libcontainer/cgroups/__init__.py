@@ -180,7 +180,9 @@ class Manager:
         self.created: list = st.get("created", [])
         self.groups: dict = st.get("groups", {})  # resource group → "v1" | "v2"
         self.resources: dict = st.get("resources", {})
-        self.devices: list = st.get("devices", [])  # linux.devices as [type, major, minor]
+        # the paths of linux.devices (a listed default device loses its default rule);
+        # states of earlier versions hold [type, major, minor] lists here: not paths
+        self.devices: list = [d for d in st.get("devices", []) if isinstance(d, str)]
 
     # ---- creation -------------------------------------------------------------------
 
@@ -248,8 +250,7 @@ class Manager:
                                            True)
         return cls({"mode": host.mode, "paths": paths, "unified": unified, "created": [],
                     "groups": groups, "resources": res,
-                    "devices": [[d.type, d.major, d.minor] for d in devices
-                                if d.type in ("c", "b", "u")]})
+                    "devices": [d.path for d in devices]})
 
     def make(self) -> bool:
         """Create the planned directories and apply the limits. On an error nothing is left
@@ -408,10 +409,8 @@ class Manager:
 
     def _apply_devices(self, res: dict, fresh: bool = False) -> None:
         from . import devices as dev
-        from ..spec import Device
 
-        linux_devs = [Device("/dev/x", t, ma, mi) for t, ma, mi in self.devices]
-        rules = dev.rules(res, linux_devs)
+        rules = dev.rules(res, self.devices)
         if "devices" in self.paths:
             d = self.paths["devices"]
             dev.v1_writes(rules, d, fresh=fresh and d in self.created)

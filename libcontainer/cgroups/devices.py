@@ -1,22 +1,28 @@
 """The device allow-list: v1 devices.allow/deny lines, and for v2 an eBPF
 BPF_PROG_TYPE_CGROUP_DEVICE program built here, instruction by instruction.
 
-Both start from the same rule list: the config's `linux.resources.devices` in order, then an
-allow for each `linux.devices` entry, then the devices every container needs (runc's list).
-Like runc, the list starts from "deny everything", so a config without rules gets only the
-defaults. For v2 the list is first reduced the way the v1 kernel would keep it (a default
-and exceptions, see `Emulator`), so that both versions give the same answers.
+Both start from the same rule list, runc's (specconv.CreateCgroupConfig): the config's
+`linux.resources.devices` in order, then the devices every container needs. A device in
+`linux.devices` is created in /dev but gets no rule of its own: what it may be opened for is
+what those rules say (engines add the allow rule themselves, as Docker's and podman's
+--device do). As in runc, a default device whose path `linux.devices` lists loses its
+default rule (the config's entry replaces runc's). Like runc, the list starts from "deny
+everything", so a config without rules gets only the defaults. For v2 the list is first
+reduced the way the v1 kernel would keep it (a default and exceptions, see `Emulator`), so
+that both versions give the same answers.
 """
 from __future__ import annotations
 
 import os
 
-# (type, major, minor, access); -1 is "*"
+# (type, major, minor, access, path); -1 is "*"; runc's AllowedDevices, in its order
 DEFAULT_ALLOWED = (
-    ("c", -1, -1, "m"), ("b", -1, -1, "m"),
-    ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"), ("c", 1, 8, "rwm"),
-    ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 2, "rwm"), ("c", 136, -1, "rwm"),
-    ("c", 10, 200, "rwm"),  # /dev/net/tun, as runc
+    ("c", -1, -1, "m", ""), ("b", -1, -1, "m", ""),
+    ("c", 1, 3, "rwm", "/dev/null"), ("c", 1, 8, "rwm", "/dev/random"),
+    ("c", 1, 7, "rwm", "/dev/full"), ("c", 5, 0, "rwm", "/dev/tty"),
+    ("c", 1, 5, "rwm", "/dev/zero"), ("c", 1, 9, "rwm", "/dev/urandom"),
+    ("c", 136, -1, "rwm", ""), ("c", 5, 2, "rwm", ""),
+    ("c", 10, 200, "rwm", ""),  # /dev/net/tun
 )
 
 
@@ -39,18 +45,16 @@ class Rule:
         return f"Rule({'allow' if self.allow else 'deny'} {self.v1()})"
 
 
-def rules(resources: dict, devices=()) -> list:
-    """The full rule list for a container: deny all, the config's rules, its devices,
-    the defaults. `devices` are spec.Device objects (linux.devices)."""
+def rules(resources: dict, device_paths=()) -> list:
+    """The full rule list for a container: deny all, the config's rules, the defaults
+    but those whose path is among `device_paths` (those of linux.devices)."""
     out = [Rule(False)]
     for d in resources.get("devices") or ():
         out.append(Rule(d["allow"], d.get("type") or "a",
                         -1 if d.get("major") is None else d["major"],
                         -1 if d.get("minor") is None else d["minor"], d.get("access") or "rwm"))
-    for d in devices:
-        if d.type in ("c", "b", "u"):
-            out.append(Rule(True, "b" if d.type == "b" else "c", d.major, d.minor, "rwm"))
-    out += [Rule(True, *r) for r in DEFAULT_ALLOWED]
+    listed = set(device_paths)
+    out += [Rule(True, *r[:4]) for r in DEFAULT_ALLOWED if not r[4] or r[4] not in listed]
     return out
 
 

@@ -276,3 +276,58 @@ def test_an_update_is_checked_whole_before_anything_is_written(bundle, runc):
             assert cgroup_files(pid_of(bundle, runc, ours, False)) == before
     finally:
         finish(bundle, runc, ours, theirs)
+
+
+# ---- 7. device rules -----------------------------------------------------------------------
+
+# opens for reading and for writing (nothing is written); /dev/kmsg opens for reading only
+# with CAP_SYSLOG, which neither runtime grants by default: its write side tells
+PROBE = ("for d in /dev/kmsg /dev/null /dev/zero /dev/full; do "
+         "if [ -e $d ]; then r=ok; w=ok; (: < $d) 2>/dev/null || r=no; "
+         "(: > $d) 2>/dev/null || w=no; echo $d r=$r w=$w; fi; done")
+KMSG = {"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o644}
+NULL = {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666}
+DENY_ALL = {"allow": False, "access": "rwm"}
+
+
+def run_both(bundle, runc, resources: dict, devs: list) -> tuple:
+    ours, theirs = new_id(), "runc-" + uuid.uuid4().hex[:10]
+    bundle.linux["devices"] = devs
+    bundle.linux["resources"] = resources
+    bundle.sh(PROBE)
+    bundle.linux["cgroupsPath"] = f"eng-cg-{ours}"
+    r1 = bundle.run(ours)
+    assert r1.returncode == 0, r1.stderr
+    bundle.linux["cgroupsPath"] = f"eng-cg-{theirs}"
+    bundle.write()
+    r2 = runc("run", "--bundle", bundle.path, theirs)
+    runc("delete", "--force", theirs)
+    assert_nothing_left(bundle, ours)
+    if r2.returncode != 0 and "reopening /dev/null" in r2.stderr:
+        return r1.stdout.splitlines(), None  # runc's own init needs /dev/null
+    assert r2.returncode == 0, r2.stderr
+    return r1.stdout.splitlines(), r2.stdout.splitlines()
+
+
+@pytest.mark.parametrize("resources, devs, kmsg", [
+    # a device in linux.devices is made, but only resources.devices says what it may do
+    ({"devices": [DENY_ALL]}, [KMSG], "r=no w=no"),
+    ({}, [KMSG], "r=no w=no"),
+    ({"devices": [DENY_ALL, {"allow": True, "type": "c", "major": 1, "minor": 11,
+                             "access": "w"}]}, [KMSG], "r=no w=ok"),
+    # listing a default device drops runc's default rule for it: denied like the rest
+    ({"devices": [DENY_ALL]}, [KMSG, NULL], "r=no w=no"),
+    ({"devices": [{"allow": True, "access": "rwm"}]}, [KMSG], "r=no w=ok"),
+], ids=["deny-all", "no-rules", "allow-write", "listed-default", "allow-all"])
+def test_linux_devices_get_only_the_access_resources_devices_give(bundle, runc, resources,
+                                                                   devs, kmsg):
+    v1_host()
+    ours, theirs = run_both(bundle, runc, resources, devs)
+    assert ours[0] == f"/dev/kmsg {kmsg}"
+    if NULL in devs:
+        # the same rules as runc's: /dev/null is denied too, which runc's init (it
+        # reopens its stdio on /dev/null) does not survive
+        assert ours[1] == "/dev/null r=no w=no"
+        assert theirs is None or theirs == ours
+    else:
+        assert ours == theirs

@@ -294,6 +294,38 @@ def test_device_program_decisions():
     assert _run_program(deny_list, 1, R | W, 8, 0) == 1
 
 
+def test_linux_devices_get_no_rule_of_their_own():
+    """Issue 17, item 7: /dev/kmsg in linux.devices with a deny-all config stays denied
+    (the v2 program, as the v1 lines: runc's rule list); a listed default device loses
+    its default rule, as in runc; the rest of the defaults stay."""
+    R, W = 2, 4
+    deny_all = {"devices": [{"allow": False, "access": "rwm"}]}
+    prog = devices.program(devices.rules(deny_all, ["/dev/kmsg"]))
+    assert _run_program(prog, 2, W, 1, 11) == 0
+    assert _run_program(prog, 2, R | W, 1, 3) == 1
+    prog = devices.program(devices.rules(deny_all, ["/dev/kmsg", "/dev/null"]))
+    assert _run_program(prog, 2, W, 1, 3) == 0
+    assert _run_program(prog, 2, R | W, 1, 5) == 1  # /dev/zero: still a default
+    allowed = {"devices": deny_all["devices"] + [
+        {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "w"}]}
+    prog = devices.program(devices.rules(allowed, ["/dev/kmsg"]))
+    assert _run_program(prog, 2, W, 1, 11) == 1 and _run_program(prog, 2, R, 1, 11) == 0
+    assert [r.v1() for r in devices.rules(deny_all, ["/dev/null"])][2:5] == [
+        "c *:* m", "b *:* m", "c 1:8 rwm"]
+
+
+def test_the_manager_keeps_the_paths_of_linux_devices():
+    from libcontainer.spec import Device
+
+    host = cgroups.Host({}, "/sys/fs/cgroup", {"": "/"})
+    host._v2_ctrls = set()
+    m = cgroups.Manager.plan("dev-test", "/eng-cgroups-unit/d", {},
+                             [Device("/dev/kmsg", "c", 1, 11)], host)
+    assert m.state()["devices"] == ["/dev/kmsg"]
+    # a state written by an earlier version ([type, major, minor]) gives no paths
+    assert cgroups.Manager({"mode": "v2", "paths": {}, "devices": [["c", 1, 11]]}).devices == []
+
+
 class FakeManager:
     def __init__(self, paths: dict, unified: str = ""):
         self.paths, self.unified = paths, unified
