@@ -18,11 +18,14 @@ ZERO_IS_UNSET = {
     "blockIO": ("weight", "leafWeight"),
     "network": ("classID",),
 }
+# memory.swappiness -1 as Go's uint64 holds it (an engine's "default"): runc skips it
+SWAPPINESS_UNSET = 2**64 - 1
 
 
 def strip(res: dict) -> dict:
-    """`res` (validated) without the fields that are 0 where 0 means not set, and without
-    disableOOMKiller false (runc and crun write oom_control only to disable the killer);
+    """`res` (validated) without the fields that are 0 where 0 means not set, without
+    disableOOMKiller false (runc and crun write oom_control only to disable the killer)
+    and swappiness 2**64-1 (runc: `int64(*MemorySwappiness) == -1` is not set);
     a group left empty goes too. `res` itself is not changed."""
     out = dict(res)
     for key, fields in ZERO_IS_UNSET.items():
@@ -30,8 +33,11 @@ def strip(res: dict) -> dict:
         if not isinstance(group, dict):
             continue
         kept = {k: v for k, v in group.items() if not (k in fields and v == 0)}
-        if key == "memory" and kept.get("disableOOMKiller") is False:
-            del kept["disableOOMKiller"]
+        if key == "memory":
+            if kept.get("disableOOMKiller") is False:
+                del kept["disableOOMKiller"]
+            if kept.get("swappiness") == SWAPPINESS_UNSET:
+                del kept["swappiness"]
         if key == "blockIO" and kept.get("weightDevice"):
             devs = []
             for d in kept["weightDevice"]:

@@ -83,7 +83,8 @@ def resources(res: dict, base: str = BASE) -> dict:
             if v is not None and v < -1:
                 raise ConfigError(f"{p}.{k}", f"{v}: want a number of bytes or -1 (unlimited)")
         sw = _int(mem, "swappiness", p, U64)
-        if sw is not None and sw > 100:
+        # 2**64-1 is -1 through Go's uint64: runc reads it as "not set" (unset.strip)
+        if sw is not None and 100 < sw < U64[1]:
             raise ConfigError(f"{p}.swappiness", f"{sw} is out of range (0 .. 100)")
         for k in ("disableOOMKiller", "useHierarchy", "checkBeforeUpdate"):
             _typed(mem, k, p, bool)

@@ -147,12 +147,16 @@ def test_docker_zeros_are_not_set_as_runc(bundle, runc):
         finish(bundle, runc, ours, theirs)
 
 
-def test_zero_swappiness_is_a_value(bundle, runc):
-    """swappiness 0 is written (0 is a value there), as runc does."""
+@pytest.mark.parametrize("swappiness", [0, 2**64 - 1])
+def test_swappiness_zero_is_a_value_and_minus_one_is_not_set(bundle, runc, swappiness):
+    """swappiness 0 is written (0 is a value there); 2**64-1 (Go's uint64 of -1) is not
+    set, as runc does."""
     v1_host()
-    ours, theirs = side_by_side(bundle, runc, {"memory": {"swappiness": 0, "limit": 0}})
+    ours, theirs = side_by_side(bundle, runc, {"memory": {"swappiness": swappiness,
+                                                          "limit": 0}})
     try:
-        assert compare(bundle, runc, ours, theirs)[("memory", "memory.swappiness")] == "0"
+        got = compare(bundle, runc, ours, theirs)[("memory", "memory.swappiness")]
+        assert (got == "0") == (swappiness == 0)
     finally:
         finish(bundle, runc, ours, theirs)
 

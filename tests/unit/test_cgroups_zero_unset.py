@@ -90,3 +90,13 @@ def test_strip_keeps_the_rest_and_does_not_change_its_input():
         "blockIO": {"weightDevice": [{"major": 8, "minor": 0, "leafWeight": 5}]},
         "devices": [{"allow": False, "access": "rwm"}]}
     assert repr(res) == before
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTS))
+def test_swappiness_minus_one_as_uint64_is_not_set(kind):
+    """Go's uint64(-1), runc's "not set"; 101 .. 2**64-2 stay errors."""
+    assert plan(HOSTS[kind](), {"memory": {"swappiness": 2**64 - 1}}) == {}
+    from libcontainer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="swappiness"):
+        plan(HOSTS[kind](), {"memory": {"swappiness": 2**64 - 2}})
