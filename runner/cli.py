@@ -28,6 +28,7 @@ VERBS = {
     "network": "network",
     "pull": "images", "images": "images", "rmi": "images", "bundle": "images",
     "sandbox": "sandbox",
+    "build": "build", "commit": "build",
 }
 
 # Verbs that allocate a bounded amount and exit (run and exec may wait long, allocating
@@ -60,6 +61,8 @@ verbs:
    rmi       remove an image (and the layers nothing else uses)
    bundle    make a bundle (config.json + overlay rootfs) from an image; --remove DIR
    sandbox   run an untrusted command in an image with limits; isolate-style result
+   build     build an image from a Dockerfile (RUN in our own containers)
+   commit    a container made from an image → a new image (its changes as a layer)
 
 global flags:
 """

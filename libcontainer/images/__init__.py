@@ -39,3 +39,22 @@ def gc(storage: str | None = None) -> list:
 __all__ = ["pull", "list_images", "rmi", "gc", "bundle", "remove_bundle", "Store", "Image",
            "default_root", "ImageError", "ImageNotFound", "LayerRefused", "DigestMismatch",
            "RegistryError"]
+
+
+def build(context: str, dockerfile: str | None = None, tag: str = "", build_args: dict | None = None,
+          storage: str | None = None, progress=None, **options) -> Image:
+    """Build a Dockerfile into the store (see images.build.build for the options)."""
+    from .build import build as _build
+
+    return _build(context, dockerfile=dockerfile, tag=tag, build_args=build_args,
+                  storage=storage, progress=progress, **options)
+
+
+def commit(container: str, image: str = "", changes: list | None = None, message: str = "",
+           author: str = "", root: str | None = None, storage: str | None = None,
+           pause: bool = True) -> Image:
+    """A container made from an image (overlay driver) → a new image with its changes."""
+    from .commit import commit as _commit
+
+    return _commit(container, image, changes=changes, message=message, author=author,
+                   root=root, storage=storage, pause=pause)

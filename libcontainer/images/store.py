@@ -333,6 +333,113 @@ class Store:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
 
+    # ---- new layers and images (build, commit, load) -------------------------------------
+
+    def workdir(self, prefix: str) -> str:
+        """A fresh directory under tmp/ (same filesystem as layers/, so it can be renamed in)."""
+        return tempfile.mkdtemp(prefix=prefix, dir=self.path("tmp"))
+
+    def add_layer(self, diff_dir: str, timestamp: int | None = None) -> str:
+        """Make `diff_dir` — a directory in overlay form (an overlay upper dir) under this
+        store's tmp/, given away by the caller — a layer; → its diff id (the digest of the
+        tar layerdiff writes of it). With `timestamp` every entry's mtime becomes it first.
+        A layer already in the store is kept and `diff_dir` deleted."""
+        from .layerdiff import set_times, strip_overlay_xattrs, write_tar
+
+        try:
+            strip_overlay_xattrs(diff_dir)
+            if timestamp is not None:
+                set_times(diff_dir, timestamp)
+            st = write_tar(diff_dir)
+        except BaseException:
+            shutil.rmtree(diff_dir, ignore_errors=True)
+            raise
+        meta = {"diff_id": st.diff_id, "digest": st.diff_id, "size": st.size,
+                "unpacked_size": st.size, "entries": st.entries}
+        self._place_layer(diff_dir, meta)
+        return st.diff_id
+
+    def add_layer_tar(self, stream) -> str:
+        """Unpack an (uncompressed) layer tar into the store, as a pull does; → its diff id."""
+        tmp = self.workdir("layer-")
+        try:
+            diff = os.path.join(tmp, "diff")
+            os.mkdir(diff, 0o755)
+            tar = HashingReader(stream)
+            u = unpack(tar, diff, self.rootless)
+            tar.drain()
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        meta = {"diff_id": tar.digest(), "digest": tar.digest(), "size": tar.size,
+                "unpacked_size": tar.size, "entries": u.entries}
+        self._place_layer(diff, meta, tmp)
+        return tar.digest()
+
+    def _place_layer(self, diff_dir: str, meta: dict, tmp: str = "") -> None:
+        hexid = meta["diff_id"][7:]
+        final = self.path("layers", hexid)
+        with _Flock(self.path("layers", ".locks", hexid), exclusive=True):
+            if os.path.isdir(final):
+                shutil.rmtree(tmp or diff_dir, ignore_errors=True)
+                return
+            try:
+                if not tmp:
+                    tmp = self.workdir("layer-")
+                    os.rename(diff_dir, os.path.join(tmp, "diff"))
+                write_atomic(os.path.join(tmp, "layer.json"), json.dumps(meta).encode())
+                _syncfs(tmp)
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp or diff_dir, ignore_errors=True)
+                raise
+
+    def layer_meta(self, diff_id: str) -> dict:
+        with open(self.path("layers", check_digest(diff_id, "layer")[7:], "layer.json"), "rb") as f:
+            return json.loads(f.read())
+
+    def add_image(self, config: dict, name: str = "") -> Image:
+        """Record an image whose layers (config rootfs.diff_ids) are in the store: the config
+        and an OCI manifest (uncompressed layer descriptors: the store keeps no compressed
+        blobs) are written, then the name, if any, moves to it. → the Image (id = the
+        config's digest; the same config gives the same id)."""
+        import hashlib
+
+        diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+        metas = []
+        for d in diff_ids:
+            try:
+                metas.append(self.layer_meta(d))
+            except FileNotFoundError:
+                raise ImageError(f"layer {d} is not in the store") from None
+        name = normalize_name(name) if name else ""
+        cbytes = json.dumps(config, separators=(",", ":")).encode()
+        cdigest = "sha256:" + hashlib.sha256(cbytes).hexdigest()
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                               "digest": cdigest, "size": len(cbytes)},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                "digest": m["diff_id"], "size": m["unpacked_size"]} for m in metas]}
+        mbytes = json.dumps(manifest, separators=(",", ":")).encode()
+        mdigest = "sha256:" + hashlib.sha256(mbytes).hexdigest()
+        for digest, data in ((mdigest, mbytes), (cdigest, cbytes)):
+            if not os.path.exists(self.blob_path(digest)):
+                write_atomic(self.blob_path(digest), data)
+        img = Image(id=cdigest[7:], names=[name] if name else [], manifest=mdigest,
+                    config=cdigest, layers=diff_ids, size=sum(m["unpacked_size"] for m in metas),
+                    created=str(config.get("created") or ""), pulled=time.time())
+        with _Flock(self.path("images.lock"), exclusive=True):
+            images = self._read_images()
+            for other in images.values():  # a name points at one image
+                if name and name in other.names and other.id != img.id:
+                    other.names.remove(name)
+            if img.id in images:
+                old = images[img.id]
+                img.names = old.names + ([name] if name and name not in old.names else [])
+            images[img.id] = img
+            self._write_images(images)
+        return img
+
     # ---- rmi, gc -----------------------------------------------------------------------
 
     def in_use(self) -> dict:
