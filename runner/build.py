@@ -1,5 +1,5 @@
 """Build verbs: build (Dockerfile → image) and commit (container → image). Flags only; the
-work is libcontainer.images.build and libcontainer.images.commit."""
+work is libcontainer.images.builder and libcontainer.images.commit."""
 from __future__ import annotations
 
 import sys

@@ -43,8 +43,8 @@ __all__ = ["pull", "list_images", "rmi", "gc", "bundle", "remove_bundle", "Store
 
 def build(context: str, dockerfile: str | None = None, tag: str = "", build_args: dict | None = None,
           storage: str | None = None, progress=None, **options) -> Image:
-    """Build a Dockerfile into the store (see images.build.build for the options)."""
-    from .build import build as _build
+    """Build a Dockerfile into the store (see images.builder.build for the options)."""
+    from .builder import build as _build
 
     return _build(context, dockerfile=dockerfile, tag=tag, build_args=build_args,
                   storage=storage, progress=progress, **options)

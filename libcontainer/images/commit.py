@@ -17,8 +17,8 @@ CHANGES = {"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER", "VO
 
 
 def _changes(config: dict, changes: list) -> None:
-    from .build import metadata
-    from .build.dockerfile import parse
+    from .builder import metadata
+    from .builder.dockerfile import parse
 
     state = {"shell": list(metadata.DEFAULT_SHELL), "cmd_set": False}
     for n, text in enumerate(changes or [], 1):
@@ -38,7 +38,7 @@ def commit(container: str, image: str = "", changes: list | None = None, message
 
     from .bundle import _key, _read
     from .layerdiff import write_tar
-    from .build.stage import rfc3339
+    from .builder.stage import rfc3339
 
     c = libcontainer.load(container, root)
     store = Store(storage)

@@ -480,11 +480,20 @@ class Store:
             return done
 
     def gc(self) -> list:
+        """A prune: unreferenced layers and blobs, the build cache, leftovers."""
         with self.exclusive():
-            return self._gc_locked()
+            return self._gc_locked(prune_cache=True)
 
-    def _gc_locked(self) -> list:
+    def _gc_locked(self, prune_cache: bool = False) -> list:
         removed = []
+        if os.path.isdir(self.path("builds")):  # workspaces of builds that were killed
+            from .builder.workspace import sweep
+
+            removed += sweep(self)
+        cache_dir = self.path("build-cache")
+        if prune_cache and os.path.isdir(cache_dir):
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            removed.append("build cache")
         for key, rec in self.in_use().items():
             # a bundle deleted by hand (its rootfs cannot be mounted: rm would have failed)
             if not os.path.isdir(os.path.join(str(rec.get("bundle", "")), "rootfs")):
@@ -495,6 +504,16 @@ class Store:
         keep_layers = {d[7:] for i in images.values() for d in i.layers}
         for rec in self.in_use().values():
             keep_layers.update(d[7:] for d in rec.get("layers", []))
+        # the build cache keeps its layers (as Docker keeps intermediate images) until a prune
+        if os.path.isdir(cache_dir):
+            for n in os.listdir(cache_dir):
+                try:
+                    with open(os.path.join(cache_dir, n), "rb") as f:
+                        layer = json.loads(f.read()).get("layer")
+                except (OSError, ValueError):
+                    continue
+                if layer:
+                    keep_layers.add(layer[7:])
         keep_blobs = {d[7:] for i in images.values() for d in (i.manifest, i.config)}
         for n in os.listdir(self.path("layers")):
             if not n.startswith(".") and n not in keep_layers:

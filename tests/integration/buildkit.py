@@ -1,0 +1,128 @@
+"""Helpers of the build tests: a busybox base image (an OCI layout made by umoci from the
+test rootfs) pulled into a store of ours and into a private buildah store, builds by both
+(`runner build`, `buildah bud --layers --runtime runc`), and each one's image unpacked into
+a tree: buildah's through skopeo (→ OCI layout) and `umoci unpack`, ours through the vfs
+driver (a copy of the layers), to be compared with imagekit.tree."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import imagekit as kit
+
+BASE = "localhost/bb:latest"
+
+
+def base_layout(work: str) -> str:
+    """oci:work/base:bb — the busybox rootfs with the files a RUN's container gets bound
+    (/etc/hostname, /etc/resolv.conf, as buildah leaves them behind when absent) and a user."""
+    layout = os.path.join(work, "base")
+    b = os.path.join(work, "base-bundle")
+    kit.sh("umoci", "init", "--layout", layout)
+    kit.sh("umoci", "new", "--image", f"{layout}:bb")
+    kit.sh("umoci", "unpack", "--image", f"{layout}:bb", b)
+    r = os.path.join(b, "rootfs")
+    kit.sh("cp", "-a", kit.ROOTFS + "/.", r)
+    for name, text in (("hostname", ""), ("resolv.conf", "")):
+        with open(os.path.join(r, "etc", name), "w") as f:
+            f.write(text)
+    with open(f"{r}/etc/passwd", "a") as f:
+        f.write("app:x:1234:1234:app user:/home/app:/bin/sh\n")
+    with open(f"{r}/etc/group", "a") as f:
+        f.write("app:x:1234:\nstaff:x:50:app\n")
+    os.makedirs(f"{r}/home/app", mode=0o750)
+    os.chown(f"{r}/home/app", 1234, 1234)
+    kit.sh("umoci", "repack", "--image", f"{layout}:bb", b)
+    shutil.rmtree(b)
+    return layout
+
+
+class Buildah:
+    """buildah with its own root, runroot and overlay storage under `work`."""
+
+    def __init__(self, work: str):
+        self.root = os.path.join(work, "buildah-root")
+        self.runroot = os.path.join(work, "buildah-runroot")
+        self.work = work
+
+    def cmd(self, *args, check=True, timeout=600, env=None) -> subprocess.CompletedProcess:
+        made = not os.path.exists(kit.CONTAINERS_DIR)
+        try:
+            r = subprocess.run(["buildah", "--root", self.root, "--runroot", self.runroot,
+                                "--storage-driver", "overlay", *args], capture_output=True,
+                               text=True, timeout=timeout, env=env)
+        finally:
+            if made:
+                shutil.rmtree(kit.CONTAINERS_DIR, ignore_errors=True)
+        if check and r.returncode != 0:
+            raise AssertionError(f"buildah {args} failed ({r.returncode}): {r.stderr}{r.stdout}")
+        return r
+
+    def pull_base(self, layout: str, name: str = BASE) -> None:
+        iid = self.cmd("pull", "-q", f"oci:{layout}:bb").stdout.strip().splitlines()[-1]
+        self.cmd("tag", iid, name)
+
+    def bud(self, ctx: str, tag: str, *extra) -> subprocess.CompletedProcess:
+        return self.cmd("bud", "--layers", "--runtime", "runc", "--isolation", "chroot",
+                        "-q", "-t", tag, *extra, ctx)
+
+    def config(self, tag: str) -> dict:
+        out = json.loads(self.cmd("inspect", "--type", "image", tag).stdout)
+        return out["OCIv1"]
+
+    def tree(self, tag: str) -> dict:
+        layout = os.path.join(self.work, "buildah-out")
+        dest = os.path.join(self.work, f"buildah-unpack-{tag.replace('/', '_').replace(':', '_')}")
+        made = not os.path.exists(kit.CONTAINERS_DIR)
+        try:
+            kit.sh("skopeo", "copy", "--quiet",
+                   f"containers-storage:[overlay@{self.root}+{self.runroot}]{tag}",
+                   f"oci:{layout}:{tag.replace('/', '_').replace(':', '_')}")
+        finally:
+            if made:
+                shutil.rmtree(kit.CONTAINERS_DIR, ignore_errors=True)
+        shutil.rmtree(dest, ignore_errors=True)
+        kit.sh("umoci", "unpack", "--image", f"{layout}:{tag.replace('/', '_').replace(':', '_')}", dest)
+        t = kit.tree(os.path.join(dest, "rootfs"))
+        shutil.rmtree(dest)
+        return t
+
+    def destroy(self) -> None:
+        if os.path.isdir(self.root):
+            self.cmd("rmi", "-a", "-f", check=False)
+            subprocess.run(["umount", "-R", os.path.join(self.root, "overlay")], capture_output=True)
+        for d in (self.root, self.runroot):
+            subprocess.run(["rm", "-rf", "--one-file-system", d], capture_output=True)
+
+
+def our_tree(store: str, image: str, work: str) -> dict:
+    dest = os.path.join(work, "ours-vfs")
+    r = kit.runner("bundle", "--storage", store, "--driver", "vfs", image, dest, "true")
+    assert r.returncode == 0, r.stderr
+    try:
+        return kit.tree(os.path.join(dest, "rootfs"))
+    finally:
+        kit.runner("bundle", "--storage", store, "--remove", dest)
+
+
+def our_config(store: str, image: str) -> dict:
+    from libcontainer.images import Store
+
+    s = Store(store)
+    return s.config(s.get(image))
+
+
+def build(store: str, ctx: str, tag: str, *extra, timeout=600) -> subprocess.CompletedProcess:
+    return kit.runner("build", "--storage", store, "-t", tag, *extra, ctx, timeout=timeout)
+
+
+def write(ctx: str, files: dict) -> str:
+    os.makedirs(ctx, exist_ok=True)
+    for name, content in files.items():
+        p = os.path.join(ctx, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
+    return ctx
