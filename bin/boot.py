@@ -1,6 +1,7 @@
 # The Python half of the `runner` and `runner-cni` commands, the one copy of it. Installed
 # (pip install ., make venv), the commands are ELF launchers (csrc/launcher.c) that carry
-# this text (setup.py embeds it at build time, after a `COMMAND = name` line) and start
+# this text (setup.py embeds it at build time, after a line setting COMMAND and
+# INSTALLED_PYTHON, the interpreter the installation was built for) and start
 # `python -I -S -c <a stub that runs it>`; in a checkout, bin/runner and bin/runner-cni run
 # this file after their shell line, with COMMAND set. Either way Python starts without
 # `site` (3-6 ms of every container start) and isolated (PYTHON* variables, the user's
@@ -56,6 +57,12 @@ if sys.flags.no_site:
     if not _found(needs):
         import os
 
+        # a copy of the launcher next to some other python (/usr/local/bin/python3): the
+        # installation's own interpreter, the way we came (set by the launcher, see
+        # csrc/launcher.c; not in a checkout), before the interpreter's defaults
+        home = globals().get("INSTALLED_PYTHON") or ""
+        if home and home != sys.executable and os.access(home, os.X_OK):
+            os.execv(home, [home, *sys.orig_argv[1:]])
         os.execv(sys.executable, [sys.executable, *again])
 elif not (sys.flags.isolated or getattr(sys.flags, "safe_path", False)):
     # the working directory (-c) or the script's: neither holds our packages, and a

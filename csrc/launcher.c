@@ -21,13 +21,21 @@
  * The interpreter: bin/python3 (else bin/python) of the directory this file really is in,
  * found through /proc/self/exe, so that a symlink to it (/usr/local/bin/runner) leads to the
  * venv. That python3 is itself a symlink and is run by its own path, not resolved: Python
- * finds its venv from argv[0]. Else python3 on PATH. When none can be executed: a message
- * and exit status 127, what a shell returns for a command it cannot run (the `#!/bin/sh`
- * launcher's `exec python3` did the same). */
+ * finds its venv from argv[0]. Else the interpreter of the installation it was built for
+ * (INSTALLED_PYTHON, the one pip ran the build with: setup.py), so that a copy of this file
+ * (cp .venv/bin/runner-cni /opt/cni/bin/, how CNI plugins are installed) still finds its
+ * packages; boot.py goes on to that one too when the python next to a copy lacks them.
+ * Else python3 on PATH. When none can be executed: a message and exit status 127, what a
+ * shell returns for a command it cannot run (the `#!/bin/sh` launcher's `exec python3` did
+ * the same). */
 #include "boot.h"
 
 #ifndef COMMAND
 #error "build with -DCOMMAND='\"runner\"'"
+#endif
+#ifndef INSTALLED_PYTHON  /* boot.h of an older setup.py */
+#define INSTALLED_PYTHON ""
+#define INSTALLED_PYTHON_REPR "''"
 #endif
 
 #define AT_FDCWD_ -100
@@ -93,7 +101,8 @@ static long sys4(long n, long a, long b, long c, long d)
 
 /* The marker's newline is a real one here and an escape in the stub, so only the text's
  * own copy matches; the text ends at its NUL. sys.argv[1] is this file (args[5] below). */
-__attribute__((used)) static const char text[] = "#!boot\nCOMMAND = '" COMMAND "'\n" BOOT;
+__attribute__((used)) static const char text[] = "#!boot\nCOMMAND = '" COMMAND "'; "
+                                                 "INSTALLED_PYTHON = " INSTALLED_PYTHON_REPR "\n" BOOT;
 static char stub[] = "exec(open(__import__('sys').argv[1],'rb').read()"
                      ".split(b'#!boot\\n')[1].split(b'\\0')[0])";
 
@@ -162,6 +171,14 @@ __attribute__((noreturn)) static void run(long argc, char **argv, char **envp, c
                 err = r;
         }
     }
+    /* the installation's own, for a copy of this file elsewhere (/opt/cni/bin) */
+    if (INSTALLED_PYTHON[0] && len(INSTALLED_PYTHON) < sizeof py) {
+        for (i = 0; (py[i] = INSTALLED_PYTHON[i]); i++)
+            ;
+        r = -sys3(NR_execve, py, args, envp);
+        if (r != ENOENT_ && r != ENOTDIR_)
+            err = r;
+    }
     /* python3 on PATH, as execvp would find it (no PATH: its default) */
     const char *p = path ? path : "/bin:/usr/bin";
     for (;;) {
@@ -179,6 +196,10 @@ __attribute__((noreturn)) static void run(long argc, char **argv, char **envp, c
     }
     say(COMMAND ": cannot run a Python interpreter (python3 or python next to ");
     say(self);
+    if (INSTALLED_PYTHON[0]) {
+        say(", ");
+        say(INSTALLED_PYTHON);
+    }
     say(", python3 on PATH): ");
     if (err == ENOENT_) {
         say("none found\n");

@@ -284,17 +284,86 @@ def test_installed_runner_falls_back_to_the_interpreters_defaults(installed, tmp
     _version_ok(r.stdout)
 
 
+def _installed_python(launcher: str) -> str:
+    """The interpreter a launcher was built for (setup.py writes it into its text)."""
+    with open(launcher, "rb") as f:
+        m = re.search(rb"INSTALLED_PYTHON = '([^'\n]+)'", f.read())
+    assert m, "the launcher names no INSTALLED_PYTHON"
+    return m.group(1).decode()
+
+
 def test_installed_runner_without_an_interpreter_says_so(installed, tmp_path):
-    """No python next to it nor on PATH: a message naming what was looked for, status 127
-    (a shell's for a command it cannot run)."""
+    """No python next to it, its installation's gone, none on PATH: a message naming what
+    was looked for, status 127 (a shell's for a command it cannot run)."""
+    home = _installed_python(installed.runner)
+    gone = "/nonexistent-" + "x" * (len(home) - len("/nonexistent-"))
     lone = tmp_path / "runner"
-    shutil.copy2(installed.runner, lone)
+    with open(installed.runner, "rb") as f:
+        data = f.read()
+    assert data.count(home.encode()) == 2  # the C string, and the text's assignment
+    lone.write_bytes(data.replace(home.encode(), gone.encode()))
+    lone.chmod(0o755)
     r = subprocess.run([str(lone), "--version"], capture_output=True, text=True,
                        env={"PATH": str(tmp_path)})
     assert r.returncode == 127
     assert r.stdout == ""
     assert r.stderr.startswith("runner: cannot run a Python interpreter (python3 or python "
-                               f"next to {lone}, python3 on PATH)"), r.stderr
+                               f"next to {lone}, {gone}, python3 on PATH)"), r.stderr
+
+
+def test_installed_commands_copied_elsewhere(installed, bundle, tmp_path):
+    """Copied, not linked (issue 17, point 6): `cp runner /usr/local/bin/` for an engine's
+    runtimes entry, `cp runner-cni /opt/cni/bin/` as every CNI plugin is installed. With
+    no python next to the copy, the launcher runs its installation's own interpreter (not
+    the system's python3 on PATH, which has no libcontainer): a container runs, and the
+    plugin makes and removes a network attachment."""
+    from cni_helpers import Netns, allocation_files, ok, veths
+
+    local, cni_bin = tmp_path / "usr-local-bin", tmp_path / "opt-cni-bin"
+    local.mkdir()
+    cni_bin.mkdir()
+    shutil.copy2(installed.runner, local / "runner")
+    shutil.copy2(installed.cni, cni_bin / "runner-cni")
+    argv = _run_and_look(str(local / "runner"), bundle)
+    assert argv[0] in (os.path.join(installed.bin, "python"),
+                       os.path.join(installed.bin, "python3")), argv
+    assert argv[0] == _installed_python(installed.runner)
+    assert argv[5] == str(local / "runner")
+    # the plugin, called as a runtime calls it: ADD then DEL in a throw-away namespace
+    host, ctr = Netns(), Netns()
+    try:
+        conf = {"cniVersion": "1.0.0", "name": "copied", "type": "runner-cni",
+                "bridge": "cp" + uuid.uuid4().hex[:8], "stateDir": str(tmp_path / "state"),
+                "ipam": {"type": "host-local", "subnet": "10.79.0.0/24"}}
+        exe = [str(cni_bin / "runner-cni")]
+        res = ok(exe, "ADD", conf, host, cid="c1", netns=ctr.path,
+                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        assert res["ips"][0]["address"] == "10.79.0.2/24"
+        assert "eth0" in ctr.links()
+        ok(exe, "DEL", conf, host, cid="c1", netns=ctr.path)
+        assert veths(host) == [] and allocation_files(str(tmp_path / "state")) == []
+    finally:
+        ctr.close()
+        host.close()
+
+
+def test_installed_runner_copied_next_to_another_python(installed, bundle, tmp_path):
+    """A copy next to some other python (a /usr/local/bin with its own python3): that one
+    lacks our packages, and the installation's interpreter is run instead (before falling
+    back to the other one's defaults)."""
+    local = tmp_path / "bin"
+    local.mkdir()
+    os.symlink("/usr/bin/python3", local / "python3")
+    shutil.copy2(installed.runner, local / "runner")
+    r = subprocess.run([str(local / "runner"), "--version"], capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin"}, cwd="/")
+    assert r.returncode == 0, r.stderr
+    _version_ok(r.stdout)
+    # the process became the installation's interpreter (exec'd in place: same pid)
+    argv = _run_and_look(str(local / "runner"), bundle)
+    assert argv[0] in (os.path.join(installed.bin, "python"),
+                       os.path.join(installed.bin, "python3")), argv
+    assert argv[1:3] == ["-I", "-S"] and argv[5] == str(local / "runner")
 
 
 def test_installed_commands_for_an_unprivileged_user(installed, rootfs_template):
