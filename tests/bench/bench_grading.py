@@ -1,0 +1,152 @@
+"""`make bench`, grading: 200 submissions (C and Python; compile + 5 inputs; some wrong,
+looping, crashing, not compiling, allocating without end) on a Debian image made with
+debootstrap (gcc, python3), through libcontainer.sandbox and, on the same submissions,
+epicbox on a private dockerd, a `docker run --rm` loop, a `podman run --rm --runtime runc`
+loop and bubblewrap. Each engine's verdicts are checked against the known ones (and so
+against each other); the throughputs are printed as ratios to the sandbox's.
+
+    .venv/bin/python tests/bench/bench_grading.py [--submissions N] [--peer-submissions N]
+        [--engines sandbox,epicbox,docker,podman,bwrap] [--image DIR]
+
+The image is made when missing (grading_image.py; a few minutes, once). epicbox is
+installed from PyPI into the venv when missing. The peers take long (each step is a
+container started by a daemon or a CLI): --peer-submissions runs them on the first N
+submissions only (the sandbox runs them too, and the ratio is of submissions a second).
+Progress on a terminal, quiet in a pipe."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, REPO)
+sys.path.insert(0, HERE)
+
+import grading_image  # noqa: E402
+from grading_workload import grade, submissions  # noqa: E402
+
+ALL = ("sandbox", "epicbox", "docker", "podman", "bwrap")
+# where an engine's verdict differs from the known one by its nature, not by a fault
+EXPECTED_DIFFERENCE = {("bwrap", "MLE"): "RE"}  # RLIMIT_AS: malloc fails, no OOM kill
+
+
+def run_engine(engine, subs: list, tty: bool) -> tuple:
+    verdicts = []
+    t = time.monotonic()
+    for i, sub in enumerate(subs):
+        verdicts.append(grade(engine, sub))
+        if tty:
+            rate = (i + 1) / (time.monotonic() - t)
+            sys.stderr.write(f"\r  {engine.name}: {i + 1}/{len(subs)} ({rate:.2f}/s) ")
+    elapsed = time.monotonic() - t
+    if tty:
+        sys.stderr.write("\n")
+    return verdicts, elapsed
+
+
+def ensure_epicbox() -> None:
+    try:
+        import epicbox  # noqa: F401
+        import urllib3
+        ok = int(urllib3.__version__.split(".")[0]) < 2
+    except ImportError:
+        ok = False
+    if not ok:
+        # epicbox 1.1 passes urllib3's Retry(method_whitelist=), gone in urllib3 2
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "epicbox", "urllib3<2"],
+                       check=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--submissions", type=int, default=200)
+    ap.add_argument("--peer-submissions", type=int, default=200)
+    ap.add_argument("--engines", default=",".join(ALL))
+    ap.add_argument("--image", default=None)
+    args = ap.parse_args()
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    for e in engines:
+        if e not in ALL:
+            raise SystemExit(f"--engines: unknown engine {e!r} (want {', '.join(ALL)})")
+    tty = sys.stderr.isatty()
+    image = grading_image.ensure(args.image, quiet=not tty)
+    subs = submissions(args.submissions)
+    peer_subs = subs[:min(args.peer_submissions, len(subs))]
+    top = tempfile.mkdtemp(prefix="sbxbench-", dir="/tmp")
+    os.chmod(top, 0o755)
+    import grading_engines as ge
+
+    results = {}
+    dockerd = None
+    try:
+        for name in engines:
+            if name == "sandbox":
+                eng = ge.SandboxEngine(image, top)
+                work = subs
+            elif name in ("epicbox", "docker"):
+                if dockerd is None:
+                    if name == "epicbox":
+                        ensure_epicbox()
+                    dockerd = ge.Dockerd(top, image)
+                if name == "epicbox":
+                    ensure_epicbox()
+                eng = ge.EpicboxEngine(dockerd) if name == "epicbox" else \
+                    ge.DockerRunEngine(dockerd, top)
+                work = peer_subs
+            elif name == "podman":
+                eng = ge.PodmanEngine(top, image)
+                work = peer_subs
+            else:
+                eng = ge.BwrapEngine(image, top)
+                work = peer_subs
+            try:
+                verdicts, elapsed = run_engine(eng, work, tty)
+            finally:
+                eng.close()
+            results[name] = (work, verdicts, elapsed)
+    finally:
+        if dockerd is not None:
+            dockerd.close()
+        shutil.rmtree(top, ignore_errors=True)
+    return report(results)
+
+
+def report(results: dict) -> int:
+    print("grading: submissions (compile + up to 5 tests each) through each engine")
+    base = results.get("sandbox")
+    base_rate = len(base[0]) / base[2] if base else None
+    bad = 0
+    print(f"  {'engine':12} {'subs':>5} {'seconds':>8} {'subs/s':>7} {'vs sandbox':>11}  "
+          f"verdicts (AC/WA/TLE/MLE/RE/CE)  wrong")
+    for name, (work, verdicts, elapsed) in results.items():
+        rate = len(work) / elapsed
+        ratio = f"{base_rate / rate:9.1f}x" if base_rate and name != "sandbox" else "        -"
+        counts = "/".join(str(verdicts.count(v)) for v in ("AC", "WA", "TLE", "MLE", "RE", "CE"))
+        wrong = [(s.n, s.expected, v) for s, v in zip(work, verdicts)
+                 if v != EXPECTED_DIFFERENCE.get((name, s.expected), s.expected)]
+        bad += len(wrong)
+        print(f"  {name:12} {len(work):5d} {elapsed:8.1f} {rate:7.2f} {ratio:>11}  "
+              f"{counts:30} {len(wrong)}")
+        for n, want, got in wrong[:5]:
+            print(f"      submission {n}: want {want}, got {got}")
+    if base:
+        # the same submissions, engine by engine: the verdicts agree
+        for name, (work, verdicts, _) in results.items():
+            same = [v for (s, v) in zip(work, verdicts)]
+            mine = base[1][:len(work)]
+            diff = sum(1 for s, a, b in zip(work, same, mine)
+                       if EXPECTED_DIFFERENCE.get((name, s.expected), b) != a)
+            if name != "sandbox":
+                print(f"  {name}: {len(work) - diff}/{len(work)} verdicts as the sandbox's")
+    print("  (vs sandbox: how many times the sandbox's submissions a second)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
