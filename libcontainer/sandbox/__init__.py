@@ -12,17 +12,25 @@
 Not imported by `import libcontainer` or `runner run`."""
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 from .box import LimitsUnavailable, Sandbox, Workdir
 from .limits import Limits, parse_size
 from .result import (INTERNAL_ERROR, MEMORY_LIMIT, OK, RUNTIME_ERROR, SIGNALED, TIMEOUT,
                      Result)
 
+if TYPE_CHECKING:
+    from .. import images
 
-def run(image, cmd, *, limits: Limits | None = None, network: bool = False,
-        user: str | None = None, readonly_root: bool = False, workdir: str = "/box",
-        storage: str | None = None, rlimits_only: bool = False, files: dict | None = None, stdin: bytes | str = b"",
-        env: dict | None = None) -> Result:
-    """One command in a Sandbox made for it, then removed."""
+
+def run(image: "str | os.PathLike | images.Image", cmd: "list[str] | str", *,
+        limits: Limits | None = None, network: bool = False, user: str | None = None,
+        readonly_root: bool = False, workdir: str = "/box", storage: str | None = None,
+        rlimits_only: bool = False, files: "dict[str, bytes | str] | None" = None,
+        stdin: bytes | str = b"", env: "dict[str, str] | None" = None) -> Result:
+    """One command in a Sandbox made for it, then removed (the arguments as for Sandbox()
+    and Sandbox.run())."""
     with Sandbox(image, limits, network=network, user=user, readonly_root=readonly_root,
                  workdir=workdir, storage=storage, rlimits_only=rlimits_only) as box:
         return box.run(cmd, files=files, stdin=stdin, env=env)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from typing import TYPE_CHECKING, Iterator
 import os
 import shlex
 import threading
@@ -15,6 +16,9 @@ from . import config as configs, hostfs
 from .limits import Limits
 from .result import INTERNAL_ERROR, Result
 from .supervise import Counters, supervise
+
+if TYPE_CHECKING:
+    from .. import images
 
 _boxes = itertools.count(1)
 MAX_SLOTS = 64  # runs at once of one Sandbox; more wait for a slot
@@ -39,12 +43,8 @@ class Workdir:
         hostfs.write_file(self.path, name, data, self._uid, self._gid, mode)
 
     def listdir(self, name: str = ".") -> list:
-        fd = os.open(self.path if name == "." else os.path.join(self.path, *hostfs._parts(name)),
-                     os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            return sorted(os.listdir(fd))
-        finally:
-            os.close(fd)
+        """The names in a directory of the workdir (a link on the path is refused)."""
+        return hostfs.list_dir(self.path, name)
 
     def __repr__(self) -> str:
         return f"Workdir({self.path!r})"
@@ -77,7 +77,8 @@ class Sandbox:
 
     Use it from threads or asyncio (arun) at once; close() (or `with`) removes what it made."""
 
-    def __init__(self, image, limits: Limits | None = None, *, network: bool = False,
+    def __init__(self, image: "str | os.PathLike | images.Image", limits: Limits | None = None,
+                 *, network: bool = False,
                  user: str | None = None, readonly_root: bool = False, workdir: str = "/box",
                  env: dict | None = None, storage: str | None = None,
                  rlimits_only: bool = False) -> None:
@@ -149,7 +150,7 @@ class Sandbox:
 
     # ---- running --------------------------------------------------------------------
 
-    def run(self, cmd, *, files: dict | None = None, stdin: bytes | str = b"",
+    def run(self, cmd: "list[str] | str", *, files: "dict[str, bytes | str] | None" = None, stdin: bytes | str = b"",
             env: dict | None = None, workdir: Workdir | None = None,
             limits: Limits | None = None) -> Result:
         """Run `cmd` (a list, or a string for /bin/sh -c) in a fresh container and wait.
@@ -171,7 +172,7 @@ class Sandbox:
         finally:
             self._give(slot)
 
-    async def arun(self, cmd, **kw) -> Result:
+    async def arun(self, cmd: "list[str] | str", **kw) -> Result:
         """run() for asyncio: in the loop's default executor, so many run at once."""
         import asyncio
         import functools
@@ -378,8 +379,10 @@ class Sandbox:
     # ---- workdirs -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def workdir(self):
+    def workdir(self) -> "Iterator[Workdir]":
         """A Workdir for several runs (files persist between them), removed at the end."""
+        if self._closed:
+            raise ContainerError("sandbox: closed")
         path = os.path.join(self.path, f"wd{next(self._wds)}")
         if self.rootless:
             # a directory of this user's (the run's user is this user): files=

@@ -247,6 +247,23 @@ def read_file(root: str, name: str, limit: int | None = None) -> bytes:
         os.close(fd)
 
 
+def list_dir(root: str, name: str = ".") -> list:
+    """The names in a directory of the workdir, reached without following a link."""
+    parts = [] if name in (".", "") else _parts(name)
+    rfd = os.open(root, _DIR)
+    try:
+        try:
+            fd = _walk(rfd, parts + ["."], False, 0, 0)
+        except OSError as e:
+            raise _not_readable(name, e) from None
+    finally:
+        os.close(rfd)
+    try:
+        return sorted(os.listdir(fd))
+    finally:
+        os.close(fd)
+
+
 def _not_readable(name: str, e: OSError) -> Exception:
     if e.errno == errno.ENOENT:
         return FileNotFoundError(errno.ENOENT, f"{name!r}: no such file in the workdir")

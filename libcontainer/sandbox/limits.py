@@ -11,7 +11,7 @@ _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 
           "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
 
 
-def parse_size(value, field: str) -> int | None:
+def parse_size(value: "int | str | None", field: str = "size") -> int | None:
     """128m, "64 MiB", 1g, 4096 → bytes (binary units, as Docker's --memory); None stays."""
     if value is None:
         return None

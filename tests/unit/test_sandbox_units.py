@@ -96,3 +96,38 @@ def test_workdir_names_refused(tmp_path):
         hostfs.read_file(str(tmp_path), "fifo")
     with pytest.raises(FileNotFoundError):
         hostfs.read_file(str(tmp_path), "missing")
+
+
+def test_listdir_refuses_links(tmp_path):
+    from libcontainer.errors import InvalidArgument
+    from libcontainer.sandbox import hostfs
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").write_bytes(b"")
+    os.symlink("/etc", tmp_path / "l")
+    assert hostfs.list_dir(str(tmp_path)) == ["d", "l"]
+    assert hostfs.list_dir(str(tmp_path), "d") == ["x"]
+    with pytest.raises(InvalidArgument):
+        hostfs.list_dir(str(tmp_path), "l")
+
+
+def test_public_names_are_documented_and_typed():
+    import inspect
+
+    from libcontainer import sandbox
+
+    for name in sandbox.__all__:
+        obj = getattr(sandbox, name)
+        if isinstance(obj, str):
+            continue
+        assert obj.__doc__, name
+        members = [obj] if inspect.isfunction(obj) else [
+            m for n, m in vars(obj).items() if inspect.isfunction(m) and not n.startswith("_")
+            or n == "__init__" and inspect.isfunction(m)]
+        for fn in members:
+            sig = inspect.signature(fn)
+            for p in list(sig.parameters.values())[1 if fn is not obj else 0:]:
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                    assert p.annotation is not p.empty, f"{name}.{fn.__name__}({p.name})"
+            assert sig.return_annotation is not sig.empty or fn.__name__ == "__init__", \
+                f"{name}.{fn.__name__}"
