@@ -67,6 +67,7 @@ bench: venv rootfs
 	$(PY) tests/bench/bench.py
 	$(PY) tests/bench/bench_network.py
 	$(PY) tests/bench/bench_images.py
+	$(PY) tests/bench/bench_sandbox.py
 	$(PY) tests/bench/bench_grading.py --peer-submissions $(GRADING_PEERS)
 
 # the grading workload (libcontainer.sandbox vs epicbox, docker run, podman run, bwrap): the

@@ -122,12 +122,19 @@ def _pid_alive(pid: int) -> bool:
 
 
 def make_private_dir(path: str) -> None:
-    """`path` as a mount of its own, private: what is mounted under it is not propagated
-    to the host's other mount namespaces (as dockerd makes its overlay directory)."""
+    """`path` as a tmpfs of its own, private: what is mounted under it is not propagated
+    to the host's other mount namespaces (as dockerd makes its overlay directory), and the
+    containers' state and config files cost no disk journal (a create or unlink on /run's
+    ext4 here takes 0.4-4 ms under load)."""
     os.makedirs(path, mode=0o711)
     if os.geteuid() == 0:
-        mount(path, path, "", MS_BIND)
-        mount("", path, "", MS_PRIVATE)
+        try:
+            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=711,size=64m")
+            mount("", path, "", MS_PRIVATE)
+        except BaseException:
+            umount(path)
+            os.rmdir(path)
+            raise
 
 
 def mount_tmpfs(target: str, size: int | None, mode: int = 0o755, uid: int = 0,
