@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def run(image: "str | os.PathLike | images.Image", cmd: "list[str] | str", *,
-        limits: Limits | None = None, network: bool = False, user: str | None = None,
+        limits: Limits | None = None, network: "bool | str" = False, user: str | None = None,
         readonly_root: bool = False, workdir: str = "/box", storage: str | None = None,
         rlimits_only: bool = False, files: "dict[str, bytes | str] | None" = None,
         stdin: bytes | str = b"", env: "dict[str, str] | None" = None) -> Result:

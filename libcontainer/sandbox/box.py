@@ -70,15 +70,16 @@ class Sandbox:
     """Runs untrusted commands in `image`: a directory holding a root filesystem, the name
     or id of an image in the store (`storage`, default the store `runner pull` uses), or an
     images.Image. Each run gets a fresh container: its own writable layer (thrown away), no
-    network but lo, no capabilities, no new privileges, the engines' default seccomp
-    profile, masked /proc and /sys paths, the `limits` held by a cgroup. The user is `user`
+    network but lo (or, with `network` naming one, an interface on it through runner-cni),
+    no capabilities, no new privileges, the engines' default seccomp profile, masked /proc
+    and /sys paths, the `limits` held by a cgroup. The user is `user`
     ("uid[:gid]" or a name of the image), by default the image's if it is not root, else
     nobody (65534).
 
     Use it from threads or asyncio (arun) at once; close() (or `with`) removes what it made."""
 
     def __init__(self, image: "str | os.PathLike | images.Image", limits: Limits | None = None,
-                 *, network: bool = False,
+                 *, network: "bool | str" = False, network_config_dir: str | None = None,
                  user: str | None = None, readonly_root: bool = False, workdir: str = "/box",
                  env: dict | None = None, storage: str | None = None,
                  rlimits_only: bool = False) -> None:
@@ -86,14 +87,16 @@ class Sandbox:
             limits = Limits()
         if not isinstance(limits, Limits):
             raise InvalidArgument(f"limits: want a sandbox.Limits, not {type(limits).__name__}")
-        if network:
-            raise InvalidArgument("network: only network=False (lo alone) is supported")
+        self._hooks = _network_hooks(network, network_config_dir)
         if not isinstance(workdir, str) or not workdir.startswith("/") or workdir == "/" or \
                 ".." in workdir.split("/"):
             raise InvalidArgument(f"workdir: {workdir!r} must be an absolute path below /")
         from ..userns import rootless
 
         self.rootless = rootless()
+        if self.rootless and network:
+            raise InvalidArgument("network: an unprivileged Sandbox has lo alone (a bridge "
+                                  "and veths need root)")
         if self.rootless and not readonly_root:
             raise InvalidArgument("readonly_root: an unprivileged Sandbox cannot mount a "
                                   "writable layer over the image (the host's mount namespace "
@@ -193,6 +196,8 @@ class Sandbox:
                                workdir_dst=self.workdir_path, limits=limits, network=False,
                                rootless=self.rootless, id_maps=self._maps(),
                                cgroup=self._cgroup, copy_workdir=self.rootless and wd is None)
+            if self._hooks:
+                cfg["hooks"] = self._hooks
             self._write_config(slot, cfg)
             return self._start(slot, stdin, limits)
 
@@ -433,6 +438,32 @@ class Sandbox:
                 self.close()
         except Exception:
             pass
+
+
+def _network_hooks(network, config_dir: str | None) -> dict:
+    """network=False: lo alone. A network's name (`runner network create`): each run is
+    attached to it by runner-cni hooks (createRuntime add, poststop del), as `runner run`
+    with a bundle from `runner network hooks` is."""
+    if network is False or network is None:
+        return {}
+    if not isinstance(network, str) or not network:
+        raise InvalidArgument(f"network: {network!r}: False (lo alone) or the name of a "
+                              "network (`runner network create NAME`)")
+    import sys
+
+    from ..network import hook, netconf
+
+    netconf.load(network, config_dir)  # it exists: an error names it now, not per run
+    exe = ""
+    for d in [os.path.dirname(sys.executable)] + os.environ.get("PATH", "").split(":"):
+        p = os.path.join(d, "runner-cni") if d else ""
+        if p and os.access(p, os.X_OK):
+            exe = p
+            break
+    if not exe:
+        raise InvalidArgument("network: runner-cni is not installed next to this Python or "
+                              "on PATH")
+    return hook.entries(network, exe, config_dir)
 
 
 class LimitsUnavailable(ContainerError):

@@ -404,3 +404,53 @@ def test_soak_script_finds_no_leak(image):
                         "--runs", "150", "--image", image], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0 and "no leak" in r.stdout, r.stdout + r.stderr
+
+
+NET_SCRIPT = r"""
+import os, socket, sys, threading
+sys.path.insert(0, sys.argv[1])
+from libcontainer import sandbox
+from libcontainer.network import netconf
+image, top = sys.argv[2], sys.argv[3]
+conf = os.path.join(top, "nets")
+netconf.create("sbxnet", subnet="10.218.7.0/24", d=conf, state_dir=os.path.join(top, "cni"),
+               ip_masq=False)
+box = sandbox.Sandbox(image, network="sbxnet", network_config_dir=conf)
+r = box.run(["sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'; "
+                         "ip route | grep default"])
+print("ADDR", r.stdout.decode().split()[0], r.status)
+# the host's side of the bridge answers, once it exists
+srv = socket.socket(); srv.bind(("10.218.7.1", 22818)); srv.listen(1)
+def serve():
+    c, _ = srv.accept(); c.sendall(b"hello from the host\n"); c.close()
+threading.Thread(target=serve, daemon=True).start()
+r = box.run(["nc", "-w", "3", "10.218.7.1", "22818"])
+print("NC", r.stdout.decode().strip(), r.status)
+box.flush()
+box.close()
+print("LEFT", sorted(os.listdir("/sys/class/net")))
+try:
+    sandbox.Sandbox(image, network="nonet", network_config_dir=conf)
+except Exception as e:
+    print("ERR", e)
+"""
+
+
+def test_network_opt_in_through_runner_cni(image, tmp_path):
+    """network="NAME": each run gets an interface on that network (runner-cni's hooks),
+    here in a network namespace of the test's own (no bridge on the machine's)."""
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) is needed")
+    r = subprocess.run(["unshare", "--net", "sh", "-c", "ip link set lo up && exec \"$@\"",
+                        "-", sys.executable, "-c", NET_SCRIPT, REPO, image, str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    out = dict(line.split(" ", 1) for line in r.stdout.splitlines() if " " in line)
+    assert r.returncode == 0, r.stdout + r.stderr
+    addr, status = out["ADDR"].split()
+    assert addr.startswith("10.218.7.") and status == "OK"
+    assert out["NC"] == "hello from the host OK"
+    # the veths went with the runs (the bridge stays, as with every runner-cni network)
+    assert not any(n.startswith("veth") for n in eval(out["LEFT"]))
+    assert "nonet" in out["ERR"]
