@@ -8,11 +8,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 
 import imagekit as kit
 
 BASE = "localhost/bb:latest"
+# struct vfs_cap_data, revision 2, effective: permitted = CAP_NET_RAW (13)
+CAP_NET_RAW = struct.pack("<IIIII", 0x02000001, 1 << 13, 0, 0, 0)
 
 
 def base_layout(work: str) -> str:
@@ -34,7 +37,33 @@ def base_layout(work: str) -> str:
         f.write("app:x:1234:\nstaff:x:50:app\n")
     os.makedirs(f"{r}/home/app", mode=0o750)
     os.chown(f"{r}/home/app", 1234, 1234)
+    # xattrs a layer must carry: a file capability (cap_net_raw+ep) and a user xattr
+    capped = f"{r}/usr/bin/capped"
+    with open(capped, "w") as f:
+        f.write("#!/bin/sh\n")
+    os.chmod(capped, 0o755)
+    os.setxattr(capped, "security.capability", CAP_NET_RAW)
+    os.setxattr(capped, "user.note", b"kept")
     kit.sh("umoci", "repack", "--image", f"{layout}:bb", b)
+    shutil.rmtree(b)
+    return layout
+
+
+def rootfs_layout(work: str, rootfs: str, tag: str) -> str:
+    """An OCI layout (umoci) with one layer: the directory `rootfs`."""
+    layout = os.path.join(work, f"layout-{tag}")
+    b = os.path.join(work, f"bundle-{tag}")
+    kit.sh("umoci", "init", "--layout", layout)
+    kit.sh("umoci", "new", "--image", f"{layout}:{tag}")
+    kit.sh("umoci", "unpack", "--image", f"{layout}:{tag}", b)
+    os.rmdir(os.path.join(b, "rootfs"))
+    r = os.path.join(b, "rootfs")
+    kit.sh("cp", "-a", "--reflink=auto", rootfs, r)
+    # buildah binds these into a RUN's container and leaves empty ones behind when absent
+    for name in ("hosts", "hostname", "resolv.conf"):
+        if not os.path.lexists(os.path.join(r, "etc", name)):
+            open(os.path.join(r, "etc", name), "w").close()
+    kit.sh("umoci", "repack", "--image", f"{layout}:{tag}", b)
     shutil.rmtree(b)
     return layout
 
@@ -60,8 +89,8 @@ class Buildah:
             raise AssertionError(f"buildah {args} failed ({r.returncode}): {r.stderr}{r.stdout}")
         return r
 
-    def pull_base(self, layout: str, name: str = BASE) -> None:
-        iid = self.cmd("pull", "-q", f"oci:{layout}:bb").stdout.strip().splitlines()[-1]
+    def pull_base(self, layout: str, name: str = BASE, tag: str = "bb") -> None:
+        iid = self.cmd("pull", "-q", f"oci:{layout}:{tag}").stdout.strip().splitlines()[-1]
         self.cmd("tag", iid, name)
 
     def bud(self, ctx: str, tag: str, *extra) -> subprocess.CompletedProcess:
@@ -86,6 +115,7 @@ class Buildah:
         shutil.rmtree(dest, ignore_errors=True)
         kit.sh("umoci", "unpack", "--image", f"{layout}:{tag.replace('/', '_').replace(':', '_')}", dest)
         t = kit.tree(os.path.join(dest, "rootfs"))
+        t["xattrs"] = xattrs(os.path.join(dest, "rootfs"))
         shutil.rmtree(dest)
         return t
 
@@ -97,12 +127,31 @@ class Buildah:
             subprocess.run(["rm", "-rf", "--one-file-system", d], capture_output=True)
 
 
+def xattrs(root: str) -> dict:
+    """path → {name: value} of every entry that has xattrs (overlayfs' own left out)."""
+    out = {}
+    for base, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(base, n)
+            try:
+                names = os.listxattr(p, follow_symlinks=False)
+            except OSError:
+                continue
+            got = {x: os.getxattr(p, x, follow_symlinks=False) for x in names
+                   if not x.startswith(("trusted.overlay.", "user.overlay.", "security.selinux"))}
+            if got:
+                out["/" + os.path.relpath(p, root)] = got
+    return out
+
+
 def our_tree(store: str, image: str, work: str) -> dict:
     dest = os.path.join(work, "ours-vfs")
     r = kit.runner("bundle", "--storage", store, "--driver", "vfs", image, dest, "true")
     assert r.returncode == 0, r.stderr
     try:
-        return kit.tree(os.path.join(dest, "rootfs"))
+        t = kit.tree(os.path.join(dest, "rootfs"))
+        t["xattrs"] = xattrs(os.path.join(dest, "rootfs"))
+        return t
     finally:
         kit.runner("bundle", "--storage", store, "--remove", dest)
 
@@ -112,6 +161,30 @@ def our_config(store: str, image: str) -> dict:
 
     s = Store(store)
     return s.config(s.get(image))
+
+
+CONFIG_FIELDS = ("Entrypoint", "Cmd", "Env", "WorkingDir", "User", "ExposedPorts", "Labels",
+                 "Volumes", "StopSignal", "OnBuild")
+
+
+def compare_configs(ours: dict, theirs: dict) -> list:
+    """The fields a user sees, history (count and which are empty layers), layer count."""
+    problems = []
+    a, b = ours.get("config") or {}, dict(theirs.get("config") or {})
+    labels = dict(b.get("Labels") or {})
+    labels.pop("io.buildah.version", None)
+    b["Labels"] = labels or None
+    for k in CONFIG_FIELDS:
+        if (a.get(k) or None) != (b.get(k) or None):
+            problems.append(f"config {k}: ours {a.get(k)!r} buildah's {b.get(k)!r}")
+    ha = [bool(h.get("empty_layer")) for h in ours["history"]]
+    hb = [bool(h.get("empty_layer")) for h in theirs["history"]]
+    if ha != hb:
+        problems.append(f"history (empty_layer): ours {ha} buildah's {hb}")
+    if len(ours["rootfs"]["diff_ids"]) != len(theirs["rootfs"]["diff_ids"]):
+        problems.append(f"layers: ours {len(ours['rootfs']['diff_ids'])} buildah's "
+                        f"{len(theirs['rootfs']['diff_ids'])}")
+    return problems
 
 
 def build(store: str, ctx: str, tag: str, *extra, timeout=600) -> subprocess.CompletedProcess:

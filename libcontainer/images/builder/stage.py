@@ -167,6 +167,7 @@ class Stage:
         self.key = cachemod.key(self.key, text, extra)
         rec = b.cache.get(self.key)
         created_by = self.created_by(ins)
+        pending = self.workdir_pending  # a WORKDIR before this step: buildah makes it now
         if ins.cmd not in LAYER_STEPS and ins.cmd != "ARG":
             metadata.apply(ins, self.config, self.env(), escape, self.state)
             if ins.cmd == "WORKDIR":
@@ -189,7 +190,7 @@ class Stage:
         if last:
             if rec is not None:
                 layer = rec.get("layer")
-            elif self.workdir_pending:
+            elif pending:
                 layer = self.finish_workdir(ins)
             if layer:
                 self.layers.append(layer)
