@@ -2,6 +2,7 @@
 each in a fresh container over a fresh writable layer, with limits, returning a Result."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 from typing import TYPE_CHECKING, Iterator
@@ -9,6 +10,7 @@ import os
 import shlex
 import threading
 import time
+import weakref
 
 from .. import container as containers
 from ..errors import ContainerError, ExecNotFound, InvalidArgument, StartError
@@ -21,6 +23,20 @@ if TYPE_CHECKING:
     from .. import images
 
 _boxes = itertools.count(1)
+_live: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    """At the interpreter's exit: what open Sandboxes made is removed (a killed process's
+    is swept by the next Sandbox made on the host)."""
+    for box in list(_live):
+        try:
+            box.close()
+        except Exception:
+            pass
+
+
+atexit.register(_close_all)
 MAX_SLOTS = 64  # runs at once of one Sandbox; more wait for a slot
 
 
@@ -118,26 +134,30 @@ class Sandbox:
                 raise InvalidArgument(f"user: {user!r}: an unprivileged Sandbox runs as the "
                                       "caller's own uid (root of the run's user namespace)")
             user = "0:0"
-        u = _resolve_user(self._lowers[0] if len(self._lowers) == 1 else None, self._lowers,
-                          user, ic.get("User") or "")
-        self.uid, self.gid, self._groups = u["uid"], u["gid"], u.get("additionalGids", [])
-        penv = [e for e in ic.get("Env") or [] if isinstance(e, str) and "=" in e]
-        if not any(e.startswith("PATH=") for e in penv):
-            penv.insert(0, configs.DEFAULT_PATH)
-        penv.append(f"HOME={self.workdir_path}")
-        self._env = _merge_env(penv, env or {}, "env")
         self._top = os.lstat(self._lowers[0])
         root = hostfs.base_root()
         os.makedirs(root, mode=0o711, exist_ok=True)
         hostfs.sweep(root)
         self.path = os.path.join(root, f"{os.getpid()}-{next(_boxes)}")
         hostfs.make_private_dir(self.path)
-        if self.rootless:
-            try:
+        self._owner = -1
+        try:
+            self._owner = hostfs.hold(self.path)
+            if self.rootless:
                 self._rootless_setup()
-            except BaseException:
-                hostfs.remove_tree(self.path)
-                raise
+            with self._image_view() as view:  # the image's /etc/passwd and /etc/group
+                u = _resolve_user(view, user, ic.get("User") or "")
+        except BaseException:
+            if self._owner >= 0:
+                os.close(self._owner)
+            hostfs.remove_tree(self.path)
+            raise
+        self.uid, self.gid, self._groups = u["uid"], u["gid"], u.get("additionalGids", [])
+        penv = [e for e in ic.get("Env") or [] if isinstance(e, str) and "=" in e]
+        if not any(e.startswith("PATH=") for e in penv):
+            penv.insert(0, configs.DEFAULT_PATH)
+        penv.append(f"HOME={self.workdir_path}")
+        self._env = _merge_env(penv, env or {}, "env")
         self._state = os.path.join(self.path, "state")
         os.mkdir(self._state, 0o700)
         self._lock = threading.Condition()
@@ -150,6 +170,7 @@ class Sandbox:
         self._seq = itertools.count(1)
         self._wds = itertools.count(1)
         self._closed = False
+        _live.add(self)
 
     # ---- running --------------------------------------------------------------------
 
@@ -357,6 +378,24 @@ class Sandbox:
             driver.apply_layer(layer, self._rootfs, True)
         driver.copy_root_attrs(self._lowers[0], self._rootfs, True)
 
+    @contextlib.contextmanager
+    def _image_view(self):
+        """The image as one directory, for reading its files: the rootfs itself, the
+        rootless copy, or a read-only overlay of the layers, mounted for the while."""
+        if self.rootless:
+            yield self._rootfs
+        elif len(self._lowers) == 1:
+            yield self._lowers[0]
+        else:
+            view = os.path.join(self.path, "view")
+            os.mkdir(view)
+            hostfs.mount("overlay", view, "overlay", 1, "lowerdir=" + ":".join(self._lowers))
+            try:
+                yield view
+            finally:
+                hostfs.umount(view)
+                os.rmdir(view)
+
     def _maps(self) -> tuple:
         """Rootless: the run's user is this process's own uid and gid, alone (the image's
         files of other owners show as the overflow id)."""
@@ -425,6 +464,7 @@ class Sandbox:
             self._clean(slot)
         self._ready.clear()
         hostfs.remove_tree(self.path)
+        os.close(self._owner)
 
     def __enter__(self) -> "Sandbox":
         return self
@@ -567,14 +607,17 @@ def _resolve_image(image, storage):
         return lowers, store.config(img)
 
 
-def _resolve_user(rootfs, lowers, user, image_user: str) -> dict:
+def _resolve_user(view: str, user, image_user: str) -> dict:
     from ..images.bundle import resolve_user
+    from ..images.errors import ImageError
 
-    view = rootfs or lowers[0]
     if user is not None:
         if not isinstance(user, str) or not user:
             raise InvalidArgument(f"user: {user!r} is not 'uid[:gid]' or a name")
-        return resolve_user(view, user)
+        try:
+            return resolve_user(view, user)
+        except ImageError as e:
+            raise InvalidArgument(f"user: {e}") from None
     if image_user:
         u = resolve_user(view, image_user)
         if u["uid"] != 0:

@@ -86,9 +86,9 @@ def sweep(root: str, report=None) -> list:
         return gone
     for name in names:
         pid, _, _ = name.partition("-")
-        if not pid.isdigit() or _pid_alive(int(pid)):
-            continue
         path = os.path.join(root, name)
+        if not pid.isdigit() or _owner_alive(path, int(pid)):
+            continue
         _force_delete_all(os.path.join(path, "state"))
         remove_tree(path)
         gone.append(path)
@@ -109,6 +109,37 @@ def _force_delete_all(state_root: str) -> None:
             force_delete(cid, root=state_root)
         except ContainerError:
             pass
+
+
+LOCK = "owner.lock"
+
+
+def hold(path: str) -> int:
+    """The owner's lock on a Sandbox directory, held (the fd) while the Sandbox lives: a
+    sweep from any process, in any pid namespace, sees that its owner is alive."""
+    import fcntl
+
+    fd = os.open(os.path.join(path, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _owner_alive(path: str, pid: int) -> bool:
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(path, LOCK), os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return _pid_alive(pid)  # being made (the lock comes first thing), or not ours
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:

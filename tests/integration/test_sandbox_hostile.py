@@ -454,3 +454,27 @@ def test_network_opt_in_through_runner_cni(image, tmp_path):
     # the veths went with the runs (the bridge stays, as with every runner-cni network)
     assert not any(n.startswith("veth") for n in eval(out["LEFT"]))
     assert "nonet" in out["ERR"]
+
+
+def test_store_image_layers_user_and_env(tmp_path):
+    """A pulled multi-layer image (umoci-built: whiteouts, an opaque dir, User app, Env):
+    the overlay of its layers, its non-root user, its environment."""
+    need_root()
+    if shutil.which("umoci") is None:
+        pytest.skip("umoci is needed to build the test image")
+    import imagekit
+
+    from libcontainer import images, sandbox
+
+    built = imagekit.build_image(str(tmp_path))
+    store = str(tmp_path / "store")
+    img = images.pull(f"oci:{built['layout']}:full", storage=store, name="sbx-full:1")
+    for ref in ("sbx-full:1", img):
+        with sandbox.Sandbox(ref, storage=store) as box:
+            r = box.run(["sh", "-c", "id -un; echo $FOO; cat /srv/h2b; ls /srv/data; "
+                                     "ls /opt/old; test -e /bin/vi || echo no-vi"])
+            assert r.status == "OK", r
+            # the opaque /srv/data holds only the top layer's file; the whiteouts hide
+            assert r.stdout.decode().split("\n")[:-1] == [
+                "app", "bar baz", "second pair", "new.txt", "c", "no-vi"]
+    assert os.listdir(os.path.join(store, "mounts")) == []

@@ -131,3 +131,26 @@ def test_public_names_are_documented_and_typed():
                     assert p.annotation is not p.empty, f"{name}.{fn.__name__}({p.name})"
             assert sig.return_annotation is not sig.empty or fn.__name__ == "__init__", \
                 f"{name}.{fn.__name__}"
+
+
+def test_sweep_removes_only_what_dead_owners_left(tmp_path):
+    import multiprocessing
+
+    from libcontainer.sandbox import hostfs
+
+    live = tmp_path / f"{os.getpid()}-1"
+    live.mkdir()
+    fd = hostfs.hold(str(live))
+    # a directory whose owner held its lock and died (in another pid namespace its pid
+    # may even look alive: the lock decides)
+    dead = tmp_path / f"{os.getpid()}-2"
+    dead.mkdir()
+    p = multiprocessing.get_context("fork").Process(target=hostfs.hold, args=(str(dead),))
+    p.start()
+    p.join()
+    (dead / "state").mkdir()
+    try:
+        assert hostfs.sweep(str(tmp_path)) == [str(dead)]
+        assert live.exists() and not dead.exists()
+    finally:
+        os.close(fd)
