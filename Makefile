@@ -6,8 +6,9 @@ RUNNER := $(VENV)/bin/runner
 BUNDLE := build/bundle
 APT_PACKAGES := gcc make libc6-dev libseccomp-dev busybox-static python3-dev python3-venv uidmap \
 	iproute2 procps strace nftables
-# runc: tests compare with it side by side (test_state_fields.py)
-ACCEPT_PACKAGES := podman containerd containernetworking-plugins runc
+# runc: tests compare with it side by side (test_state_fields.py); docker.io: its own dockerd
+# drives runc and the runner side by side (test_docker.py)
+ACCEPT_PACKAGES := podman containerd containernetworking-plugins runc docker.io
 # the image tests build, copy and serve images with the real tools (tests/integration/test_images*.py)
 IMAGE_PACKAGES := skopeo umoci docker-registry
 
@@ -69,6 +70,7 @@ bench: venv rootfs
 	$(PY) tests/bench/bench_images.py
 	$(PY) tests/bench/bench_sandbox.py
 	$(PY) tests/bench/bench_build.py
+	$(PY) tests/bench/bench_docker.py
 	$(PY) tests/bench/bench_grading.py --peer-submissions $(GRADING_PEERS)
 
 # the grading workload (libcontainer.sandbox vs epicbox, docker run, podman run, bwrap): the
