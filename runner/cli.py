@@ -29,6 +29,7 @@ VERBS = {
     "pull": "images", "images": "images", "rmi": "images", "bundle": "images",
     "sandbox": "sandbox",
     "build": "build", "commit": "build",
+    "system": "system",
 }
 
 # Verbs that allocate a bounded amount and exit (run and exec may wait long, allocating
@@ -63,6 +64,7 @@ verbs:
    sandbox   run an untrusted command in an image with limits; isolate-style result
    build     build an image from a Dockerfile (RUN in our own containers)
    commit    a container made from an image → a new image (its changes as a layer)
+   system    system prune: remove what the image store holds for nothing
 
 global flags:
 """

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from .bundle import create as bundle
 from .bundle import remove as remove_bundle
-from .errors import DigestMismatch, ImageError, ImageNotFound, LayerRefused, RegistryError
+from .errors import (DigestMismatch, ImageError, ImageNotFound, InvalidArgument, LayerRefused,
+                     RegistryError)
 from .store import Image, Store, default_root
 
 
@@ -22,6 +23,11 @@ def pull(source: str, storage: str | None = None, name: str = "", tls_verify: bo
     """Pull `source` (docker://…, oci:DIR[:TAG], docker-archive:FILE) into the store."""
     return Store(storage).pull(source, name=name, tls_verify=tls_verify, creds=creds,
                                progress=progress)
+
+
+def prune(storage: str | None = None) -> list:
+    """gc: what no image uses, and what killed pulls left under tmp/."""
+    return Store(storage).gc()
 
 
 def list_images(storage: str | None = None) -> list:
@@ -36,7 +42,7 @@ def gc(storage: str | None = None) -> list:
     return Store(storage).gc()
 
 
-__all__ = ["pull", "list_images", "rmi", "gc", "bundle", "remove_bundle", "Store", "Image",
+__all__ = ["pull", "prune", "list_images", "rmi", "gc", "bundle", "remove_bundle", "Store", "Image",
            "default_root", "ImageError", "ImageNotFound", "LayerRefused", "DigestMismatch",
            "RegistryError"]
 

@@ -123,8 +123,9 @@ def _forbidden_xattr(name: str) -> bool:
 
 
 class Unpacker:
-    def __init__(self, root: str, rootless: bool):
+    def __init__(self, root: str, rootless: bool, split=None):
         self.root = root
+        self.split = split  # a tarsplit.Recorder: told where each file's content lies
         self.rootless = rootless
         self.opaque_xattr = "user.overlay.opaque" if rootless else "trusted.overlay.opaque"
         self.rootfd = os.open(root, _DIR_FLAGS)
@@ -230,6 +231,8 @@ class Unpacker:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          0o600, dir_fd=pfd)
             try:
+                if self.split is not None and m.size and m.sparse is None:
+                    self.split.file(m.offset_data, m.size, "/".join(parts))
                 src = tf.extractfile(m)
                 left = m.size
                 while left > 0:
@@ -365,9 +368,10 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def unpack(tar_stream, dest: str, rootless: bool) -> Unpacker:
-    """Unpack a (decompressed) layer tar stream into the empty directory `dest`."""
-    u = Unpacker(dest, rootless)
+def unpack(tar_stream, dest: str, rootless: bool, split=None) -> Unpacker:
+    """Unpack a (decompressed) layer tar stream into the empty directory `dest`; with
+    `split` (a tarsplit.Recorder that tar_stream reads through), record the stream."""
+    u = Unpacker(dest, rootless, split)
     try:
         u.unpack(tar_stream)
     finally:

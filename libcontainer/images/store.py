@@ -24,12 +24,15 @@ from dataclasses import dataclass
 from .errors import DigestMismatch, ImageError, ImageNotFound, InvalidArgument
 from .layer import HashingReader, decompressed, unpack
 from .manifest import MAX_MANIFEST, load_json, parse_manifest, verify
+from . import tarsplit
+from .atomic import write_atomic
 from .progress import Quiet
 from .reference import check_digest, normalize_name
 from .reference import parse as parse_reference
 
 
 PARALLEL = 3  # layers fetched at once
+_HALF_MADE_AGE = 600  # s: a `.mk-*` entry older than this lost its maker in its first instant
 
 
 def default_root() -> str:
@@ -46,7 +49,7 @@ class Image:
     manifest: str        # digest
     config: str          # digest
     layers: list         # diff ids, bottom first
-    size: int            # bytes of the layer blobs, as the manifest gives them
+    size: int            # bytes of the unpacked layers (their tar streams), as podman shows it
     created: str         # from the image config
     pulled: float
 
@@ -88,6 +91,12 @@ def _check_blob(raw: "_Limited", desc, cause: Exception | None = None) -> None:
         raise DigestMismatch(f"layer {desc.digest}: digest mismatch: got {raw.digest()}") from cause
 
 
+def _compression(media_type: str) -> str:
+    if media_type.endswith(("+gzip", ".gzip")):
+        return "gzip"
+    return "zstd" if media_type.endswith("+zstd") else "none"
+
+
 def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
@@ -98,19 +107,6 @@ def _syncfs(path: str) -> None:
         _libc().syncfs(fd)
     finally:
         os.close(fd)
-
-
-def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
 
 
 class _Flock:
@@ -130,6 +126,73 @@ class _Flock:
         self.release()
 
 
+class TempDir:
+    """A directory under tmp/ owned by this process for as long as it holds its flock: the
+    kernel drops the lock when the owner dies (SIGKILL included), and the next store
+    operation removes what is left (`Store.reap`). Made as `.mk-*`, locked, then renamed to
+    its name, so no reaper sees it unlocked."""
+
+    def __init__(self, tmp_root: str, prefix: str):
+        made = tempfile.mkdtemp(prefix=".mk-", dir=tmp_root)
+        self.fd = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.path = os.path.join(tmp_root, prefix + os.path.basename(made)[4:])
+        os.rename(made, self.path)
+
+    def release(self, remove: bool = True) -> None:
+        if remove and os.path.lexists(self.path):
+            shutil.rmtree(self.path, ignore_errors=True)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def reap_tmp(tmp_root: str) -> list:
+    """Remove entries of tmp/ whose owner is gone (their flock is free); → their names."""
+    gone = []
+    try:
+        names = os.listdir(tmp_root)
+    except FileNotFoundError:
+        return gone
+    for n in names:
+        p = os.path.join(tmp_root, n)
+        if n.startswith(".mk-"):
+            try:
+                if time.time() - os.lstat(p).st_mtime > _HALF_MADE_AGE:
+                    shutil.rmtree(p, ignore_errors=True)
+                    gone.append(n)
+            except OSError:
+                pass
+            continue
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:  # a file or symlink left by an older version: nobody owns it
+            try:
+                os.unlink(p)
+                gone.append(n)
+            except OSError:
+                pass
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its owner is alive
+        finally:
+            os.close(fd)  # our probe's lock goes with the fd
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            os.unlink(p)
+        gone.append(n)
+    return gone
+
+
 class Store:
     def __init__(self, root: str | None = None):
         self.root = os.path.abspath(root or default_root())
@@ -143,6 +206,12 @@ class Store:
                 os.makedirs(os.path.join(self.root, d), mode=0o700, exist_ok=True)
         except OSError as e:
             raise InvalidArgument(f"--storage: cannot use {self.root}: {e.strerror}") from None
+        # what a killed pull (or push, save, gc) left half-made goes at the next operation
+        self.reaped = reap_tmp(self.path("tmp"))
+        self._owned: dict = {}  # workdir() path → its TempDir (the lock), until placed
+
+    def tempdir(self, prefix: str) -> TempDir:
+        return TempDir(self.path("tmp"), prefix)
 
     # ---- paths and locks ---------------------------------------------------------------
 
@@ -204,6 +273,27 @@ class Store:
                 raise InvalidArgument(f"image {ref!r}: the id prefix is ambiguous")
         raise ImageNotFound(f"image {ref!r}: no such image in {self.root} (see 'runner images')")
 
+    def layer_size(self, diff_id: str) -> int:
+        """The size of the layer's tar stream (uncompressed), whatever blob it came from."""
+        return int(self.layer_meta(diff_id).get("unpacked_size") or 0)
+
+    def tag(self, ref: str, name: str) -> Image:
+        """Give the image `ref` one more name (taken from any image that had it)."""
+        name = normalize_name(name)
+        if "@" in name:
+            raise InvalidArgument(f"tag {name!r}: a digest is not a tag")
+        with self.shared(), _Flock(self.path("images.lock"), exclusive=True):
+            img = self.get(ref)
+            images = self._read_images()
+            for other in images.values():
+                if name in other.names and other.id != img.id:
+                    other.names.remove(name)
+            img = images[img.id]
+            if name not in img.names:
+                img.names.append(name)
+            self._write_images(images)
+            return img
+
     def read_blob(self, digest: str) -> bytes:
         with open(self.blob_path(digest), "rb") as f:
             return f.read()
@@ -213,18 +303,19 @@ class Store:
 
     # ---- pull --------------------------------------------------------------------------
 
-    def pull(self, source: str, name: str = "", tls_verify: bool = True, creds: str = "",
+    def pull(self, source: str, name: str | None = "", tls_verify: bool = True, creds: str = "",
              progress=None) -> Image:
         from .transports import open_source
 
         progress = progress or Quiet()
         ref = parse_reference(source)
+        unnamed = name is None  # an untagged image of an archive: stored by id only
         name = normalize_name(name) if name else ""
         with self.shared():
             src = open_source(ref, tls_verify=tls_verify, creds=creds)
             try:
                 mbytes, mdigest, mtype = src.resolve()
-                if not name:
+                if not name and not unnamed:
                     name = normalize_name(src.name_hint) if src.name_hint else ref.default_name()
                 manifest = parse_manifest(mbytes, mtype)
                 cdesc = manifest.config
@@ -249,8 +340,9 @@ class Store:
             for digest, data in ((mdigest, mbytes), (cdesc.digest, cbytes)):
                 if not os.path.exists(self.blob_path(digest)):
                     write_atomic(self.blob_path(digest), data)
-            img = Image(id=cdesc.digest[7:], names=[name], manifest=mdigest, config=cdesc.digest,
-                        layers=list(diff_ids), size=sum(d.size for d in manifest.layers),
+            img = Image(id=cdesc.digest[7:], names=[name] if name else [], manifest=mdigest,
+                        config=cdesc.digest, layers=list(diff_ids),
+                        size=sum(self.layer_size(d) for d in set(diff_ids)),
                         created=str(config.get("created") or ""), pulled=time.time())
             with _Flock(self.path("images.lock"), exclusive=True):
                 images = self._read_images()
@@ -259,7 +351,7 @@ class Store:
                         other.names.remove(name)
                 if img.id in images:
                     old = images[img.id]
-                    img.names = old.names + ([name] if name not in old.names else [])
+                    img.names = old.names + ([name] if name and name not in old.names else [])
                 images[img.id] = img
                 self._write_images(images)
         return img
@@ -302,42 +394,57 @@ class Store:
             if os.path.isdir(final):  # another pull unpacked it while this one waited
                 line.done("already in the store")
                 return
-            tmp = tempfile.mkdtemp(prefix="layer-", dir=self.path("tmp"))
+            owned = self.tempdir("layer-")
+            tmp = owned.path
             try:
                 diff = os.path.join(tmp, "diff")
                 os.mkdir(diff, 0o755)
                 with src.open_blob(desc) as f:
                     raw = _Limited(f, desc.size, f"layer {desc.digest}", line, stop)
                     tar = HashingReader(decompressed(raw))
+                    split = tarsplit.Recorder(tar, os.path.join(tmp, tarsplit.NAME))
                     try:
-                        u = unpack(tar, diff, self.rootless)
-                        tar.drain()
-                    except ImageError as e:
-                        # a blob that is not what the manifest says: that is the error
-                        # to report, not what its bytes made the unpacker trip over
-                        _check_blob(raw, desc, e)
+                        u = unpack(split, diff, self.rootless, split)
+                        split.drain()
+                        split.close()
+                    except BaseException as e:
+                        split.abort()
+                        if isinstance(e, ImageError):
+                            # a blob that is not what the manifest says: that is the error
+                            # to report, not what its bytes made the unpacker trip over
+                            _check_blob(raw, desc, e)
                         raise
                     raw.drain()
                 _check_blob(raw, desc)
                 if tar.digest() != diff_id:
                     raise DigestMismatch(f"layer {desc.digest}: its content has digest "
                                          f"{tar.digest()}, the config says {diff_id}")
+                ref = src.ref
                 meta = {"diff_id": diff_id, "digest": desc.digest, "size": desc.size,
+                        "compression": _compression(desc.media_type),
+                        "repos": [f"{ref.registry}/{ref.repository}"] if ref.transport == "docker" else [],
                         "unpacked_size": tar.size, "entries": u.entries,
                         "skipped_devices": u.skipped_devices[:100]}
                 write_atomic(os.path.join(tmp, "layer.json"), json.dumps(meta).encode())
                 _syncfs(tmp)
                 os.rename(tmp, final)
                 line.done()
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+            finally:
+                owned.release()
 
     # ---- new layers and images (build, commit, load) -------------------------------------
 
     def workdir(self, prefix: str) -> str:
-        """A fresh directory under tmp/ (same filesystem as layers/, so it can be renamed in)."""
-        return tempfile.mkdtemp(prefix=prefix, dir=self.path("tmp"))
+        """A fresh directory under tmp/ (same filesystem as layers/, so it can be renamed in),
+        owned (flock'ed, see TempDir) by this process until it is placed or removed."""
+        td = self.tempdir(prefix)
+        self._owned[td.path] = td
+        return td.path
+
+    def _disown(self, path: str) -> None:
+        td = self._owned.pop(path, None)
+        if td is not None:
+            td.release(remove=False)
 
     def add_layer(self, diff_dir: str, timestamp: int | None = None) -> str:
         """Make `diff_dir` — a directory in overlay form (an overlay upper dir) under this
@@ -366,10 +473,15 @@ class Store:
             diff = os.path.join(tmp, "diff")
             os.mkdir(diff, 0o755)
             tar = HashingReader(stream)
-            u = unpack(tar, diff, self.rootless)
-            tar.drain()
+            split = tarsplit.Recorder(tar, os.path.join(tmp, tarsplit.NAME))
+            try:
+                u = unpack(split, diff, self.rootless, split)
+                split.drain()
+            finally:
+                split.close()
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            self._disown(tmp)
             raise
         meta = {"diff_id": tar.digest(), "digest": tar.digest(), "size": tar.size,
                 "unpacked_size": tar.size, "entries": u.entries}
@@ -382,6 +494,7 @@ class Store:
         with _Flock(self.path("layers", ".locks", hexid), exclusive=True):
             if os.path.isdir(final):
                 shutil.rmtree(tmp or diff_dir, ignore_errors=True)
+                self._disown(tmp)
                 return
             try:
                 if not tmp:
@@ -393,6 +506,8 @@ class Store:
             except BaseException:
                 shutil.rmtree(tmp or diff_dir, ignore_errors=True)
                 raise
+            finally:
+                self._disown(tmp)
 
     def layer_meta(self, diff_id: str) -> dict:
         with open(self.path("layers", check_digest(diff_id, "layer")[7:], "layer.json"), "rb") as f:
@@ -518,8 +633,8 @@ class Store:
         for n in os.listdir(self.path("layers")):
             if not n.startswith(".") and n not in keep_layers:
                 # renamed out first: a layer dir under its name is always whole
-                trash = tempfile.mkdtemp(prefix="gc-", dir=self.path("tmp"))
-                os.rename(self.path("layers", n), os.path.join(trash, n))
+                with self.tempdir("gc-") as trash:
+                    os.rename(self.path("layers", n), os.path.join(trash.path, n))
                 removed.append(f"layer sha256:{n}")
         for n in os.listdir(self.path("layers", ".locks")):
             if n not in keep_layers:
@@ -527,7 +642,6 @@ class Store:
         for n in os.listdir(self.path("blobs", "sha256")):
             if n not in keep_blobs:
                 os.unlink(self.path("blobs", "sha256", n))
-        # under the exclusive lock no pull is running: all of tmp/ is left over or trash
-        for n in os.listdir(self.path("tmp")):
-            shutil.rmtree(self.path("tmp", n), ignore_errors=True)
+        removed += [f"temporary {n}" for n in self.reaped + reap_tmp(self.path("tmp"))]
+        self.reaped = []
         return removed

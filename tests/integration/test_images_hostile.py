@@ -160,18 +160,11 @@ def test_bad_source_arguments(tmp_path):
     shutil.rmtree(store)
 
 
-def test_a_pull_killed_half_way_leaves_no_layer_under_its_name(tmp_path):
-    """SIGKILL during an unpack: nothing under layers/ or in images.json; the next pull
-    succeeds, and gc (rmi --prune) removes what the killed one left in tmp/."""
+def _pull_killed_half_way(layout: str, store: str, before_kill=None) -> None:
     import signal
     import subprocess
     import time
 
-    need_root()
-    layout = str(tmp_path / "layout")
-    files = [("d/", "dir")] + [(f"d/f{i}", "file", {"data": os.urandom(256 << 10)}) for i in range(160)]
-    kit.write_layout(layout, "t", [kit.layer_tar(files)], gzip_layers=True)
-    store = str(tmp_path / "store")
     p = subprocess.Popen(kit.RUNNER + ["pull", "--storage", store, f"oci:{layout}:t"], cwd=kit.REPO,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tmp = os.path.join(store, "tmp")
@@ -181,14 +174,41 @@ def test_a_pull_killed_half_way_leaves_no_layer_under_its_name(tmp_path):
         if d and os.path.isdir(d[0]) and len(os.listdir(d[0])) > 5:
             break
         time.sleep(0.005)
+    if before_kill:
+        before_kill(p)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    assert os.listdir(tmp), "the pull finished before it was killed: make the layer bigger"
+    assert [n for n in os.listdir(tmp) if n.startswith("layer-")], \
+        "the pull finished before it was killed: make the layer bigger"
+
+
+def test_a_pull_killed_half_way_leaves_no_layer_under_its_name(tmp_path):
+    """SIGKILL during an unpack: nothing under layers/ or in images.json; what it left in
+    tmp/ (its owner is gone) is removed by the next store operation, or by system prune,
+    while the temporary directory of a pull still running is left alone."""
+    need_root()
+    layout = str(tmp_path / "layout")
+    files = [("d/", "dir")] + [(f"d/f{i}", "file", {"data": os.urandom(256 << 10)}) for i in range(160)]
+    kit.write_layout(layout, "t", [kit.layer_tar(files)], gzip_layers=True)
+    store = str(tmp_path / "store")
+    tmp = os.path.join(store, "tmp")
+
+    def others_leave_it_alone(p):
+        assert kit.runner("images", "--storage", store).returncode == 0
+        if p.poll() is None:  # still unpacking: its directory is still there
+            assert [n for n in os.listdir(tmp) if n.startswith("layer-")]
+
+    _pull_killed_half_way(layout, store, others_leave_it_alone)
     assert [n for n in os.listdir(os.path.join(store, "layers")) if not n.startswith(".")] == []
     assert not os.path.exists(os.path.join(store, "images.json"))
+    # the next operation, whatever it is, removes it
+    assert kit.runner("images", "--storage", store).returncode == 0
+    assert os.listdir(tmp) == []
+    _pull_killed_half_way(layout, store)
+    r = kit.runner("system", "prune", "--storage", store)
+    assert r.returncode == 0 and "Deleted: temporary layer-" in r.stdout, r.stdout
+    assert os.listdir(tmp) == []
     assert kit.runner("pull", "--storage", store, f"oci:{layout}:t").returncode == 0
-    assert os.listdir(tmp)  # the killed pull's leftovers, until gc
-    assert kit.runner("rmi", "--storage", store, "--prune").returncode == 0
     assert os.listdir(tmp) == []
     assert kit.runner("rmi", "--storage", store, "localhost/layout:t").returncode == 0
     assert kit.store_leftovers(store) == []
