@@ -29,7 +29,8 @@ VERBS = {
     "pull": "images", "images": "images", "rmi": "images", "bundle": "images",
     "sandbox": "sandbox",
     "build": "build", "commit": "build",
-    "system": "system",
+    "push": "ship", "save": "ship", "load": "ship", "tag": "ship", "login": "ship",
+    "logout": "ship", "search": "ship", "system": "system",
 }
 
 # Verbs that allocate a bounded amount and exit (run and exec may wait long, allocating
@@ -64,6 +65,13 @@ verbs:
    sandbox   run an untrusted command in an image with limits; isolate-style result
    build     build an image from a Dockerfile (RUN in our own containers)
    commit    a container made from an image → a new image (its changes as a layer)
+   push      push an image to docker://HOST/NAME[:TAG], oci:DIR[:TAG], oci-archive: or docker-archive:
+   save      write images to a docker-archive or oci-archive file (-o FILE)
+   load      load the images of a docker-archive or oci-archive file (-i FILE)
+   tag       give an image another name
+   login     log in to a registry (containers-auth.json, shared with podman/skopeo/docker)
+   logout    forget a registry's credentials
+   search    search a registry's repositories (HOST/TERM), or list tags (--list-tags)
    system    system prune: remove what the image store holds for nothing
 
 global flags:

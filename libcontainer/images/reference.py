@@ -25,7 +25,7 @@ def check_digest(digest: str, what: str) -> str:
 
 @dataclass(frozen=True)
 class Reference:
-    """A parsed source. `transport` is docker, oci or docker-archive."""
+    """A parsed source. `transport` is docker, oci, oci-archive or docker-archive."""
 
     transport: str
     path: str = ""        # oci: the layout dir; docker-archive: the file
@@ -40,7 +40,7 @@ class Reference:
             base = f"{self.registry}/{self.repository}"
             return f"{base}@{self.digest}" if self.digest and not self.tag else f"{base}:{self.tag}"
         base = os.path.basename(os.path.normpath(self.path))
-        if self.transport == "docker-archive":
+        if self.transport in ("docker-archive", "oci-archive"):
             base = base.rsplit(".", 1)[0] if base.endswith(".tar") else base
         return normalize_name(f"localhost/{base.lower()}:{self.tag or 'latest'}")
 
@@ -62,15 +62,17 @@ def parse(source: str) -> Reference:
         if tag and not _TAG_RE.match(tag):
             raise InvalidArgument(f"source {source!r}: invalid tag {tag!r}")
         return Reference("oci", path=os.path.abspath(path), tag=tag)
-    if source.startswith("docker-archive:"):
-        path = source[len("docker-archive:"):]
-        # skopeo allows FILE:NAME:TAG to pick an image from a multi-image archive
-        path, _, ref = path.partition(":")
-        if not path:
-            raise InvalidArgument(f"source {source!r}: docker-archive: needs a file")
-        return Reference("docker-archive", path=os.path.abspath(path), tag=ref)
-    raise InvalidArgument(f"source {source!r}: unknown transport (want docker://, oci: or "
-                          "docker-archive:)")
+    for transport in ("docker-archive", "oci-archive"):
+        if source.startswith(transport + ":"):
+            path = source[len(transport) + 1:]
+            # as skopeo: FILE:NAME:TAG (or FILE:@N, the Nth image) picks an image from an
+            # archive of several; for oci-archive the part after FILE is the ref.name
+            path, _, ref = path.partition(":")
+            if not path:
+                raise InvalidArgument(f"source {source!r}: {transport}: needs a file")
+            return Reference(transport, path=os.path.abspath(path), tag=ref)
+    raise InvalidArgument(f"source {source!r}: unknown transport (want docker://, oci:, "
+                          "oci-archive: or docker-archive:)")
 
 
 def _parse_docker(rest: str, source: str) -> Reference:

@@ -19,6 +19,7 @@ from .source import Source
 
 TIMEOUT = 60
 _REDIRECTS = (301, 302, 303, 307, 308)
+_BLOCK = 1 << 20  # bytes per send() of a request body (http.client's default is 8 KiB)
 
 
 def parse_challenge(header: str) -> tuple:
@@ -47,13 +48,20 @@ def parse_challenge(header: str) -> tuple:
 
 
 class RegistrySource(Source):
-    def __init__(self, ref: Reference, tls_verify: bool = True, creds: str = ""):
+    def __init__(self, ref: Reference, tls_verify: bool = True, creds: str = "",
+                 actions: str = "pull"):
         self.ref = ref
         host = "registry-1.docker.io" if ref.registry == "docker.io" else ref.registry
         self.host = host
         self.tls_verify = tls_verify
         self.scheme = "https"
+        if not creds:  # what `runner login` (or podman, skopeo, docker login) stored
+            from .auth import lookup
+
+            creds = lookup(ref.registry, ref.repository)
         self.creds = creds
+        self.actions = actions  # what a token is asked for: pull, or pull,push
+        self.extra_scopes: list = []  # e.g. the source repository of a blob mount
         self.auth = ""
         self._local = threading.local()  # layers are fetched in parallel: a connection each
         self._all: list = []
@@ -77,21 +85,26 @@ class RegistrySource(Source):
             if not self.tls_verify:
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
-            return http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=ctx)
-        return http.client.HTTPConnection(netloc, timeout=TIMEOUT)
+            return http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=ctx, blocksize=_BLOCK)
+        return http.client.HTTPConnection(netloc, timeout=TIMEOUT, blocksize=_BLOCK)
 
-    def _send(self, method: str, path: str, headers: dict):
+    def _send(self, method: str, path: str, headers: dict, body=None):
         """One request on the registry's own connection, switching to plain HTTP once when
         TLS is not verified and the registry does not speak it."""
         for attempt in range(3):
             if self.conn is None:
                 self.conn = self._connect(self.scheme, self.host)
             try:
-                self.conn.request(method, path, headers=headers)
+                if hasattr(body, "seek"):
+                    body.seek(0)
+                self.conn.request(method, path, body=body, headers=headers)
                 return self.conn.getresponse()
             except (ssl.SSLError, ConnectionResetError) as e:
+                # another thread may have switched to plain HTTP already: it is this
+                # connection's scheme that failed
+                was_tls = isinstance(self.conn, http.client.HTTPSConnection)
                 self._reset()
-                if self.scheme == "https" and not self.tls_verify:
+                if was_tls and not self.tls_verify:
                     self.scheme = "http"
                     continue
                 raise RegistryError(f"{self.where}: TLS with {self.host} failed: {e} "
@@ -101,8 +114,9 @@ class RegistrySource(Source):
                 if attempt:
                     raise RegistryError(f"{self.where}: {self.host} closed the connection") from None
             except (OSError, http.client.HTTPException) as e:
+                was_tls = isinstance(self.conn, http.client.HTTPSConnection)
                 self._reset()
-                if self.scheme == "https" and not self.tls_verify and isinstance(e, ConnectionRefusedError):
+                if was_tls and not self.tls_verify and isinstance(e, ConnectionRefusedError):
                     self.scheme = "http"
                     continue
                 msg = getattr(e, "strerror", None) or str(e) or type(e).__name__
@@ -186,8 +200,14 @@ class RegistrySource(Source):
         if scheme != "bearer" or "realm" not in params:
             raise RegistryError(f"{self.where}: 401 unauthorized, with a challenge this client "
                                 f"does not know: {challenge!r}", 401)
-        query = {"service": params.get("service", "")}
-        query["scope"] = params.get("scope") or f"repository:{self.ref.repository}:pull"
+        scopes = [f"repository:{self.ref.repository}:{self.actions}"] + self.extra_scopes
+        for sc in (params.get("scope") or "").split(" "):
+            # what the registry asks for beyond ours (the catalog, another repository)
+            if sc and sc not in scopes and not sc.startswith(f"repository:{self.ref.repository}:"):
+                scopes.append(sc)
+        if not self.ref.repository:
+            scopes = (params.get("scope") or "").split(" ")
+        query = [("service", params.get("service", ""))] + [("scope", sc) for sc in scopes if sc]
         url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
         u = urllib.parse.urlsplit(url)
         if u.scheme not in ("http", "https"):
@@ -215,6 +235,37 @@ class RegistrySource(Source):
         if not isinstance(token, str) or not token:
             raise RegistryError(f"{self.where}: the token server's answer has no token")
         self.auth = "Bearer " + token
+
+    def request(self, method: str, path: str, headers: dict | None = None, body=None):
+        """Any request, with auth (one 401 answered with a new token); → the response, its
+        body unread. `body`: bytes or a file it can seek to its start for a second try."""
+        headers = dict(headers or {})
+        headers.setdefault("User-Agent", "runner/0.1")
+        for attempt in range(2):
+            if self.auth:
+                headers["Authorization"] = self.auth
+            resp = self._send(method, path, headers, body)
+            if resp.status != 401 or attempt:
+                return resp
+            challenge = resp.getheader("WWW-Authenticate", "")
+            resp.read()
+            self._authenticate(challenge)
+        return resp
+
+    def error(self, resp, what: str) -> RegistryError:
+        """The registry's refusal, with the codes and messages of its error body."""
+        body = resp.read(64 << 10)
+        detail = ""
+        try:
+            errs = json.loads(body).get("errors") or []
+            detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errs)
+        except (ValueError, AttributeError):
+            pass
+        status = resp.status
+        hint = ""
+        if status == 401:
+            hint = " (credentials rejected)" if self.creds else " (authentication required: --creds USER:PASSWORD or runner login)"
+        return RegistryError(f"{self.where}: {what}: HTTP {status}{hint}{': ' + detail if detail else ''}", status)
 
     # ---- Source --------------------------------------------------------------------------
 

@@ -144,7 +144,11 @@ class DockerArchive(Source):
         if not isinstance(entries, list) or not entries:
             raise ImageError(f"{self.ref}: manifest.json: no image in it")
         want = self.ref.tag
-        if want:
+        if want.startswith("@") and want[1:].isdigit():  # skopeo's FILE:@N
+            if int(want[1:]) >= len(entries):
+                raise ImageNotFound(f"{self.ref}: the archive holds {len(entries)} images")
+            entries = [entries[int(want[1:])]]
+        elif want:
             full = want if ":" in want.rsplit("/", 1)[-1] else want + ":latest"
             entries = [e for e in entries if isinstance(e, dict) and
                        any(t in (want, full) or t.endswith("/" + full) for t in e.get("RepoTags") or [])]
@@ -158,6 +162,7 @@ class DockerArchive(Source):
         # the name `docker load` would give it, when the archive has one
         if isinstance(tags, list) and len(tags) == 1 and isinstance(tags[0], str):
             self.name_hint = tags[0]
+        self.repo_tags = [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
                 or not isinstance(entry.get("Layers"), list):
             raise ImageError(f"{self.ref}: manifest.json: an entry without Config or Layers")
@@ -206,6 +211,70 @@ class DockerArchive(Source):
     def close(self) -> None:
         self.tar.close()
 
+
+
+class OCIArchive(Source):
+    """`oci-archive:FILE[:REF|:@N]`: the layout's files read in place from the tar."""
+
+    def __init__(self, ref: Reference):
+        self.ref = ref
+        try:
+            self.tar = tarfile.open(ref.path, "r:")
+        except FileNotFoundError:
+            raise ImageNotFound(f"{ref}: no such file {ref.path}") from None
+        except (tarfile.TarError, OSError) as e:
+            raise ImageError(f"{ref}: not a tar archive: {e}") from None
+        self.members = {os.path.normpath(m.name): m for m in self.tar.getmembers() if m.isfile()}
+        if "oci-layout" not in self.members or "index.json" not in self.members:
+            raise ImageError(f"{ref}: not an OCI archive (no oci-layout or index.json)")
+
+    def _read(self, name: str, limit: int = MAX_MANIFEST) -> bytes:
+        m = self.members.get(name)
+        if m is None:
+            raise ImageNotFound(f"{self.ref}: {name} is missing from the archive")
+        return _read_limited(self.tar.extractfile(m), limit, f"{self.ref}: {name}")
+
+    def entries(self) -> list:
+        index = load_json(self._read("index.json"), f"{self.ref}: index.json")
+        return [Descriptor.parse(e, f"index.json manifests[{i}]")
+                for i, e in enumerate(index.get("manifests") or [])]
+
+    def top(self) -> tuple:
+        entries = self.entries()
+        want = self.ref.tag
+        if want.startswith("@") and want[1:].isdigit():
+            if int(want[1:]) >= len(entries):
+                raise ImageNotFound(f"{self.ref}: the archive holds {len(entries)} images")
+            chosen = [entries[int(want[1:])]]
+        elif want:
+            chosen = [d for d in entries if d.annotations.get(TAG_ANNOTATION) == want]
+            if not chosen:
+                raise ImageNotFound(f"{self.ref}: no image named {want!r} in the archive")
+        else:
+            chosen = entries
+            if len(chosen) != 1:
+                raise ImageError(f"{self.ref}: the archive holds {len(chosen)} images; name one "
+                                 "with oci-archive:FILE:NAME")
+        desc = chosen[-1]
+        name = desc.annotations.get(TAG_ANNOTATION, "")
+        if "/" in name or ":" in name:  # podman writes the image's whole name
+            self.name_hint = name
+        data, mt = self.manifest_blob(desc)
+        return data, mt, desc.digest
+
+    def manifest_blob(self, desc: Descriptor) -> tuple:
+        return self._read("blobs/sha256/" + check_digest(desc.digest, "descriptor")[7:]), desc.media_type
+
+    def open_blob(self, desc: Descriptor):
+        m = self.members.get("blobs/sha256/" + check_digest(desc.digest, "descriptor")[7:])
+        if m is None:
+            raise ImageNotFound(f"{self.ref}: blob {desc.digest} is missing from the archive")
+        if m.sparse is not None:
+            return self.tar.extractfile(m)
+        return _Slice(self.ref.path, m.offset_data, m.size)
+
+    def close(self) -> None:
+        self.tar.close()
 
 
 class _Slice(io.RawIOBase):

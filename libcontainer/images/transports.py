@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .reference import Reference
-from .source import DockerArchive, OCILayout, Source
+from .source import DockerArchive, OCIArchive, OCILayout, Source
 
 
 def open_source(ref: Reference, tls_verify: bool = True, creds: str = "") -> Source:
@@ -10,6 +10,8 @@ def open_source(ref: Reference, tls_verify: bool = True, creds: str = "") -> Sou
         return OCILayout(ref)
     if ref.transport == "docker-archive":
         return DockerArchive(ref)
+    if ref.transport == "oci-archive":
+        return OCIArchive(ref)
     from .registry import RegistrySource
 
     return RegistrySource(ref, tls_verify=tls_verify, creds=creds)

@@ -254,10 +254,10 @@ class Registry:
     """`docker-registry serve` on 127.0.0.1:PORT with storage in `work`; `htpasswd` turns on
     basic auth; `token` = (realm, service, issuer, cert file) turns on bearer tokens."""
 
-    def __init__(self, work: str, htpasswd: str = "", token: tuple = ()):
+    def __init__(self, work: str, htpasswd: str = "", token: tuple = (), port: int = 0):
         self.dir = work
         os.makedirs(work, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.addr = f"127.0.0.1:{self.port}"
         auth = ""
         if htpasswd:
@@ -354,7 +354,10 @@ class TokenServer:
 
             def do_GET(self):
                 u = urllib.parse.urlsplit(self.path)
-                q = dict(urllib.parse.parse_qsl(u.query))
+                pairs = urllib.parse.parse_qsl(u.query)
+                q = dict(pairs)
+                # several scope parameters (docker's way): one space-separated string here
+                q["scope"] = " ".join(v for k, v in pairs if k == "scope")
                 auth = self.headers.get("Authorization", "")
                 who = ""
                 if auth.startswith("Basic "):
