@@ -106,8 +106,65 @@ class _Compressor:
         return b"" if self.kind == "none" else self.z.flush()
 
 
-def layer_stream(layer_dir: str, diff_id: str) -> Reassembled:
-    return Reassembled(layer_dir, f"layer {diff_id}")
+def layer_stream(layer_dir: str, diff_id: str):
+    """The layer's tar stream as a file (read, digest() at the end, close): from its
+    tar-split record (pulled, loaded, add_layer_tar), else written again by layerdiff (the
+    layers build and commit make: their tar is a function of the tree)."""
+    from .tarsplit import NAME
+
+    if os.path.exists(os.path.join(layer_dir, NAME)):
+        return Reassembled(layer_dir, f"layer {diff_id}")
+    return _Regenerated(os.path.join(layer_dir, "diff"))
+
+
+class _Regenerated:
+    """layerdiff.write_tar of a layer directory, through a pipe from a thread."""
+
+    def __init__(self, root: str):
+        import threading
+
+        from .layerdiff import write_tar
+
+        r, w = os.pipe()
+        self.r = os.fdopen(r, "rb")
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.error: list = []
+
+        def produce():
+            try:
+                with os.fdopen(w, "wb") as out:
+                    write_tar(root, out)
+            except BrokenPipeError:
+                pass  # the reader stopped early
+            except BaseException as e:  # noqa: B902 - handed to the reader
+                self.error.append(e)
+
+        self.thread = threading.Thread(target=produce, daemon=True)
+        self.thread.start()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.r.read(n)
+        if not data:
+            self.thread.join()
+            if self.error:
+                raise self.error[0]
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+    def close(self) -> None:
+        self.r.close()
+        self.thread.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def write_layer(layer_dir: str, diff_id: str, compression: str, dest: str, progress=None,

@@ -210,6 +210,7 @@ class _RegistryPush:
 
     def run(self) -> str:
         p = export.parts(self.store, self.img.id)
+        self._ping()
         cancel_stale_uploads(self.store, self.ref.registry, self.src)
         self.journal = _Journal(self.store, self.ref, self.tls_verify)
         try:
@@ -297,6 +298,14 @@ class _RegistryPush:
         return blob
 
     # ---- the protocol ----------------------------------------------------------------------
+
+    def _ping(self) -> None:
+        """GET /v2/ once before the layers' threads start, as docker does: the scheme (with
+        --tls-verify=false, TLS or plain HTTP) is found once, not by each connection."""
+        resp = self.src.request("GET", "/v2/")
+        resp.read()
+        if resp.status not in (200, 401):
+            raise self.src.error(resp, "/v2/")
 
     def _exists(self, digest: str) -> bool:
         resp = self.src.request("HEAD", f"/v2/{self.repo}/blobs/{digest}")

@@ -294,3 +294,31 @@ def test_buildah_push_pulled_and_run_by_the_runner(image, registry, tmp_path):
     images.push(f"{registry.addr}/bh/img:1", f"docker://{registry.addr}/bh/again:1", storage=store,
                 tls_verify=False, progress=rec)
     assert rec.notes == ["mounted from bh/img"], rec.notes
+
+
+def test_built_image_pushed_and_saved_keeps_its_id(image, registry, podman, docker, tmp_path):
+    """Layers `runner build` made (no tar-split: their tar is written again by layerdiff):
+    pushed and saved with the same id, pulled and run by podman, loaded and run by docker."""
+    store = str(tmp_path / "store")
+    _ok("pull", "--storage", store, "--name", "ship/full:1", f"oci:{image['layout']}:full")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_text("copied\n")
+    (ctx / "Dockerfile").write_text(
+        "FROM ship/full:1\nUSER root\nCOPY f /srv/f\n"
+        "RUN rm -rf /srv/data && echo built > /srv/built && ln /srv/built /srv/built2\n")
+    built = _ok("build", "--storage", store, "-q", "-t", "ship/built:1", str(ctx), timeout=300).stdout.strip()
+    built = built.splitlines()[-1].removeprefix("sha256:")
+    dest = f"{registry.addr}/ship/built:1"
+    _ok("push", "--storage", store, "--tls-verify=false", "ship/built:1", f"docker://{dest}")
+    assert _inspect(f"docker://{dest}", raw=True)["config"]["digest"] == "sha256:" + built
+    script = "cat /srv/f /srv/built2; test -e /srv/data || echo no-data; id -un"
+    podman.ok("pull", "--tls-verify=false", "-q", dest)
+    assert podman.run_image(dest, "-c", script).splitlines() == ["copied", "built", "no-data", "root"]
+    archive = str(tmp_path / "built.tar")
+    _ok("save", "--storage", store, "-o", archive, "ship/built:1")
+    docker.ok("load", "-i", archive)
+    assert docker.ok("image", "inspect", "-f", "{{.Id}}", "ship/built:1").stdout.strip() == "sha256:" + built
+    out = docker.ok("run", "--rm", "--network", "none", "--entrypoint", "/bin/sh", "ship/built:1",
+                    "-c", script).stdout
+    assert out.splitlines() == ["copied", "built", "no-data", "root"]
