@@ -641,9 +641,10 @@ static int do_readonly(int rootfd, const char *path)
     if (fd < 0)
         return -1;
     fdpath(target, sizeof target, fd);
-    rc = remount(target, MS_BIND | MS_REC | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
-    if (rc < 0 && errno == EPERM)
-        rc = remount(target, MS_BIND | MS_REC | MS_RDONLY);
+    /* read-only, nothing more: nosuid/nodev/noexec only where the path had them already
+     * (runc's readonlyPath); a read-only /usr/bin still runs its programs */
+    unsigned long keep = locked_flags(target) & (MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    rc = remount(target, MS_BIND | MS_REC | MS_RDONLY | keep);
     int e = errno;
     close(fd);
     errno = e;

@@ -184,10 +184,12 @@ def plan(spec, plan, ns, no_pivot: bool = False, cgroup=None, node_dir: str = ""
         _check_sysctl(key, ns)
         plan.add(f"linux.sysctl.{key}: writing {value!r}", P.WRITE,
                  path="/proc/sys/" + key.replace(".", "/"), data=value, a=1)
-    for i, p in enumerate(lx.masked_paths):
-        plan.add(f"linux.maskedPaths[{i}]: masking {p}", P.MASK, path=p)
+    # read-only paths first, then the masks (runc's order: a mask under a read-only path is
+    # mounted on it, not copied into its bind)
     for i, p in enumerate(lx.readonly_paths):
         plan.add(f"linux.readonlyPaths[{i}]: making {p} read-only", P.READONLY, path=p)
+    for i, p in enumerate(lx.masked_paths):
+        plan.add(f"linux.maskedPaths[{i}]: masking {p}", P.MASK, path=p)
     if after and not in_host:
         # after the masks and read-only paths, which are binds (a bind from an unbindable
         # tree fails)
