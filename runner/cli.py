@@ -31,6 +31,7 @@ VERBS = {
     "build": "build", "commit": "build",
     "push": "ship", "save": "ship", "load": "ship", "tag": "ship", "login": "ship",
     "logout": "ship", "search": "ship", "system": "system",
+    "daemon": "daemon",
 }
 
 # Verbs that allocate a bounded amount and exit (run and exec may wait long, allocating
@@ -73,6 +74,7 @@ verbs:
    logout    forget a registry's credentials
    search    search a registry's repositories (HOST/TERM), or list tags (--list-tags)
    system    system prune: remove what the image store holds for nothing
+   daemon    serve the Docker Engine API (docker CLI, docker-py, docker-compose)
 
 global flags:
 """

@@ -1,0 +1,507 @@
+"""/containers and /exec routes."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+
+from aiohttp import web
+
+from .. import execs, monitor
+from ..errors import BadRequest, Conflict, NotFound
+from ..records import parse_time
+from . import streams
+from .base import Hijacked, blocking, body_json, daemon, jresp, qbool, qfilters, qint
+
+PRIVATE = ("Monitor", "_stopping")
+ACTIVE = ("running", "paused", "restarting", "starting")
+
+
+def public(rec: dict) -> dict:
+    out = {k: v for k, v in rec.items() if k not in PRIVATE}
+    st = dict(out["State"])
+    if st["Status"] == "starting":
+        st["Status"] = "created"
+    out["State"] = st
+    return out
+
+
+def _ago(seconds: float) -> str:
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s < 60:
+        return f"{s} seconds"
+    if s < 3600:
+        m = s // 60
+        return "About a minute" if m == 1 else f"{m} minutes"
+    h = s // 3600
+    if h < 48:
+        return "About an hour" if h == 1 else f"{h} hours"
+    return f"{h // 24} days"
+
+
+def _status_text(st: dict) -> str:
+    now = time.time()
+    if st["Status"] in ("running", "paused"):
+        txt = "Up " + _ago(now - parse_time(st["StartedAt"]))
+        if st.get("Health"):
+            txt += f" ({'health: starting' if st['Health']['Status'] == 'starting' else st['Health']['Status']})"
+        return txt + (" (Paused)" if st["Status"] == "paused" else "")
+    if st["Status"] == "restarting":
+        return f"Restarting ({st['ExitCode']}) {_ago(now - parse_time(st['FinishedAt']))} ago"
+    if st["Status"] == "exited":
+        return f"Exited ({st['ExitCode']}) {_ago(now - parse_time(st['FinishedAt']))} ago"
+    if st["Status"] == "removing":
+        return "Removal In Progress"
+    return "Created"
+
+
+def _summary(rec: dict) -> dict:
+    ports = []
+    for cport, binds in (rec["NetworkSettings"].get("Ports") or {}).items():
+        num, _, proto = cport.partition("/")
+        if not binds:
+            ports.append({"PrivatePort": int(num), "Type": proto or "tcp"})
+        for b in binds or []:
+            ports.append({"IP": b["HostIp"], "PrivatePort": int(num), "PublicPort": int(b["HostPort"]),
+                          "Type": proto or "tcp"})
+    st = rec["State"]
+    return {"Id": rec["Id"], "Names": [rec["Name"]], "Image": rec["Config"]["Image"],
+            "ImageID": rec["Image"], "Command": " ".join([rec["Path"]] + rec["Args"]),
+            "Created": int(parse_time(rec["Created"])), "Ports": ports,
+            "Labels": rec["Config"].get("Labels") or {},
+            "State": "created" if st["Status"] == "starting" else st["Status"],
+            "Status": _status_text(st),
+            "HostConfig": {"NetworkMode": rec["HostConfig"].get("NetworkMode", "default")},
+            "NetworkSettings": {"Networks": rec["NetworkSettings"].get("Networks") or {}},
+            "Mounts": rec.get("Mounts") or []}
+
+
+def _match(rec: dict, filters: dict) -> bool:
+    for k, vals in filters.items():
+        if k == "id":
+            ok = any(rec["Id"].startswith(v) for v in vals)
+        elif k == "name":
+            import re
+
+            ok = any(re.search(v, rec["Name"].lstrip("/")) or re.search(v, rec["Name"]) for v in vals)
+        elif k == "label":
+            labels = rec["Config"].get("Labels") or {}
+            ok = all(v.partition("=")[0] in labels and
+                     (not v.partition("=")[1] or labels[v.partition("=")[0]] == v.partition("=")[2])
+                     for v in vals)
+        elif k == "status":
+            ok = rec["State"]["Status"] in vals
+        elif k == "exited":
+            ok = rec["State"]["Status"] == "exited" and str(rec["State"]["ExitCode"]) in vals
+        elif k == "ancestor":
+            ok = rec["Config"]["Image"] in vals or rec["Image"] in vals or \
+                any(rec["Image"][7:].startswith(v) for v in vals)
+        elif k == "network":
+            ok = any(v in (rec["NetworkSettings"].get("Networks") or {}) for v in vals)
+        elif k == "volume":
+            ok = any(m.get("Name") in vals or m.get("Destination") in vals for m in rec.get("Mounts") or [])
+        else:
+            raise BadRequest(f"invalid filter '{k}'")
+        if not ok:
+            return False
+    return True
+
+
+async def list_containers(request):
+    eng = daemon(request).engine
+    filters = qfilters(request)
+    all_ = qbool(request, "all")
+    limit = qint(request, "limit", -1)
+    recs = sorted(eng.list(), key=lambda r: r["Created"], reverse=True)
+    out = [_summary(r) for r in recs if (all_ or r["State"]["Status"] in ("running", "paused", "restarting"))
+           and _match(r, filters)]
+    if limit > 0:
+        out = out[:limit]
+    return jresp(out)
+
+
+async def create(request):
+    eng = daemon(request).engine
+    body = await body_json(request, None)
+    if body is None:
+        raise BadRequest("config cannot be empty in order to create a container")
+    rec = await blocking(request, eng.create, body, request.query.get("name", ""))
+    return jresp({"Id": rec["Id"], "Warnings": []}, 201)
+
+
+async def inspect(request):
+    rec = daemon(request).engine.get(request.match_info["id"])
+    return jresp(public(rec))
+
+
+async def start(request):
+    d = daemon(request)
+    rec = d.engine.get(request.match_info["id"])
+    if request.query.get("checkpoint"):
+        raise BadRequest("checkpoints are not supported")
+    await blocking(request, d.engine.start, rec["Id"], True)
+    # attaches made before the start connect to the monitor first, then it reads output
+    pend = d.pending_attach.pop(rec["Id"], [])
+    for started, _connected in pend:
+        if not started.done():
+            started.set_result(None)
+    if pend:
+        await asyncio.wait([c for _, c in pend], timeout=5)
+    await streams.send_frame(d.engine._dir(rec["Id"]), 3)
+    return web.Response(status=204)
+
+
+async def _wait_until(d, cid: str, pred, timeout=None) -> bool:
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        rec = d.engine.containers.get(cid)
+        if pred(rec):
+            return True
+        left = None if end is None else end - time.monotonic()
+        if left is not None and left <= 0:
+            return False
+        await d.changed(cid, left)
+
+
+async def _stop(d, rec: dict, t: int | None) -> bool:
+    cid = rec["Id"]
+    if rec["State"]["Status"] not in ACTIVE:
+        return False
+    d.engine.mark_stopping(rec)
+    if rec["State"]["Status"] not in ("running", "paused"):
+        return True
+    if t is None:
+        t = rec["Config"].get("StopTimeout")
+        t = 10 if t is None else t
+    not_running = lambda r: r is None or r["State"]["Status"] not in ("running", "paused")  # noqa
+    try:
+        if rec["State"]["Status"] == "paused":
+            await d.run(d.engine.unpause, cid)
+        await d.run(d.engine._signal, rec, d.engine.stop_signal(rec))
+    except Conflict:
+        pass
+    if t < 0 or not await _wait_until(d, cid, not_running, t):
+        try:
+            await d.run(d.engine._signal, rec, 9)
+        except Conflict:
+            pass
+        await _wait_until(d, cid, not_running)
+    return True
+
+
+async def stop(request):
+    d = daemon(request)
+    rec = d.engine.get(request.match_info["id"])
+    t = request.query.get("t")
+    stopped = await _stop(d, rec, int(t) if t not in (None, "") else None)
+    if not stopped:
+        return web.Response(status=304)
+    d.engine.events.emit("container", "stop", rec["Id"], d.engine._attrs(rec))
+    return web.Response(status=204)
+
+
+async def restart(request):
+    d = daemon(request)
+    rec = d.engine.get(request.match_info["id"])
+    t = request.query.get("t")
+    await _stop(d, rec, int(t) if t not in (None, "") else None)
+    await blocking(request, d.engine.start, rec["Id"])
+    d.engine.events.emit("container", "restart", rec["Id"], d.engine._attrs(rec))
+    return web.Response(status=204)
+
+
+async def kill(request):
+    d = daemon(request)
+    rec = d.engine.get(request.match_info["id"])
+    sig = request.query.get("signal") or "SIGKILL"
+    from ..daemon import parse_signal
+
+    n = parse_signal(sig)
+    if n in (9, 15):
+        d.engine.mark_stopping(rec)
+    await blocking(request, d.engine.kill, rec["Id"], n)
+    return web.Response(status=204)
+
+
+async def wait(request):
+    """dockerd answers the headers at once (the CLI's wait returns then) and the body at
+    the condition: not-running, next-exit, removed."""
+    d = daemon(request)
+    rec = d.engine.get(request.match_info["id"])
+    cid = rec["Id"]
+    cond = request.query.get("condition") or "not-running"
+    if cond not in ("not-running", "next-exit", "removed"):
+        raise BadRequest(f"invalid condition: {cond!r}")
+    mark = rec["State"]["FinishedAt"], rec["State"]["Status"]
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+
+    def done(r):
+        if cond == "removed":
+            return r is None
+        if r is None:
+            return True
+        st = r["State"]
+        if st["Status"] in ACTIVE or st["Status"] == "created" and cond == "next-exit":
+            return False
+        if cond == "next-exit":
+            return (st["FinishedAt"], st["Status"]) != mark
+        return True
+    try:
+        await _wait_until(d, cid, done)
+        err = rec["State"].get("Error") or None
+        await resp.write(b'{"Error":%s,"StatusCode":%d}\n' % (
+            (b'{"Message":%s}' % _q(err)) if err else b"null", rec["State"]["ExitCode"]))
+        await resp.write_eof()
+    except ConnectionError:
+        pass
+    return resp
+
+
+def _q(s: str) -> bytes:
+    import json
+
+    return json.dumps(s).encode()
+
+
+async def logs(request):
+    d = daemon(request)
+    rec = d.engine.get(request.match_info["id"])
+    if (rec["HostConfig"].get("LogConfig") or {}).get("Type") == "none":
+        raise BadRequest("configured logging driver does not support reading")
+    stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
+    if not stdout and not stderr:
+        raise BadRequest("Bad parameters: you must choose at least one stream")
+    tail_s = request.query.get("tail", "all")
+    tail = -1 if tail_s in ("all", "") else int(tail_s) if tail_s.lstrip("-").isdigit() else -1
+    since = _ts(request.query.get("since"))
+    until = _ts(request.query.get("until"))
+    tty = rec["Config"]["Tty"]
+    resp = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"
+                                       if tty else "application/vnd.docker.multiplexed-stream"})
+    await resp.prepare(request)
+
+    async def write(data):
+        try:
+            await resp.write(data)
+            return True
+        except ConnectionError:
+            return False
+    cid = rec["Id"]
+    running = lambda: cid in d.engine.containers and rec["State"]["Status"] in ACTIVE  # noqa
+    try:
+        await streams.send_logs(write, d.engine._dir(cid), tty, stdout, stderr, since, until,
+                                tail, qbool(request, "timestamps"), qbool(request, "follow"), running)
+        await resp.write_eof()
+    except ConnectionError:
+        pass
+    return resp
+
+
+def _ts(v) -> float:
+    if not v:
+        return 0.0
+    try:
+        return float(v)
+    except ValueError:
+        return parse_time(v)
+
+
+async def attach(request):
+    d = daemon(request)
+    rec = d.engine.get(request.match_info["id"])
+    cid = rec["Id"]
+    tty = rec["Config"]["Tty"]
+    try:
+        keys = streams.parse_detach_keys(request.query.get("detachKeys", ""))
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    want_in, want_out, want_err = (qbool(request, "stdin"), qbool(request, "stdout"),
+                                   qbool(request, "stderr"))
+    h = Hijacked(request, multiplexed=not tty)
+    await h.start()
+    if qbool(request, "logs"):
+        await streams.send_logs(h.write, d.engine._dir(cid), tty, want_out, want_err, 0, 0, -1,
+                                False, False, lambda: False)
+    if qbool(request, "stream"):
+        connected = None
+        if rec["State"]["Status"] in ("created", "starting", "exited", "restarting") and \
+                cid in d.engine.containers:
+            loop = asyncio.get_running_loop()
+            started, connected = loop.create_future(), loop.create_future()
+            d.pending_attach.setdefault(cid, []).append((started, connected))
+            done, _ = await asyncio.wait({started, h.reader.lost},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if started not in done:  # the client went before the start
+                lst = d.pending_attach.get(cid, [])
+                if (started, connected) in lst:
+                    lst.remove((started, connected))
+                await h.finish()
+                return h.resp
+        if rec["State"]["Status"] in ("running", "paused"):
+            await streams.relay_attach(
+                h, d.engine._dir(cid), tty, want_in, want_out,
+                want_err, rec["Config"]["StdinOnce"], keys,
+                on_connected=(lambda: connected.done() or connected.set_result(None)) if connected else None)
+        elif connected is not None and not connected.done():
+            connected.set_result(None)
+    await h.finish()
+    return h.resp
+
+
+async def resize(request):
+    d = daemon(request)
+    rec = d.engine.get(request.match_info["id"])
+    h, w = qint(request, "h"), qint(request, "w")
+    if rec["State"]["Status"] not in ("running", "paused"):
+        raise Conflict(f"Container {rec['Id']} is not running")
+    await streams.send_frame(d.engine._dir(rec["Id"]), 2,
+                             h.to_bytes(2, "big") + w.to_bytes(2, "big"))
+    return web.Response(status=200)
+
+
+async def remove(request):
+    d = daemon(request)
+    rec = d.engine.get(request.match_info["id"])
+    await blocking(request, d.engine.remove, rec["Id"], qbool(request, "force"), qbool(request, "v"))
+    return web.Response(status=204)
+
+
+async def pause(request):
+    d = daemon(request)
+    await blocking(request, d.engine.pause, request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def unpause(request):
+    d = daemon(request)
+    await blocking(request, d.engine.unpause, request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def top(request):
+    d = daemon(request)
+    pids = set(await blocking(request, d.engine.top, request.match_info["id"]))
+    args = (request.query.get("ps_args") or "-ef").split()
+    r = await blocking(request, subprocess.run, ["ps"] + args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BadRequest(f"ps: {r.stderr.strip()}")
+    lines = r.stdout.splitlines()
+    titles = lines[0].split()
+    pid_col = titles.index("PID") if "PID" in titles else 1
+    procs = []
+    for ln in lines[1:]:
+        f = ln.split(None, len(titles) - 1)
+        if len(f) > pid_col and f[pid_col].isdigit() and int(f[pid_col]) in pids:
+            procs.append(f)
+    return jresp({"Titles": titles, "Processes": procs})
+
+
+async def rename(request):
+    d = daemon(request)
+    name = request.query.get("name", "")
+    if not name:
+        raise BadRequest("Neither old nor new names may be empty")
+    await blocking(request, d.engine.rename, request.match_info["id"], name)
+    return web.Response(status=204)
+
+
+async def prune(request):
+    d = daemon(request)
+    gone = []
+    for rec in d.engine.list():
+        if rec["State"]["Status"] in ("exited", "created", "dead") and _match(rec, {
+                k: v for k, v in qfilters(request).items() if k == "label"}):
+            try:
+                await blocking(request, d.engine.remove, rec["Id"])
+                gone.append(rec["Id"])
+            except Conflict:
+                pass
+    return jresp({"ContainersDeleted": gone or None, "SpaceReclaimed": 0})
+
+
+# ---- exec ----------------------------------------------------------------------------------
+
+async def exec_create(request):
+    d = daemon(request)
+    body = await body_json(request, {})
+    if not isinstance(body, dict):
+        raise BadRequest("the request body is not a JSON object")
+    ex = execs.create(d.engine, request.match_info["id"], body)
+    return jresp({"Id": ex.id}, 201)
+
+
+async def exec_start(request):
+    d = daemon(request)
+    ex = execs.get(d.engine, request.match_info["id"])
+    body = await body_json(request, {}) or {}
+    tty = bool(ex.cfg.get("Tty") or body.get("Tty"))
+    ex.cfg["Tty"] = tty
+    if body.get("Detach"):
+        fds = await blocking(request, execs.start, d.engine, ex)
+        asyncio.ensure_future(_drain(fds, ex))
+        return web.Response(status=200)
+    h = Hijacked(request, multiplexed=not tty)
+    try:
+        fds = await blocking(request, execs.start, d.engine, ex)
+    except Exception as e:
+        if not isinstance(e, Conflict):
+            # dockerd: the stream opens, the error is written to it, the exit is 126/127
+            await h.start()
+            msg = str(e)
+            ex.exit_code = 127 if "not found" in msg or "No such file" in msg else 126
+            await h.write((msg + "\r\n").encode() if tty else streams.frame(1, (msg + "\n").encode()))
+            ex.done.set()
+            await h.finish()
+            return h.resp
+        raise
+    await h.start()
+    await streams.relay_exec(h, fds, tty, ex)
+    await h.finish()
+    return h.resp
+
+
+async def _drain(fds, ex):
+    """A detached exec's output goes nowhere, but its pipes must not fill."""
+    inp, out, err = fds
+    for fd in (out, err):
+        if fd >= 0:
+            os.set_blocking(fd, False)
+
+    async def pump(fd):
+        while await streams.read_fd(fd):
+            pass
+    await asyncio.gather(*[pump(fd) for fd in {out, err} if fd >= 0])
+    for fd in {inp, out, err}:
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+async def exec_inspect(request):
+    ex = execs.get(daemon(request).engine, request.match_info["id"])
+    return jresp(ex.inspect())
+
+
+async def exec_resize(request):
+    ex = execs.get(daemon(request).engine, request.match_info["id"])
+    execs.resize(ex, qint(request, "h"), qint(request, "w"))
+    return web.Response(status=200)
+
+
+ROUTES = [("GET", "/containers/json", list_containers), ("POST", "/containers/create", create),
+          ("POST", "/containers/prune", prune),
+          ("GET", "/containers/{id}/json", inspect), ("POST", "/containers/{id}/start", start),
+          ("POST", "/containers/{id}/stop", stop), ("POST", "/containers/{id}/restart", restart),
+          ("POST", "/containers/{id}/kill", kill), ("POST", "/containers/{id}/wait", wait),
+          ("GET", "/containers/{id}/logs", logs), ("POST", "/containers/{id}/attach", attach),
+          ("POST", "/containers/{id}/resize", resize), ("DELETE", "/containers/{id}", remove),
+          ("POST", "/containers/{id}/pause", pause), ("POST", "/containers/{id}/unpause", unpause),
+          ("GET", "/containers/{id}/top", top), ("POST", "/containers/{id}/rename", rename),
+          ("POST", "/containers/{id}/exec", exec_create), ("POST", "/exec/{id}/start", exec_start),
+          ("GET", "/exec/{id}/json", exec_inspect), ("POST", "/exec/{id}/resize", exec_resize)]

@@ -1,0 +1,341 @@
+"""/images: list, inspect, history, create (pull, streamed JSON progress), tag, remove,
+load, get, prune — over libcontainer.images' store."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+
+from aiohttp import web
+
+from ..daemon import short_image_name
+from ..errors import BadRequest, Conflict, NotFound
+from ..records import parse_time
+from .base import blocking, body_json, daemon, jresp, qbool, qfilters
+
+
+def _tags(img) -> list:
+    return [short_image_name(n) for n in img.names if "@" not in n]
+
+
+def summary(eng, img) -> dict:
+    cfg = eng.store.config(img)
+    users = sum(1 for r in eng.list() if r["Image"] == "sha256:" + img.id)
+    return {"Id": "sha256:" + img.id, "ParentId": "", "RepoTags": _tags(img) or ["<none>:<none>"],
+            "RepoDigests": [short_image_name(n.rsplit(":", 1)[0]) + "@" + img.manifest
+                            for n in img.names if "@" not in n][:1],
+            "Created": int(parse_time(img.created)) if img.created else 0,
+            "Size": img.size, "VirtualSize": img.size, "SharedSize": -1,
+            "Labels": (cfg.get("config") or {}).get("Labels") or {}, "Containers": users}
+
+
+def _get(eng, ref: str):
+    from ...images.errors import ImageError, ImageNotFound
+
+    try:
+        return eng.store.get(ref)
+    except ImageNotFound:
+        raise NotFound(f"No such image: {ref}") from None
+    except ImageError as e:
+        raise BadRequest(str(e)) from None
+    except Exception as e:
+        if type(e).__name__ == "InvalidArgument":
+            raise BadRequest(str(e)) from None
+        raise
+
+
+def _list(eng, filters: dict, all_: bool) -> list:
+    out = []
+    for img in eng.store.images():
+        s = summary(eng, img)
+        ok = True
+        for k, vals in filters.items():
+            if k == "reference":
+                import fnmatch
+
+                ok = any(fnmatch.fnmatch(t, v) or fnmatch.fnmatch(t.rsplit(":", 1)[0], v)
+                         for t in s["RepoTags"] for v in vals)
+            elif k == "dangling":
+                ok = (s["RepoTags"] == ["<none>:<none>"]) == (vals[0] in ("true", "1"))
+            elif k == "label":
+                labels = s["Labels"]
+                ok = all((v.partition("=")[0] in labels) and
+                         (not v.partition("=")[1] or labels[v.partition("=")[0]] == v.partition("=")[2])
+                         for v in vals)
+            if not ok:
+                break
+        if ok:
+            out.append(s)
+    return out
+
+
+async def list_images(request):
+    eng = daemon(request).engine
+    return jresp(await blocking(request, _list, eng, qfilters(request), qbool(request, "all")))
+
+
+def _inspect(eng, ref: str) -> dict:
+    img = _get(eng, ref)
+    cfg = eng.store.config(img)
+    c = cfg.get("config") or {}
+    return {"Id": "sha256:" + img.id, "RepoTags": _tags(img),
+            "RepoDigests": [short_image_name(n.rsplit(":", 1)[0]) + "@" + img.manifest
+                            for n in img.names if "@" not in n][:1],
+            "Parent": "", "Comment": "", "Created": img.created or "0001-01-01T00:00:00Z",
+            "Container": "", "ContainerConfig": {}, "DockerVersion": "",
+            "Author": cfg.get("author", ""),
+            "Config": {"Hostname": "", "Domainname": "", "User": c.get("User", ""),
+                       "AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
+                       "ExposedPorts": c.get("ExposedPorts"), "Tty": False, "OpenStdin": False,
+                       "StdinOnce": False, "Env": c.get("Env"), "Cmd": c.get("Cmd"),
+                       "Healthcheck": c.get("Healthcheck"), "Image": "", "Volumes": c.get("Volumes"),
+                       "WorkingDir": c.get("WorkingDir", ""), "Entrypoint": c.get("Entrypoint"),
+                       "OnBuild": None, "Labels": c.get("Labels"), "StopSignal": c.get("StopSignal")},
+            "Architecture": cfg.get("architecture", "amd64"), "Os": cfg.get("os", "linux"),
+            "Size": img.size, "VirtualSize": img.size,
+            "GraphDriver": {"Name": "overlay2", "Data": {}},
+            "RootFS": {"Type": "layers", "Layers": list(img.layers)},
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"}}
+
+
+async def inspect_image(request):
+    return jresp(await blocking(request, _inspect, daemon(request).engine, request.match_info["name"]))
+
+
+async def history(request):
+    eng = daemon(request).engine
+
+    def run():
+        img = _get(eng, request.match_info["name"])
+        cfg = eng.store.config(img)
+        out = []
+        for h in reversed(cfg.get("history") or []):
+            out.append({"Id": "<missing>", "Created": int(parse_time(h.get("created", ""))) if h.get("created") else 0,
+                        "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": 0,
+                        "Comment": h.get("comment", "")})
+        if out:
+            out[0]["Id"] = "sha256:" + img.id
+            out[0]["Tags"] = _tags(img)
+        return out
+    return jresp(await blocking(request, run))
+
+
+async def tag(request):
+    eng = daemon(request).engine
+    repo = request.query.get("repo", "")
+    t = request.query.get("tag", "") or "latest"
+    if not repo:
+        raise BadRequest("repository name must have at least one component")
+
+    def run():
+        img = _get(eng, request.match_info["name"])
+        try:
+            eng.store.tag(img.id, f"{repo}:{t}")
+        except Exception as e:
+            if type(e).__name__ == "InvalidArgument":
+                raise BadRequest(str(e)) from None
+            raise
+        eng.events.emit("image", "tag", "sha256:" + img.id, {"name": f"{repo}:{t}"})
+    await blocking(request, run)
+    return web.Response(status=201)
+
+
+async def remove(request):
+    eng = daemon(request).engine
+    force = qbool(request, "force")
+    ref = request.match_info["name"]
+
+    def run():
+        from ...images.errors import ImageError
+
+        img = _get(eng, ref)
+        by_id = ref.startswith("sha256:") or img.id.startswith(ref)
+        users = [r for r in eng.list() if r["Image"] == "sha256:" + img.id]
+        if users and (by_id or len(img.names) <= 1) and not force:
+            c = users[0]
+            raise Conflict(f"conflict: unable to remove repository reference \"{ref}\" (must force)"
+                           f" - container {c['Id'][:12]} is using its referenced image {img.id[:12]}")
+        out = []
+        if by_id and len(img.names) > 1 and force:
+            for n in img.names[1:]:
+                out += eng.store.remove(n)
+        try:
+            done = eng.store.remove(img.names[0] if by_id and img.names else ref, force=force)
+        except ImageError as e:
+            raise Conflict(str(e)) from None
+        for line in out + done:
+            kind, _, what = line.partition(": ")
+            out_key = "Untagged" if kind == "Untagged" else "Deleted"
+            eng.events.emit("image", "untag" if out_key == "Untagged" else "delete",
+                            "sha256:" + img.id, {"name": what})
+        return [{"Untagged" if ln.startswith("Untagged") else "Deleted":
+                 short_image_name(ln.partition(": ")[2]) if ln.startswith("Untagged")
+                 else ln.partition(": ")[2]} for ln in out + done]
+    return jresp(await blocking(request, run))
+
+
+class _Progress:
+    """The store's progress interface → Docker's JSON progress messages on a queue."""
+
+    def __init__(self, loop, queue):
+        self.loop, self.queue = loop, queue
+
+    def put(self, msg: dict) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, msg)
+
+    def layer(self, digest: str, total: int):
+        short = digest.split(":")[-1][:12]
+        self.put({"status": "Pulling fs layer", "progressDetail": {}, "id": short})
+        return _Layer(self, short, total)
+
+    def message(self, text: str) -> None:
+        self.put({"status": text})
+
+
+class _Layer:
+    def __init__(self, p, short, total):
+        self.p, self.short, self.total, self.n, self.last = p, short, total, 0, 0
+
+    def update(self, n: int) -> None:
+        self.n += n
+        if self.n - self.last >= 256 * 1024 or self.n == self.total:
+            self.last = self.n
+            self.p.put({"status": "Downloading", "progressDetail": {"current": self.n, "total": self.total},
+                        "id": self.short})
+
+    def done(self, note: str = "") -> None:
+        self.p.put({"status": "Already exists" if note and "exist" in note else "Pull complete",
+                    "progressDetail": {}, "id": self.short})
+
+
+async def _stream(request, work, first: list = ()):
+    """Run work(progress) in the pool, streaming its progress messages; an error ends the
+    stream with Docker's errorDetail message (the status is already 200 by then)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    prog = _Progress(loop, queue)
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    for m in first:
+        await resp.write(json.dumps(m).encode() + b"\r\n")
+    fut = loop.run_in_executor(request.app["pool"], work, prog)
+    getter = None
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({fut, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                await resp.write(json.dumps(getter.result()).encode() + b"\r\n")
+                continue
+            getter.cancel()
+            while not queue.empty():
+                await resp.write(json.dumps(queue.get_nowait()).encode() + b"\r\n")
+            break
+        try:
+            for m in fut.result() or []:
+                await resp.write(json.dumps(m).encode() + b"\r\n")
+        except Exception as e:
+            msg = str(e) or type(e).__name__
+            await resp.write(json.dumps({"errorDetail": {"message": msg}, "error": msg}).encode() + b"\r\n")
+    except (ConnectionError, asyncio.CancelledError):
+        pass  # the client went: the pull goes on and its image lands (as dockerd)
+    finally:
+        if getter is not None:
+            getter.cancel()
+    try:
+        await resp.write_eof()
+    except ConnectionError:
+        pass
+    return resp
+
+
+def source_of(image: str, tag: str) -> tuple:
+    """fromImage + tag → (source, tls_verify): loopback registries are insecure, as
+    dockerd's default insecure-registries 127.0.0.0/8."""
+    if "@" not in image and tag:
+        last = image.rsplit("/", 1)[-1]
+        image = image.rsplit(":", 1)[0] if ":" in last else image
+        image = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}"
+    host = image.split("/", 1)[0] if "/" in image else ""
+    insecure = host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]") or host.startswith("127.")
+    return "docker://" + image, not insecure
+
+
+async def create(request):
+    eng = daemon(request).engine
+    src = request.query.get("fromSrc")
+    if src:
+        raise BadRequest("import (fromSrc) is not supported; use load")
+    image = request.query.get("fromImage", "")
+    if not image:
+        raise BadRequest("fromImage: no image given")
+    tag_ = request.query.get("tag", "")
+    source, verify = source_of(image, tag_)
+    shown = image + (":" + tag_ if tag_ and ":" not in image.rsplit("/", 1)[-1] else "")
+
+    def work(prog):
+        from ...images.errors import ImageNotFound
+
+        before = None
+        try:
+            before = eng.store.get(shown).id
+        except Exception:
+            pass
+        try:
+            img = eng.store.pull(source, tls_verify=verify, progress=prog)
+        except ImageNotFound as e:
+            raise NotFound(f"manifest for {shown} not found: manifest unknown: {e}") from None
+        eng.events.emit("image", "pull", shown, {"name": shown})
+        new = "Image is up to date" if before == img.id else "Downloaded newer image"
+        return [{"status": f"Digest: {img.manifest}"},
+                {"status": f"Status: {new} for {shown}"}]
+
+    # a missing image fails before the 200, as dockerd answers 404 for an unknown repository
+    return await _stream(request, work, first=[{"status": f"Pulling from {image.split(':')[0]}",
+                                                 "id": tag_ or "latest"}])
+
+
+async def load(request):
+    eng = daemon(request).engine
+    quiet = qbool(request, "quiet")
+    fd, path = tempfile.mkstemp(prefix="load-", suffix=".tar", dir=eng.root)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.content.iter_chunked(1 << 20):
+                await asyncio.get_running_loop().run_in_executor(request.app["pool"], f.write, chunk)
+
+        def work(prog):
+            img = eng.store.pull("docker-archive:" + path, progress=None if quiet else prog)
+            eng.events.emit("image", "load", "sha256:" + img.id, {"name": img.names[0] if img.names else ""})
+            return [{"stream": f"Loaded image: {short_image_name(n)}\n"} for n in img.names] or \
+                [{"stream": f"Loaded image ID: sha256:{img.id}\n"}]
+        return await _stream(request, work)
+    finally:
+        os.unlink(path)
+
+
+async def prune(request):
+    eng = daemon(request).engine
+    filters = qfilters(request)
+    dangling_only = (filters.get("dangling") or ["true"])[0] in ("true", "1")
+
+    def run():
+        deleted = []
+        used = {r["Image"] for r in eng.list()}
+        for img in eng.store.images():
+            if "sha256:" + img.id in used or (dangling_only and img.names):
+                continue
+            for n in list(img.names) or ["sha256:" + img.id]:
+                for line in eng.store.remove(n, force=True):
+                    k, _, v = line.partition(": ")
+                    deleted.append({k: v})
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": 0}
+    return jresp(await blocking(request, run))
+
+
+ROUTES = [("GET", "/images/json", list_images), ("POST", "/images/create", create),
+          ("POST", "/images/load", load), ("POST", "/images/prune", prune),
+          ("GET", "/images/{name:.+}/json", inspect_image),
+          ("GET", "/images/{name:.+}/history", history),
+          ("POST", "/images/{name:.+}/tag", tag), ("DELETE", "/images/{name:.+}", remove)]

@@ -1,0 +1,82 @@
+"""/networks (the bridge driver, through libcontainer.network)."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..errors import BadRequest
+from .base import blocking, body_json, daemon, jresp, qfilters
+
+
+async def list_networks(request):
+    eng = daemon(request).engine
+    filters = qfilters(request)
+    nets = await blocking(request, eng.networks.list)
+    out = []
+    for n in nets:
+        ok = True
+        for k, vals in filters.items():
+            if k == "name":
+                ok = any(v in n["Name"] for v in vals)
+            elif k == "id":
+                ok = any(n["Id"].startswith(v) for v in vals)
+            elif k == "label":
+                labels = n["Labels"] or {}
+                ok = all(x.partition("=")[0] in labels and (not x.partition("=")[1] or
+                         labels[x.partition("=")[0]] == x.partition("=")[2]) for x in vals)
+            elif k == "driver":
+                ok = n["Driver"] in vals
+            elif k in ("type", "scope"):
+                ok = True
+            else:
+                raise BadRequest(f"invalid filter '{k}'")
+            if not ok:
+                break
+        if ok:
+            out.append(n)
+    return jresp(out)
+
+
+async def create(request):
+    eng = daemon(request).engine
+    body = await body_json(request, {}) or {}
+    if not isinstance(body, dict) or not body.get("Name"):
+        raise BadRequest("network name must be given")
+    cfg = ((body.get("IPAM") or {}).get("Config") or [{}])
+    subnet = (cfg[0] or {}).get("Subnet", "") if cfg else ""
+    gw = (cfg[0] or {}).get("Gateway", "") if cfg else ""
+    meta = await blocking(request, eng.networks.create, body["Name"], subnet, gw,
+                          body.get("Labels"), body.get("Driver") or "bridge",
+                          bool(body.get("Internal")))
+    eng.events.emit("network", "create", meta["Id"], {"name": body["Name"], "type": "bridge"})
+    return jresp({"Id": meta["Id"], "Warning": ""}, 201)
+
+
+async def inspect(request):
+    eng = daemon(request).engine
+    name = await blocking(request, eng.networks.get, request.match_info["id"])
+    return jresp(await blocking(request, eng.networks.inspect, name))
+
+
+async def remove(request):
+    eng = daemon(request).engine
+    name = await blocking(request, eng.networks.get, request.match_info["id"])
+    nid = eng.networks.meta.get(name, {}).get("Id", name)
+    await blocking(request, eng.networks.remove, name)
+    eng.events.emit("network", "destroy", nid, {"name": name, "type": "bridge"})
+    return web.Response(status=204)
+
+
+async def prune(request):
+    eng = daemon(request).engine
+    gone = []
+    for name in list(eng.networks.meta):
+        if name == "bridge" or eng.networks.members.get(name):
+            continue
+        await blocking(request, eng.networks.remove, name)
+        gone.append(name)
+    return jresp({"NetworksDeleted": gone or None})
+
+
+ROUTES = [("GET", "/networks", list_networks), ("POST", "/networks/create", create),
+          ("POST", "/networks/prune", prune), ("GET", "/networks/{id}", inspect),
+          ("DELETE", "/networks/{id}", remove)]

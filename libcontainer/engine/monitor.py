@@ -1,0 +1,102 @@
+"""The daemon's side of the per-container monitor: spawn it (spawn.py, then runner-monitor),
+find it again after a restart, read the exit it recorded."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from .errors import EngineError
+from .records import read_json
+
+
+def proc_start_time(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data[data.rindex(b")") + 2:].split()[19])
+
+
+def spawn(cdir: str, bundle: str, cid: str, runtime_root: str, tty: bool, stdin: bool,
+          max_size: int, max_file: int, hold: bool) -> dict:
+    """Create and start the container under a new monitor; → {"pid", "monitor",
+    "monitor_start"}. Blocking (a thread's work)."""
+    r, w = os.pipe()
+    args = {"dir": cdir, "bundle": bundle, "id": cid, "root": runtime_root, "tty": tty,
+            "stdin": stdin, "max_size": max_size, "max_file": max_file, "hold": hold,
+            "status_fd": w}
+    for name in ("exit.json", "exit.json.tmp"):
+        try:
+            os.unlink(os.path.join(cdir, name))
+        except FileNotFoundError:
+            pass
+    try:
+        # the intermediate process forks the monitor off and exits: the monitor is nobody's
+        # child but init's, so the daemon can die without taking it along
+        with open(os.path.join(cdir, "spawn.log"), "ab") as log:
+            p = subprocess.Popen([sys.executable, "-m", "libcontainer.engine.spawn", json.dumps(args)],
+                                 pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                 start_new_session=True, preexec_fn=None,
+                                 env=dict(os.environ, PYTHONPATH=_pythonpath()))
+    finally:
+        os.close(w)
+    try:
+        chunks = []
+        while True:
+            b = os.read(r, 65536)
+            if not b:
+                break
+            chunks.append(b)
+    finally:
+        os.close(r)
+    p.wait()
+    try:
+        status = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        status = {}
+    if "error" in status:
+        raise EngineError(status["error"])
+    if "pid" not in status:
+        raise EngineError(f"the container's monitor failed to start (see {cdir}/spawn.log)")
+    status["monitor_start"] = proc_start_time(status["monitor"])
+    return status
+
+
+def _pythonpath() -> str:
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    old = os.environ.get("PYTHONPATH", "")
+    return here + (os.pathsep + old if old else "")
+
+
+def alive(pid: int, start: int | None) -> bool:
+    return bool(pid) and start is not None and proc_start_time(pid) == start
+
+
+def read_exit(cdir: str) -> dict | None:
+    return read_json(os.path.join(cdir, "exit.json"))
+
+
+def pidfd(pid: int) -> int:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return -1
+
+
+def release(cdir: str) -> None:
+    """Tell a held monitor to start reading output (nobody is attaching)."""
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fd = os.open(cdir, os.O_PATH | os.O_DIRECTORY)
+    try:
+        s.connect(f"/proc/self/fd/{fd}/attach.sock")
+        s.sendall(bytes([3, 0, 0, 0, 0, 0, 0, 0]))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+        s.close()

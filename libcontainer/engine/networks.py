@@ -1,0 +1,287 @@
+"""Networks of the daemon, through libcontainer.network: each is a runner-cni configuration
+in DATA/network/conf (state in DATA/network/state). A container joins its network from its
+own config.json hooks (createRuntime: runner-cni hook add — before its process runs), so
+networking is up before the program starts, as with dockerd. Containers on one network
+find each other by name through their /etc/hosts, rewritten as members come and go."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+from .errors import BadRequest, Conflict, NotFound
+from .records import now, read_json, write_json
+
+BRIDGE_SUBNET = "172.17.0.0/16"
+BUILTIN = ("bridge", "host", "none")
+
+
+def _cni_exe() -> str:
+    for p in (os.path.join(os.path.dirname(sys.executable), "runner-cni"),
+              os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+                  os.path.dirname(os.path.abspath(__file__))))), "bin", "runner-cni")):
+        if os.access(p, os.X_OK):
+            return p
+    return "runner-cni"
+
+
+class Networks:
+    def __init__(self, root: str, rootless: bool):
+        self.root = root
+        self.conf_dir = os.path.join(root, "conf")
+        self.state_dir = os.path.join(root, "state")
+        self.rootless = rootless
+        self.lock = threading.RLock()
+        self.members: dict = {}  # network → {cid: (name, ip, hosts file, aliases)}
+        for d in (self.conf_dir, self.state_dir):
+            os.makedirs(d, 0o700, exist_ok=True)
+        self.meta_path = os.path.join(root, "networks.json")
+        self.meta = read_json(self.meta_path) or {}
+
+    # ---- networks ----------------------------------------------------------------------
+
+    def _save_meta(self) -> None:
+        write_json(self.meta_path, self.meta)
+
+    def names(self) -> list:
+        from ..network import netconf
+
+        return [c["name"] for c in netconf.list_all(self.conf_dir)]
+
+    def create(self, name: str, subnet: str = "", gateway: str = "", labels=None,
+               driver: str = "bridge", internal: bool = False) -> dict:
+        from ..errors import AlreadyExists, InvalidArgument
+        from ..network import netconf
+
+        if driver not in ("bridge", "", None):
+            raise BadRequest(f"plugin \"{driver}\" not found (only the bridge driver)")
+        if self.rootless:
+            raise BadRequest("networks need root (a rootless daemon gives containers no network)")
+        with self.lock:
+            if name in BUILTIN and name != "bridge" or (name == "bridge" and name in self.meta):
+                raise Conflict(f"network with name {name} already exists")
+            try:
+                netconf.create(name, subnet=subnet, gateway=gateway, state_dir=self.state_dir,
+                               ip_masq=not internal,
+                               bridge=("runner0" if name == "bridge" else ""), d=self.conf_dir)
+            except AlreadyExists:
+                raise Conflict(f"network with name {name} already exists") from None
+            except InvalidArgument as e:
+                raise BadRequest(str(e)) from None
+            import secrets
+
+            self.meta[name] = {"Id": secrets.token_hex(32), "Created": now(),
+                               "Labels": dict(labels or {}), "Internal": internal}
+            self._save_meta()
+            return self.meta[name]
+
+    def get(self, ref: str) -> str:
+        """A network's name, by name, id or id prefix."""
+        if ref in ("host", "none"):
+            return ref
+        if ref == "bridge" or ref == "default":
+            self._ensure_bridge()
+            return "bridge"
+        with self.lock:
+            if ref in self.meta:
+                return ref
+            hits = [n for n, m in self.meta.items() if m["Id"].startswith(ref)] if ref else []
+            if len(hits) == 1:
+                return hits[0]
+        raise NotFound(f"network {ref} not found")
+
+    def _ensure_bridge(self) -> None:
+        if self.rootless:
+            return
+        with self.lock:
+            if "bridge" not in self.meta:
+                self.create("bridge", subnet=BRIDGE_SUBNET)
+
+    def inspect(self, name: str) -> dict:
+        from ..network import netconf
+
+        if name in ("host", "none"):
+            return {"Name": name, "Id": name * 8, "Created": "0001-01-01T00:00:00Z",
+                    "Scope": "local", "Driver": name if name == "host" else "null",
+                    "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": []},
+                    "Internal": False, "Attachable": False, "Ingress": False,
+                    "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": {},
+                    "Options": {}, "Labels": {}}
+        meta = self.meta[name]
+        conf = netconf.load(name, self.conf_dir)
+        ranges = (conf.get("ipam") or {}).get("ranges") or []
+        cfg = [{"Subnet": r[0]["subnet"], **({"Gateway": r[0]["gateway"]} if r[0].get("gateway") else {})}
+               for r in ranges]
+        containers = {cid: {"Name": m[0], "EndpointID": cid[:32], "MacAddress": "",
+                            "IPv4Address": m[1], "IPv6Address": ""}
+                      for cid, m in self.members.get(name, {}).items()}
+        return {"Name": name, "Id": meta["Id"], "Created": meta["Created"], "Scope": "local",
+                "Driver": "bridge", "EnableIPv6": False,
+                "IPAM": {"Driver": "default", "Options": {}, "Config": cfg},
+                "Internal": meta.get("Internal", False), "Attachable": False, "Ingress": False,
+                "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
+                "Options": {"com.docker.network.bridge.name": conf.get("bridge", "")},
+                "Labels": meta.get("Labels") or {}}
+
+    def list(self) -> list:
+        out = [self.inspect(n) for n in ("host", "none")]
+        if not self.rootless:
+            self._ensure_bridge()
+        return out + [self.inspect(n) for n in list(self.meta)]
+
+    def remove(self, ref: str) -> None:
+        from ..network import netconf
+
+        name = self.get(ref)
+        if name in BUILTIN:
+            raise Forbidden_(f"{name} is a pre-defined network and cannot be removed")
+        with self.lock:
+            if self.members.get(name):
+                raise Conflict(f"error while removing network: network {name} id "
+                               f"{self.meta[name]['Id']} has active endpoints")
+            netconf.remove(name, self.conf_dir, force=True)
+            del self.meta[name]
+            self._save_meta()
+
+    # ---- containers --------------------------------------------------------------------
+
+    def check_mode(self, mode: str) -> None:
+        if mode in ("default", "bridge", "host", "none") or mode.startswith("container:"):
+            return
+        self.get(mode)
+
+    def _net_of(self, mode: str) -> str:
+        if mode in ("default", "bridge"):
+            return "" if self.rootless else "bridge"
+        if mode in ("host", "none"):
+            return ""
+        return self.get(mode)
+
+    def configure(self, spec: dict, cid: str, name: str, mode: str, hc: dict, body: dict) -> None:
+        ns = spec["linux"]["namespaces"]
+        if mode == "host":
+            spec["linux"]["namespaces"] = [n for n in ns if n["type"] != "network"]
+            for m in spec["mounts"]:
+                if m["destination"] == "/etc/hostname":
+                    pass
+            return
+        net = self._net_of(mode)
+        if not net:
+            return
+        self.get(net)
+        ports = []
+        for cport, binds in (hc.get("PortBindings") or {}).items():
+            num, _, proto = cport.partition("/")
+            for b in binds or [{}]:
+                hp = (b or {}).get("HostPort") or num
+                hip = (b or {}).get("HostIp") or ""
+                ports.append(f"{hip + ':' if hip else ''}{hp}:{num}/{proto or 'tcp'}")
+        from ..network.hook import entries
+
+        hooks = entries(net, _cni_exe(), config_dir=self.conf_dir, ports=ports)
+        for stage, items in hooks.items():
+            for h in items:
+                h["args"][3:3] = []
+                h["args"] += ["--state-dir", self.state_dir]
+            spec.setdefault("hooks", {}).setdefault(stage, []).extend(items)
+
+    def settings(self, cid: str, mode: str, body: dict) -> dict:
+        net = self._net_of(mode) if mode not in ("host", "none") else mode
+        nets = {}
+        if net:
+            nets[net] = {"IPAMConfig": None, "Links": None, "Aliases": None,
+                         "NetworkID": self.meta.get(net, {}).get("Id", net), "EndpointID": "",
+                         "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                         "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
+                         "DriverOpts": None}
+        aliases = (((body.get("NetworkingConfig") or {}).get("EndpointsConfig") or {})
+                   .get(mode) or {}).get("Aliases")
+        if aliases and net in nets:
+            nets[net]["Aliases"] = list(aliases)
+        return {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+                "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
+                "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+                "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+                "Networks": nets}
+
+    def before_start(self, rec: dict) -> None:
+        pass
+
+    def after_start(self, rec: dict) -> None:
+        """Read what the hook attached (the CNI result) into NetworkSettings; tell the
+        network's members about the newcomer."""
+        from ..network import records
+
+        ns = rec["NetworkSettings"]
+        for net, ep in (ns.get("Networks") or {}).items():
+            if net in ("host", "none"):
+                continue
+            r = records.load(self.state_dir, net, rec["Id"], "eth0") or {}
+            res = r.get("result") or {}
+            ips = res.get("ips") or []
+            if not ips:
+                continue
+            addr, _, plen = ips[0]["address"].partition("/")
+            ep.update(IPAddress=addr, IPPrefixLen=int(plen or 0), Gateway=ips[0].get("gateway", ""),
+                      EndpointID=rec["Id"][:32],
+                      MacAddress=next((i.get("mac", "") for i in res.get("interfaces") or []
+                                       if i.get("sandbox")), ""))
+            if net == "bridge":
+                ns.update(IPAddress=addr, IPPrefixLen=int(plen or 0), Gateway=ep["Gateway"],
+                          MacAddress=ep["MacAddress"], EndpointID=ep["EndpointID"])
+            names = [rec["Name"].lstrip("/"), rec["Id"][:12]] + list(ep.get("Aliases") or [])
+            with self.lock:
+                self.members.setdefault(net, {})[rec["Id"]] = (rec["Name"].lstrip("/"), addr,
+                                                               rec["HostsPath"], names,
+                                                               net != "bridge")
+            self._rewrite_hosts(net)
+        ports = {}
+        for cport, binds in (rec["HostConfig"].get("PortBindings") or {}).items():
+            ports[cport] = [{"HostIp": (b or {}).get("HostIp") or "0.0.0.0",
+                             "HostPort": str((b or {}).get("HostPort") or cport.split("/")[0])}
+                            for b in binds or [{}]]
+        for cport in rec["Config"].get("ExposedPorts") or {}:
+            ports.setdefault(cport, None)
+        ns["Ports"] = ports
+
+    def after_stop(self, rec: dict) -> None:
+        touched = []
+        with self.lock:
+            for net, members in self.members.items():
+                if members.pop(rec["Id"], None):
+                    touched.append(net)
+        for ep in (rec["NetworkSettings"].get("Networks") or {}).values():
+            ep.update(IPAddress="", IPPrefixLen=0, Gateway="", EndpointID="", MacAddress="")
+        rec["NetworkSettings"].update(IPAddress="", IPPrefixLen=0, Gateway="", Ports={})
+        for net in touched:
+            self._rewrite_hosts(net)
+
+    def forget(self, rec: dict) -> None:
+        pass
+
+    def _rewrite_hosts(self, net: str) -> None:
+        """Every member's /etc/hosts names every other member (user networks: dockerd's
+        embedded DNS answers names only there; the default bridge does not)."""
+        with self.lock:
+            members = dict(self.members.get(net, {}))
+        for cid, (name, addr, hosts, _names, by_name) in members.items():
+            if not by_name:
+                continue
+            try:
+                with open(hosts) as f:
+                    base = f.read().split("# runner-daemon network\n")[0]
+            except OSError:
+                continue
+            lines = [f"{addr}\t{' '.join(_names)}"]
+            lines += [f"{a}\t{' '.join(ns)}" for c, (_, a, _h, ns, _b) in members.items() if c != cid]
+            try:
+                with open(hosts, "r+") as f:  # in place: the file is bind mounted
+                    f.write(base + "# runner-daemon network\n" + "\n".join(lines) + "\n")
+                    f.truncate()
+            except OSError:
+                continue
+
+
+class Forbidden_(BadRequest):
+    status = 403

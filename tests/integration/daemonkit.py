@@ -1,0 +1,219 @@
+"""The daemons of the daemon tests, each on private paths: `runner daemon` and Debian's
+dockerd (with its own containerd, runc), started by a test and removed after; a busybox
+image as a docker-archive (docker save's format) both load the same way."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOTFS = os.path.join(REPO, "build", "bundle", "rootfs")
+DOCKER = "/usr/bin/docker"  # Debian's docker.io 20.10 (not /usr/local/bin/docker)
+DOCKERD = "/usr/sbin/dockerd"
+IMAGE = "runner-test/busybox:latest"
+
+
+def busybox_archive(path: str, tag: str = IMAGE, extra: dict | None = None,
+                    config: dict | None = None) -> str:
+    """A one-layer image of the busybox rootfs (+ `extra` files {path: bytes}) in docker
+    save's format."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for root, dirs, files in os.walk(ROOTFS):
+            dirs.sort()
+            for n in sorted(dirs) + sorted(files):
+                full = os.path.join(root, n)
+                rel = os.path.relpath(full, ROOTFS)
+                ti = t.gettarinfo(full, rel)
+                ti.mtime = 1700000000
+                if ti.isreg():
+                    with open(full, "rb") as f:
+                        t.addfile(ti, f)
+                else:
+                    t.addfile(ti)
+        for p, data in (extra or {}).items():
+            ti = tarfile.TarInfo(p.lstrip("/"))
+            ti.size = len(data)
+            ti.mode = 0o755
+            ti.mtime = 1700000000
+            t.addfile(ti, io.BytesIO(data))
+        for d in ("tmp", "etc", "root", "home", "var", "data"):
+            if not os.path.exists(os.path.join(ROOTFS, d)):
+                ti = tarfile.TarInfo(d)
+                ti.type = tarfile.DIRTYPE
+                ti.mode = 0o1777 if d == "tmp" else 0o755
+                t.addfile(ti)
+    raw = layer.getvalue()
+    diff = "sha256:" + hashlib.sha256(raw).hexdigest()
+    cfg = {"architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+           "config": dict({"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                           "Cmd": ["sh"]}, **(config or {})),
+           "rootfs": {"type": "layers", "diff_ids": [diff]},
+           "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "busybox rootfs"}]}
+    cbytes = json.dumps(cfg).encode()
+    cid = hashlib.sha256(cbytes).hexdigest()
+    with tarfile.open(path, "w") as t:
+        for name, data in ((f"{cid}.json", cbytes), (f"{diff[7:]}/layer.tar", raw),
+                           ("manifest.json", json.dumps([{"Config": f"{cid}.json", "RepoTags": [tag],
+                                                          "Layers": [f"{diff[7:]}/layer.tar"]}]).encode())):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    return path
+
+
+def _wait_socket(path: str, proc, timeout: float = 30.0) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited ({proc.returncode})")
+        if os.path.exists(path):
+            r = subprocess.run([DOCKER, "-H", f"unix://{path}", "version", "--format", "{{.Server.APIVersion}}"],
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the daemon did not answer on {path}")
+
+
+class Daemon:
+    """Common: a private directory, a socket, the docker CLI and docker-py pointed at it."""
+    kind = ""
+
+    def __init__(self, base: str, netns: str = ""):
+        self.base = base
+        self.netns = netns
+        self.sock = os.path.join(base, "docker.sock")
+        self.proc = None
+        os.makedirs(base, exist_ok=True)
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.sock}"
+
+    def docker(self, *args, input=None, timeout=120, check=False) -> subprocess.CompletedProcess:
+        env = dict(os.environ, DOCKER_HOST=self.host, DOCKER_CONFIG=os.path.join(self.base, "cli"))
+        env.pop("DOCKER_API_VERSION", None)
+        r = subprocess.run([DOCKER, *map(str, args)], capture_output=True, text=True, env=env,
+                           input=input, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"docker {args}: {r.returncode}: {r.stderr}{r.stdout}")
+        return r
+
+    def client(self):
+        import docker
+
+        return docker.DockerClient(base_url=self.host, version="auto", timeout=120)
+
+    def _ns(self) -> list:
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
+
+
+class RunnerDaemon(Daemon):
+    kind = "runner"
+
+    def start(self, extra=()) -> "RunnerDaemon":
+        self.data = os.path.join(self.base, "data")
+        self.log = open(os.path.join(self.base, "daemon.log"), "ab")
+        self.proc = subprocess.Popen(self._ns() + [sys.executable, "-m", "runner", "daemon", "-H", self.host,
+                                                   "--data-root", self.data, *extra],
+                                     stdout=self.log, stderr=self.log, cwd=REPO)
+        _wait_socket(self.sock, self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def cleanup(self) -> None:
+        """Every container (force), then the daemon, then the directory."""
+        if self.proc is None:
+            self.start()
+        r = self.docker("ps", "-aq")
+        ids = r.stdout.split()
+        if ids:
+            self.docker("rm", "-f", *ids)
+        for n in self.docker("network", "ls", "-q", "--filter", "type=custom").stdout.split():
+            self.docker("network", "rm", n)
+        self.stop()
+        _umount_under(self.base)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class Dockerd(Daemon):
+    """Debian's dockerd with its own containerd, on private --data-root/--exec-root/-H."""
+    kind = "dockerd"
+
+    def start(self) -> "Dockerd":
+        b = self.base
+        self.log = open(os.path.join(b, "dockerd.log"), "ab")
+        self.proc = subprocess.Popen(self._ns() + [
+            DOCKERD, "-H", self.host, "--data-root", os.path.join(b, "data"),
+            "--exec-root", os.path.join(b, "exec"), "--pidfile", os.path.join(b, "dockerd.pid"),
+            "--containerd-namespace", "daemon-test", "--containerd-plugins-namespace", "daemon-test-p",
+            "--iptables=false", "--ip6tables=false", "--bridge=none" if not self.netns else "--ip-forward=true",
+            "--userland-proxy=false", "--storage-driver", "overlay2", "--live-restore",
+            "--log-level", "warn"], stdout=self.log, stderr=self.log, start_new_session=True)
+        _wait_socket(self.sock, self.proc, 60)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def cleanup(self) -> None:
+        if self.proc is not None:
+            ids = self.docker("ps", "-aq").stdout.split()
+            if ids:
+                self.docker("rm", "-f", *ids)
+            for n in self.docker("network", "ls", "-q", "--filter", "type=custom").stdout.split():
+                self.docker("network", "rm", n)
+        self.stop()
+        _umount_under(self.base)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _umount_under(base: str) -> None:
+    base = os.path.realpath(base)
+    with open("/proc/self/mountinfo") as f:
+        points = [ln.split()[4] for ln in f]
+    for p in sorted((p for p in points if p == base or p.startswith(base + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", p], capture_output=True)
+
+
+class Netns:
+    """A throw-away network namespace (the daemons' bridges live there, never the host's)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
+
+    def remove(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
