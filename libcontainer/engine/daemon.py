@@ -96,11 +96,15 @@ class Engine:
                 continue
             self.containers[cid] = rec
             self.names[rec["Name"].lstrip("/")] = cid
+            for m in rec.get("Mounts") or []:
+                if m["Type"] == "volume":
+                    self.volumes.users.setdefault(m["Name"], set()).add(cid)
         for cid, rec in list(self.containers.items()):
             st = rec["State"]
             if st["Status"] in ("running", "paused", "restarting"):
                 mon = rec.get("Monitor") or {}
                 if monitor.alive(mon.get("pid", 0), mon.get("start")):
+                    self.networks.after_start(rec)
                     self.on_running(cid, st["Pid"], mon["pid"])
                 else:
                     self.exited(cid)
@@ -218,6 +222,14 @@ class Engine:
         body = dict(body, Hostname=hostname)
         oci.apply(spec, cid, body, hc, oci_mounts, etc, self.rootless)
         self.networks.configure(spec, cid, name, netmode, hc, body)
+        if hc.get("Init"):
+            init = init_binary()
+            spec["mounts"].append({"destination": "/sbin/docker-init", "type": "bind",
+                                   "source": init, "options": ["rbind", "ro"]})
+            spec["process"]["args"] = ["/sbin/docker-init", "--"] + spec["process"]["args"]
+        for m in resolved:
+            if m["Type"] == "volume":
+                self.volumes.users.setdefault(m["Name"], set()).add(cid)
         with open(os.path.join(bundle, "config.json"), "w") as f:
             f.write(jsonio.dumps(spec, indent=1))
         ic = image_config.get("config") or {}
@@ -253,6 +265,7 @@ class Engine:
                "Driver": "overlay2", "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
                "AppArmorProfile": "", "ExecIDs": None, "HostConfig": hc_out,
                "Mounts": [{"Type": m["Type"], "Name": m.get("Name", ""), "Source": m["Source"],
+                           "Anonymous": m["Type"] == "volume" and not m.get("Named"),
                            "Destination": m["Target"], "Driver": "local" if m["Type"] == "volume" else "",
                            "Mode": "", "RW": not m["ReadOnly"], "Propagation": m.get("Propagation", "")}
                           for m in resolved if m["Type"] != "tmpfs"],
@@ -550,6 +563,9 @@ class Engine:
             remove_bundle(os.path.join(d, "bundle"), storage=self.store.root)
         except ImageError:
             pass
+        for m in rec.get("Mounts") or []:
+            if m["Type"] == "volume":
+                self.volumes.users.get(m["Name"], set()).discard(cid)
         if volumes:
             for m in rec.get("Mounts") or []:
                 if m["Type"] == "volume" and m.get("Anonymous"):
@@ -561,6 +577,18 @@ class Engine:
             rec["State"]["Status"] = "removed"
         self.events.emit("container", "destroy", cid, self._attrs(rec))
         self.on_change(cid)
+
+
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/libexec/podman/catatonit", "/usr/bin/catatonit",
+                 "/usr/bin/docker-init", "/usr/sbin/docker-init")
+
+
+def init_binary() -> str:
+    """docker-init: a static tini (or catatonit), bound into the container as dockerd does."""
+    for p in INIT_BINARIES:
+        if os.access(p, os.X_OK):
+            return p
+    raise BadRequest("--init: no init binary (install tini or catatonit)")
 
 
 def etc_path(d: str, name: str) -> str:

@@ -206,7 +206,23 @@ class Networks:
                 "Networks": nets}
 
     def before_start(self, rec: dict) -> None:
-        pass
+        """The newcomer's /etc/hosts names the members already there before its program
+        runs (its own address is added once the hook gave it one)."""
+        for net in rec["NetworkSettings"].get("Networks") or {}:
+            if net in ("host", "none", "bridge"):
+                continue
+            with self.lock:
+                members = dict(self.members.get(net, {}))
+            lines = [f"{a}\t{' '.join(ns)}" for c, (_, a, _h, ns, _b) in members.items()
+                     if c != rec["Id"]]
+            try:
+                with open(rec["HostsPath"], "r+") as f:
+                    base = f.read().split("# runner-daemon network\n")[0]
+                    f.seek(0)
+                    f.write(base + "# runner-daemon network\n" + "\n".join(lines) + "\n")
+                    f.truncate()
+            except OSError:
+                pass
 
     def after_start(self, rec: dict) -> None:
         """Read what the hook attached (the CNI result) into NetworkSettings; tell the

@@ -83,6 +83,7 @@ class Volumes:
             m = dict(m)
             if m["Type"] == "volume":
                 vol, made = self.create(m["Source"], anonymous=not m["Source"])
+                m["Named"] = bool(m["Source"])
                 m["Name"] = vol["Name"]
                 m["Source"] = vol["Mountpoint"]
                 if made:

@@ -114,7 +114,8 @@ class Daemon:
         return docker.DockerClient(base_url=self.host, version="auto", timeout=120)
 
     def _ns(self) -> list:
-        return ["ip", "netns", "exec", self.netns] if self.netns else []
+        # nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup hierarchies
+        return ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
 
 
 class RunnerDaemon(Daemon):
@@ -164,7 +165,7 @@ class Dockerd(Daemon):
     """Debian's dockerd with its own containerd, on private --data-root/--exec-root/-H."""
     kind = "dockerd"
 
-    def start(self) -> "Dockerd":
+    def start(self, extra=()) -> "Dockerd":
         b = self.base
         self.log = open(os.path.join(b, "dockerd.log"), "ab")
         self.proc = subprocess.Popen(self._ns() + [
@@ -173,7 +174,7 @@ class Dockerd(Daemon):
             "--containerd-namespace", "daemon-test", "--containerd-plugins-namespace", "daemon-test-p",
             "--iptables=false", "--ip6tables=false", "--bridge=none" if not self.netns else "--ip-forward=true",
             "--userland-proxy=false", "--storage-driver", "overlay2", "--live-restore",
-            "--log-level", "warn"], stdout=self.log, stderr=self.log, start_new_session=True)
+            "--log-level", "warn", *extra], stdout=self.log, stderr=self.log, start_new_session=True)
         _wait_socket(self.sock, self.proc, 60)
         return self
 

@@ -223,6 +223,9 @@ async def kill(request):
     if n in (9, 15):
         d.engine.mark_stopping(rec)
     await blocking(request, d.engine.kill, rec["Id"], n)
+    if n == 9:  # dockerd: a SIGKILL returns once the container is down
+        await _wait_until(d, rec["Id"], lambda r: r is None or r["State"]["Status"] not in
+                          ("running", "paused"), 10)
     return web.Response(status=204)
 
 

@@ -1,0 +1,438 @@
+"""The daemon scenario suite: everyday work through the real docker CLI (Debian's docker.io
+20.10) and docker-py, side by side against `runner daemon` and dockerd (each on private
+paths, in a throw-away network namespace), checked from inside the container and from
+outside. Every test passes on both: where they differ, the test is wrong or we are.
+
+    pytest tests/integration/test_daemon_scenarios.py -k runner   # our daemon only
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from daemonkit import DOCKER, DOCKERD, IMAGE, Dockerd, Netns, RunnerDaemon, busybox_archive
+
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.skipif(not os.path.exists(DOCKER), reason="no /usr/bin/docker")]
+docker_py = pytest.importorskip("docker")
+
+KINDS = ["runner", "dockerd"]
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def dm(request, tmp_path_factory):
+    kind = request.param
+    if kind == "dockerd" and not os.path.exists(DOCKERD):
+        pytest.skip("no dockerd")
+    base = f"/tmp/daemon-{kind[:2]}-{os.getpid()}"
+    shutil.rmtree(base, ignore_errors=True)
+    ns = Netns(f"daemon-{kind[:2]}-{os.getpid()}")
+    d = (RunnerDaemon if kind == "runner" else Dockerd)(base, netns=ns.name)
+    try:
+        if kind == "dockerd":
+            d.start(extra=["--init-path", "/usr/bin/tini-static"])
+        else:
+            d.start()
+        archive = busybox_archive(os.path.join(base, "busybox.tar"))
+        d.docker("load", "-i", archive, check=True)
+        yield d
+    finally:
+        d.cleanup()
+        ns.remove()
+
+
+@pytest.fixture
+def cli(dm):
+    yield dm
+    ids = dm.docker("ps", "-aq").stdout.split()
+    if ids:
+        dm.docker("rm", "-f", *ids)
+
+
+@pytest.fixture
+def client(cli):
+    c = cli.client()
+    yield c
+    c.close()
+
+
+def ok(dm, *args, **kw) -> str:
+    return dm.docker(*args, check=True, **kw).stdout
+
+
+def ns_run(dm, *cmd, timeout=20) -> subprocess.CompletedProcess:
+    return subprocess.run(["nsenter", f"--net=/run/netns/{dm.netns}", *cmd], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+# ---- system ------------------------------------------------------------------------------
+
+def test_version_and_ping(cli, client):
+    assert ok(cli, "version", "--format", "{{.Server.APIVersion}}").strip() == "1.41"
+    assert client.ping() is True
+    assert client.version()["ApiVersion"] == "1.41"
+    info = client.info()
+    assert info["OSType"] == "linux" and info["Images"] >= 1
+
+
+def test_version_negotiation(cli):
+    env_old = dict(os.environ, DOCKER_HOST=cli.host, DOCKER_API_VERSION="1.40")
+    r = subprocess.run([DOCKER, "version", "--format", "{{.Client.APIVersion}}"], capture_output=True,
+                       text=True, env=env_old, timeout=30)
+    assert r.returncode == 0 and r.stdout.strip() == "1.40"
+    api = docker_py.APIClient(base_url=cli.host, version="1.43")
+    with pytest.raises(docker_py.errors.APIError) as e:
+        api.containers()
+    assert e.value.status_code == 400 and "too new" in str(e.value)
+    assert docker_py.APIClient(base_url=cli.host, version="auto").api_version == "1.41"
+
+
+def test_error_json(cli):
+    import http.client
+    import socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(cli.sock)
+    for method, path, body, status in [
+            ("POST", "/v1.41/containers/create", b"{not json", 400),
+            ("GET", "/v1.41/containers/nosuchthing/json", None, 404),
+            ("POST", "/v1.41/containers/create", json.dumps({"Image": "no/such:image"}).encode(), 404),
+            ("GET", "/v1.41/images/no-such-image/json", None, 404)]:
+        c = Conn("localhost")
+        c.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        data = json.loads(r.read())
+        assert r.status == status, (path, r.status, data)
+        assert isinstance(data.get("message"), str) and data["message"]
+        c.close()
+
+
+# ---- images ------------------------------------------------------------------------------
+
+def test_images_list_inspect_tag_rmi(cli, client):
+    out = ok(cli, "images", "--format", "{{.Repository}}:{{.Tag}}")
+    assert IMAGE in out.split()
+    img = client.images.get(IMAGE)
+    assert img.attrs["Config"]["Cmd"] == ["sh"] and img.attrs["Os"] == "linux"
+    ok(cli, "tag", IMAGE, "runner-test/other:v1")
+    assert "runner-test/other:v1" in client.images.get(img.id).tags
+    ok(cli, "rmi", "runner-test/other:v1")
+    assert "runner-test/other:v1" not in client.images.get(img.id).tags
+    r = cli.docker("rmi", "runner-test/nope:x")
+    assert r.returncode != 0 and "No such image" in r.stderr
+
+
+# ---- run and its output ------------------------------------------------------------------
+
+def test_run_output_and_exit_code(cli):
+    r = cli.docker("run", "--rm", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert r.returncode == 3
+    assert r.stdout == "out\n" and r.stderr == "err\n"
+
+
+def test_run_stdin(cli):
+    r = cli.docker("run", "-i", "--rm", IMAGE, "sh", "-c", "tr a-z A-Z", input="hello\n")
+    assert r.returncode == 0 and r.stdout == "HELLO\n"
+
+
+def test_run_tty(cli):
+    r = subprocess.run(["script", "-qec", f"{DOCKER} -H {cli.host} run -t --rm {IMAGE} sh -c 'tty; exit 5'",
+                        "/dev/null"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert "/dev/pts/" in r.stdout and r.returncode == 5
+
+
+def test_docker_py_run_returns_logs(client):
+    out = client.containers.run(IMAGE, ["sh", "-c", "echo from-py"], remove=True)
+    assert out == b"from-py\n"
+    with pytest.raises(docker_py.errors.ContainerError) as e:
+        client.containers.run(IMAGE, ["sh", "-c", "exit 9"], remove=True)
+    assert e.value.exit_status == 9
+
+
+def test_config_fields_seen_inside(cli):
+    r = cli.docker("run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "-u", "1234:50", "-h", "myhost",
+                   "--entrypoint", "sh", IMAGE, "-c", 'echo $FOO $(pwd) $(id -u):$(id -g) $(hostname)')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["bar", "/tmp", "1234:50", "myhost"]
+
+
+def test_labels_and_ps_filters(cli, client):
+    ok(cli, "run", "-d", "--name", "lab1", "--label", "team=a", IMAGE, "sleep", "30")
+    ok(cli, "run", "--name", "lab2", "--label", "team=b", IMAGE, "true")
+    assert ok(cli, "ps", "-q", "--filter", "label=team=a").split() == [client.containers.get("lab1").id[:12]]
+    assert ok(cli, "ps", "-aq", "--filter", "status=exited", "--filter", "label=team").split() == \
+        [client.containers.get("lab2").id[:12]]
+    assert client.containers.get("lab1").labels["team"] == "a"
+    assert [c.name for c in client.containers.list(all=True, filters={"name": "lab2"})] == ["lab2"]
+
+
+# ---- mounts --------------------------------------------------------------------------------
+
+def test_bind_mount_and_readonly(cli, tmp_path):
+    d = tmp_path / "share"
+    d.mkdir()
+    (d / "in.txt").write_text("from host\n")
+    r = cli.docker("run", "--rm", "-v", f"{d}:/mnt", IMAGE, "sh", "-c", "cat /mnt/in.txt; echo new > /mnt/out.txt")
+    assert r.returncode == 0 and r.stdout == "from host\n"
+    assert (d / "out.txt").read_text() == "new\n"
+    r = cli.docker("run", "--rm", "-v", f"{d}:/mnt:ro", IMAGE, "sh", "-c", "echo x > /mnt/no")
+    assert r.returncode != 0 and not (d / "no").exists()
+
+
+def test_named_volume_persists(cli, client):
+    ok(cli, "volume", "create", "dvol1")
+    ok(cli, "run", "--rm", "-v", "dvol1:/data", IMAGE, "sh", "-c", "echo kept > /data/f")
+    assert ok(cli, "run", "--rm", "-v", "dvol1:/data", IMAGE, "cat", "/data/f") == "kept\n"
+    v = client.volumes.get("dvol1")
+    assert v.attrs["Driver"] == "local" and v.attrs["Mountpoint"]
+    assert "dvol1" in ok(cli, "volume", "ls", "-q").split()
+    ok(cli, "volume", "rm", "dvol1")
+    assert "dvol1" not in ok(cli, "volume", "ls", "-q").split()
+
+
+def test_tmpfs_and_readonly_root(cli):
+    r = cli.docker("run", "--rm", "--read-only", "--tmpfs", "/scratch:size=1m", IMAGE, "sh", "-c",
+                   "grep ' /scratch ' /proc/mounts; echo ok > /scratch/f && cat /scratch/f; touch /nope")
+    assert "tmpfs" in r.stdout and "ok" in r.stdout
+    assert r.returncode != 0 and "Read-only file system" in r.stderr
+
+
+# ---- limits and security -------------------------------------------------------------------
+
+def test_memory_limit_oom(cli, client):
+    r = cli.docker("run", "--name", "oom1", "--memory", "16m", "--memory-swap", "16m", IMAGE, "sh", "-c",
+                   "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived")
+    assert r.returncode == 137
+    st = client.containers.get("oom1").attrs["State"]
+    assert st["OOMKilled"] is True and st["ExitCode"] == 137
+
+
+def test_pids_limit(cli):
+    r = cli.docker("run", "--rm", "--pids-limit", "8", IMAGE, "sh", "-c",
+                   "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 2 & done 2>&1; wait")
+    assert "fork" in (r.stdout + r.stderr).lower()
+
+
+def test_ulimits(cli):
+    r = cli.docker("run", "--rm", "--ulimit", "nofile=123:456", IMAGE, "sh", "-c", "ulimit -n; ulimit -Hn")
+    assert r.stdout.split() == ["123", "456"]
+
+
+def _capeff(cli, *flags) -> int:
+    out = ok(cli, "run", "--rm", *flags, IMAGE, "grep", "CapEff", "/proc/self/status")
+    return int(out.split()[1], 16)
+
+
+def test_capabilities(cli):
+    default = _capeff(cli)
+    assert default & (1 << 0) and not default & (1 << 21)      # CHOWN yes, SYS_ADMIN no
+    assert _capeff(cli, "--cap-drop", "ALL") == 0
+    assert _capeff(cli, "--cap-add", "SYS_ADMIN") & (1 << 21)
+    assert not _capeff(cli, "--cap-drop", "CHOWN") & 1
+    assert _capeff(cli, "--privileged") & (1 << 21)
+
+
+def test_init(cli):
+    out = ok(cli, "run", "--rm", "--init", IMAGE, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
+    assert "init" in out.split()[0] and "sh" in out
+
+
+# ---- lifecycle -----------------------------------------------------------------------------
+
+def test_auto_remove(cli):
+    ok(cli, "run", "--rm", "--name", "gone1", IMAGE, "true")
+    for _ in range(50):
+        if cli.docker("inspect", "gone1").returncode != 0:
+            break
+        time.sleep(0.1)
+    assert cli.docker("inspect", "gone1").returncode != 0
+
+
+def test_inspect_state(cli, client):
+    ok(cli, "run", "-d", "--name", "st1", IMAGE, "sleep", "30")
+    c = client.containers.get("st1")
+    st = c.attrs["State"]
+    assert st["Status"] == "running" and st["Running"] and st["Pid"] > 0
+    assert os.path.exists(f"/proc/{st['Pid']}")
+    assert st["StartedAt"].startswith(time.strftime("%Y-"))
+    ok(cli, "kill", "st1")
+    st = client.containers.get("st1").attrs["State"]
+    assert st["Status"] == "exited" and st["ExitCode"] == 137 and not st["Running"]
+    assert st["FinishedAt"] >= st["StartedAt"] and st["Pid"] == 0
+
+
+def test_stop_kill_restart(cli, client):
+    ok(cli, "run", "-d", "--name", "sk1", IMAGE, "sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done")
+    t = time.time()
+    ok(cli, "stop", "-t", "10", "sk1")
+    assert time.time() - t < 8
+    assert client.containers.get("sk1").attrs["State"]["ExitCode"] == 42
+    ok(cli, "start", "sk1")
+    ok(cli, "restart", "-t", "1", "sk1")
+    c = client.containers.get("sk1")
+    assert c.status == "running"
+    c.kill(signal="SIGTERM")  # trapped: the shell exits 42 (an untrapped one, pid 1, ignores it)
+    assert c.wait(timeout=20)["StatusCode"] == 42
+    r = cli.docker("kill", "sk1")
+    assert r.returncode != 0 and "is not running" in r.stderr
+
+
+def test_pause_unpause(cli, client):
+    ok(cli, "run", "-d", "--name", "pz1", IMAGE, "sleep", "30")
+    ok(cli, "pause", "pz1")
+    st = client.containers.get("pz1").attrs["State"]
+    assert st["Paused"] and st["Status"] == "paused"
+    ok(cli, "unpause", "pz1")
+    assert client.containers.get("pz1").attrs["State"]["Status"] == "running"
+
+
+def test_wait_conditions(client):
+    c = client.containers.create(IMAGE, ["sh", "-c", "sleep 0.5; exit 6"])
+    c.start()
+    assert c.wait(timeout=20)["StatusCode"] == 6
+    assert c.wait(timeout=20, condition="not-running")["StatusCode"] == 6
+    c2 = client.containers.run(IMAGE, ["sh", "-c", "sleep 0.5; exit 2"], detach=True, auto_remove=True)
+    assert c2.wait(timeout=20, condition="removed")["StatusCode"] == 2
+
+
+def test_logs(cli, client):
+    ok(cli, "run", "-d", "--name", "lg1", IMAGE, "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; echo oops >&2")
+    client.containers.get("lg1").wait(timeout=20)
+    r = cli.docker("logs", "lg1")
+    assert r.stdout.split() == ["line1", "line2", "line3", "line4", "line5"] and r.stderr == "oops\n"
+    assert ok(cli, "logs", "--tail", "2", "lg1").split() == ["line5"]  # stderr's oops is the other
+    ts = ok(cli, "logs", "-t", "lg1").splitlines()[0]
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z line1", ts)
+    c = client.containers.get("lg1")
+    assert c.logs(stdout=True, stderr=False) == b"line1\nline2\nline3\nline4\nline5\n"
+    assert c.logs(stdout=False, stderr=True) == b"oops\n"
+
+
+def test_logs_follow(cli, client):
+    ok(cli, "run", "-d", "--name", "lf1", IMAGE, "sh", "-c", "for i in 1 2 3; do echo f$i; sleep 0.3; done")
+    t = time.time()
+    r = cli.docker("logs", "-f", "lf1")
+    assert r.stdout.split() == ["f1", "f2", "f3"] and time.time() - t > 0.4
+
+
+def test_top_rename_and_name_conflict(cli, client):
+    ok(cli, "run", "-d", "--name", "tp1", IMAGE, "sleep", "31")
+    top = client.containers.get("tp1").top()
+    assert any("sleep 31" in " ".join(p) for p in top["Processes"])
+    ok(cli, "rename", "tp1", "tp2")
+    assert client.containers.get("tp2").name == "tp2"
+    r = cli.docker("create", "--name", "tp2", IMAGE, "true")
+    assert r.returncode != 0 and "Conflict" in r.stderr
+    r = cli.docker("rm", "tp2")
+    assert r.returncode != 0 and "force" in r.stderr
+    ok(cli, "rm", "-f", "tp2")
+    assert cli.docker("inspect", "tp2").returncode != 0
+
+
+def test_restart_policy_on_failure(cli, client):
+    ok(cli, "run", "-d", "--name", "rp1", "--restart", "on-failure:2", IMAGE, "sh", "-c", "exit 1")
+    c = client.containers.get("rp1")
+    for _ in range(100):
+        c.reload()
+        if c.attrs["RestartCount"] == 2 and c.status == "exited":
+            break
+        time.sleep(0.1)
+    assert c.attrs["RestartCount"] == 2 and c.status == "exited" and c.attrs["State"]["ExitCode"] == 1
+
+
+# ---- exec ----------------------------------------------------------------------------------
+
+def test_exec(cli, client):
+    ok(cli, "run", "-d", "--name", "ex1", "-e", "BASE=1", IMAGE, "sleep", "60")
+    r = cli.docker("exec", "-e", "X=2", "-w", "/tmp", "-u", "1234", "ex1", "sh", "-c",
+                   "echo $BASE $X $(pwd) $(id -u); exit 5")
+    assert r.returncode == 5 and r.stdout.split() == ["1", "2", "/tmp", "1234"]
+    assert ok(cli, "exec", "-i", "ex1", "cat", input="piped\n") == "piped\n"
+    c = client.containers.get("ex1")
+    res = c.exec_run(["sh", "-c", "echo o; echo e >&2; exit 3"], demux=True)
+    assert res.exit_code == 3 and res.output == (b"o\n", b"e\n")
+    api = client.api
+    eid = api.exec_create(c.id, ["sh", "-c", "exit 4"])["Id"]
+    api.exec_start(eid)
+    assert api.exec_inspect(eid)["ExitCode"] == 4
+    tty = subprocess.run(["script", "-qec", f"{DOCKER} -H {cli.host} exec -t ex1 tty", "/dev/null"],
+                         capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert "/dev/pts/" in tty.stdout
+
+
+def test_attach_to_running(cli, client):
+    ok(cli, "run", "-d", "-i", "--name", "at1", IMAGE, "sh", "-c", "read x; echo got $x; exit 0")
+    c = client.containers.get("at1")
+    s = c.attach_socket(params={"stdin": 1, "stdout": 1, "stream": 1})
+    sock = s._sock
+    sock.sendall(b"hello\n")
+    data = b""
+    end = time.time() + 10
+    sock.settimeout(10)
+    while b"got hello" not in data and time.time() < end:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    assert b"got hello" in data
+    assert c.wait(timeout=20)["StatusCode"] == 0
+
+
+# ---- events --------------------------------------------------------------------------------
+
+def test_events(cli, client):
+    since = int(time.time()) - 1
+    ok(cli, "run", "--rm", "--name", "ev1", IMAGE, "true")
+    time.sleep(0.5)
+    evs = client.events(since=since, until=int(time.time()) + 1, decode=True,
+                        filters={"container": "ev1"})
+    actions = [e["Action"] for e in evs if e.get("Type") == "container"]
+    for a in ("create", "start", "die", "destroy"):
+        assert a in actions, actions
+    assert actions.index("create") < actions.index("start") < actions.index("die")
+
+
+# ---- networks ------------------------------------------------------------------------------
+
+def test_user_network_by_name(cli, client):
+    ok(cli, "network", "create", "dnet1")
+    try:
+        ok(cli, "run", "-d", "--name", "srv1", "--network", "dnet1", IMAGE, "sleep", "60")
+        r = cli.docker("run", "--rm", "--network", "dnet1", IMAGE, "ping", "-c", "1", "-W", "3", "srv1")
+        assert r.returncode == 0 and "1 packets received" in r.stdout, r.stdout + r.stderr
+        net = client.networks.get("dnet1")
+        ip = client.containers.get("srv1").attrs["NetworkSettings"]["Networks"]["dnet1"]["IPAddress"]
+        assert ip and net.attrs["Driver"] == "bridge"
+    finally:
+        cli.docker("rm", "-f", "srv1")
+        ok(cli, "network", "rm", "dnet1")
+    assert "dnet1" not in ok(cli, "network", "ls", "--format", "{{.Name}}").split()
+
+
+def test_published_port(cli):
+    ok(cli, "run", "-d", "--name", "web1", "-p", "127.0.0.1:24080:80", IMAGE, "sh", "-c",
+       "mkdir -p /www && echo served > /www/index.html && httpd -f -p 80 -h /www")
+    body = ""
+    for _ in range(50):
+        r = ns_run(cli, "wget", "-qO-", "http://127.0.0.1:24080/") if shutil.which("wget") else \
+            ns_run(cli, "python3", "-c", "import urllib.request;print(urllib.request.urlopen("
+                   "'http://127.0.0.1:24080/',timeout=2).read().decode(),end='')")
+        if r.returncode == 0:
+            body = r.stdout
+            break
+        time.sleep(0.2)
+    assert body.strip() == "served"
+
+
+def test_network_none_and_host(cli):
+    out = ok(cli, "run", "--rm", "--network", "none", IMAGE, "ls", "/sys/class/net")
+    assert out.split() == ["lo"]
