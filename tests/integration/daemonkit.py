@@ -172,7 +172,9 @@ class Dockerd(Daemon):
             DOCKERD, "-H", self.host, "--data-root", os.path.join(b, "data"),
             "--exec-root", os.path.join(b, "exec"), "--pidfile", os.path.join(b, "dockerd.pid"),
             "--containerd-namespace", "daemon-test", "--containerd-plugins-namespace", "daemon-test-p",
-            "--iptables=false", "--ip6tables=false", "--bridge=none" if not self.netns else "--ip-forward=true",
+            # in its own network namespace it may write its rules there; never on the host
+            *(["--iptables=false", "--bridge=none"] if not self.netns else ["--iptables=true"]),
+            "--ip6tables=false",
             "--userland-proxy=false", "--storage-driver", "overlay2", "--live-restore",
             "--log-level", "warn", *extra], stdout=self.log, stderr=self.log, start_new_session=True)
         _wait_socket(self.sock, self.proc, 60)

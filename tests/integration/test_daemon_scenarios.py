@@ -106,7 +106,7 @@ def test_error_json(cli):
             ("GET", "/v1.41/containers/nosuchthing/json", None, 404),
             ("POST", "/v1.41/containers/create", json.dumps({"Image": "no/such:image"}).encode(), 404),
             ("GET", "/v1.41/images/no-such-image/json", None, 404)]:
-        c = Conn("localhost")
+        c = Conn("localhost", timeout=30)
         c.request(method, path, body=body, headers={"Content-Type": "application/json"})
         r = c.getresponse()
         data = json.loads(r.read())
@@ -237,7 +237,12 @@ def test_capabilities(cli):
     assert _capeff(cli, "--cap-drop", "ALL") == 0
     assert _capeff(cli, "--cap-add", "SYS_ADMIN") & (1 << 21)
     assert not _capeff(cli, "--cap-drop", "CHOWN") & 1
-    assert _capeff(cli, "--privileged") & (1 << 21)
+    with open("/proc/self/status") as f:
+        bnd = int(next(ln for ln in f if ln.startswith("CapBnd")).split()[1], 16)
+    if cli.kind == "runner" or bnd & (1 << 24):
+        # runc asks for every capability with --privileged, and fails on a host whose
+        # bounding set lacks one (CAP_SYS_RESOURCE here); runner daemon gives what there is
+        assert _capeff(cli, "--privileged") & (1 << 21)
 
 
 def test_init(cli):
@@ -308,7 +313,9 @@ def test_logs(cli, client):
     client.containers.get("lg1").wait(timeout=20)
     r = cli.docker("logs", "lg1")
     assert r.stdout.split() == ["line1", "line2", "line3", "line4", "line5"] and r.stderr == "oops\n"
-    assert ok(cli, "logs", "--tail", "2", "lg1").split() == ["line5"]  # stderr's oops is the other
+    # --tail counts both streams; their order in the log is not fixed (two copiers in dockerd)
+    r = cli.docker("logs", "--tail", "2", "lg1")
+    assert len(r.stdout.split() + r.stderr.split()) == 2 and r.stdout.split()[-1] == "line5"
     ts = ok(cli, "logs", "-t", "lg1").splitlines()[0]
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z line1", ts)
     c = client.containers.get("lg1")
@@ -430,7 +437,8 @@ def test_published_port(cli):
             body = r.stdout
             break
         time.sleep(0.2)
-    assert body.strip() == "served"
+    assert body.strip() == "served", (r.stderr, ns_run(cli, "nft", "list", "ruleset").stdout,
+                                      cli.docker("logs", "web1").stdout, cli.docker("ps", "-a").stdout)
 
 
 def test_network_none_and_host(cli):

@@ -1,0 +1,328 @@
+"""`runner daemon` itself: its transports (unix 0660, fd:// socket activation, TCP only with
+mutual TLS), Docker's error JSON for bad requests, concurrency (two creates of one name:
+one 409), live-restore through its monitors across daemon restarts, json-file rotation, and
+that `import libcontainer` / `runner run` load none of it."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from daemonkit import DOCKER, IMAGE, REPO, RunnerDaemon, busybox_archive
+
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.skipif(not os.path.exists(DOCKER), reason="no /usr/bin/docker")]
+pytest.importorskip("aiohttp")
+docker_py = pytest.importorskip("docker")
+
+PORT = 24311
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    return busybox_archive(str(tmp_path_factory.mktemp("img") / "bb.tar"))
+
+
+@pytest.fixture
+def rd(archive):
+    base = f"/tmp/daemon-rd-{os.getpid()}"
+    d = RunnerDaemon(base).start()
+    d.docker("load", "-i", archive, check=True)
+    yield d
+    d.cleanup()
+    assert not os.path.exists(base)
+
+
+def _http(sock_path: str, method: str, path: str, body: bytes | None = None, headers=None):
+    import http.client
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(sock_path)
+    c = Conn("localhost", timeout=30)
+    c.request(method, path, body=body, headers=dict({"Content-Type": "application/json"}, **(headers or {})))
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+# ---- transports ----------------------------------------------------------------------------
+
+def test_unix_socket_mode_and_default_group(rd):
+    st = os.stat(rd.sock)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+
+
+def _daemon(args, env=None, pass_fds=(), base=None):
+    base = base or f"/tmp/daemon-tx-{os.getpid()}"
+    os.makedirs(base, exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "runner", "daemon", "--data-root", f"{base}/data", *args],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, pass_fds=pass_fds)
+
+
+def _stop(p):
+    if p.poll() is None:
+        p.terminate()
+        p.wait(20)
+    subprocess.run(["rm", "-rf", f"/tmp/daemon-tx-{os.getpid()}"])
+
+
+def test_plain_tcp_refused(tmp_path):
+    p = _daemon(["-H", f"tcp://0.0.0.0:{PORT}"])
+    out, _ = p.communicate(timeout=30)
+    _stop(p)
+    assert p.returncode != 0 and "--tlsverify" in out
+    p = _daemon(["-H", f"tcp://0.0.0.0:{PORT}", "--insecure-tcp"])
+    out, _ = p.communicate(timeout=30)
+    _stop(p)
+    assert p.returncode != 0 and "loopback" in out
+
+
+def test_insecure_tcp_on_loopback(tmp_path):
+    p = _daemon(["-H", f"tcp://127.0.0.1:{PORT}", "--insecure-tcp"])
+    try:
+        ok = None
+        for _ in range(100):
+            r = subprocess.run([DOCKER, "-H", f"tcp://127.0.0.1:{PORT}", "version", "--format",
+                                "{{.Server.APIVersion}}"], capture_output=True, text=True)
+            if r.returncode == 0:
+                ok = r.stdout.strip()
+                break
+            time.sleep(0.1)
+        assert ok == "1.41"
+    finally:
+        _stop(p)
+
+
+def _certs(d):
+    def ssl(*a):
+        subprocess.run(["openssl", *a], check=True, capture_output=True, cwd=d)
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem",
+        "-days", "1", "-subj", "/CN=test-ca")
+    for who, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+                     ("client", "extendedKeyUsage=clientAuth")):
+        (d / f"{who}.ext").write_text(ext + "\n")
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{who}-key.pem", "-out", f"{who}.csr",
+            "-subj", f"/CN={who}")
+        ssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+            "-CAcreateserial", "-out", f"{who}.pem", "-days", "1", "-extfile", f"{who}.ext")
+
+
+def test_tcp_mutual_tls(tmp_path):
+    _certs(tmp_path)
+    t = str(tmp_path)
+    p = _daemon(["-H", f"tcp://127.0.0.1:{PORT}", "--tlsverify", "--tlscacert", f"{t}/ca.pem",
+                 "--tlscert", f"{t}/server.pem", "--tlskey", f"{t}/server-key.pem"])
+    try:
+        good = [DOCKER, "-H", f"tcp://127.0.0.1:{PORT}", "--tlsverify", "--tlscacert", f"{t}/ca.pem",
+                "--tlscert", f"{t}/client.pem", "--tlskey", f"{t}/client-key.pem", "version",
+                "--format", "{{.Server.APIVersion}}"]
+        r = None
+        for _ in range(100):
+            r = subprocess.run(good, capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        assert r.returncode == 0 and r.stdout.strip() == "1.41", r.stderr
+        # no client certificate: refused in the handshake
+        r = subprocess.run([DOCKER, "-H", f"tcp://127.0.0.1:{PORT}", "--tlsverify", "--tlscacert",
+                            f"{t}/ca.pem", "version"], capture_output=True, text=True)
+        assert r.returncode != 0
+    finally:
+        _stop(p)
+
+
+def test_fd_socket_activation(tmp_path):
+    path = f"/tmp/daemon-fd-{os.getpid()}.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(path)
+    s.listen(8)
+    fd = s.fileno()
+    env = dict(os.environ, LISTEN_FDS="1")
+    # LISTEN_PID must be the daemon's own pid: a shell that execs it knows it
+    p = subprocess.Popen(["sh", "-c", 'LISTEN_PID=$$ exec "$@"', "sh", sys.executable,
+                          "-m", "runner", "daemon", "-H", "fd://", "--data-root",
+                          f"/tmp/daemon-tx-{os.getpid()}/data"],
+                         cwd=REPO, env=env, close_fds=False, preexec_fn=lambda: os.dup2(fd, 3),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    s.close()
+    try:
+        r = None
+        for _ in range(100):
+            r = subprocess.run([DOCKER, "-H", f"unix://{path}", "version", "--format",
+                                "{{.Server.APIVersion}}"], capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+            time.sleep(0.1)
+        if r.returncode != 0:
+            p.terminate()
+        assert r.returncode == 0 and r.stdout.strip() == "1.41", p.communicate()[0]
+    finally:
+        _stop(p)
+        os.unlink(path)
+
+
+def test_fd_without_listen_fds_is_an_error():
+    env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_FDS", "LISTEN_PID")}
+    p = _daemon(["-H", "fd://"], env=env)
+    out, _ = p.communicate(timeout=30)
+    _stop(p)
+    assert p.returncode != 0 and "LISTEN_FDS" in out
+
+
+# ---- bad requests --------------------------------------------------------------------------
+
+def test_bad_requests_get_error_json(rd):
+    cases = [
+        ("POST", "/v1.41/containers/create", b"[1, 2", 400),
+        ("POST", "/v1.41/containers/create", b"", 400),
+        ("POST", "/v1.41/containers/create", json.dumps({"Image": IMAGE, "HostConfig": {"Memory": "lots"}}).encode(), 400),
+        ("POST", "/v1.41/containers/create", json.dumps({"Image": IMAGE, "HostConfig": {"CapAdd": ["NOPE"]}}).encode(), 400),
+        ("POST", "/v1.41/containers/create?name=bad%20name", json.dumps({"Image": IMAGE}).encode(), 400),
+        ("POST", "/v1.41/containers/create", json.dumps({"Image": IMAGE, "HostConfig": {"Binds": ["/nonexistent-src:rel"]}}).encode(), 400),
+        ("POST", "/v1.41/containers/nope/start", None, 404),
+        ("POST", "/v1.41/containers/nope/kill?signal=SIGNOPE", None, 404),
+        ("GET", "/v1.99/containers/json", None, 400),
+        ("GET", "/v1.41/no/such/route", None, 404),
+        ("POST", "/v1.41/volumes/create", json.dumps({"Name": "bad name"}).encode(), 400),
+        ("GET", "/v1.41/containers/json?filters=notjson", None, 400),
+    ]
+    for method, path, body, want in cases:
+        status, data = _http(rd.sock, method, path, body)
+        assert status == want, (path, status, data)
+        msg = json.loads(data)["message"]
+        assert msg and "Traceback" not in msg
+    status, data = _http(rd.sock, "POST", "/v1.41/containers/create", b"x" * (65 * 1024 * 1024))
+    assert status == 413 and json.loads(data)["message"]
+    # nothing of the refused creates is left
+    assert os.listdir(os.path.join(rd.data, "containers")) == []
+    assert rd.docker("ps", "-aq").stdout == ""
+
+
+def test_two_creates_of_one_name(rd):
+    results = []
+
+    def create():
+        results.append(_http(rd.sock, "POST", "/v1.41/containers/create?name=same",
+                             json.dumps({"Image": IMAGE, "Cmd": ["true"]}).encode())[0])
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [201, 409, 409, 409]
+    assert len(rd.docker("ps", "-aq").stdout.split()) == 1
+
+
+def test_requests_are_concurrent(rd):
+    """A `logs -f` and a stuck attach do not hold up other requests."""
+    rd.docker("run", "-d", "--name", "slow", IMAGE, "sleep", "60", check=True)
+    env = dict(os.environ, DOCKER_HOST=rd.host)
+    follow = subprocess.Popen([DOCKER, "logs", "-f", "slow"], env=env, stdout=subprocess.DEVNULL)
+    attach = subprocess.Popen([DOCKER, "attach", "slow"], env=env, stdout=subprocess.DEVNULL,
+                              stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        t = time.time()
+        for _ in range(5):
+            assert rd.docker("inspect", "-f", "{{.State.Status}}", "slow").stdout.strip() == "running"
+        assert time.time() - t < 10
+    finally:
+        follow.kill()
+        attach.kill()
+        follow.wait()
+        attach.wait()
+
+
+# ---- live-restore --------------------------------------------------------------------------
+
+def test_live_restore_three_restarts(rd):
+    rd.docker("run", "-d", "--name", "keep", IMAGE, "sh", "-c",
+              "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done", check=True)
+    rd.docker("run", "-d", "--name", "dies", IMAGE, "sh", "-c",
+              "trap 'exit 7' TERM; while true; do sleep 0.1; done", check=True)
+    pid = int(rd.docker("inspect", "-f", "{{.State.Pid}}", "keep").stdout)
+    dies_pid = int(rd.docker("inspect", "-f", "{{.State.Pid}}", "dies").stdout)
+    lines_before = 0
+    for i in range(3):
+        if i == 1:
+            rd.kill()      # SIGKILL: the daemon gets no chance to tidy
+        else:
+            rd.stop()
+        if i == 2:
+            os.kill(dies_pid, 15)  # exits while no daemon runs
+            time.sleep(0.5)
+        time.sleep(0.5)
+        rd.start()
+        assert rd.docker("inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "keep").stdout.split() == \
+            ["running", str(pid)]
+        n = len(rd.docker("logs", "keep").stdout.splitlines())
+        assert n > lines_before  # the monitor kept writing while the daemon was away
+        lines_before = n
+    st = json.loads(rd.docker("inspect", "dies").stdout)[0]["State"]
+    assert st["Status"] == "exited" and st["ExitCode"] == 7 and st["FinishedAt"] > st["StartedAt"]
+    logs = rd.docker("logs", "keep").stdout.split("\n")
+    ticks = [int(ln.split()[1]) for ln in logs if ln.startswith("tick")]
+    assert ticks == list(range(len(ticks)))  # no line lost across the restarts
+    rd.docker("stop", "-t", "1", "keep", check=True)
+    assert rd.docker("inspect", "-f", "{{.State.ExitCode}}", "keep").stdout.strip() == "137"
+
+
+def test_log_rotation(rd):
+    rd.docker("run", "--name", "rot", "--log-opt", "max-size=10k", "--log-opt", "max-file=3", IMAGE,
+              "sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done", check=True)
+    cid = rd.docker("inspect", "-f", "{{.Id}}", "rot").stdout.strip()
+    d = os.path.join(rd.data, "containers", cid)
+    files = sorted(n for n in os.listdir(d) if n.startswith("json.log"))
+    assert files == ["json.log", "json.log.1", "json.log.2"]
+    for n in files:
+        assert os.path.getsize(os.path.join(d, n)) <= 10 * 1024
+    out = rd.docker("logs", "rot").stdout.split()
+    assert out[-1] == "line-1999" and len(out) < 2000
+    nums = [int(x.split("-")[1]) for x in out]
+    assert nums == list(range(nums[0], 2000))
+
+
+def test_monitor_is_not_the_daemon(rd):
+    rd.docker("run", "-d", "--name", "mon", IMAGE, "sleep", "60", check=True)
+    pid = int(rd.docker("inspect", "-f", "{{.State.Pid}}", "mon").stdout)
+    with open(f"/proc/{pid}/stat") as f:
+        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    with open(f"/proc/{ppid}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[0].endswith(b"runner-monitor")
+    assert ppid != rd.proc.pid
+
+
+# ---- layering ------------------------------------------------------------------------------
+
+def test_library_and_run_do_not_load_the_daemon():
+    code = ("import sys, libcontainer, runner.cli, libcontainer.images, libcontainer.network\n"
+            "bad = [m for m in sys.modules if m.startswith(('aiohttp', 'libcontainer.engine', 'docker'))]\n"
+            "print(bad)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_engine_uses_no_cli():
+    import ast
+
+    root = os.path.join(REPO, "libcontainer", "engine")
+    for d, _, names in os.walk(root):
+        for n in names:
+            if n.endswith(".py"):
+                tree = ast.parse(open(os.path.join(d, n)).read())
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.ImportFrom):
+                        assert not (node.module or "").startswith("runner"), (n, node.module)
+                    if isinstance(node, ast.Import):
+                        assert not any(a.name.startswith("runner") for a in node.names), n
