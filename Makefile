@@ -10,8 +10,9 @@ APT_PACKAGES := gcc make libc6-dev libseccomp-dev busybox-static python3-dev pyt
 # drives runc and the runner side by side (test_docker.py)
 ACCEPT_PACKAGES := podman containerd containernetworking-plugins runc docker.io
 # the image tests build, copy and serve images with the real tools (tests/integration/test_images*.py);
-# buildah: the ship tests' peer (buildah push)
-IMAGE_PACKAGES := skopeo umoci docker-registry buildah
+# buildah: the ship tests' peer (buildah push) and the build tests' (buildah bud); debootstrap:
+# the Debian base of the build comparison
+IMAGE_PACKAGES := skopeo umoci docker-registry buildah debootstrap
 
 .PHONY: all deps accept-deps compile venv rootfs demo test unit bench bench-grading soak clean
 

@@ -193,12 +193,14 @@ def test_multistage_target_and_copy_from(store, tmp_path):
     df = ("FROM localhost/bb AS one\nRUN echo one > /one\n"
           "FROM localhost/bb AS unused\nRUN exit 3\n"
           "FROM one AS two\nRUN echo two > /two\n"
-          "FROM localhost/bb\nCOPY --from=two /one /two /got/\nCOPY --from=0 /one /zero\n")
+          "FROM localhost/bb\nCOPY --from=two /one /two /got/\nCOPY --from=0 /one /zero\n"
+          "COPY --from=localhost/bb /etc/group /from-image\n")
     ctx = bk.write(str(tmp_path / "ctx"), {"Dockerfile": df})
     r = bk.build(store, ctx, "ms")  # the failing stage is not needed: not built
     assert r.returncode == 0, r.stderr
-    out = run_image(store, tmp_path, "ms", "cat", "/got/one", "/got/two", "/zero")
-    assert out.stdout == "one\ntwo\none\n"
+    out = run_image(store, tmp_path, "ms", "sh", "-c", "cat /got/one /got/two /zero; "
+                    "grep -c staff /from-image")
+    assert out.stdout == "one\ntwo\none\n1\n"
     r = bk.build(store, ctx, "ms-two", "--target", "two")
     assert r.returncode == 0, r.stderr
     assert run_image(store, tmp_path, "ms-two", "cat", "/two").stdout == "two\n"
@@ -403,3 +405,37 @@ def test_commit(store, tmp_path):
     assert out.stdout == "x\n", out
     r = kit.runner("commit", "--storage", store, "no-such-container", "x")
     assert r.returncode != 0
+
+
+def test_scratch_escape_directive_and_arg_scope(store, tmp_path):
+    df = ("# escape=`\n"
+          "ARG WHO=global\n"
+          "FROM scratch AS s\n"
+          "COPY --from=localhost/bb /bin/busybox /bin/busybox\n"
+          "ARG WHO\n"
+          "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo $WHO > /who; `\n"
+          "     /bin/busybox mkdir /tmp\"]\n"
+          "FROM s\n"
+          "RUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo \\\"[$WHO]\\\" > /who2\"]\n"
+          "ENV P=C:\\dir\n")
+    ctx = bk.write(str(tmp_path / "ctx"), {"Dockerfile": df})
+    r = bk.build(store, ctx, "scratchy", "--build-arg", "WHO=cli")
+    assert r.returncode == 0, r.stderr
+    c = config(store, "scratchy")
+    assert len(c["rootfs"]["diff_ids"]) == 3  # no base layer: COPY, RUN, RUN
+    assert "P=C:\\dir" in c["config"]["Env"]  # with ` as escape, \ is a plain character
+    out = run_image(store, tmp_path, "scratchy", "/bin/busybox", "cat", "/who", "/who2")
+    # the global ARG is seen in the stage that declares it again, not in the next one
+    assert out.stdout == "cli\n[]\n", out
+
+
+def test_dockerfile_from_stdin_and_containerfile(store, tmp_path):
+    ctx = bk.write(str(tmp_path / "ctx"), {"Containerfile": "FROM localhost/bb\nLABEL from=cf\n"})
+    r = bk.build(store, ctx, "cf")
+    assert r.returncode == 0, r.stderr
+    assert config(store, "cf")["config"]["Labels"] == {"from": "cf"}
+    r = subprocess.run(RUNNER + ["build", "--storage", store, "-t", "stdin", "-f", "-", ctx],
+                       input="FROM localhost/bb\nLABEL from=stdin\n", capture_output=True,
+                       text=True, cwd=kit.REPO)
+    assert r.returncode == 0, r.stderr
+    assert config(store, "stdin")["config"]["Labels"] == {"from": "stdin"}

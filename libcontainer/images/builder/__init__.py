@@ -202,8 +202,13 @@ def build(context: str, dockerfile: str | None = None, tag: str = "", build_args
     elif dockerfile != "-" and not os.path.isabs(dockerfile) and not os.path.exists(dockerfile):
         dockerfile = os.path.join(context, dockerfile)
     try:
-        with open(dockerfile, "rb") as f:
-            data = f.read()
+        if dockerfile == "-":
+            import sys
+
+            data, dockerfile = sys.stdin.buffer.read(), "Dockerfile"
+        else:
+            with open(dockerfile, "rb") as f:
+                data = f.read()
     except OSError as e:
         raise BuildError(f"{dockerfile}: {e.strerror}") from None
     if timestamp is None and os.environ.get("SOURCE_DATE_EPOCH", "").strip():

@@ -37,8 +37,12 @@ class Cache:
             return None
         return rec
 
-    def put(self, k: str, rec: dict) -> None:
+    def put(self, k: str, rec: dict, old: dict | None = None) -> None:
+        """Write the record (whole, renamed into place); nothing when `old` (the hit) is it."""
         from ..store import write_atomic
+
+        if old is not None and old == rec:
+            return
 
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         write_atomic(os.path.join(self.dir, k + ".json"), json.dumps(rec).encode())

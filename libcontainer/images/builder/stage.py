@@ -182,7 +182,7 @@ class Stage:
             self.workdir_pending = False
             created = self.created(rec)
             self.add_history(created_by, created, empty=False)
-            b.cache.put(self.key, {"layer": layer, "created": created})
+            b.cache.put(self.key, {"layer": layer, "created": created}, rec)
             return
         created = self.created(rec)
         self.add_history(created_by, created, empty=True)
@@ -195,7 +195,7 @@ class Stage:
             if layer:
                 self.layers.append(layer)
                 self.history[-1].pop("empty_layer", None)
-        b.cache.put(self.key, {"layer": layer, "created": created})
+        b.cache.put(self.key, {"layer": layer, "created": created}, rec)
 
     def created_by(self, ins: Instruction) -> str:
         if ins.cmd == "RUN" and ins.json is None and not ins.heredocs:
