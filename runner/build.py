@@ -16,8 +16,8 @@ BUILD_FLAGS = [
     Flag("--build-arg", "build_args", True, multiple=True, help="K=V for an ARG (K alone: from the environment)"),
     Flag("--target", "target", True, "", "build up to this stage"),
     Flag("--no-cache", "no_cache", help="run every step (the results still fill the cache)"),
-    Flag("--layers", "layers", True, "true", "a layer per RUN/COPY/ADD and the cache (the default; "
-         "buildah's flag)"),
+    Flag("--layers", "layers", help="true: a layer per RUN/COPY/ADD, and the cache (the "
+         "default, as docker build); false: one new layer per stage, no cache (buildah's default)"),
     Flag("--timestamp", "timestamp", True, "", "seconds since the epoch for every created time and "
          "file mtime (reproducible; default $SOURCE_DATE_EPOCH)"),
     Flag("--network", "network", True, "none", "RUN's network: none (the default) or host"),
@@ -69,8 +69,6 @@ def cmd_build(ctx, argv: list) -> int:
         return flag_help("build [flags] CONTEXT", BUILD_FLAGS)
     if len(pos) != 1:
         raise InvalidArgument("build: expects one build context directory")
-    if not _bool(opts["layers"], "--layers"):
-        raise InvalidArgument("--layers=false (one layer for the whole build) is not supported")
     timestamp = None
     if opts["timestamp"]:
         try:
@@ -81,7 +79,8 @@ def cmd_build(ctx, argv: list) -> int:
     img = images.build(pos[0], dockerfile=opts["file"] or None, tag=opts["tag"],
                        build_args=_build_args(opts["build_args"]), storage=opts["storage"] or None,
                        progress=progress, target=opts["target"], no_cache=opts["no_cache"],
-                       timestamp=timestamp, network=opts["network"])
+                       timestamp=timestamp, network=opts["network"],
+                       layers=opts["layers"] is not False)
     sys.stdout.write(img.id + "\n")
     return 0
 

@@ -50,21 +50,51 @@ def base_layout(work: str) -> str:
 
 
 def rootfs_layout(work: str, rootfs: str, tag: str) -> str:
-    """An OCI layout (umoci) with one layer: the directory `rootfs`."""
+    """An OCI layout with one uncompressed layer: the directory `rootfs` as GNU tar writes it
+    (a big rootfs: umoci's repack would spend minutes on gzip), plus the files buildah binds
+    into a RUN's container and leaves behind empty when absent."""
+    import hashlib
+
     layout = os.path.join(work, f"layout-{tag}")
-    b = os.path.join(work, f"bundle-{tag}")
-    kit.sh("umoci", "init", "--layout", layout)
-    kit.sh("umoci", "new", "--image", f"{layout}:{tag}")
-    kit.sh("umoci", "unpack", "--image", f"{layout}:{tag}", b)
-    os.rmdir(os.path.join(b, "rootfs"))
-    r = os.path.join(b, "rootfs")
-    kit.sh("cp", "-a", "--reflink=auto", rootfs, r)
-    # buildah binds these into a RUN's container and leaves empty ones behind when absent
+    blobs = os.path.join(layout, "blobs", "sha256")
+    os.makedirs(blobs)
+    extra = os.path.join(work, f"extra-{tag}")
     for name in ("hosts", "hostname", "resolv.conf"):
-        if not os.path.lexists(os.path.join(r, "etc", name)):
-            open(os.path.join(r, "etc", name), "w").close()
-    kit.sh("umoci", "repack", "--image", f"{layout}:{tag}", b)
-    shutil.rmtree(b)
+        if not os.path.lexists(os.path.join(rootfs, "etc", name)):
+            os.makedirs(os.path.join(extra, "etc"), exist_ok=True)
+            open(os.path.join(extra, "etc", name), "w").close()
+    tmp = os.path.join(blobs, "layer.tmp")
+    kit.sh("tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", rootfs, "-cf", tmp, ".")
+    if os.path.isdir(extra):  # the files only: a second entry for etc/ is a duplicate path
+        kit.sh("tar", "--numeric-owner", "-C", extra, "-rf", tmp,
+               *[f"./etc/{n}" for n in sorted(os.listdir(os.path.join(extra, "etc")))])
+    h = hashlib.sha256()
+    with open(tmp, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    size = os.path.getsize(tmp)
+    os.rename(tmp, os.path.join(blobs, h.hexdigest()))
+
+    def put(obj: dict) -> dict:
+        data = json.dumps(obj).encode()
+        d = hashlib.sha256(data).hexdigest()
+        with open(os.path.join(blobs, d), "wb") as f:
+            f.write(data)
+        return {"digest": "sha256:" + d, "size": len(data)}
+
+    cfg = put({"architecture": "amd64", "os": "linux", "config": {},
+               "rootfs": {"type": "layers", "diff_ids": ["sha256:" + h.hexdigest()]},
+               "history": [{"created_by": "debootstrap"}]})
+    man = put({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+               "config": dict(cfg, mediaType="application/vnd.oci.image.config.v1+json"),
+               "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                           "digest": "sha256:" + h.hexdigest(), "size": size}]})
+    with open(os.path.join(layout, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [dict(
+            man, mediaType="application/vnd.oci.image.manifest.v1+json",
+            annotations={"org.opencontainers.image.ref.name": tag})]}, f)
     return layout
 
 
@@ -93,9 +123,9 @@ class Buildah:
         iid = self.cmd("pull", "-q", f"oci:{layout}:{tag}").stdout.strip().splitlines()[-1]
         self.cmd("tag", iid, name)
 
-    def bud(self, ctx: str, tag: str, *extra) -> subprocess.CompletedProcess:
-        return self.cmd("bud", "--layers", "--runtime", "runc", "--isolation", "chroot",
-                        "-q", "-t", tag, *extra, ctx)
+    def bud(self, ctx: str, tag: str, *extra, layers: bool = True) -> subprocess.CompletedProcess:
+        return self.cmd("bud", f"--layers={str(layers).lower()}", "--runtime", "runc",
+                        "--isolation", "chroot", "-q", "-t", tag, *extra, ctx)
 
     def config(self, tag: str) -> dict:
         out = json.loads(self.cmd("inspect", "--type", "image", tag).stdout)

@@ -84,12 +84,12 @@ def env(tmp_path_factory):
         bh.destroy()
 
 
-def _compare(env, name: str, files: dict, *args: str) -> None:
+def _compare(env, name: str, files: dict, *args: str, layers: bool = True) -> None:
     work, store, bh = env["work"], env["store"], env["buildah"]
     ctx = bk.write(os.path.join(work, f"ctx-{name}"), files)
-    r = bk.build(store, ctx, name, *args)
+    r = bk.build(store, ctx, name, f"--layers={str(layers).lower()}", *args)
     assert r.returncode == 0, r.stderr
-    bh.bud(ctx, name, *args)
+    bh.bud(ctx, name, *args, layers=layers)
     ours, theirs = bk.our_tree(store, name, work), bh.tree(f"localhost/{name}:latest")
     problems = kit.diff_trees(ours, theirs)
     problems += bk.compare_configs(bk.our_config(store, name), bh.config(f"localhost/{name}:latest"))
@@ -99,6 +99,14 @@ def _compare(env, name: str, files: dict, *args: str) -> None:
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
 def test_same_as_buildah(env, name):
     _compare(env, name, dict(CONTEXT, Dockerfile=DOCKERFILES[name]), "--build-arg", "V=7")
+
+
+@pytest.mark.parametrize("name", sorted(DOCKERFILES))
+def test_same_as_buildah_one_layer_per_stage(env, name):
+    """--layers=false, buildah's default: one new layer per stage, every other history
+    entry an empty layer."""
+    _compare(env, name + "-single", dict(CONTEXT, Dockerfile=DOCKERFILES[name]), "--build-arg",
+             "V=7", layers=False)
 
 
 def test_xattrs_are_in_the_layers(env):

@@ -20,12 +20,13 @@ __all__ = ["build", "BuildError"]
 
 class Builder:
     def __init__(self, store: Store, context: str, df, build_args: dict, target: str,
-                 no_cache: bool, timestamp, network: str, progress):
+                 no_cache: bool, timestamp, network: str, progress, layers: bool = True):
         self.store, self.context, self.df = store, context, df
         self.build_args = dict(build_args or {})
         self.used_args: set = set()
         self.target = target
-        self.cache = Cache(store, not no_cache)
+        self.layers = layers
+        self.cache = Cache(store, not no_cache and layers)
         self.timestamp = timestamp
         self.network = network
         self.progress = progress
@@ -181,12 +182,14 @@ class Builder:
 
 def build(context: str, dockerfile: str | None = None, tag: str = "", build_args: dict | None = None,
           target: str = "", no_cache: bool = False, timestamp: int | None = None,
-          network: str = "none", storage: str | None = None, progress=None) -> Image:
+          network: str = "none", storage: str | None = None, progress=None,
+          layers: bool = True) -> Image:
     """Build the Dockerfile (default CONTEXT/Dockerfile, or Containerfile) with CONTEXT;
     → the Image, named `tag` if given. `progress` gets dicts: {"event": "step", "step",
     "instruction", …}, {"event": "cached"}, {"event": "output", "data": bytes}.
     `timestamp` (or $SOURCE_DATE_EPOCH): every created time and file mtime is it, so the
-    same inputs give the same image id."""
+    same inputs give the same image id. `layers=False` (buildah's default): one new layer
+    per stage, no cache."""
     context = os.path.abspath(context)
     if not os.path.isdir(context):
         raise BuildError(f"build context {context}: not a directory")
@@ -221,5 +224,5 @@ def build(context: str, dockerfile: str | None = None, tag: str = "", build_args
     if store.rootless:
         raise BuildError("runner build needs root for now (RUN's overlay and owners)")
     b = Builder(store, context, parse(data, name), build_args or {}, target, no_cache,
-                timestamp, network, progress)
+                timestamp, network, progress, layers)
     return b.run(tag)

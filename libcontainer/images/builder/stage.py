@@ -58,6 +58,8 @@ class Stage:
         self.state = {"shell": list(metadata.DEFAULT_SHELL), "cmd_set": False}
         self.key = ""
         self.workdir_pending = False
+        self.last_cmd = "FROM"
+        self.single = None  # --layers=false: the one mount all steps of the stage write to
 
     # ---- helpers ----------------------------------------------------------------------
 
@@ -131,8 +133,8 @@ class Stage:
         body = self.instructions[1:]
         for n, ins in enumerate(body):
             self.step(ins, last=(n == len(body) - 1))
-        if not body:
-            self.finish_workdir(None)
+        if not self.b.layers:
+            self.commit_single()
         image = dict(self.image)
         image.pop("config", None)
         image.pop("rootfs", None)
@@ -168,10 +170,19 @@ class Stage:
         rec = b.cache.get(self.key)
         created_by = self.created_by(ins)
         pending = self.workdir_pending  # a WORKDIR before this step: buildah makes it now
+        self.last_cmd = ins.cmd
         if ins.cmd not in LAYER_STEPS and ins.cmd != "ARG":
             metadata.apply(ins, self.config, self.env(), escape, self.state)
             if ins.cmd == "WORKDIR":
                 self.workdir_pending = True
+        if not b.layers:  # buildah's default: one layer for the stage, made at its end
+            if ins.cmd in LAYER_STEPS:
+                if self.single is None:
+                    self.single = b.ws.mount([b.store.layer_dir(d) for d in self.layers])
+                self.in_mount(ins, plan, self.single.merged)
+                self.workdir_pending = False
+            self.add_history(created_by, self.created(None), empty=True)
+            return
         if ins.cmd in LAYER_STEPS:
             if rec is not None and rec.get("layer"):
                 b.note_cached(ins)
@@ -221,18 +232,40 @@ class Stage:
 
     # ---- layer steps ------------------------------------------------------------------
 
+    def in_mount(self, ins: Instruction, plan: dict, root: str) -> None:
+        b = self.b
+        self.ensure_workdir(root)
+        if ins.cmd == "RUN":
+            from .run import run
+
+            run(b.ws.path, root, plan["argv"], plan["env"], self.config.get("WorkingDir") or "/",
+                self.config.get("User") or "", plan["network"], b.output, ins)
+        else:
+            self.do_copy(ins, plan, root)
+
+    def commit_single(self) -> None:
+        """--layers=false: the stage's one new layer, on its last history entry (buildah's
+        way); a WORKDIR after the last step is made in it too."""
+        b = self.b
+        if self.single is None:
+            self.single = b.ws.mount([b.store.layer_dir(d) for d in self.layers])
+        m, self.single = self.single, None
+        try:
+            if self.workdir_pending:  # buildah's one container made it at the WORKDIR
+                self.ensure_workdir(m.merged)
+            upper = m.take_upper()
+        except BaseException:
+            m.discard()
+            raise
+        self.layers.append(b.store.add_layer(upper, timestamp=b.timestamp))
+        if self.history:
+            self.history[-1].pop("empty_layer", None)
+
     def layer_step(self, ins: Instruction, plan: dict) -> str:
         b = self.b
         m = b.ws.mount([b.store.layer_dir(d) for d in self.layers])
         try:
-            self.ensure_workdir(m.merged)
-            if ins.cmd == "RUN":
-                from .run import run
-
-                run(b.ws.path, m.merged, plan["argv"], plan["env"], self.config.get("WorkingDir") or "/",
-                    self.config.get("User") or "", plan["network"], b.output, ins)
-            else:
-                self.do_copy(ins, plan, m.merged)
+            self.in_mount(ins, plan, m.merged)
             upper = m.take_upper()
         except BaseException:
             m.discard()
