@@ -106,6 +106,10 @@ class Engine:
                 if monitor.alive(mon.get("pid", 0), mon.get("start")):
                     self.networks.after_start(rec)
                     self.on_running(cid, st["Pid"], mon["pid"])
+                    if st.get("Health") is not None:
+                        from .health import watch
+
+                        watch(self, cid)
                 else:
                     self.exited(cid)
             elif st["Status"] == "removing":
@@ -341,6 +345,11 @@ class Engine:
             rec.pop("_stopping", None)
             self.save(rec)
         self.networks.after_start(rec)
+        if rec["State"].get("Health") is not None:
+            rec["State"]["Health"].update(Status="starting", FailingStreak=0)
+            from .health import watch
+
+            watch(self, cid)
         self.events.emit("container", "start", cid, self._attrs(rec))
         self.on_running(cid, info["pid"], info["monitor"])
         self.on_change(cid)
@@ -395,7 +404,7 @@ class Engine:
             st.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                       ExitCode=ex["ExitCode"], FinishedAt=ex["FinishedAt"], OOMKilled=oom)
             if "Health" in st:
-                st["Health"]["Status"] = "unhealthy" if st["Health"]["Status"] != "starting" else "starting"
+                st["Health"]["Status"] = "unhealthy"
             rec.pop("Monitor", None)
             stopping = rec.pop("_stopping", False)
             self.save(rec)

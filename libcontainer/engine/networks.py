@@ -49,7 +49,7 @@ class Networks:
         return [c["name"] for c in netconf.list_all(self.conf_dir)]
 
     def create(self, name: str, subnet: str = "", gateway: str = "", labels=None,
-               driver: str = "bridge", internal: bool = False) -> dict:
+               driver: str = "bridge", internal: bool = False, options=None) -> dict:
         from ..errors import AlreadyExists, InvalidArgument
         from ..network import netconf
 
@@ -71,7 +71,8 @@ class Networks:
             import secrets
 
             self.meta[name] = {"Id": secrets.token_hex(32), "Created": now(),
-                               "Labels": dict(labels or {}), "Internal": internal}
+                               "Labels": dict(labels or {}), "Internal": internal,
+                               "Options": dict(options or {})}
             self._save_meta()
             return self.meta[name]
 
@@ -120,7 +121,7 @@ class Networks:
                 "IPAM": {"Driver": "default", "Options": {}, "Config": cfg},
                 "Internal": meta.get("Internal", False), "Attachable": False, "Ingress": False,
                 "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
-                "Options": {"com.docker.network.bridge.name": conf.get("bridge", "")},
+                "Options": meta.get("Options") or {},
                 "Labels": meta.get("Labels") or {}}
 
     def list(self) -> list:
@@ -275,6 +276,82 @@ class Networks:
 
     def forget(self, rec: dict) -> None:
         pass
+
+    # ---- connect / disconnect ------------------------------------------------------------
+
+    def _ifname(self, rec: dict, net: str) -> str:
+        nets = [n for n in (rec["NetworkSettings"].get("Networks") or {}) if n not in ("host", "none")]
+        return f"eth{nets.index(net)}" if net in nets else f"eth{len(nets)}"
+
+    def _rewrite_hooks(self, bundle: str, rec: dict) -> None:
+        """config.json's hooks: one add/del pair per network, eth0, eth1… in order."""
+        import json
+
+        from ..network.hook import entries
+
+        path = os.path.join(bundle, "config.json")
+        with open(path) as f:
+            spec = json.load(f)
+        hooks = spec.setdefault("hooks", {})
+        for stage in ("createRuntime", "poststop"):
+            hooks[stage] = [h for h in hooks.get(stage) or []
+                            if not (len(h.get("args", [])) > 1 and h["args"][1] == "hook")]
+        ports = []
+        for cport, binds in (rec["HostConfig"].get("PortBindings") or {}).items():
+            num, _, proto = cport.partition("/")
+            for b in binds or [{}]:
+                hip = (b or {}).get("HostIp") or ""
+                ports.append(f"{hip + ':' if hip else ''}{(b or {}).get('HostPort') or num}:{num}/{proto or 'tcp'}")
+        for i, net in enumerate(n for n in rec["NetworkSettings"]["Networks"] if n not in ("host", "none")):
+            e = entries(net, _cni_exe(), config_dir=self.conf_dir, ports=ports if i == 0 else (),
+                        ifname=f"eth{i}")
+            for stage, items in e.items():
+                for h in items:
+                    h["args"] += ["--state-dir", self.state_dir]
+                hooks.setdefault(stage, []).extend(items)
+        spec["hooks"] = {k: v for k, v in hooks.items() if v}
+        with open(path + ".tmp", "w") as f:
+            json.dump(spec, f, indent=1)
+        os.rename(path + ".tmp", path)
+
+    def connect(self, rec: dict, bundle: str, ref: str, endpoint: dict) -> None:
+        net = self.get(ref)
+        mode = rec["HostConfig"].get("NetworkMode", "default")
+        if net in ("host", "none") or mode in ("host", "none") or mode.startswith("container:"):
+            raise BadRequest(f"container cannot be disconnected from host network or connected "
+                             f"to host network")
+        nets = rec["NetworkSettings"].setdefault("Networks", {})
+        if net in nets:
+            raise Forbidden_(f"endpoint with name {rec['Name'].lstrip('/')} already exists in network {net}")
+        nets[net] = {"IPAMConfig": None, "Links": None,
+                     "Aliases": list((endpoint or {}).get("Aliases") or []) or None,
+                     "NetworkID": self.meta.get(net, {}).get("Id", net), "EndpointID": "",
+                     "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
+                     "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "",
+                     "DriverOpts": None}
+        self._rewrite_hooks(bundle, rec)
+        if rec["State"]["Status"] in ("running", "paused"):
+            from .. import network
+
+            network.attach(f"/proc/{rec['State']['Pid']}/ns/net", rec["Id"], net,
+                           ifname=self._ifname(rec, net), config_dir=self.conf_dir)
+            self.after_start(rec)
+
+    def disconnect(self, rec: dict, bundle: str, ref: str) -> None:
+        net = self.get(ref)
+        nets = rec["NetworkSettings"].get("Networks") or {}
+        if net not in nets:
+            raise BadRequest(f"container {rec['Id']} is not connected to network {net}")
+        if rec["State"]["Status"] in ("running", "paused"):
+            from .. import network
+
+            network.detach(rec["Id"], net, ifname=self._ifname(rec, net),
+                           netns=f"/proc/{rec['State']['Pid']}/ns/net", config_dir=self.conf_dir)
+            with self.lock:
+                self.members.get(net, {}).pop(rec["Id"], None)
+            self._rewrite_hosts(net)
+        del nets[net]
+        self._rewrite_hooks(bundle, rec)
 
     def _rewrite_hosts(self, net: str) -> None:
         """Every member's /etc/hosts names every other member (user networks: dockerd's

@@ -86,7 +86,7 @@ class Volumes:
                 m["Named"] = bool(m["Source"])
                 m["Name"] = vol["Name"]
                 m["Source"] = vol["Mountpoint"]
-                if made:
+                if not m.get("NoCopy"):  # an empty volume gets the image's files (dockerd)
                     _copy_up(os.path.join(rootfs, m["Target"].lstrip("/")), m["Source"])
             out.append(m)
         return out

@@ -444,3 +444,81 @@ def test_published_port(cli):
 def test_network_none_and_host(cli):
     out = ok(cli, "run", "--rm", "--network", "none", IMAGE, "ls", "/sys/class/net")
     assert out.split() == ["lo"]
+
+
+# ---- docker-compose ------------------------------------------------------------------------
+
+COMPOSE = """version: "3.8"
+services:
+  web:
+    build: ./web
+    image: rdtest/web:1
+    ports: ["127.0.0.1:24081:80"]
+    volumes: ["data:/www"]
+    networks: [back]
+    healthcheck:
+      test: ["CMD", "wget", "-qO-", "http://127.0.0.1/"]
+      interval: 1s
+      timeout: 3s
+      retries: 3
+  client:
+    image: %s
+    depends_on: [web]
+    command: sh -c "while true; do wget -qO- http://web/ > /tmp/last; sleep 0.5; done"
+    networks: [back]
+volumes:
+  data:
+networks:
+  back:
+""" % IMAGE
+
+DOCKERFILE = f"""FROM {IMAGE}
+RUN mkdir -p /www && echo compose-ok > /www/index.html
+CMD ["httpd", "-f", "-p", "80", "-h", "/www"]
+"""
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="no docker-compose")
+def test_compose_project(cli, tmp_path):
+    """A two-service project with a build, a named volume, a network, a published port and
+    a healthcheck comes up, answers (by name too), and `down -v` leaves nothing."""
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "Dockerfile").write_text(DOCKERFILE)
+    (tmp_path / "docker-compose.yml").write_text(COMPOSE)
+    env = dict(os.environ, DOCKER_HOST=cli.host)
+
+    def compose(*args, timeout=180):
+        return subprocess.run(["docker-compose", "-p", "rdtest", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    links_before = ns_run(cli, "ip", "-o", "link").stdout.count("\n")
+    try:
+        r = compose("up", "-d", "--build")
+        assert r.returncode == 0, r.stdout + r.stderr
+        health = ""
+        for _ in range(100):
+            health = ok(cli, "inspect", "-f", "{{.State.Health.Status}}", "rdtest_web_1").strip()
+            if health == "healthy":
+                break
+            time.sleep(0.2)
+        assert health == "healthy"
+        body = ""
+        for _ in range(50):
+            body = ns_run(cli, "wget", "-qO-", "http://127.0.0.1:24081/").stdout
+            if body:
+                break
+            time.sleep(0.2)
+        assert body == "compose-ok\n"
+        last = ""
+        for _ in range(50):
+            last = compose("exec", "-T", "client", "cat", "/tmp/last").stdout
+            if last:
+                break
+            time.sleep(0.2)
+        assert last == "compose-ok\n"  # the client reached `web` by its service name
+    finally:
+        r = compose("down", "-v", "--rmi", "local")
+    assert r.returncode == 0, r.stderr
+    assert ok(cli, "ps", "-aq") == ""
+    assert "rdtest" not in ok(cli, "volume", "ls", "-q")
+    assert "rdtest" not in ok(cli, "network", "ls", "--format", "{{.Name}}")
+    assert ns_run(cli, "ip", "-o", "link").stdout.count("\n") <= links_before

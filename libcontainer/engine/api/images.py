@@ -334,7 +334,103 @@ async def prune(request):
     return jresp(await blocking(request, run))
 
 
-ROUTES = [("GET", "/images/json", list_images), ("POST", "/images/create", create),
+def _safe_members(t, dest: str):
+    """Members that stay inside `dest`: no absolute or `..` names, no links leading out,
+    no devices; owners are not kept (the context is data)."""
+    import tarfile
+
+    root = os.path.realpath(dest)
+    for m in t.getmembers():
+        target = os.path.realpath(os.path.join(root, m.name))
+        if not (target == root or target.startswith(root + "/")):
+            raise BadRequest(f"the build context has a path outside it: {m.name!r}")
+        if m.issym() or m.islnk():
+            link = m.linkname if m.islnk() or m.linkname.startswith("/") else \
+                os.path.join(os.path.dirname(m.name), m.linkname)
+            where = os.path.realpath(os.path.join(root, link.lstrip("/") if m.islnk() else link))
+            if m.islnk() and not where.startswith(root + "/"):
+                raise BadRequest(f"the build context has a link outside it: {m.name!r}")
+        if m.isdev():
+            continue
+        m.uid = m.gid = 0
+        m.uname = m.gname = ""
+        m.mode &= 0o777
+        yield m
+
+
+async def build(request):
+    """A tar context (gzip allowed) → images.build, its steps and output streamed as
+    {"stream": …}, the image id as {"aux": {"ID": …}} (docker-compose reads either)."""
+    import shutil
+    import tarfile
+
+    eng = daemon(request).engine
+    q = request.query
+    if q.get("remote"):
+        raise BadRequest("remote build contexts are not supported")
+    try:
+        build_args = json.loads(q.get("buildargs") or "{}")
+    except ValueError:
+        raise BadRequest("buildargs: not JSON") from None
+    tags = q.getall("t", [])
+    work = tempfile.mkdtemp(prefix="build-", dir=eng.root)
+    ctx = os.path.join(work, "context")
+    try:
+        tar_path = os.path.join(work, "context.tar")
+        with open(tar_path, "wb") as f:
+            async for chunk in request.content.iter_chunked(1 << 20):
+                f.write(chunk)
+
+        def unpack():
+            os.mkdir(ctx)
+            try:
+                with tarfile.open(tar_path, "r:*") as t:
+                    if hasattr(tarfile, "data_filter"):
+                        t.extractall(ctx, filter="data")
+                    else:  # Python < 3.11.4: the same refusals by hand
+                        t.extractall(ctx, members=_safe_members(t, ctx))
+            except (tarfile.TarError, OSError) as e:
+                raise BadRequest(f"the build context is not a tar archive: {e}") from None
+        await blocking(request, unpack)
+
+        def work_fn(prog):
+            from ...images import build as images_build
+
+            def progress(ev):
+                kind = ev.get("event")
+                if kind == "step":
+                    prog.put({"stream": f"Step {ev.get('step')}/{ev.get('total')} : {ev.get('instruction', '')}\n"})
+                elif kind == "cached":
+                    prog.put({"stream": " ---> Using cache\n"})
+                elif kind == "output":
+                    prog.put({"stream": ev["data"].decode("utf-8", "replace")})
+                elif kind == "warning":
+                    prog.put({"stream": f"[WARNING]: {ev.get('message', '')}\n"})
+            df = q.get("dockerfile") or None
+            try:
+                img = images_build(ctx, dockerfile=os.path.join(ctx, df) if df else None,
+                                   tag=tags[0] if tags else "", build_args=build_args,
+                                   target=q.get("target", ""), no_cache=qbool(request, "nocache"),
+                                   network="host" if q.get("networkmode") == "host" else "none",
+                                   storage=eng.store.root, progress=progress)
+            except Exception as e:
+                if type(e).__name__ == "BuildError":
+                    raise BadRequest(str(e)) from None
+                raise
+            for t in tags[1:]:
+                eng.store.tag(img.id, t)
+            out = [{"aux": {"ID": "sha256:" + img.id}},
+                   {"stream": f"Successfully built {img.id[:12]}\n"}]
+            out += [{"stream": f"Successfully tagged {t if ':' in t.rsplit('/', 1)[-1] else t + ':latest'}\n"}
+                    for t in tags]
+            eng.events.emit("image", "build", "sha256:" + img.id, {"name": tags[0] if tags else ""})
+            return out
+        return await _stream(request, work_fn)
+    finally:
+        await blocking(request, shutil.rmtree, work, True)
+
+
+ROUTES = [("POST", "/build", build), ("GET", "/images/json", list_images), ("POST", "/images/create", create),
           ("POST", "/images/load", load), ("POST", "/images/prune", prune),
           ("GET", "/images/{name:.+}/json", inspect_image),
           ("GET", "/images/{name:.+}/history", history),

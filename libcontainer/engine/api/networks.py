@@ -46,7 +46,7 @@ async def create(request):
     gw = (cfg[0] or {}).get("Gateway", "") if cfg else ""
     meta = await blocking(request, eng.networks.create, body["Name"], subnet, gw,
                           body.get("Labels"), body.get("Driver") or "bridge",
-                          bool(body.get("Internal")))
+                          bool(body.get("Internal")), body.get("Options"))
     eng.events.emit("network", "create", meta["Id"], {"name": body["Name"], "type": "bridge"})
     return jresp({"Id": meta["Id"], "Warning": ""}, 201)
 
@@ -77,6 +77,41 @@ async def prune(request):
     return jresp({"NetworksDeleted": gone or None})
 
 
-ROUTES = [("GET", "/networks", list_networks), ("POST", "/networks/create", create),
+async def connect(request):
+    d = daemon(request)
+    eng = d.engine
+    body = await body_json(request, {}) or {}
+    rec = eng.get(body.get("Container") or "")
+    import os
+
+    def run():
+        with eng.lock:
+            eng.networks.connect(rec, os.path.join(eng._dir(rec["Id"]), "bundle"),
+                                 request.match_info["id"], body.get("EndpointConfig") or {})
+            eng.save(rec)
+    await blocking(request, run)
+    eng.events.emit("network", "connect", request.match_info["id"], {"container": rec["Id"]})
+    return web.Response(status=200)
+
+
+async def disconnect(request):
+    d = daemon(request)
+    eng = d.engine
+    body = await body_json(request, {}) or {}
+    rec = eng.get(body.get("Container") or "")
+    import os
+
+    def run():
+        with eng.lock:
+            eng.networks.disconnect(rec, os.path.join(eng._dir(rec["Id"]), "bundle"),
+                                    request.match_info["id"])
+            eng.save(rec)
+    await blocking(request, run)
+    eng.events.emit("network", "disconnect", request.match_info["id"], {"container": rec["Id"]})
+    return web.Response(status=200)
+
+
+ROUTES = [("POST", "/networks/{id}/connect", connect), ("POST", "/networks/{id}/disconnect", disconnect),
+          ("GET", "/networks", list_networks), ("POST", "/networks/create", create),
           ("POST", "/networks/prune", prune), ("GET", "/networks/{id}", inspect),
           ("DELETE", "/networks/{id}", remove)]

@@ -103,6 +103,7 @@ async def errors(request: web.Request, handler):
     except web.HTTPException as e:
         if e.status in (404, 405) and e.status != 101:
             msg = "page not found" if e.status == 404 else "method not allowed"
+            log.info("%s %s: %s", request.method, request.path, msg)
             return jresp({"message": msg}, e.status)
         if e.status == 413:
             return jresp({"message": "request body too large"}, 413)
