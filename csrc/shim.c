@@ -1330,21 +1330,32 @@ static void reset_signals(void)
 static __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clone)
 {
     reset_signals();
+    /* The leading AFFINITY op (execCPUAffinity.initial) and EARLY writes run before
+     * anything else. Affinity: the whole setup then runs on those CPUs (moving into the
+     * container's cgroups, a cpuset, may change it afterwards, which the spec leaves to the
+     * kernel). oom_score_adj: written while this process still has the runner's
+     * credentials and is dumpable, so that its /proc/self files are its own; in a new user
+     * namespace, non-dumpable, they belong to the host's root, which the namespace's root
+     * may not write (runc writes it before it makes the namespaces too). */
+    int first = 0;
+    for (; first < plan->nops; first++) {
+        const struct rc_op *op = &plan->ops[first];
+        int rc;
+        if (op->kind == RC_OP_AFFINITY)
+            rc = syscall(SYS_sched_setaffinity, 0, (size_t)op->len, op->data);
+        else if (op->kind == RC_OP_WRITE && (op->flags & RC_WRITE_EARLY))
+            rc = write_file(-1, op->path, op->data);
+        else
+            break;
+        if (rc < 0)
+            fail(first, errno);
+    }
     /* until execve, /proc/<pid>/exe is the runner's interpreter: keep it out of reach.
      * (Dumpable is a property of the memory: a share_memory child would make the runner
      * itself non-dumpable. It needs none: it is alone in new namespaces of its own, no
      * process of a container can reach it before it execs.) */
     if (!plan->share_memory)
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    /* An AFFINITY op first (execCPUAffinity.initial) runs before anything else: the whole
-     * setup then runs on those CPUs. Moving into the container's cgroups (a cpuset) may
-     * change the affinity afterwards, which the spec leaves to the kernel. */
-    int first = 0;
-    if (plan->nops > 0 && plan->ops[0].kind == RC_OP_AFFINITY) {
-        if (syscall(SYS_sched_setaffinity, 0, (size_t)plan->ops[0].len, plan->ops[0].data) < 0)
-            fail(0, errno);
-        first = 1;
-    }
     setup_namespaces(plan, in_clone);
 
     int needs_fork = !in_clone && (plan->clone_flags & CLONE_NEWPID);

@@ -15,7 +15,8 @@ enum rc_op_kind {
                              2: chroot only, into path if set: no mount namespace) */
     RC_OP_MASK = 6,       /* hide path: /dev/null over a file, read-only tmpfs over a dir */
     RC_OP_READONLY = 7,   /* bind path on itself read-only */
-    RC_OP_WRITE = 8,      /* write data to the file at path (sysctl, oom_score_adj) */
+    RC_OP_WRITE = 8,      /* write data to the file at path (sysctl, oom_score_adj); flags
+                             RC_WRITE_EARLY, as one of the leading ops: before anything else */
     RC_OP_SETHOSTNAME = 9,
     RC_OP_SETDOMAINNAME = 10,
     RC_OP_RLIMIT = 11,    /* resource a: soft b, hard c */
@@ -47,6 +48,8 @@ enum rc_op_kind {
     RC_OP_AFFINITY = 35,  /* sched_setaffinity(0, len, data = cpu mask); as ops[0] it runs first of
                              all, before the namespaces are set up (execCPUAffinity.initial) */
 };
+
+#define RC_WRITE_EARLY 1
 
 struct rc_op {
     int kind;

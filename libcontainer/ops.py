@@ -18,6 +18,9 @@ PERSONALITY, IOPRIO, SCHED, MEMPOLICY, AFFINITY = 31, 32, 33, 34, 35
 KIND_NAMES = {v: k for k, v in globals().items() if k.isupper() and isinstance(v, int)}
 
 CLONE_NEWPID = 0x20000000  # namespaces.FLAGS["pid"], spelled out: ops imports nothing
+# flags of a WRITE that leads the ops: done first of all, while the init still has the
+# runner's credentials and is dumpable (its /proc/self files are its own)
+WRITE_EARLY = 1  # shim.h RC_WRITE_EARLY
 
 _FIELDS = ("kind", "path", "src", "fstype", "data", "flags", "pflags", "a", "b", "c", "d", "e")
 

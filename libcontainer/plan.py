@@ -27,8 +27,8 @@ def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
     if spec.linux.intel_rdt is not None:
         _refuse_intel_rdt()
     plan = Plan()
+    process.plan_early(spec, plan)  # leading ops: the shim runs them before the namespaces
     ns = namespaces.plan(spec, plan)
-    process.plan_early(spec, plan)
     if new_keyring:
         # a keyring of its own, so the container cannot reach the host session's keys
         plan.add("creating a session keyring (--no-new-keyring to skip)", KEYRING)

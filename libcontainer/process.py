@@ -14,7 +14,7 @@ CAP_SYS_RESOURCE = 24
 
 
 def plan_early(spec, plan) -> None:
-    """Steps that use the host's /proc, before the rootfs is set up."""
+    """Steps that use the host's /proc, first of all (before the namespaces are made)."""
     proc = spec.process
     if proc is not None and proc.oom_score_adj is not None:
         label = f"process.oomScoreAdj: writing {proc.oom_score_adj}"
@@ -24,7 +24,11 @@ def plan_early(spec, plan) -> None:
             # the kernel refuses with a bare EACCES: say why
             label += (f" (lowering it below the runner's own {current} needs CAP_SYS_RESOURCE, "
                       "which this runtime does not have)")
-        plan.add(label, P.WRITE, path="/proc/self/oom_score_adj", data=str(proc.oom_score_adj))
+        # EARLY: in a new user namespace, once the init is non-dumpable its /proc/self files
+        # belong to the host's root, which the namespace's root may not write (EACCES);
+        # runc writes the score before it makes the namespaces, too
+        plan.add(label, P.WRITE, path="/proc/self/oom_score_adj", data=str(proc.oom_score_adj),
+                 flags=P.WRITE_EARLY)
 
 
 def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,

@@ -154,6 +154,22 @@ def test_oom_score_adj_raised(bundle):
     assert run_ok(bundle, "cat /proc/self/oom_score_adj") == "345\n"
 
 
+@pytest.mark.parametrize("delta", [0, 7])
+def test_oom_score_adj_in_a_user_namespace(bundle, delta):
+    """Docker with --userns-remap sends oomScoreAdj (0, or the runtime's own) with a user
+    namespace: the score is written while the init still has the runner's credentials and
+    its /proc/self files are its own. Later, non-dumpable in the namespace, those files
+    belong to the host's root, which the namespace's root may not write (EACCES), whatever
+    the value. runc writes it before it makes the namespaces too."""
+    from test_namespaces import use_userns
+
+    use_userns(bundle)
+    with open("/proc/self/oom_score_adj") as f:
+        want = int(f.read()) + delta
+    bundle.process["oomScoreAdj"] = want
+    assert run_ok(bundle, "cat /proc/self/oom_score_adj; id -u") == f"{want}\n0\n"
+
+
 def test_oom_score_adj_lowered_without_cap_sys_resource_is_a_clear_error(bundle):
     with open("/proc/self/status") as f:
         if int(status_fields(f.read())["CapEff"], 16) >> 24 & 1:
