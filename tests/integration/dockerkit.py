@@ -54,8 +54,9 @@ def sh(cmd, timeout=T, **kw) -> subprocess.CompletedProcess:
 
 
 class Dockerd:
-    def __init__(self, base: str):
+    def __init__(self, base: str, extra_args: tuple = ()):
         self.base = base
+        self.extra_args = list(extra_args)  # more dockerd flags
         self.sock = os.path.join(base, "docker.sock")
         self.data = os.path.join(base, "data")
         self.exec_root = os.path.join(base, "exec")
@@ -91,7 +92,8 @@ class Dockerd:
                "--exec-root", self.exec_root, "-H", "unix://" + self.sock,
                "--pidfile", os.path.join(self.base, "docker.pid"),
                "--add-runtime", "runner=" + self.runtime_path(),
-               "--cgroup-parent", "/" + self.cgroup_name, "--storage-driver", "overlay2"]
+               "--cgroup-parent", "/" + self.cgroup_name, "--storage-driver", "overlay2",
+               *self.extra_args]
         self.log = open(os.path.join(self.base, "dockerd.log"), "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)

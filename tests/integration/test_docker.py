@@ -16,6 +16,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
+import uuid
 
 import pytest
 from conftest import cgroup_dirs as named_cgroup_dirs, need_root
@@ -676,3 +677,63 @@ def _nothing_of(d: Dockerd, cid: str, mounts_before: set) -> None:
     assert d.mountpoints() <= mounts_before, d.mountpoints() - mounts_before
     assert not os.path.exists(os.path.join(d.data, "containers", cid))
     assert pids_mentioning(cid) == []
+
+
+# ---- dockerd --userns-remap ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def remapped(rootfs_template, dockerd):
+    """A second dockerd, --userns-remap to a user made here (useradd gives it a subordinate
+    id range): every container in a user namespace, its image chowned into the range."""
+    user = "rdremap" + uuid.uuid4().hex[:8]
+    r = sh(["useradd", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", user])
+    assert r.returncode == 0, r.stderr
+    base = tempfile.mkdtemp(prefix="runner-docker-remap-", dir="/tmp")
+    os.chmod(base, 0o755)
+    d = Dockerd(base, ("--userns-remap", user))
+    try:
+        with open("/etc/subuid") as f:
+            ranges = [line.split(":") for line in f.read().split() if line.startswith(user + ":")]
+        if not ranges:
+            pytest.skip(f"useradd gave {user} no subordinate uid range (/etc/login.defs)")
+        d.first_id = int(ranges[0][1])
+        d.start()
+        d.import_image(rootfs_template)
+        yield d
+    finally:
+        d.stop()
+        left = remove_cgroups(d.cgroup_name)
+        shutil.rmtree(base, ignore_errors=True)
+        sh(["userdel", user])
+        assert not left, f"cgroups that could not be removed: {left}"
+
+
+@pytest.mark.parametrize("rt", RUNTIMES)
+def test_userns_remap(remapped, rt, tmp_path):
+    """Every container in the daemon's user namespace mapping: run, limits, oomScoreAdj,
+    a host volume as seen through the mapping, exec, the host's view of the init."""
+    dk = Engine(remapped, rt)
+    out = tmp_path / "out"
+    first = dk.d.first_id
+    r = dk.run("--rm", "--oom-score-adj", "100", "--memory", "64m", IMAGE, "sh", "-c",
+               "id -u; cat /proc/self/uid_map /proc/self/oom_score_adj; touch /x && echo rw; "
+               "cat " + cg("memory", "memory.limit_in_bytes", "memory.max"))
+    assert r.returncode == 0, (dk.rt, r.stderr)
+    assert r.stdout.split() == ["0", "0", str(first), "65536", "100", "rw", str(64 << 20)], \
+        (dk.rt, r.stdout)
+    # a host directory: root's, not mapped; the container sees nobody and may not write
+    out.mkdir(parents=True)
+    (out / "f").write_text("host\n")
+    r = dk.run("--rm", "-v", f"{out}:/h", IMAGE, "sh", "-c",
+               "stat -c %u /h/f; cat /h/f; touch /h/g")
+    assert r.stdout.split() == ["65534", "host"] and "Permission denied" in r.stderr, \
+        (dk.rt, r.stdout, r.stderr)
+    n = dk.run_d("remap", IMAGE, "sleep", "100")
+    try:
+        r = dk.exec_(n, "sh", "-c", "id -u; cat /proc/self/uid_map")
+        assert r.stdout.split() == ["0", "0", str(first), "65536"], (dk.rt, r.stdout, r.stderr)
+        host_pid = int(dk.inspect(n, "{{.State.Pid}}"))
+        assert os.stat(f"/proc/{host_pid}").st_uid == first
+    finally:
+        dk("rm", "--force", n)
+    assert dk.d.state_dirs() == []
