@@ -194,12 +194,22 @@ def test_run_tty(dk):
 
 # ---- limits, seen from inside -------------------------------------------------------------
 
-LIMITS = ("cat " + " ".join([
+# one value per file, "none" for a file the kernel does not have (swap accounting is off on
+# some hosts: docker then drops --memory-swap with a warning)
+LIMITS = ("for f in " + " ".join([
     cg("memory", "memory.limit_in_bytes", "memory.max"),
     cg("memory", "memory.memsw.limit_in_bytes", "memory.swap.max"),
     cg("cpu", "cpu.cfs_quota_us", "cpu.max"),
     cg("cpu", "cpu.shares", "cpu.weight"),
-    cg("pids", "pids.max", "pids.max")]))
+    cg("pids", "pids.max", "pids.max")]) + "; do cat $f 2>/dev/null || echo none; done")
+
+
+def swap(value: str) -> str:
+    """What the swap file shows for `value`, "none" where the host accounts no swap."""
+    host = "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes" if v1() else None
+    if host is not None and not os.path.exists(host):
+        return "none"
+    return value
 
 
 def test_resource_limits_seen_inside(dk):
@@ -207,7 +217,7 @@ def test_resource_limits_seen_inside(dk):
                "--cpu-shares", "512", "--pids-limit", "50", IMAGE, "sh", "-c", LIMITS)
     assert r.returncode == 0, r.stderr
     if v1():
-        assert r.stdout.split() == [str(64 << 20), str(96 << 20), "50000", "512", "50"]
+        assert r.stdout.split() == [str(64 << 20), swap(str(96 << 20)), "50000", "512", "50"]
     else:
         assert r.stdout.split() == [str(64 << 20), str(32 << 20), "50000", "100000", "20", "50"]
     # no limit asked: nothing written (docker sends zeros for what is not set)
@@ -293,7 +303,7 @@ def test_update(dk):
     r = dk.exec_(n, "sh", "-c", LIMITS)
     assert r.returncode == 0, r.stderr
     if v1():
-        assert r.stdout.split() == [str(100 << 20), str(200 << 20), "150000", "256", "77"]
+        assert r.stdout.split() == [str(100 << 20), swap(str(200 << 20)), "150000", "256", "77"]
     # docker's view agrees with the cgroup's
     assert dk.inspect(n, "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}") == \
         f"{100 << 20} 1500000000"
@@ -635,6 +645,10 @@ def test_healthcheck(dk):
 # ---- OOM, --rm --------------------------------------------------------------------------------
 
 def test_oom_killed(dk):
+    with open("/proc/swaps") as f:
+        swap_on = len(f.read().splitlines()) > 1
+    if swap_on and swap("x") == "none":
+        pytest.skip("swap is on and not accounted: --memory-swap cannot bound the container")
     n = dk.run_d("oom", "--memory", "32m", "--memory-swap", "32m", IMAGE, "sh", "-c",
                  "tail /dev/zero")
     assert dk.ok("wait", n).stdout.strip() == "137"
