@@ -461,14 +461,16 @@ def list_containers(root: str | None = None) -> list:
 def create(bundle: str, container_id: str, *, root: str | None = None, stdio=None,
            console_socket: str = "", pid_file: str = "", no_pivot: bool = False,
            keep_fds: int = 0, new_keyring: bool = True, warn=None, listen_fds: int = 0,
-           notify_socket: str = "", _start_now: bool = False,
+           notify_socket: str = "", systemd_cgroup: bool = False, _start_now: bool = False,
            _foreground: bool = False) -> Container:
     """Set the container up and leave its init blocked before execve (status created).
     `stdio` is (stdin, stdout, stderr) as files, fds or None (keep this process's).
     `listen_fds` (socket activation): this process's fds 3.. are passed on, before the
     `keep_fds` ones, and LISTEN_FDS/LISTEN_PID say so. `notify_socket` (NOTIFY_SOCKET, the
     host's sd_notify socket): the process gets a socket of the runtime's (notify.py), which
-    `start` relays. Nothing is left behind if any step fails."""
+    `start` relays. `systemd_cgroup` (runc's --systemd-cgroup): the cgroup is a transient
+    systemd scope, linux.cgroupsPath "slice:prefix:name" (cgroups/systemd.py). Nothing is
+    left behind if any step fails."""
     d = StateDir(root, container_id)
     if "teardown" in _loaded:  # this id's earlier run may still be being removed
         _loaded["teardown"].wait_for(root, container_id)
@@ -485,7 +487,7 @@ def create(bundle: str, container_id: str, *, root: str | None = None, stdio=Non
     # Intent before action: the cgroup directories are decided (and linux.resources
     # checked) now, and recorded with the first state, before any of them is made; so at
     # every instant delete --force can find from the state all that exists.
-    cg = _plan_cgroups(spec, container_id)
+    cg = _plan_cgroups(spec, container_id, systemd_cgroup)
     me = _own_stat()
     state = {"ociVersion": specmod.OCI_VERSION, "id": container_id, "status": "creating",
              "pid": 0, "bundle": spec.bundle, "annotations": spec.annotations,
@@ -505,6 +507,8 @@ def create(bundle: str, container_id: str, *, root: str | None = None, stdio=Non
     except BaseException:
         if relay is not None:
             relay.close()
+        if cg is not None:
+            cg.close()
         raise
     try:
         crash_point("create: state dir claimed")
@@ -748,6 +752,8 @@ def _cgroup_entry(cg, plan) -> bool:
     mount namespace); otherwise the parent moves it. True when the parent must."""
     if cg is None:
         return False
+    if cg.needs_pid:  # a systemd scope: started with the init's pid
+        return True
     user, mount = namespaces.FLAGS["user"], namespaces.FLAGS["mount"]
     if plan.clone_flags & user or any(f in (user, mount) for f, _ in plan.joins):
         return True
@@ -777,9 +783,14 @@ def _netns_ahead(plan) -> None:
         plan.clone_flags &= ~net
 
 
-def _plan_cgroups(spec, container_id: str):
+def _plan_cgroups(spec, container_id: str, systemd: bool = False):
     """The container's cgroup, decided and checked (linux.resources: an error names the
     field); Manager.make creates and limits it before the container's process runs."""
+    if systemd:
+        from .cgroups.systemd import plan
+
+        return plan(container_id, spec.linux.cgroups_path, spec.linux.resources,
+                    devices=spec.linux.devices)
     from . import cgroups
 
     return cgroups.Manager.plan(container_id, spec.linux.cgroups_path, spec.linux.resources,
@@ -836,7 +847,8 @@ def _rfc3339nano(ns: int) -> str:
 def run(bundle: str, container_id: str, *, root: str | None = None, no_pivot: bool = False,
         keep_fds: int = 0, stdio=None, detach: bool = False, console_socket: str = "",
         pid_file: str = "", new_keyring: bool = True, keep: bool = False, warn=None,
-        listen_fds: int = 0, cleanup: str = "now", notify_socket: str = ""):
+        listen_fds: int = 0, cleanup: str = "now", notify_socket: str = "",
+        systemd_cgroup: bool = False):
     """create + start (+ wait and delete, in the foreground). Foreground: returns the exit
     code (128+N if killed by signal N) and leaves nothing of the container behind (unless
     keep). Detached: returns the Container, running.
@@ -856,7 +868,8 @@ def run(bundle: str, container_id: str, *, root: str | None = None, no_pivot: bo
         c = create(bundle, container_id, root=root, stdio=stdio, console_socket=console_socket,
                    pid_file=pid_file, no_pivot=no_pivot, keep_fds=keep_fds,
                    new_keyring=new_keyring, warn=warn, listen_fds=listen_fds,
-                   notify_socket=notify_socket, _start_now=True, _foreground=not detach)
+                   notify_socket=notify_socket, systemd_cgroup=systemd_cgroup,
+                   _start_now=True, _foreground=not detach)
         notifier = c._notify
         try:
             _run_hooks(_hooks(c.spec.hooks, "poststart"), c._poststart_state, warn)

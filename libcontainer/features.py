@@ -28,8 +28,9 @@ def features(rootless: bool | None = None) -> dict:
         "linux": {
             "namespaces": [n for n in NAMESPACES if n in namespaces.FLAGS],
             "capabilities": sorted("CAP_" + n.upper() for n in capabilities.known_names()),
-            # libcontainer/cgroups: cgroupfs on v1, v2 and hybrid hosts (no systemd driver)
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+            # libcontainer/cgroups: cgroupfs on v1, v2 and hybrid hosts; --systemd-cgroup
+            # (cgroups/systemd.py), also a user's systemd rootless on v2
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": True,
                        "rdma": True},
             "seccomp": {"enabled": True, "actions": sorted(seccomp.ACTIONS),
                         "operators": sorted(seccomp.OPERATORS), "archs": sorted(seccomp.ARCHS),

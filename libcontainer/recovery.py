@@ -40,7 +40,12 @@ def force_delete(container_id: str, root: str | None = None, report=None) -> Non
         pass
     for m in dict.fromkeys(("", path if isinstance(path, str) else "")):
         try:
-            found = cgroups.Manager.named(container_id, m)
+            if ":" in m:  # a --systemd-cgroup container's unit
+                from .cgroups.systemd import SystemdManager
+
+                found = SystemdManager.named(container_id, m)
+            else:
+                found = cgroups.Manager.named(container_id, m)
         except ContainerError:
             continue
         if found.created:

@@ -13,7 +13,8 @@ GLOBAL_FLAGS = [
     Flag("--log", "log", True, "", "log file (errors are written there too)"),
     Flag("--log-format", "log_format", True, "text", "text or json"),
     Flag("--debug", "debug", help="more output"),
-    Flag("--systemd-cgroup", "systemd_cgroup", help="use systemd for cgroups (not supported)"),
+    Flag("--systemd-cgroup", "systemd_cgroup", help="cgroups through systemd: a transient scope "
+         "per container; linux.cgroupsPath is \"slice:prefix:name\""),
     Flag("--rootless", "rootless", True, "auto", "true, false or auto (runc's flag; the "
          "runner always decides as auto does: rootless when not the host's root)"),
     Flag("--version,-v", "version", help="print the version"),
@@ -88,6 +89,7 @@ class Context:
         self.debug = opts["debug"]
         self.log = opts["log"]
         self.log_format = opts["log_format"]
+        self.systemd_cgroup = opts["systemd_cgroup"]
 
     @property
     def root(self) -> str:
@@ -131,9 +133,6 @@ def main(argv: list) -> int:
         if opts["help"] or split == len(argv):
             sys.stdout.write(USAGE + usage(GLOBAL_FLAGS) + "\n")
             return 0 if opts["help"] else 1
-        if opts["systemd_cgroup"]:
-            raise InvalidArgument("--systemd-cgroup: systemd cgroup management is not supported; "
-                                  "use the default cgroupfs driver")
         if opts["rootless"] not in ("true", "false", "auto"):
             raise InvalidArgument(f"--rootless: {opts['rootless']!r} is not true, false or auto")
         if opts["log_format"] not in ("text", "json"):

@@ -73,7 +73,8 @@ def _create_kwargs(ctx, opts) -> dict:
     return dict(root=ctx.root, console_socket=opts["console_socket"], pid_file=opts["pid_file"],
                 no_pivot=opts["no_pivot"], new_keyring=not opts["no_new_keyring"],
                 keep_fds=int_flag(opts["preserve_fds"], "--preserve-fds"), warn=ctx.warn,
-                listen_fds=_listen_fds(), notify_socket=_notify_socket())
+                listen_fds=_listen_fds(), notify_socket=_notify_socket(),
+                systemd_cgroup=ctx.systemd_cgroup)
 
 
 def _notify_socket() -> str:

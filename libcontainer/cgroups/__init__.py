@@ -173,6 +173,8 @@ def check_path(cgroups_path: str) -> None:
 class Manager:
     """One container's cgroup: a directory per v1 hierarchy and/or one v2 directory."""
 
+    needs_pid = False  # True: made only once the init exists (systemd.SystemdManager)
+
     def __init__(self, st: dict):
         self.mode: str = st["mode"]
         self.paths: dict = st["paths"]        # v1 controller → directory
@@ -598,6 +600,9 @@ class Manager:
         self.created = []
         return removed
 
+    def close(self) -> None:
+        """Release what the manager holds open (the systemd manager's D-Bus connection)."""
+
     def state(self) -> dict:
         return {"mode": self.mode, "paths": self.paths, "unified": self.unified,
                 "created": self.created, "groups": self.groups, "resources": self.resources,
@@ -605,6 +610,10 @@ class Manager:
 
     @classmethod
     def load(cls, st: dict) -> "Manager":
+        if "systemd" in st:  # --systemd-cgroup: a unit's (systemd.py)
+            from .systemd import SystemdManager
+
+            return SystemdManager(st)
         return cls(st)
 
     def stats(self) -> dict:

@@ -399,10 +399,37 @@ def test_log_file_json(bundle, tmp_path):
     assert entry["level"] == "error" and "does not exist" in entry["msg"]
 
 
-def test_systemd_cgroup_is_refused_clearly(bundle):
-    r = subprocess.run(RUNNER + ["--root", bundle.root, "--systemd-cgroup", "list"],
-                       capture_output=True, text=True, cwd=REPO)
-    assert r.returncode == 1 and "--systemd-cgroup" in r.stderr
+def test_systemd_cgroup_without_systemd_is_refused_clearly(bundle, tmp_path):
+    """No systemd to talk to: an error naming the flag, and nothing left (no state, no
+    cgroup); verbs that need no cgroup still work with the flag."""
+    env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=f"unix:path={tmp_path}/nobus")
+    r = bundle.runner("--systemd-cgroup", "list", env=env)
+    assert r.returncode == 0, r.stderr
+    cid = new_id()
+    bundle.write()
+    bundle.last_id = cid
+    r = bundle.runner("--systemd-cgroup", "run", "--bundle", bundle.path, cid, env=env)
+    assert r.returncode == 1 and "--systemd-cgroup" in r.stderr and "nobus" in r.stderr
+    assert "--systemd-cgroup" not in r.stderr.split("nobus")[1]  # said once
+    assert not os.path.exists(os.path.join(bundle.root, cid))
+    assert not any(os.path.exists(f"{m}/runner-{cid}") or os.path.exists(
+        f"{m}/system.slice/runner-{cid}.scope") for m in _cgroup_mounts())
+    bundle.linux["cgroupsPath"] = "/not/systemd"
+    bundle.write()
+    r = bundle.runner("--systemd-cgroup", "run", "--bundle", bundle.path, cid, env=env)
+    assert r.returncode == 1 and "linux.cgroupsPath" in r.stderr
+    assert "slice:prefix:name" in r.stderr
+    assert not os.path.exists(os.path.join(bundle.root, cid))
+    assert_nothing_left(bundle, cid)
+
+
+def _cgroup_mounts() -> list:
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if " - cgroup" in line:
+                out.append(line.split()[4])
+    return out
 
 
 def test_run_detach_then_delete_force(bundle):
