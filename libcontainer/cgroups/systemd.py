@@ -145,9 +145,11 @@ class SystemdManager(Manager):
         host = self._host
         bus = self.bus()
         props = sdprops.base_properties(self.unit, self.slice, self.name, pid, self.mode)
-        bus.start_transient_unit(self.unit, props + self._props)
+        bus.start_transient_unit(self.unit, props)
         self.started = True
         try:
+            if self._props:  # as runc: the limits by Set, after Apply (the unit's drop-ins)
+                bus.set_unit_properties(self.unit, self._props)
             for d, mnt in self._mounts(host).items():
                 chain, cur = [], d
                 while cur != mnt and cur != "/":

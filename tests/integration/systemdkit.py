@@ -165,30 +165,18 @@ class Systemd:
         self.stop()
 
     def sh(self, cmd: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
-        """Run `sh -c cmd` inside; its output is collected in a file inside (the exec's
-        own stdio is the runner's; a daemon it leaves would hold a pipe open)."""
-        wrapped = (f"({cmd}) >/tmp/.out 2>/tmp/.err </dev/null; echo $? >/tmp/.rc")
-        subprocess.run(self.runner + ["--root", self.root, "exec", self.id, "sh", "-c", wrapped],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=timeout, check=True)
-        merged = self.mounted
-
-        def read(name: str) -> str:
-            with open(os.path.join(merged, "tmp", name)) as f:  # /tmp is a tmpfs: use exec
-                return f.read()
-        out = self._cat("/tmp/.out")
-        err = self._cat("/tmp/.err")
-        rc = int(self._cat("/tmp/.rc").strip() or "1")
-        r = subprocess.CompletedProcess(cmd, rc, out, err)
-        if check and rc != 0:
-            raise AssertionError(f"{cmd!r} failed ({rc}): {out}{err}")
-        return r
-
-    def _cat(self, path: str) -> str:
-        r = subprocess.run(self.runner + ["--root", self.root, "exec", self.id, "cat", path],
+        """Run `sh -c cmd` inside through the runner's exec. The command's stdio are files
+        inside (a daemon it leaves, a detached container, must not hold the exec's pipes),
+        printed once it is done."""
+        wrapped = (f"({cmd}) >/tmp/.out 2>/tmp/.err </dev/null; rc=$?; cat /tmp/.out; "
+                   "cat /tmp/.err >&2; exit $rc")
+        r = subprocess.run(self.runner + ["--root", self.root, "exec", self.id, "sh", "-c",
+                                          wrapped],
                            stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                           timeout=30)
-        return r.stdout
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{cmd!r} failed ({r.returncode}): {r.stdout}{r.stderr}")
+        return r
 
     def wait_running(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
