@@ -670,6 +670,12 @@ def test_rm_leaves_nothing(dk, tmp_path):
     assert dk.d.mountpoints() - before  # its rootfs
     dk.ok("rm", "--force", n)
     _nothing_of(dk.d, cid, before)
+    # rm --force of a paused container (frozen: thawed to be killed)
+    n = dk.run_d("rmp", IMAGE, "sleep", "100")
+    cid = dk.inspect(n, "{{.Id}}")
+    dk.ok("pause", n)
+    dk.ok("rm", "--force", n)
+    _nothing_of(dk.d, cid, before)
     # --rm -d, stopped
     cidfile2 = tmp_path / "cid2"
     dk.ok("run", "--runtime", dk.rt, "--rm", "-d", "--cidfile", str(cidfile2), IMAGE,
