@@ -253,3 +253,96 @@ def test_bad_resource_leaves_no_unit(sd):
     assert r.returncode != 0 and "linux.resources.memory.swap" in r.stderr, r.stderr
     assert gone(sd, "runner-badres.scope")
     assert sd.sh(f"{runtime('runner')} list -q").stdout.strip() == ""
+
+
+FILES = ("memory/memory.limit_in_bytes", "memory/memory.soft_limit_in_bytes",
+         "memory/memory.memsw.limit_in_bytes", "memory/memory.swappiness",
+         "memory/memory.oom_control", "cpu/cpu.shares", "cpu/cpu.cfs_quota_us",
+         "cpu/cpu.cfs_period_us", "cpuset/cpuset.cpus", "cpuset/cpuset.mems",
+         "pids/pids.max", "blkio/blkio.throttle.read_bps_device",
+         "blkio/blkio.throttle.write_iops_device", "blkio/blkio.weight", "devices/devices.list")
+
+
+def _block_device():
+    """A whole disk's major:minor (throttle rules want one, not a partition)."""
+    for name in sorted(os.listdir("/sys/block")):
+        if name.startswith(("loop", "ram", "zram")):
+            continue
+        with open(f"/sys/block/{name}/dev") as f:
+            major, minor = f.read().strip().split(":")
+            return int(major), int(minor)
+    return None
+
+
+def test_every_field_as_runc(sd):
+    """Every linux.resources field this host's controllers take, under both runtimes: the
+    same unit properties and the same values in the cgroup files — also after a
+    daemon-reload (systemd rewrites what it has a property for)."""
+    if not RUNC:
+        pytest.skip("runc is not installed")
+    res = {"memory": {"limit": 128 << 20, "reservation": 64 << 20, "swap": 256 << 20,
+                      "swappiness": 10, "disableOOMKiller": False},
+           "cpu": {"shares": 256, "quota": 30000, "period": 50000, "cpus": "0",
+                   "mems": "0"},
+           "pids": {"limit": 33}}
+    dev = _block_device()
+    if dev:
+        res["blockIO"] = {"throttleReadBpsDevice": [{"major": dev[0], "minor": dev[1],
+                                                     "rate": 1048576}],
+                          "throttleWriteIOPSDevice": [{"major": dev[0], "minor": dev[1],
+                                                       "rate": 100}]}
+    if os.path.exists("/sys/fs/cgroup/blkio/blkio.weight"):
+        res.setdefault("blockIO", {})["weight"] = 300
+    if not os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"):
+        del res["memory"]["swap"]
+    got = both(sd, "all", res)
+    try:
+        seen = {}
+        for kind, (cid, unit, pid) in got.items():
+            cg = cgroup_of(sd, pid)
+            files = {}
+            for f in FILES:
+                ctrl, name = f.split("/")
+                d = next((v for k, v in cg.items() if ctrl in k.split(",")), None)
+                r = sd.sh(f"cat /sys/fs/cgroup/{ctrl}{d}/{name}", check=False)
+                files[f] = sorted(r.stdout.strip().splitlines()) if r.returncode == 0 else None
+            props = {k: v.replace(unit, "UNIT") for k, v in show(sd, unit).items()}
+            seen[kind] = (props, files)
+        assert seen["runner"][0] == seen["runc"][0]
+        assert seen["runner"][1] == seen["runc"][1]
+        runner_files = seen["runner"][1]
+        assert runner_files["memory/memory.soft_limit_in_bytes"] == [str(64 << 20)]
+        assert runner_files["cpu/cpu.cfs_period_us"] == ["50000"]
+        sd.sh("systemctl daemon-reload")
+        for kind, (cid, unit, pid) in got.items():
+            cg = cgroup_of(sd, pid)
+            for f in ("memory/memory.limit_in_bytes", "cpu/cpu.shares", "cpu/cpu.cfs_quota_us",
+                      "cpu/cpu.cfs_period_us", "pids/pids.max", "cpuset/cpuset.cpus"):
+                ctrl, name = f.split("/")
+                d = next((v for k, v in cg.items() if ctrl in k.split(",")), None)
+                value = sd.sh(f"cat /sys/fs/cgroup/{ctrl}{d}/{name}").stdout
+                assert sorted(value.strip().splitlines()) == seen[kind][1][f], (kind, f)
+    finally:
+        for kind, (cid, unit, _) in got.items():
+            delete(sd, kind, cid)
+
+
+def test_exec_pause_and_ps_in_the_scope(sd):
+    path = bundle(sd, "ex", {"pids": {"limit": 20}})
+    rt = runtime("runner")
+    sd.sh(f"{rt} --systemd-cgroup run -d --bundle {path} ex")
+    try:
+        out = sd.sh(f"{rt} exec ex cat /proc/self/cgroup").stdout
+        assert ":pids:/system.slice/runner-ex.scope" in out
+        assert ":name=systemd:/system.slice/runner-ex.scope" in out
+        sd.sh(f"{rt} pause ex")
+        assert json.loads(sd.sh(f"{rt} state ex").stdout)["status"] == "paused"
+        sd.sh(f"{rt} resume ex")
+        assert "sleep" in sd.sh(f"{rt} ps ex").stdout
+        assert show(sd, "runner-ex.scope")["ActiveState"] == "active"
+        sd.sh(f"{rt} kill ex KILL")
+        sd.sh(f"for i in $(seq 50); do {rt} state ex | grep -q stopped && break; sleep 0.1; done")
+        sd.sh(f"{rt} delete ex")
+        assert gone(sd, "runner-ex.scope")
+    finally:
+        delete(sd, "runner", "ex")
