@@ -187,10 +187,18 @@ def supervise(pid: int, started: float, out_fd: int, err_fd: int, in_fd: int, st
         # other ends are closed, what is left in them is read to the end (bounded: a
         # process outside the namespace could hold one; none is given one)
         drain_end = time.monotonic() + 2.0
-        for fd, s in list(streams.items()):
-            os.set_blocking(fd, True)
-            while time.monotonic() < drain_end and s.read():
-                pass
+        poller.unregister(pidfd)
+        if in_fd >= 0:
+            poller.unregister(in_fd)
+            os.close(in_fd)
+            in_fd = -1
+        while streams and time.monotonic() < drain_end:
+            for fd, _ in poller.poll(max(drain_end - time.monotonic(), 0) * 1000):
+                s = streams.get(fd)
+                if s is not None and not s.read():
+                    poller.unregister(fd)
+                    os.close(fd)
+                    del streams[fd]
         if os.WIFSIGNALED(status):
             res.signal = os.WTERMSIG(status)
         else:
