@@ -22,7 +22,7 @@ FLAGS = [
          "image's if not root, else nobody)"),
     Flag("--workdir", "workdir", True, "/box", "where the files go and the command runs"),
     Flag("--read-only", "readonly", help="the root filesystem read-only (/tmp and the "
-         "workdir stay writable)"),
+         "workdir stay writable; always, unprivileged)"),
     Flag("--env,-e", "env", True, multiple=True, help="KEY=VALUE for the command"),
     Flag("--file,-f", "file", True, multiple=True, help="NAME=HOSTPATH: a file put in the "
          "workdir"),
@@ -32,6 +32,10 @@ FLAGS = [
          "passing the output through"),
     Flag("--meta,-M", "meta", True, "", "write isolate's meta file (key:value lines) here"),
     Flag("--storage", "storage", True, "", "the image store (default /var/lib/runner)"),
+    Flag("--network", "network", True, "", "a network (runner network create) for the "
+         "command; default: lo alone"),
+    Flag("--rlimits-only", "rlimits_only", help="unprivileged without a delegated cgroup: "
+         "accept per-process rlimits for --time, --memory and --pids"),
     Flag("--help,-h", "help"),
 ]
 
@@ -107,10 +111,13 @@ def cmd_sandbox(ctx, argv: list) -> int:
         except OSError as e:
             raise InvalidArgument(f"--stdin: cannot read {opts['stdin']}: {e.strerror}") from None
     from libcontainer import sandbox
+    from libcontainer.userns import rootless
 
+    # unprivileged, the root is the image read-only in any case (no overlay can be mounted)
     with sandbox.Sandbox(image, limits, user=opts["user"] or None,
-                         readonly_root=opts["readonly"], workdir=opts["workdir"],
-                         storage=opts["storage"] or None) as box:
+                         readonly_root=opts["readonly"] or rootless(), workdir=opts["workdir"],
+                         storage=opts["storage"] or None, network=opts["network"] or False,
+                         rlimits_only=opts["rlimits_only"]) as box:
         r = box.run(cmd, files=files, stdin=stdin, env=env)
     if opts["meta"]:
         _write_meta(opts["meta"], r)

@@ -208,3 +208,18 @@ def test_delegated_cgroup_holds_every_limit(user, delegated):
     assert out["state"] == []
     for d in delegated:  # the runs' cgroups are gone
         assert [s for s in os.listdir(d) if os.path.isdir(os.path.join(d, s))] == []
+
+
+def test_cli_as_the_user(user):
+    """`runner sandbox` run by the user: refused without a cgroup, unless --rlimits-only."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": user.top, "XDG_RUNTIME_DIR": user.xdg,
+           "PYTHONPATH": REPO}
+    base = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", "--",
+            sys.executable, "-m", "runner", "sandbox"]
+    r = subprocess.run(base + [user.rootfs, "--", "id", "-u"], capture_output=True, text=True,
+                       env=env, cwd=REPO, timeout=60)
+    assert r.returncode == 1 and "limits.memory" in r.stderr and "rlimits" in r.stderr
+    r = subprocess.run(base + ["--rlimits-only", "--json", user.rootfs, "--", "id", "-u"],
+                       capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["status"] == "OK" and out["stdout"] == "0\n", r.stderr
