@@ -110,6 +110,8 @@ def main() -> int:
             finally:
                 eng.close()
             results[name] = (work, verdicts, elapsed)
+            # as each engine finishes (the whole run takes long): its line now
+            print(f"  done: {name}, {len(work)} submissions in {elapsed:.1f} s", flush=True)
     finally:
         if dockerd is not None:
             dockerd.close()
