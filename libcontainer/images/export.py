@@ -18,6 +18,7 @@ from .manifest import DOCKER_CONFIG, DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST
 from .tarsplit import Reassembled
 
 _CHUNK = 1 << 20
+_SAMPLE = 64 << 10
 GZIP_LEVEL = 6  # what gzip(1), Go's compress/gzip default and skopeo use
 ZSTD_LEVEL = 3  # zstd's default, as c/image uses
 COMPRESSIONS = ("gzip", "zstd", "none")
@@ -86,11 +87,33 @@ def manifest(config: Blob, layers: list, fmt: str) -> bytes:
     return json.dumps(obj, indent=3).encode()
 
 
+def _gzip_member(data: bytes) -> bytes:
+    """One gzip member (mtime 0) of a chunk. A chunk whose first 64 KiB do not compress
+    (random, or already compressed, data) is stored (level 0), as Go's klauspost/compress
+    (skopeo's, podman's) skips incompressible blocks: zlib spends ~10x longer for nothing."""
+    level = GZIP_LEVEL
+    sample = data[:_SAMPLE]
+    if len(sample) == _SAMPLE and len(zlib.compress(sample, 1)) > _SAMPLE * 0.97:
+        level = 0
+    z = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return z.compress(data) + z.flush()
+
+
 class _Compressor:
+    """The blob of a tar stream fed in any pieces. gzip: a member per 1 MiB of the stream
+    (a multi-member gzip file, which gzip(1), Go's and Python's readers take whole), the
+    members compressed on two threads (zlib lets go of the GIL); the cut is at fixed
+    offsets, so the same stream always gives the same blob. zstd: one frame, level 3."""
+
     def __init__(self, compression: str):
         self.kind = compression
+        self.buf = bytearray()
+        self.fed = 0
+        self.pending: list = []
         if compression == "gzip":
-            self.z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # gzip header, mtime 0
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=2)
         elif compression == "zstd":
             try:
                 import zstandard
@@ -100,10 +123,38 @@ class _Compressor:
             self.z = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=False).compressobj()
 
     def compress(self, data: bytes) -> bytes:
-        return data if self.kind == "none" else self.z.compress(data)
+        if self.kind == "none":
+            return data
+        if self.kind == "zstd":
+            return self.z.compress(data)
+        self.buf += data
+        self.fed += len(data)
+        while len(self.buf) >= _CHUNK:
+            self.pending.append(self.pool.submit(_gzip_member, bytes(self.buf[:_CHUNK])))
+            del self.buf[:_CHUNK]
+        out = []
+        # results in order; at most a few chunks in flight (memory stays bounded)
+        while self.pending and (self.pending[0].done() or len(self.pending) > 3):
+            out.append(self.pending.pop(0).result())
+        return b"".join(out)
 
     def flush(self) -> bytes:
-        return b"" if self.kind == "none" else self.z.flush()
+        if self.kind == "none":
+            return b""
+        if self.kind == "zstd":
+            return self.z.flush()
+        if self.buf or not self.fed:  # the last piece (an empty stream: one empty member)
+            self.pending.append(self.pool.submit(_gzip_member, bytes(self.buf)))
+            self.buf.clear()
+        out = b"".join(f.result() for f in self.pending)
+        self.pending = []
+        return out
+
+    def close(self) -> None:
+        if self.kind == "gzip":
+            for f in self.pending:
+                f.cancel()
+            self.pool.shutdown(wait=True)
 
 
 def layer_stream(layer_dir: str, diff_id: str):
@@ -196,9 +247,9 @@ def write_layer(layer_dir: str, diff_id: str, compression: str, dest: str, progr
                                      f"stream has digest {src.digest()} (the stored layer was "
                                      "changed)")
     finally:
+        comp.close()
         os.close(fd)
-    kind = compression
-    return Blob("sha256:" + h.hexdigest(), size, kind, dest)
+    return Blob("sha256:" + h.hexdigest(), size, compression, dest)
 
 
 # ---- what blobs a layer is known as, and where they are ------------------------------------

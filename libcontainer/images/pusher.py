@@ -20,7 +20,7 @@ import urllib.parse
 from . import export
 from .errors import ImageError, InvalidArgument, RegistryError
 from .manifest import DOCKER_MANIFEST, load_json, sha256
-from .progress import Quiet
+from .progress import Quiet, _size
 from .reference import Reference, parse
 
 # bytes: a larger blob goes in PATCH chunks of this size. It bounds how long an interrupted
@@ -292,7 +292,7 @@ class _RegistryPush:
         else:
             line.seen, line.total = 0, blob.size  # now the upload of the compressed blob
             self._upload_file(path, blob, line, session)
-            line.done(f"{blob.size} bytes pushed")
+            line.done(f"{_size(blob.size)} pushed")
         export.remember_blob(layer_dir, blob.digest, blob.size, self.compression, self.here)
         os.unlink(path)
         return blob

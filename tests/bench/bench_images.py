@@ -1,7 +1,11 @@
 """`make bench`, images: pull + unpack of a multi-layer image from docker-registry on
 127.0.0.1, `runner pull` side by side with `skopeo copy` + `umoci unpack` of the same image
-(same run, interleaved, ratio of medians); and "image in store → container ran" (`runner
-bundle` + `runner run` of /bin/true + `runner bundle --remove`) with overlay vs vfs.
+(same run, interleaved, ratio of medians); "image in store → container ran" (`runner
+bundle` + `runner run` of /bin/true + `runner bundle --remove`) with overlay vs vfs; and push:
+`runner push` of the image from the store to an empty docker-registry, side by side with
+`skopeo copy` of the same image from an OCI layout with uncompressed layers (so both compress
+every layer, as the store keeps layers unpacked) to another empty one, and, for reference,
+`skopeo copy` from a layout of gzip blobs (no compression: the blobs as they are).
 
     .venv/bin/python tests/bench/bench_images.py [--runs N] [--layers N] [--layer-mb N]
 
@@ -59,6 +63,38 @@ def median_ms(xs: list) -> str:
     return f"{statistics.median(xs) * 1000:8.1f} ms (min {min(xs) * 1000:.1f})"
 
 
+def bench_push(work: str, store: str, image: str, layout: str, runs: int) -> None:
+    """Each push goes to an empty registry (started fresh, not timed), so that neither tool
+    finds a blob there or mounts one; the store's memory of pushed blobs is cleared too."""
+    plain = os.path.join(work, "plain-layout")
+    timed(RUNNER + ["push", "--storage", store, "--compression-format", "none", image, f"oci:{plain}:x"])
+    ours, theirs, passthrough = [], [], []
+    for i in range(runs):
+        for kind, xs in (("ours", ours), ("skopeo", theirs), ("skopeo-gzip", passthrough)):
+            reg = kit.Registry(os.path.join(work, f"push-reg-{kind}-{i}"))
+            try:
+                dest = f"docker://{reg.addr}/bench/pushed:1"
+                if kind == "ours":
+                    for d in Path(store, "layers").glob("*/blobs.json"):
+                        d.unlink()
+                    xs.append(timed(RUNNER + ["push", "--quiet", "--storage", store,
+                                              "--tls-verify=false", image, dest]))
+                elif kind == "skopeo":
+                    xs.append(timed(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                                     f"oci:{plain}:x", dest]))
+                else:
+                    xs.append(timed(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                                     f"oci:{layout}:bench", dest]))
+            finally:
+                reg.stop()
+                shutil.rmtree(reg.dir, ignore_errors=True)
+    print("push to an empty docker-registry (compress + upload every layer):")
+    print(f"  runner push (from the store)            {median_ms(ours)}")
+    print(f"  skopeo copy (uncompressed OCI layout)   {median_ms(theirs)}")
+    print(f"  ratio runner / skopeo                   {statistics.median(ours) / statistics.median(theirs):8.2f}x")
+    print(f"  skopeo copy of gzip blobs as they are   {median_ms(passthrough)}  (no compression: reference)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "5")))
@@ -114,6 +150,7 @@ def main() -> int:
             print(f"  {driver:<8}                                {median_ms(xs)}")
         print(f"  ratio vfs / overlay                     "
               f"{statistics.median(results['vfs']) / statistics.median(results['overlay']):8.2f}x")
+        bench_push(work, store, f"{reg.addr}/bench/img:1", layout, args.runs)
     finally:
         if reg:
             reg.stop()
