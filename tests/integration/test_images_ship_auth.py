@@ -182,3 +182,25 @@ def test_search_and_list_tags_with_pages(small, tmp_path, monkeypatch):
         assert r.returncode == 1 and "NAME_UNKNOWN" in r.stderr, r.stderr
     finally:
         reg.stop()
+
+
+def test_python_api_and_progress(small, tmp_path):
+    from libcontainer import images
+
+    store = small["store"]
+    img = images.tag("ship/small:1", "ship/small:other", storage=store)
+    assert {"ship/small:1", "ship/small:other"} <= set(img.names)
+    out = str(tmp_path / "two.tar")
+    images.save(["ship/small:1", "ship/small:other"], out, storage=store)
+    loaded = images.load(out, storage=str(tmp_path / "s"))
+    assert [(i.id, n) for i, n in loaded] == [(small["id"], ["ship/small:1"]), (small["id"], ["ship/small:other"])]
+    digest = images.push("ship/small:1", f"oci:{tmp_path}/layout:t", storage=store)
+    with open(tmp_path / "layout" / "index.json") as f:
+        assert json.load(f)["manifests"][0]["digest"] == digest
+    # per-layer progress on a terminal; nothing in a pipe
+    cmd = " ".join(kit.RUNNER + ["push", "--storage", store, "ship/small:1", f"oci:{tmp_path}/tty:t"])
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                       timeout=120, cwd=kit.REPO)
+    assert r.returncode == 0 and "layer " in r.stdout and "\x1b[" in r.stdout, r.stdout
+    r = kit.runner("push", "--storage", store, "ship/small:1", f"oci:{tmp_path}/pipe:t")
+    assert r.returncode == 0 and r.stderr == "" and r.stdout == ""
