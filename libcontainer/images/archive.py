@@ -35,6 +35,7 @@ class _ArchiveFile:
         d = os.path.dirname(self.dest)
         if not os.path.isdir(d):
             raise InvalidArgument(f"output {dest!r}: no such directory {d}")
+        _remove_dead_partials(d, f".{os.path.basename(self.dest)}.tmp-")
         self.tmp = os.path.join(d, f".{os.path.basename(self.dest)}.tmp-{os.getpid()}")
         self.tar = tarfile.open(self.tmp, "w", format=tarfile.PAX_FORMAT)
         self.names: set = set()
@@ -71,6 +72,17 @@ class _ArchiveFile:
             pass
         if os.path.exists(self.tmp):
             os.unlink(self.tmp)
+
+
+def _remove_dead_partials(d: str, prefix: str) -> None:
+    """What a killed save or push left beside its output (PREFIX + PID, the PID gone)."""
+    for n in os.listdir(d):
+        pid = n[len(prefix):]
+        if n.startswith(prefix) and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                os.unlink(os.path.join(d, n))
+            except OSError:
+                pass
 
 
 class _Verified:
@@ -175,6 +187,8 @@ def write_oci_layout(store, ref: str, layout: str, tag: str, progress,
     export.check_format("oci", compression)
     blobs_dir = os.path.join(layout, "blobs", "sha256")
     os.makedirs(blobs_dir, exist_ok=True)
+    for n in {n.split(".tmp-")[0] for n in os.listdir(blobs_dir) if ".tmp-" in n}:
+        _remove_dead_partials(blobs_dir, n + ".tmp-")
     if not os.path.exists(os.path.join(layout, "oci-layout")):
         write_atomic(os.path.join(layout, "oci-layout"), b'{"imageLayoutVersion": "1.0.0"}')
     p = export.parts(store, ref)

@@ -202,3 +202,22 @@ def test_size_is_the_unpacked_layers_whatever_the_source(tmp_path):
     assert len(set(sizes.values())) == 1, sizes
     assert list(sizes.values())[0][1] == sum(len(t) for t in tars)
     assert all(len(gzip.compress(t)) < len(t) for t in tars)  # the blobs were smaller
+
+
+def test_save_killed_leaves_what_the_next_save_removes(big, tmp_path):
+    out = str(tmp_path / "big.tar")
+    p = subprocess.Popen(kit.RUNNER + ["save", "--storage", big["store"], "-o", out, "ship/big:1"],
+                         cwd=kit.REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = str(tmp_path / f".big.tar.tmp-{p.pid}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and p.poll() is None:
+        if os.path.exists(partial) and os.path.getsize(partial) > (1 << 20):
+            break
+        time.sleep(0.005)
+    p.kill()
+    p.wait()
+    assert os.path.exists(partial) and not os.path.exists(out), "the save ended before it was killed"
+    r = kit.runner("save", "--storage", big["store"], "-o", out, "ship/big:1")
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(tmp_path) == ["big.tar"]
+    assert os.listdir(os.path.join(big["store"], "tmp")) == []
