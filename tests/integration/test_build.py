@@ -439,3 +439,20 @@ def test_dockerfile_from_stdin_and_containerfile(store, tmp_path):
                        text=True, cwd=kit.REPO)
     assert r.returncode == 0, r.stderr
     assert config(store, "stdin")["config"]["Labels"] == {"from": "stdin"}
+
+
+def test_progress_on_a_terminal_quiet_in_a_pipe(store, tmp_path):
+    ctx = bk.write(str(tmp_path / "ctx"), {"Dockerfile": "FROM localhost/bb\nRUN echo out-of-run\n"})
+    piped = bk.build(store, ctx, "prog", "--no-cache")
+    assert piped.returncode == 0 and piped.stderr == "", piped.stderr
+    assert len(piped.stdout.split()) == 1  # the image id alone
+    # on a terminal (script(1) gives the command a pty): the steps and the RUN's output
+    cmd = " ".join(RUNNER + ["build", "--storage", store, "--no-cache", "-t", "prog", ctx])
+    tty = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                         cwd=kit.REPO, timeout=120)
+    assert tty.returncode == 0, tty.stdout
+    assert "STEP 1/2: FROM localhost/bb" in tty.stdout and "STEP 2/2: RUN echo out-of-run" in tty.stdout
+    assert "out-of-run" in tty.stdout.split("STEP 2/2")[1]
+    quiet = subprocess.run(["script", "-qec", cmd + " -q", "/dev/null"], capture_output=True,
+                           text=True, cwd=kit.REPO, timeout=120)
+    assert "STEP" not in quiet.stdout and quiet.returncode == 0
