@@ -92,7 +92,7 @@ ENV A=$V B="two words" \\
 LABEL org.example.l=1 "with space"="a b"
 WORKDIR /app
 WORKDIR sub
-RUN echo "$GREETING A=$A B=$B C=$C D=$D V=$V" > f && id -u >> f
+RUN echo "$GREETING A=$A B=$B C=$C D=$D V=$V" > f && id -u >> f && echo "$HOME" > /app/home
 RUN ["/bin/sh", "-c", "echo exec-form > /app/exec"]
 SHELL ["/bin/sh", "-xc"]
 RUN echo shell > /app/shell
@@ -164,13 +164,13 @@ def test_every_instruction(store, tmp_path):
     # from inside: the image's own entrypoint, user, files
     out = run_image(store, tmp_path, "every:1")
     assert out.returncode == 0 and out.stdout == "hello A=7 B=two words C=7dflt D=set V=7\n0\n", out
-    script = ("id; cat /app/exec /app/shell /app/heredoc /app/run-heredoc /unpacked/inner/file; "
+    script = ("id; cat /app/home /app/exec /app/shell /app/heredoc /app/run-heredoc /unpacked/inner/file; "
               "ls /copied /copied/sub /wild; stat -c '%n %u:%g %a' /owned /owned-uid /chmodded "
               "/unpacked/inner/file; test ! -e /copied/skip.log && echo ignored-ok")
     out = run_image(store, tmp_path, "every:1", script)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "uid=1234(app) gid=50(staff)", "exec-form", "shell", "v=7",
+        "uid=1234(app) gid=50(staff)", "/root", "exec-form", "shell", "v=7",
         "from-heredoc", "in the archive", "/copied:", "a.txt", "sub", "", "/copied/sub:", "y", "",
         "/wild:", "sub", "z", "/owned 1234:50 644", "/owned-uid 1234:1234 644",
         "/chmodded 0:0 600", "/unpacked/inner/file 42:0 644", "ignored-ok"], out.stdout

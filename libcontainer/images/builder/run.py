@@ -58,10 +58,12 @@ def config(rootfs: str, argv: list, env: list, cwd: str, user: str, network: str
     from ...default_spec import default_config
 
     cfg = default_config(terminal=False)
-    u = resolve_user(rootfs, user)
+    u = resolve_user(rootfs, user or "0")  # root by name: its home and groups too
     proc = cfg["process"]
     proc["args"] = argv
-    proc["env"] = env
+    proc["env"] = list(env)
+    if not any(e.startswith("HOME=") for e in env):  # as docker's and buildah's RUN
+        proc["env"].append(f"HOME={u['home'] or '/'}")
     proc["cwd"] = cwd or "/"
     proc["user"] = {k: u[k] for k in ("uid", "gid", "additionalGids") if k in u}
     # a build step runs the image's tools as they expect: no_new_privs off (setuid
