@@ -103,3 +103,38 @@ def test_rootless_pull_bundle_run(user):
     assert not os.path.exists(bundle)
     assert _as(pw, "rmi", "localhost/layout:t").returncode == 0
     assert kit.store_leftovers(store) == []
+
+
+def test_rootless_push_and_save_give_back_the_image(user, tmp_path):
+    """Unpacked without root the layer differs from its tar (no device, the user's owners),
+    yet its tar-split gives the exact stream: what the user pushes and saves is the image
+    it pulled, same id, device and owners included."""
+    import shipkit
+
+    top, pw = user
+    layout = os.path.join(top, "layout")
+    tar = kit.layer_tar([("dev/", "dir"), ("dev/null", "char", {"major": 1, "minor": 3}),
+                         ("owned", "file", {"data": b"o\n", "uid": 1234, "gid": 1234}),
+                         ("gone/", "dir"), ("gone/.wh.x", "file")])
+    kit.write_layout(layout, "t", [tar], gzip_layers=True)
+    kit.sh("chmod", "-R", "a+rX", layout)
+    r = _as(pw, "pull", "-q", f"oci:{layout}:t")
+    assert r.returncode == 0, r.stderr
+    image_id = r.stdout.strip()
+    reg = shipkit.registry(str(tmp_path / "reg"))
+    try:
+        r = _as(pw, "push", "--tls-verify=false", "localhost/layout:t", f"docker://{reg.addr}/rl/img:1")
+        assert r.returncode == 0, r.stderr
+        out = os.path.join(pw.pw_dir, "saved.tar")
+        r = _as(pw, "save", "-o", out, "localhost/layout:t")
+        assert r.returncode == 0, r.stderr
+        for src in (f"docker://{reg.addr}/rl/img:1", f"docker-archive:{out}"):
+            store = str(tmp_path / ("s" + uuid.uuid4().hex[:6]))
+            r = kit.runner("pull", "--storage", store, "--tls-verify=false", src)
+            assert r.returncode == 0 and r.stdout.strip() == image_id, r.stderr
+            (diff,) = [os.path.join(store, "layers", n, "diff") for n in os.listdir(os.path.join(store, "layers"))
+                       if not n.startswith(".")]
+            assert os.stat(os.path.join(diff, "owned")).st_uid == 1234
+            assert os.major(os.lstat(os.path.join(diff, "dev", "null")).st_rdev) == 1
+    finally:
+        reg.stop()
