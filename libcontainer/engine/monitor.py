@@ -20,19 +20,82 @@ def proc_start_time(pid: int) -> int | None:
     return int(data[data.rindex(b")") + 2:].split()[19])
 
 
+class Zygote:
+    """The daemon's end of zygote.py: one warm process that forks the spawners."""
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+        self.proc = None
+        self.sock = None
+
+    def _start(self) -> None:
+        import socket
+
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.proc = subprocess.Popen([sys.executable, "-m", "libcontainer.engine.zygote"],
+                                     stdin=subprocess.DEVNULL, close_fds=False,
+                                     # fds are not inherited unless marked: only this one is
+                                     preexec_fn=lambda: os.dup2(theirs.fileno(), 3),
+                                     env=dict(os.environ, PYTHONPATH=_pythonpath()))
+        theirs.close()
+        self.sock = mine
+
+    def warm(self) -> None:
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                self._start()
+
+    def send(self, args: dict, status_w: int) -> bool:
+        import socket
+
+        with self.lock:
+            for _ in range(2):
+                if self.proc is None or self.proc.poll() is not None:
+                    self._start()
+                try:
+                    socket.send_fds(self.sock, [json.dumps(args).encode()], [status_w])
+                    return True
+                except OSError:
+                    self.proc = None
+            return False
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        if self.proc is not None:
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+zygote = Zygote()
+
+
 def spawn(cdir: str, bundle: str, cid: str, runtime_root: str, tty: bool, stdin: bool,
           max_size: int, max_file: int, hold: bool) -> dict:
     """Create and start the container under a new monitor; → {"pid", "monitor",
     "monitor_start"}. Blocking (a thread's work)."""
     r, w = os.pipe()
     args = {"dir": cdir, "bundle": bundle, "id": cid, "root": runtime_root, "tty": tty,
-            "stdin": stdin, "max_size": max_size, "max_file": max_file, "hold": hold,
-            "status_fd": w}
+            "stdin": stdin, "max_size": max_size, "max_file": max_file, "hold": hold}
     for name in ("exit.json", "exit.json.tmp"):
         try:
             os.unlink(os.path.join(cdir, name))
         except FileNotFoundError:
             pass
+    if os.environ.get("RUNNER_DAEMON_NO_ZYGOTE") != "1":
+        try:
+            sent = zygote.send(args, w)
+        finally:
+            os.close(w)
+        if not sent:
+            os.close(r)
+            raise EngineError("the spawner (libcontainer.engine.zygote) is not running")
+        return _status(r, cdir)
+    args["status_fd"] = w
     try:
         # the intermediate process forks the monitor off and exits: the monitor is nobody's
         # child but init's, so the daemon can die without taking it along
@@ -43,6 +106,11 @@ def spawn(cdir: str, bundle: str, cid: str, runtime_root: str, tty: bool, stdin:
                                  env=dict(os.environ, PYTHONPATH=_pythonpath()))
     finally:
         os.close(w)
+    p.wait()
+    return _status(r, cdir)
+
+
+def _status(r: int, cdir: str) -> dict:
     try:
         chunks = []
         while True:
@@ -52,7 +120,6 @@ def spawn(cdir: str, bundle: str, cid: str, runtime_root: str, tty: bool, stdin:
             chunks.append(b)
     finally:
         os.close(r)
-    p.wait()
     try:
         status = json.loads(b"".join(chunks) or b"{}")
     except ValueError:
@@ -72,7 +139,17 @@ def _pythonpath() -> str:
 
 
 def alive(pid: int, start: int | None) -> bool:
-    return bool(pid) and start is not None and proc_start_time(pid) == start
+    """The monitor `pid` (started at `start`) still runs: a zombie waiting for init to reap
+    it has exited."""
+    if not pid or start is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    rest = data[data.rindex(b")") + 2:].split()
+    return rest[0] not in (b"Z", b"X") and int(rest[19]) == start
 
 
 def read_exit(cdir: str) -> dict | None:

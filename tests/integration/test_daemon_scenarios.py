@@ -16,13 +16,16 @@ import time
 
 import pytest
 
-from daemonkit import DOCKER, DOCKERD, IMAGE, Dockerd, Netns, RunnerDaemon, busybox_archive
+from daemonkit import (DOCKER, DOCKERD, IMAGE, Dockerd, Netns, PodmanService, RunnerDaemon,
+                       busybox_archive)
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.skipif(not os.path.exists(DOCKER), reason="no /usr/bin/docker")]
 docker_py = pytest.importorskip("docker")
 
-KINDS = ["runner", "dockerd"]
+# podman's service is the third anchor, run on request (it adds minutes to the suite):
+# DAEMON_SCENARIOS_PODMAN=1
+KINDS = ["runner", "dockerd"] + (["podman"] if os.environ.get("DAEMON_SCENARIOS_PODMAN") else [])
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -33,7 +36,7 @@ def dm(request, tmp_path_factory):
     base = f"/tmp/daemon-{kind[:2]}-{os.getpid()}"
     shutil.rmtree(base, ignore_errors=True)
     ns = Netns(f"daemon-{kind[:2]}-{os.getpid()}")
-    d = (RunnerDaemon if kind == "runner" else Dockerd)(base, netns=ns.name)
+    d = {"runner": RunnerDaemon, "dockerd": Dockerd, "podman": PodmanService}[kind](base, netns=ns.name)
     try:
         if kind == "dockerd":
             d.start(extra=["--init-path", "/usr/bin/tini-static"])
@@ -522,3 +525,28 @@ def test_compose_project(cli, tmp_path):
     assert "rdtest" not in ok(cli, "volume", "ls", "-q")
     assert "rdtest" not in ok(cli, "network", "ls", "--format", "{{.Name}}")
     assert ns_run(cli, "ip", "-o", "link").stdout.count("\n") <= links_before
+
+
+def test_cp_both_ways(cli, tmp_path):
+    ok(cli, "run", "-d", "--name", "cp1", IMAGE, "sh", "-c", "echo inside > /tmp/f; sleep 60")
+    for _ in range(50):
+        if cli.docker("exec", "cp1", "test", "-f", "/tmp/f").returncode == 0:
+            break
+        time.sleep(0.1)
+    ok(cli, "cp", "cp1:/tmp/f", str(tmp_path / "out"))
+    assert (tmp_path / "out").read_text() == "inside\n"
+    (tmp_path / "in").write_text("from host\n")
+    ok(cli, "cp", str(tmp_path / "in"), "cp1:/tmp/")
+    assert ok(cli, "exec", "cp1", "cat", "/tmp/in") == "from host\n"
+    r = cli.docker("cp", "cp1:/nope", str(tmp_path / "x"))
+    assert r.returncode != 0 and not (tmp_path / "x").exists()
+
+
+def test_stats_and_update(cli, client):
+    c = client.containers.run(IMAGE, ["sleep", "60"], detach=True, mem_limit="64m", name="su1")
+    s = c.stats(stream=False)
+    assert s["memory_stats"]["limit"] == 64 * 1024 * 1024 and s["memory_stats"]["usage"] > 0
+    assert s["cpu_stats"]["system_cpu_usage"] > 0
+    ok(cli, "update", "--memory", "32m", "--memory-swap", "32m", "su1")
+    assert client.containers.get("su1").attrs["HostConfig"]["Memory"] == 32 * 1024 * 1024
+    assert c.stats(stream=False)["memory_stats"]["limit"] == 32 * 1024 * 1024

@@ -426,6 +426,179 @@ async def prune(request):
     return jresp({"ContainersDeleted": gone or None, "SpaceReclaimed": 0})
 
 
+async def update(request):
+    """docker update: resources of a running container (libcontainer's update), kept in
+    HostConfig for its next start; a restart policy too."""
+    import libcontainer
+
+    from .. import oci
+
+    d = daemon(request)
+    rec = d.engine.get(request.match_info["id"])
+    body = await body_json(request, {}) or {}
+    if not isinstance(body, dict):
+        raise BadRequest("the request body is not a JSON object")
+    keys = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota",
+            "CpuPeriod", "CpusetCpus", "CpusetMems", "PidsLimit")
+    new_hc = dict(rec["HostConfig"], **{k: body[k] for k in keys if body.get(k) not in (None, "")})
+    res = oci.resources(new_hc)
+
+    def run():
+        if rec["State"]["Status"] in ("running", "paused") and res:
+            try:
+                libcontainer.load(rec["Id"], d.engine.runtime_root).update(res)
+            except libcontainer.ContainerError as e:
+                raise BadRequest(f"Cannot update container {rec['Id']}: {e}") from None
+        with d.engine.lock:
+            rec["HostConfig"] = new_hc
+            if body.get("RestartPolicy", {}).get("Name"):
+                rec["HostConfig"]["RestartPolicy"] = body["RestartPolicy"]
+            d.engine.save(rec)
+        import json as _json
+
+        path = os.path.join(d.engine._dir(rec["Id"]), "bundle", "config.json")
+        with open(path) as f:
+            spec = _json.load(f)
+        spec["linux"]["resources"] = dict(spec["linux"].get("resources") or {}, **res)
+        with open(path + ".tmp", "w") as f:
+            _json.dump(spec, f)
+        os.rename(path + ".tmp", path)
+    await blocking(request, run)
+    d.engine.events.emit("container", "update", rec["Id"], d.engine._attrs(rec))
+    return jresp({"Warnings": []})
+
+
+# ---- stats -----------------------------------------------------------------------------------
+
+def _system_cpu_ns() -> int:
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:8]
+    return sum(int(x) for x in fields) * (10**9 // (os.sysconf("SC_CLK_TCK") or 100))
+
+
+def _stats_once(d, rec: dict) -> dict:
+    """docker's stats document from the container's cgroups (libcontainer's stats)."""
+    import libcontainer
+
+    from ..records import now
+
+    raw = {}
+    if rec["State"]["Status"] in ("running", "paused"):
+        try:
+            cg = libcontainer.load(rec["Id"], d.engine.runtime_root)._cgroups()
+            raw = cg.stats() if cg is not None else {}
+        except libcontainer.ContainerError:
+            raw = {}
+    cpu = (raw.get("cpu") or {}).get("usage") or {}
+    mem = raw.get("memory") or {}
+    usage = mem.get("usage") or {}
+    return {"read": now(), "preread": "0001-01-01T00:00:00Z", "id": rec["Id"], "name": rec["Name"],
+            "pids_stats": {"current": (raw.get("pids") or {}).get("current", 0)},
+            "blkio_stats": {"io_service_bytes_recursive": None},
+            "num_procs": 0, "storage_stats": {},
+            "cpu_stats": {"cpu_usage": {"total_usage": cpu.get("total", 0),
+                                        "percpu_usage": cpu.get("percpu") or None,
+                                        "usage_in_kernelmode": cpu.get("kernel", 0),
+                                        "usage_in_usermode": cpu.get("user", 0)},
+                          "system_cpu_usage": _system_cpu_ns(), "online_cpus": os.cpu_count(),
+                          "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+            "memory_stats": {"usage": usage.get("usage", 0), "max_usage": usage.get("max", 0),
+                             "limit": usage.get("limit", 0) or _mem_total(),
+                             "failcnt": usage.get("failcnt", 0), "stats": mem.get("raw") or {}},
+            "networks": {}}
+
+
+def _mem_total() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            return int(f.readline().split()[1]) * 1024
+    except OSError:
+        return 0
+
+
+async def stats(request):
+    import json
+
+    d = daemon(request)
+    rec = d.engine.get(request.match_info["id"])
+    stream = qbool(request, "stream", True) and not qbool(request, "one-shot")
+    if not stream:
+        first = await blocking(request, _stats_once, d, rec)
+        if not qbool(request, "one-shot"):  # docker: a second sample a second later, with precpu
+            await asyncio.sleep(1)
+            second = await blocking(request, _stats_once, d, rec)
+            second["precpu_stats"], second["preread"] = first["cpu_stats"], first["read"]
+            first = second
+        return jresp(first)
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    prev = None
+    try:
+        while True:
+            cur = await blocking(request, _stats_once, d, rec)
+            if prev:
+                cur["precpu_stats"], cur["preread"] = prev["cpu_stats"], prev["read"]
+            else:
+                cur["precpu_stats"] = {"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0}
+            await resp.write(json.dumps(cur).encode() + b"\n")
+            prev = cur
+            if rec["State"]["Status"] not in ("running", "paused"):
+                break
+            await asyncio.sleep(1)
+    except ConnectionError:
+        pass
+    return resp
+
+
+# ---- archive (docker cp) -------------------------------------------------------------------
+
+def _rootfs(d, ref: str) -> tuple:
+    rec = d.engine.get(ref)
+    root = os.path.join(d.engine._dir(rec["Id"]), "bundle", "rootfs")
+    if not os.path.ismount(root) and not os.listdir(root):
+        raise Conflict(f"container {rec['Id'][:12]} has no root filesystem mounted")
+    return rec, root
+
+
+async def archive_head(request):
+    from .. import archive
+
+    d = daemon(request)
+    _, root = _rootfs(d, request.match_info["id"])
+    path = request.query.get("path", "")
+    if not path:
+        raise BadRequest("path: not given")
+    hdr = await blocking(request, archive.stat_header, root, path)
+    return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": hdr})
+
+
+async def archive_get(request):
+    from .. import archive
+
+    d = daemon(request)
+    _, root = _rootfs(d, request.match_info["id"])
+    path = request.query.get("path", "")
+    if not path:
+        raise BadRequest("path: not given")
+    hdr = await blocking(request, archive.stat_header, root, path)
+    data = await blocking(request, archive.get, root, path)
+    return web.Response(body=data, headers={"X-Docker-Container-Path-Stat": hdr,
+                                            "Content-Type": "application/x-tar"})
+
+
+async def archive_put(request):
+    from .. import archive
+
+    d = daemon(request)
+    _, root = _rootfs(d, request.match_info["id"])
+    path = request.query.get("path", "")
+    if not path:
+        raise BadRequest("path: not given")
+    data = await request.read()
+    await blocking(request, archive.put, root, path, data)
+    return web.Response(status=200)
+
+
 # ---- exec ----------------------------------------------------------------------------------
 
 async def exec_create(request):
@@ -506,5 +679,8 @@ ROUTES = [("GET", "/containers/json", list_containers), ("POST", "/containers/cr
           ("POST", "/containers/{id}/resize", resize), ("DELETE", "/containers/{id}", remove),
           ("POST", "/containers/{id}/pause", pause), ("POST", "/containers/{id}/unpause", unpause),
           ("GET", "/containers/{id}/top", top), ("POST", "/containers/{id}/rename", rename),
-          ("POST", "/containers/{id}/exec", exec_create), ("POST", "/exec/{id}/start", exec_start),
+          ("POST", "/containers/{id}/exec", exec_create), ("GET", "/containers/{id}/stats", stats),
+          ("POST", "/containers/{id}/update", update),
+          ("HEAD", "/containers/{id}/archive", archive_head), ("GET", "/containers/{id}/archive", archive_get),
+          ("PUT", "/containers/{id}/archive", archive_put), ("POST", "/exec/{id}/start", exec_start),
           ("GET", "/exec/{id}/json", exec_inspect), ("POST", "/exec/{id}/resize", exec_resize)]

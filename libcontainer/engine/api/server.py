@@ -95,6 +95,14 @@ async def errors(request: web.Request, handler):
                 raise BadRequest(f"client version {m.group(1)} is too old. Minimum supported "
                                  f"API version is {MIN_API_VERSION}, please upgrade your "
                                  "client to a newer version")
+        if log.isEnabledFor(logging.DEBUG):
+            import time
+
+            t = time.perf_counter()
+            try:
+                return await handler(request)
+            finally:
+                log.debug("%s %s %.1f ms", request.method, request.path, (time.perf_counter() - t) * 1000)
         return await handler(request)
     except EngineError as e:
         if e.status == 304:
@@ -233,6 +241,10 @@ async def serve(opts: dict) -> None:
     engine = Engine(opts["data_root"], opts.get("exec_root", ""))
     d = Daemon(engine, loop, pool)
     await loop.run_in_executor(pool, engine.load)
+    from .. import monitor
+
+    if os.environ.get("RUNNER_DAEMON_NO_ZYGOTE") != "1":
+        await loop.run_in_executor(pool, monitor.zygote.warm)
     app = make_app(d)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
@@ -268,6 +280,7 @@ async def serve(opts: dict) -> None:
             except OSError:
                 pass
         pool.shutdown(wait=False, cancel_futures=True)
+        monitor.zygote.close()
 
 
 def main(opts: dict) -> int:

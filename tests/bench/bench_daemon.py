@@ -1,0 +1,124 @@
+"""`make bench` (daemon): the same docker CLI (Debian's docker.io 20.10) and the same image
+against `runner daemon`, dockerd (+ containerd + shim + runc) and `podman system service`
+(+ conmon + runc), each on private paths in a throw-away network namespace:
+
+  - `docker run --rm --network none IMAGE true`, one at a time: median and p90 wall time;
+  - N × `docker run -d IMAGE sleep 1000`, then `docker rm -f` of all N: wall time of each phase;
+  - memory of what stays per running container: runner-monitor vs containerd-shim-runc-v2
+    vs conmon (PSS from /proc/PID/smaps_rollup, averaged over the N containers).
+
+    .venv/bin/python tests/bench/bench_daemon.py [--runs N] [--containers N] [--no-podman]
+
+Runs alternate between the daemons, so load on the machine falls on all alike. Ratios are
+X / dockerd (below 1: faster or smaller). Nothing is asserted."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+
+from daemonkit import IMAGE, Dockerd, Netns, PodmanService, RunnerDaemon, busybox_archive  # noqa: E402
+
+
+def pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children_named(name: str) -> list:
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/comm") as f:
+                    if f.read().strip() == name[:15]:
+                        out.append(int(p))
+            except OSError:
+                pass
+    return out
+
+
+MONITOR = {"runner": "runner-monitor", "dockerd": "containerd-shim-runc-v2", "podman": "conmon"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--containers", type=int, default=100)
+    ap.add_argument("--no-podman", action="store_true")
+    a = ap.parse_args()
+    pid = os.getpid()
+    kinds = [("runner", RunnerDaemon), ("dockerd", Dockerd)]
+    if not a.no_podman and shutil.which("podman") and shutil.which("conmon"):
+        kinds.append(("podman", PodmanService))
+    daemons, nss = {}, []
+    archive = busybox_archive(f"/tmp/bench-daemon-{pid}.tar")
+    try:
+        for kind, cls in kinds:
+            ns = Netns(f"bd-{kind[:2]}-{pid}")
+            nss.append(ns)
+            d = cls(f"/tmp/bd-{kind[:2]}-{pid}", netns=ns.name)
+            d.start()
+            daemons[kind] = d
+            d.docker("load", "-i", archive, check=True)
+            d.docker("run", "--rm", "--network", "none", IMAGE, "true", check=True)  # warm
+        times = {k: [] for k in daemons}
+        for _ in range(a.runs):
+            for k, d in daemons.items():
+                t = time.perf_counter()
+                d.docker("run", "--rm", "--network", "none", IMAGE, "true", check=True)
+                times[k].append(time.perf_counter() - t)
+        print("docker run --rm --network none IMAGE true (one at a time)")
+        base = statistics.median(times["dockerd"])
+        for k, ts in times.items():
+            ts.sort()
+            med = statistics.median(ts)
+            p90 = ts[int(len(ts) * 0.9) - 1]
+            print(f"  {k:8s} median {med * 1000:7.1f} ms  p90 {p90 * 1000:7.1f} ms  ratio {med / base:.2f}")
+        print(f"\n{a.containers} x docker run -d IMAGE sleep 1000, then docker rm -f of each")
+        phases = {}
+        mem = {}
+        for k, d in daemons.items():
+            before = set(children_named(MONITOR[k]))
+            t = time.perf_counter()
+            ids = [d.docker("run", "-d", "--network", "none", IMAGE, "sleep", "1000", check=True).stdout.strip()
+                   for _ in range(a.containers)]
+            up = time.perf_counter() - t
+            mons = [p for p in children_named(MONITOR[k]) if p not in before]
+            mem[k] = (sum(pss_kb(p) for p in mons) / max(len(ids), 1), len(mons))
+            t = time.perf_counter()
+            for i in ids:
+                d.docker("rm", "-f", i, check=True)
+            phases[k] = (up, time.perf_counter() - t)
+        for k, (up, down) in phases.items():
+            bu, bd = phases["dockerd"]
+            print(f"  {k:8s} run -d {up:6.1f} s (ratio {up / bu:.2f})   rm -f {down:6.1f} s (ratio {down / bd:.2f})")
+        print("\nmemory per running container of what stays with it (PSS)")
+        for k, (kb, n) in mem.items():
+            print(f"  {k:8s} {MONITOR[k]:24s} {kb:8.0f} KiB/container ({n} processes)"
+                  f"  ratio {kb / max(mem['dockerd'][0], 1):.2f}")
+    finally:
+        for d in daemons.values():
+            d.cleanup()
+        for ns in nss:
+            ns.remove()
+        os.unlink(archive)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
