@@ -113,7 +113,11 @@ def test_error_json(cli):
         c.request(method, path, body=body, headers={"Content-Type": "application/json"})
         r = c.getresponse()
         data = json.loads(r.read())
-        assert r.status == status, (path, r.status, data)
+        assert isinstance(data, dict), data
+        got = r.status
+        if cli.kind != "runner" and got == 500 and status == 400 and "invalid character" in data.get("message", ""):
+            got = 400  # dockerd 20.10 and podman 4.3 answer malformed JSON with 500 (dockerd: 400 since 23.0)
+        assert got == status, (path, r.status, data)
         assert isinstance(data.get("message"), str) and data["message"]
         c.close()
 
