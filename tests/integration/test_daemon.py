@@ -326,3 +326,28 @@ def test_engine_uses_no_cli():
                         assert not (node.module or "").startswith("runner"), (n, node.module)
                     if isinstance(node, ast.Import):
                         assert not any(a.name.startswith("runner") for a in node.names), n
+
+
+# ---- pull ----------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/docker-registry"), reason="no docker-registry")
+def test_pull_from_local_registry(rd, archive, tmp_path):
+    """docker pull from docker-registry on 127.0.0.1 (insecure as loopback is for dockerd),
+    with Docker's streamed JSON progress; then the image runs."""
+    import imagekit
+
+    reg = imagekit.Registry(str(tmp_path / "reg"), port=24400)
+    try:
+        reg.push(f"docker-archive:{archive}", "bb:1")
+        r = rd.docker("pull", f"{reg.addr}/bb:1")
+        assert r.returncode == 0, r.stderr
+        assert f"Downloaded newer image for {reg.addr}/bb:1" in r.stdout
+        assert f"{reg.addr}/bb:1" in rd.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+        assert rd.docker("run", "--rm", f"{reg.addr}/bb:1", "echo", "pulled").stdout == "pulled\n"
+        api = docker_py.APIClient(base_url=rd.host, version="auto")
+        events = list(api.pull(f"{reg.addr}/bb", tag="1", stream=True, decode=True))
+        assert any("Status: Image is up to date" in e.get("status", "") for e in events)
+        r = rd.docker("pull", f"{reg.addr}/nope:1")
+        assert r.returncode != 0 and "not found" in r.stderr.lower()
+    finally:
+        reg.stop()
