@@ -47,6 +47,21 @@ def private(small):
     reg.stop()
 
 
+@pytest.fixture(scope="module")
+def podman(small):
+    """podman on a private store and containers.conf: even `podman login` and `search`
+    would otherwise make the host's /var/lib/containers/storage."""
+    p = shipkit.Podman()
+    yield p
+    p.stop()
+
+
+def _pm(podman, env, *args):
+    env = dict(env, CONTAINERS_CONF=podman.env["CONTAINERS_CONF"])
+    return subprocess.run(["podman", *podman.flags, *args], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
 def _env(tmp_path, **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR")}
     env["HOME"] = str(tmp_path / "home")
@@ -92,7 +107,7 @@ def test_login_push_pull_logout(small, private, tmp_path):
     assert r.returncode == 1 and f"not logged into {private.addr}" in r.stderr
 
 
-def test_skopeo_podman_and_docker_logins_serve_the_runner(small, private, tmp_path):
+def test_skopeo_podman_and_docker_logins_serve_the_runner(small, private, podman, tmp_path):
     # skopeo login into a file named by REGISTRY_AUTH_FILE
     auth = str(tmp_path / "skopeo-auth.json")
     kit.skopeo("login", "--tls-verify=false", "--authfile", auth, "-u", USER, "-p", PASSWORD, private.addr)
@@ -103,19 +118,17 @@ def test_skopeo_podman_and_docker_logins_serve_the_runner(small, private, tmp_pa
     xdg = tmp_path / "xdg"
     xdg.mkdir(mode=0o700)
     env = _env(tmp_path, XDG_RUNTIME_DIR=str(xdg))
-    pm = subprocess.run(["podman", "login", "--tls-verify=false", "-u", USER, "-p", PASSWORD, private.addr],
-                        capture_output=True, text=True, env=env, timeout=60)
+    pm = _pm(podman, env, "login", "--tls-verify=false", "-u", USER, "-p", PASSWORD, private.addr)
     assert pm.returncode == 0, pm.stderr
     assert (xdg / "containers" / "auth.json").exists()
     r = runner_env("pull", "--storage", str(tmp_path / "s2"), "--tls-verify=false",
                    f"docker://{private.addr}/priv/seed:1", env=env)
     assert r.returncode == 0, r.stderr
     # and the reverse: the runner's login (same default file) serves podman
-    subprocess.run(["podman", "logout", "--all"], env=env, capture_output=True, timeout=60)
+    _pm(podman, env, "logout", "--all")
     r = runner_env("login", "--tls-verify=false", "-u", USER, "-p", PASSWORD, private.addr, env=env)
     assert r.returncode == 0, r.stderr
-    pm = subprocess.run(["podman", "login", "--get-login", private.addr], capture_output=True,
-                        text=True, env=env, timeout=60)
+    pm = _pm(podman, env, "login", "--get-login", private.addr)
     assert pm.returncode == 0 and pm.stdout.strip() == USER, pm.stderr
     # docker's ~/.docker/config.json (what `docker login` writes) is read too
     home = tmp_path / "dhome"
@@ -151,7 +164,7 @@ def test_login_with_a_token_server(small, tmp_path):
         tokens.stop()
 
 
-def test_search_and_list_tags_with_pages(small, tmp_path, monkeypatch):
+def test_search_and_list_tags_with_pages(small, podman, tmp_path, monkeypatch):
     reg = shipkit.registry(str(tmp_path / "reg"))
     try:
         names = [f"ship/s{i}" for i in range(5)] + ["other/x"]
@@ -163,10 +176,8 @@ def test_search_and_list_tags_with_pages(small, tmp_path, monkeypatch):
         assert r.returncode == 0, r.stderr
         ours = r.stdout.split()[1:]
         assert ours == [f"{reg.addr}/ship/s{i}" for i in range(5)], r.stdout
-        pm = subprocess.run(["podman", "search", "--tls-verify=false", "--format", "{{.Name}}",
-                             f"{reg.addr}/ship"], capture_output=True, text=True, timeout=60)
-        if pm.returncode == 0:
-            assert sorted(pm.stdout.split()) == sorted(ours), pm.stdout
+        pm = podman.ok("search", "--tls-verify=false", "--format", "{{.Name}}", f"{reg.addr}/ship")
+        assert sorted(pm.stdout.split()) == sorted(ours), pm.stdout
         r = kit.runner("search", "--tls-verify=false", "--list-tags", f"{reg.addr}/ship/s0")
         assert r.returncode == 0, r.stderr
         tags = [line.split()[1] for line in r.stdout.splitlines()[1:]]
