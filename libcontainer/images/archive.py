@@ -122,7 +122,12 @@ def write_docker_archive(store, items: list, dest: str, progress) -> None:
                     _stream_layer(out, name, store, diff_id, layer_dir, progress.layer(diff_id, store.layer_size(diff_id)))
             out.add_bytes(p.image.config[7:] + ".json", p.config)
             tags = [docker_name(n) for n in names if "@" not in n]
-            entries.append({"Config": p.image.config[7:] + ".json", "RepoTags": tags, "Layers": layers})
+            same = [e for e in entries if e["Config"] == p.image.config[7:] + ".json"]
+            if same:  # one entry per image, its names together (as docker save writes it)
+                same[0]["RepoTags"] += [t for t in tags if t not in same[0]["RepoTags"]]
+            else:
+                entries.append({"Config": p.image.config[7:] + ".json", "RepoTags": tags,
+                                "Layers": layers})
             for t in tags:
                 repo, _, tag = t.rpartition(":")
                 repositories.setdefault(repo, {})[tag] = p.layers[-1][0][7:] if p.layers else ""
