@@ -50,7 +50,7 @@ class Systemd:
         self.user = user
         addr = bus_address(user)
         try:
-            self.conn = open_dbus_connection(addr if "=" in addr else addr, auth_timeout=5.0)
+            self.conn = open_dbus_connection(addr, auth_timeout=5.0)
         except (OSError, ValueError, TimeoutError) as e:
             what = "the user's" if user else "the system"
             raise ConfigError(FLAG, f"cannot reach systemd: connecting to {what} D-Bus at "

@@ -23,14 +23,18 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "ben
 from grading_image import mirror  # noqa: E402
 
 CACHE = os.environ.get("RUNNER_TEST_CACHE", "/var/cache/runner-tests")
-ROOTFS = os.path.join(CACHE, "debian-systemd")
-PACKAGES = "systemd,systemd-sysv,dbus,libseccomp2,python3"
+ROOTFS = os.path.join(CACHE, "debian-systemd-podman")
+# python3: the runner runs inside; podman: driving the runner with --cgroup-manager systemd
+# (podman's network stack, which apt resolves and debootstrap does not: the CNI plugins)
+PACKAGES = ("systemd,systemd-sysv,dbus,libseccomp2,python3,podman,containernetworking-plugins,"
+            "iptables")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def ready(path: str = ROOTFS) -> bool:
     return all(os.path.exists(os.path.join(path, p)) for p in
-               ("lib/systemd/systemd", "usr/bin/python3", "usr/bin/dbus-daemon"))
+               ("lib/systemd/systemd", "usr/bin/python3", "usr/bin/dbus-daemon",
+                "usr/bin/podman"))
 
 
 def ensure(path: str = ROOTFS) -> str:

@@ -346,3 +346,31 @@ def test_exec_pause_and_ps_in_the_scope(sd):
         assert gone(sd, "runner-ex.scope")
     finally:
         delete(sd, "runner", "ex")
+
+
+def test_podman_drives_the_runner_with_systemd_cgroups(sd):
+    """podman --cgroup-manager systemd (machine.slice:libpod:ID, a libpod-ID.scope) with the
+    runner as its runtime, side by side with runc: the same scope and limits."""
+    rootfs = "/tmp/pmroot"
+    sd.sh(f"rm -rf {rootfs} && cp -a {ROOTFS} {rootfs}")
+    conf = "/tmp/pm-containers.conf"
+    # no CAP_SYS_RESOURCE here: podman's default 1048576 nofile and nproc cannot be set
+    sd.sh(f"printf '[containers]\\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\\n' > {conf}")
+    out = {}
+    for kind in ("runner", "runc") if RUNC else ("runner",):
+        rt = f"{REPO}/.venv/bin/runner" if kind == "runner" else IN_RUNC
+        pm = (f"CONTAINERS_CONF={conf} podman --root /tmp/pm-{kind}/root --runroot "
+              f"/run/pm-{kind} --storage-driver vfs --cgroup-manager systemd --runtime {rt}")
+        r = sd.sh(f"{pm} run --rm --network none --memory 48m --pids-limit 30 --rootfs "
+                  f"{rootfs} sh -c 'cat /proc/self/cgroup; cat /sys/fs/cgroup/memory/"
+                  f"memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max'", timeout=120,
+                  check=False)
+        assert r.returncode == 0, (kind, r.stdout, r.stderr)
+        lines = r.stdout.split()
+        mem = [x for x in lines if ":memory:" in x]
+        assert mem and mem[0].split(":", 2)[2].startswith("/machine.slice/libpod-"), lines
+        assert mem[0].endswith(".scope")
+        out[kind] = [x.split(":", 2)[2].split("/libpod-")[0] if ":" in x else x for x in lines]
+    assert str(48 << 20) in out["runner"] and "30" in out["runner"]
+    if "runc" in out:
+        assert out["runner"] == out["runc"]
