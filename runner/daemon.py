@@ -11,7 +11,8 @@ from .args import Flag, flag_help, parse
 FLAGS = [
     Flag("--host,-H", "hosts", True, None, "unix://PATH, tcp://HOST:PORT (with --tlsverify) or "
          "fd:// (socket activation); repeatable", multiple=True),
-    Flag("--data-root", "data_root", True, "/var/lib/runner-daemon", "containers, images, volumes"),
+    Flag("--data-root", "data_root", True, "", "containers, images, volumes (default "
+         "/var/lib/runner-daemon; unprivileged: ~/.local/share/runner-daemon)"),
     Flag("--exec-root", "exec_root", True, "", "runtime state (default DATA-ROOT/runtime)"),
     Flag("--group,-G", "group", True, "docker", "group of the unix socket (0660)"),
     Flag("--pidfile,-p", "pidfile", True, "", "write the daemon's pid here"),
@@ -41,6 +42,11 @@ def cmd_daemon(ctx, argv: list) -> int:
     if pos:
         raise InvalidArgument(f"daemon: unexpected argument {pos[0]!r}")
     opts["default_socket"] = _default_socket()
+    if not opts["data_root"]:
+        import os
+
+        opts["data_root"] = ("/var/lib/runner-daemon" if os.geteuid() == 0 else
+                             os.path.expanduser("~/.local/share/runner-daemon"))
     opts["hosts"] = opts["hosts"] or []
     try:
         from libcontainer.engine.api.server import main

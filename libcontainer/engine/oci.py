@@ -235,8 +235,11 @@ def apply(spec: dict, cid: str, config: dict, hc: dict, mounts: list, extra_moun
     ann = spec.setdefault("annotations", {})
     ann.update({str(k): str(v) for k, v in (config.get("Labels") or {}).items()})
     linux = spec["linux"]
-    linux["cgroupsPath"] = f"/runner-daemon/{cid}"
     res = resources(hc)
+    if not rootless or res:
+        # rootless: a cgroup only when limits are asked for (they need a delegated subtree,
+        # and the library says so naming the field when there is none)
+        linux["cgroupsPath"] = f"/runner-daemon/{cid}"
     if res:
         linux["resources"] = res
     if hc.get("Sysctls"):

@@ -351,3 +351,48 @@ def test_pull_from_local_registry(rd, archive, tmp_path):
         assert r.returncode != 0 and "not found" in r.stderr.lower()
     finally:
         reg.stop()
+
+
+# ---- rootless ------------------------------------------------------------------------------
+
+def test_rootless_daemon(archive):
+    """An unprivileged user's daemon: its socket under $XDG_RUNTIME_DIR, containers on the
+    rootless runtime (uid 0 of a user namespace), exec too."""
+    import shutil as sh_
+
+    user = "daemonrl"
+    made = subprocess.run(["id", user], capture_output=True).returncode != 0
+    if made:
+        subprocess.run(["useradd", "-m", user], check=True, capture_output=True)
+    base = f"/tmp/daemon-rl-{os.getpid()}"
+    os.makedirs(base)
+    sh_.copy(archive, f"{base}/bb.tar")
+    subprocess.run(["chown", "-R", user, base], check=True)
+    script = f"""
+export XDG_RUNTIME_DIR={base}/run; mkdir -p $XDG_RUNTIME_DIR
+cd {REPO}
+{sys.executable} -m runner daemon --data-root {base}/data > {base}/log 2>&1 &
+D=$!
+export DOCKER_HOST=unix://$XDG_RUNTIME_DIR/runner/docker.sock
+for i in $(seq 100); do {DOCKER} version >/dev/null 2>&1 && break; sleep 0.1; done
+{DOCKER} load -i {base}/bb.tar >/dev/null
+{DOCKER} run --rm {IMAGE} sh -c 'echo uid=$(id -u)'
+{DOCKER} run -d --name rl1 {IMAGE} sleep 30 >/dev/null
+{DOCKER} exec rl1 echo exec-ok
+{DOCKER} rm -f rl1 >/dev/null
+kill $D; wait $D
+"""
+    try:
+        r = subprocess.run(["su", user, "-s", "/bin/bash", "-c", script], capture_output=True,
+                           text=True, timeout=180)
+        assert r.stdout.split() == ["uid=0", "exec-ok"], r.stdout + r.stderr + open(f"{base}/log").read()
+    finally:
+        if made:
+            subprocess.run(["pkill", "-u", user], capture_output=True)  # the user the test made
+        with open("/proc/self/mountinfo") as f:
+            points = [ln.split()[4] for ln in f if f" {base}/" in ln]
+        for p in sorted(points, key=len, reverse=True):
+            subprocess.run(["umount", "-l", p], capture_output=True)
+        sh_.rmtree(base, ignore_errors=True)
+        if made:
+            subprocess.run(["userdel", "-r", user], capture_output=True)

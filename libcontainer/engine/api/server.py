@@ -170,7 +170,11 @@ def _unix_socket(path: str, group: str) -> socket.socket:
             if group != "docker":
                 raise BadRequest(f"--group: no group {group!r}") from None
     if gid >= 0:
-        os.chown(path, -1, gid)
+        try:
+            os.chown(path, -1, gid)
+        except PermissionError:
+            if group != "docker":  # asked for by name: say so; the default is best effort
+                raise BadRequest(f"--group {group}: cannot give the socket to it (not a member)") from None
     os.chmod(path, 0o660)
     s.listen(1024)
     return s
