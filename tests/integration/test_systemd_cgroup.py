@@ -26,6 +26,7 @@ RUNC = shutil.which("runc")
 PY = sys.executable
 IN_RUNNER = f"cd {REPO} && {PY} -m runner"
 IN_RUNC = "/usr/local/sbin/runc"
+CONTAINERD = ("containerd", "containerd-shim-runc-v2", "ctr")
 PROPS = ("Slice", "Delegate", "DefaultDependencies", "MemoryAccounting", "CPUAccounting",
          "BlockIOAccounting", "TasksAccounting", "MemoryLimit", "CPUShares",
          "CPUQuotaPerSecUSec", "CPUQuotaPeriodUSec", "TasksMax", "AllowedCPUs",
@@ -52,6 +53,9 @@ def sd(tmp_path_factory):
     binds = [systemdkit._bind(REPO)]
     if RUNC:
         binds.append(systemdkit._bind(os.path.realpath(RUNC), IN_RUNC))
+    for tool in CONTAINERD:  # the host's containerd (Debian's: linked to libc only)
+        if shutil.which(tool):
+            binds.append(systemdkit._bind(shutil.which(tool), f"/usr/local/bin/{tool}"))
     runner = [PY, "-m", "runner"]
     box = systemdkit.Systemd(runner, work, f"sdct-{os.getpid()}", binds)
     try:
@@ -374,3 +378,40 @@ def test_podman_drives_the_runner_with_systemd_cgroups(sd):
     assert str(48 << 20) in out["runner"] and "30" in out["runner"]
     if "runc" in out:
         assert out["runner"] == out["runc"]
+
+
+def test_containerd_systemd_cgroup_drives_the_runner(sd):
+    """containerd's runc shim with SystemdCgroup (ctr --runc-systemd-cgroup) calls the runner
+    with --systemd-cgroup and a slice:prefix:name path, as it calls runc: the same scope,
+    limit and teardown."""
+    if not all(shutil.which(t) for t in CONTAINERD):
+        pytest.skip("containerd is not installed")
+    env = "export PATH=/usr/local/bin:$PATH; "
+    ctr = "ctr --address /run/sdtest-ctd/sock"
+    sd.sh(env + "mkdir -p /tmp/ctd; (containerd --root /tmp/ctd/root --state /run/sdtest-ctd "
+          "--address /run/sdtest-ctd/sock >/tmp/ctd/log 2>&1 & echo $! >/tmp/ctd/pid); "
+          f"for i in $(seq 100); do {ctr} version >/dev/null 2>&1 && break; sleep 0.1; done")
+    try:
+        seen = {}
+        for kind in ("runner", "runc") if RUNC else ("runner",):
+            rt = f"{REPO}/.venv/bin/runner" if kind == "runner" else IN_RUNC
+            cid = f"ctd{kind}"
+            unit = f"ctd-{cid}.scope"
+            sd.sh(env + f"{ctr} run -d --runc-binary {rt} --runc-systemd-cgroup --cgroup "
+                  f"system.slice:ctd:{cid} --memory-limit 50000000 --rootfs {ROOTFS} {cid} "
+                  "/bin/sleep 100")
+            props = show(sd, unit)
+            assert props["ActiveState"] == "active" and props["Delegate"] == "yes"
+            assert props["MemoryLimit"] == "50000000" and props["Slice"] == "system.slice"
+            limit = sd.sh(f"cat /sys/fs/cgroup/memory/system.slice/{unit}/"
+                          "memory.limit_in_bytes").stdout.strip()
+            seen[kind] = ({k: v.replace(unit, "UNIT") for k, v in props.items()}, limit)
+            sd.sh(env + f"{ctr} task kill -s KILL {cid}; for i in $(seq 50); do {ctr} task ls "
+                  f"| grep -q '{cid} .*RUNNING' || break; sleep 0.1; done; "
+                  f"{ctr} task delete {cid}; {ctr} container delete {cid}")
+            assert gone(sd, unit)
+            assert sd.sh(f"ls -d /sys/fs/cgroup/*/system.slice/{unit}", check=False).stdout == ""
+        if "runc" in seen:
+            assert seen["runner"] == seen["runc"]
+    finally:
+        sd.sh("kill $(cat /tmp/ctd/pid)", check=False)  # the containerd started above
