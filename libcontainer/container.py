@@ -790,7 +790,7 @@ def _plan_cgroups(spec, container_id: str, systemd: bool = False):
         from .cgroups.systemd import plan
 
         return plan(container_id, spec.linux.cgroups_path, spec.linux.resources,
-                    devices=spec.linux.devices)
+                    devices=spec.linux.devices, annotations=spec.annotations)
     from . import cgroups
 
     return cgroups.Manager.plan(container_id, spec.linux.cgroups_path, spec.linux.resources,

@@ -273,3 +273,98 @@ def _device_group(typ: str, major: int) -> str:
     except OSError:
         pass
     return ""
+
+
+# ---- annotations: org.systemd.property.NAME=VALUE (runc's initSystemdProps) --------------
+
+ANNOTATION = "org.systemd.property."
+_KEYWORDS = {"boolean": "b", "byte": "y", "int16": "n", "uint16": "q", "int32": "i",
+             "uint32": "u", "int64": "x", "uint64": "t", "double": "d", "string": "s",
+             "objectpath": "o"}
+_INT_SIGS = "ynqiuxt"
+
+
+def annotation_properties(annotations: dict) -> list:
+    """Extra unit properties from the config's annotations, their values in GVariant text
+    form as runc parses them ("uint64 10000000", "true", "'text'", "['a', 'b']"); a NAME
+    ending in "Sec" (TimeoutStopSec) is sent as NAME in µs (TimeoutStopUSec), as runc does.
+    podman sets org.systemd.property.TimeoutStopUSec this way."""
+    props = []
+    for key, text in sorted((annotations or {}).items()):
+        if not key.startswith(ANNOTATION):
+            continue
+        name = key[len(ANNOTATION):]
+        field = f"annotations.{key}"
+        if len(name) < 3 or not name.isascii() or not name.isalpha():
+            raise ConfigError(field, f"{name!r} is not a property name (3 or more letters)")
+        sig, value = parse_gvariant(str(text), field)
+        if name.endswith("Sec") and name[-4].islower():
+            if sig not in _INT_SIGS + "d":
+                raise ConfigError(field, f"{text!r}: {name} needs a number")
+            name, sig, value = name[:-3] + "USec", "t", int(value * 1000000)
+        props.append((name, (sig, value)))
+    return props
+
+
+def parse_gvariant(text: str, field: str) -> tuple:
+    """(signature, value) of a GVariant text-form value: the subset unit properties use."""
+    t = text.strip()
+    sig = ""
+    if t.startswith("@"):
+        sig, _, t = t[1:].partition(" ")
+        t = t.strip()
+    else:
+        word, _, rest = t.partition(" ")
+        if word in _KEYWORDS and rest:
+            sig, t = _KEYWORDS[word], rest.strip()
+    try:
+        if t.startswith("["):
+            if not t.endswith("]"):
+                raise ValueError
+            inner = sig[1:] if sig.startswith("a") else ""
+            items = [_scalar(x, inner, field) for x in _split(t[1:-1])]
+            inner = inner or (items[0][0] if items else "s")
+            if any(s != inner for s, _ in items):
+                raise ValueError
+            return "a" + inner, [v for _, v in items]
+        return _scalar(t, sig, field)
+    except ValueError:
+        raise ConfigError(field, f"{text!r} is not a value in GVariant text form") from None
+
+
+def _split(body: str) -> list:
+    out, cur, quote = [], "", ""
+    for ch in body:
+        if quote:
+            cur += ch
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+            cur += ch
+        elif ch == ",":
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def _scalar(t: str, sig: str, field: str) -> tuple:
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "'\"":
+        if sig not in ("", "s", "o"):
+            raise ValueError
+        return sig or "s", t[1:-1]
+    if t in ("true", "false"):
+        if sig not in ("", "b"):
+            raise ValueError
+        return "b", t == "true"
+    if sig == "d" or (not sig and any(c in t for c in ".eE") and not t.startswith("0x")):
+        return "d", float(t)
+    n = int(t, 0)
+    sig = sig or "i"
+    if sig not in _INT_SIGS:
+        raise ValueError
+    return sig, n

@@ -76,10 +76,11 @@ class SystemdManager(Manager):
 
     @classmethod
     def plan(cls, container_id: str, cgroups_path: str = "", resources: dict | None = None,
-             devices=(), host=None) -> "SystemdManager":
+             devices=(), host=None, annotations: dict | None = None) -> "SystemdManager":
         """Check the path and resources, reach systemd, and decide every directory; nothing
         is made (a bad path or an unreachable systemd leaves nothing)."""
         slice_, prefix, name = sdprops.parse_path(cgroups_path, container_id)
+        extra = sdprops.annotation_properties(annotations or {})
         res = unset.strip(validate.resources(resources or {}))
         host = host or detect()
         if not host.v1 and not host.unified:
@@ -117,7 +118,7 @@ class SystemdManager(Manager):
             m.close()
             raise
         m.created = m._dirs()  # the leaves: delete removes what systemd did not
-        m._host, m._writes = host, writes
+        m._host, m._writes, m._extra = host, writes, extra
         m.started = False
         return m
 
@@ -145,7 +146,7 @@ class SystemdManager(Manager):
         host = self._host
         bus = self.bus()
         props = sdprops.base_properties(self.unit, self.slice, self.name, pid, self.mode)
-        bus.start_transient_unit(self.unit, props)
+        bus.start_transient_unit(self.unit, props + self._extra)
         self.started = True
         try:
             if self._props:  # as runc: the limits by Set, after Apply (the unit's drop-ins)
@@ -245,5 +246,7 @@ class SystemdManager(Manager):
         return m
 
 
-def plan(container_id: str, cgroups_path: str, resources, devices=()) -> SystemdManager:
-    return SystemdManager.plan(container_id, cgroups_path, resources, devices)
+def plan(container_id: str, cgroups_path: str, resources, devices=(),
+         annotations: dict | None = None) -> SystemdManager:
+    return SystemdManager.plan(container_id, cgroups_path, resources, devices,
+                               annotations=annotations)

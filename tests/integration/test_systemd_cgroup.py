@@ -70,7 +70,7 @@ def sd(tmp_path_factory):
 
 
 def bundle(sd, name: str, resources: dict | None = None, cgroups_path: str = "",
-           args=("sleep", "1000")) -> str:
+           args=("sleep", "1000"), annotations: dict | None = None) -> str:
     """A bundle inside the systemd container (its /tmp), on the read-only busybox rootfs."""
     from libcontainer.default_spec import default_config
 
@@ -81,6 +81,8 @@ def bundle(sd, name: str, resources: dict | None = None, cgroups_path: str = "",
         cfg["linux"]["resources"] = resources
     if cgroups_path:
         cfg["linux"]["cgroupsPath"] = cgroups_path
+    if annotations:
+        cfg["annotations"] = annotations
     path = f"/tmp/b/{name}"
     sd.sh(f"mkdir -p {path} && printf %s {shlex.quote(json.dumps(cfg))} > {path}/config.json")
     return path
@@ -415,3 +417,33 @@ def test_containerd_systemd_cgroup_drives_the_runner(sd):
             assert seen["runner"] == seen["runc"]
     finally:
         sd.sh("kill $(cat /tmp/ctd/pid)", check=False)  # the containerd started above
+
+
+def test_annotations_set_unit_properties(sd):
+    """org.systemd.property.NAME annotations (podman sets TimeoutStopUSec so) reach the
+    unit as runc sends them; a malformed one is refused naming it, leaving nothing."""
+    notes = {"org.systemd.property.TimeoutStopUSec": "uint64 123000000",
+             "org.systemd.property.CollectMode": "'inactive-or-failed'",
+             "org.systemd.property.RuntimeMaxSec": "3600"}
+    seen = {}
+    for kind in ("runner", "runc") if RUNC else ("runner",):
+        cid = f"ann{kind}"
+        start(sd, kind, cid, bundle(sd, cid, annotations=notes))
+        unit = f"{'runc' if kind == 'runc' else 'runner'}-{cid}.scope"
+        try:
+            out = sd.sh(f"systemctl show {unit} -p TimeoutStopUSec,CollectMode,"
+                        "RuntimeMaxUSec").stdout
+            seen[kind] = out
+        finally:
+            delete(sd, kind, cid)
+    assert "TimeoutStopUSec=2min 3s" in seen["runner"]
+    assert "CollectMode=inactive-or-failed" in seen["runner"]
+    assert "RuntimeMaxUSec=1h" in seen["runner"]
+    if "runc" in seen:
+        assert seen["runner"] == seen["runc"]
+    b = bundle(sd, "annbad", annotations={"org.systemd.property.TimeoutStopUSec": "uint64 x"})
+    r = sd.sh(f"{runtime('runner')} --systemd-cgroup run -d --bundle {b} annbad", check=False)
+    assert r.returncode != 0
+    assert "annotations.org.systemd.property.TimeoutStopUSec" in r.stderr, r.stderr
+    assert gone(sd, "runner-annbad.scope")
+    assert sd.sh(f"{runtime('runner')} list -q").stdout.strip() == ""

@@ -149,3 +149,30 @@ def test_unreachable_systemd_names_the_flag(monkeypatch, tmp_path):
     with pytest.raises(ConfigError) as e:
         sdbus.Systemd(user=False)
     assert e.value.field == "--systemd-cgroup" and "nobus" in str(e.value)
+
+
+def test_annotation_properties():
+    p = sdprops.annotation_properties({
+        "org.systemd.property.TimeoutStopUSec": "uint64 10000000",
+        "org.systemd.property.CollectMode": "'inactive-or-failed'",
+        "org.systemd.property.RuntimeMaxSec": "5",          # Sec → USec, in µs
+        "org.systemd.property.Wants": "['a.service', 'b.service']",
+        "org.systemd.property.SendSIGHUP": "true",
+        "org.systemd.property.CPUWeight": "@t 300",
+        "io.kubernetes.other": "ignored"})
+    assert dict(p) == {"TimeoutStopUSec": ("t", 10000000),
+                       "CollectMode": ("s", "inactive-or-failed"),
+                       "RuntimeMaxUSec": ("t", 5000000),
+                       "Wants": ("as", ["a.service", "b.service"]),
+                       "SendSIGHUP": ("b", True), "CPUWeight": ("t", 300)}
+
+
+@pytest.mark.parametrize("key, value", [("org.systemd.property.A1", "1"),
+                                        ("org.systemd.property.Ab", "1"),
+                                        ("org.systemd.property.Foo", "uint64 x"),
+                                        ("org.systemd.property.Foo", "[1, 'a']"),
+                                        ("org.systemd.property.TimeoutStopSec", "'x'")])
+def test_annotation_properties_refused(key, value):
+    with pytest.raises(ConfigError) as e:
+        sdprops.annotation_properties({key: value})
+    assert e.value.field == f"annotations.{key}"
