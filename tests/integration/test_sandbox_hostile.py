@@ -123,6 +123,17 @@ def test_ok_and_output(box):
     box.host.assert_run_left_nothing()
 
 
+def test_isolation_defaults(box):
+    r = box.run(["sh", "-c", "grep -E '^(NoNewPrivs|Seccomp|CapEff|CapBnd):' /proc/self/status; "
+                             "cat /proc/timer_list /proc/sched_debug | wc -c; ls /sys/firmware | wc -l; "
+                             "ls /sys/class/net"])
+    lines = r.stdout.decode().split()
+    st = dict(zip(lines[0:8:2], lines[1:8:2]))
+    assert st == {"CapEff:": "0000000000000000", "CapBnd:": "0000000000000000",
+                  "NoNewPrivs:": "1", "Seccomp:": "2"}
+    assert lines[8:] == ["0", "0", "lo"]  # masked /proc files and /sys/firmware; lo alone
+
+
 def test_exit_code_and_signal(box):
     r = box.run("exit 3")
     assert (r.status, r.exit_code) == ("RE", 3)
