@@ -69,6 +69,8 @@ def main() -> int:
     ap.add_argument("--peer-submissions", type=int, default=200)
     ap.add_argument("--engines", default=",".join(ALL))
     ap.add_argument("--image", default=None)
+    ap.add_argument("--trivial", type=int, default=50,
+                    help="then this many runs of `true` per engine: the cost of a run alone")
     args = ap.parse_args()
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     for e in engines:
@@ -83,6 +85,7 @@ def main() -> int:
     import grading_engines as ge
 
     results = {}
+    trivial = {}
     dockerd = None
     try:
         for name in engines:
@@ -107,6 +110,10 @@ def main() -> int:
                 work = peer_subs
             try:
                 verdicts, elapsed = run_engine(eng, work, tty)
+                t = time.monotonic()
+                for _ in range(args.trivial):
+                    eng.trivial()
+                trivial[name] = (args.trivial, time.monotonic() - t)
             finally:
                 eng.close()
             results[name] = (work, verdicts, elapsed)
@@ -116,10 +123,10 @@ def main() -> int:
         if dockerd is not None:
             dockerd.close()
         shutil.rmtree(top, ignore_errors=True)
-    return report(results)
+    return report(results, trivial)
 
 
-def report(results: dict) -> int:
+def report(results: dict, trivial: dict) -> int:
     print("grading: submissions (compile + up to 5 tests each) through each engine")
     base = results.get("sandbox")
     base_rate = len(base[0]) / base[2] if base else None
@@ -147,6 +154,12 @@ def report(results: dict) -> int:
             if name != "sandbox":
                 print(f"  {name}: {len(work) - diff}/{len(work)} verdicts as the sandbox's")
     print("  (vs sandbox: how many times the sandbox's submissions a second)")
+    if trivial.get("sandbox") and trivial["sandbox"][0]:
+        n0, t0 = trivial["sandbox"]
+        print("a run alone (`true`, the run limits): runs a second, and the sandbox's vs each")
+        for name, (n, t) in trivial.items():
+            if n:
+                print(f"  {name:12} {n / t:8.1f}/s  {(n0 / t0) / (n / t):7.1f}x")
     return 1 if bad else 0
 
 

@@ -82,6 +82,9 @@ class SandboxEngine:
         v = {"OK": "OK", "TO": "TLE", "ML": "MLE"}.get(r.status, "RE")
         return Outcome(v, r.stdout)
 
+    def trivial(self) -> None:
+        assert self.box.run(["true"]).status == "OK"
+
     def close(self) -> None:
         self.box.close()
 
@@ -185,6 +188,9 @@ class EpicboxEngine:
                              limits=self.run_limits, workdir=wd)
         return Outcome(from_exit(r["exit_code"], r["timeout"], r["oom_killed"]), r["stdout"])
 
+    def trivial(self) -> None:
+        assert self.epicbox.run("grader", "true", limits=self.run_limits)["exit_code"] == 0
+
     def close(self) -> None:
         pass
 
@@ -213,6 +219,10 @@ class _CliEngine(_HostDirs):
     def test(self, sub, wd, stdin: bytes) -> Outcome:
         r = self._run(wd, sub.run_cmd(), RUN_LIMITS, stdin)
         return Outcome(from_exit(r.returncode), r.stdout)
+
+    def trivial(self) -> None:
+        with self.workdir() as wd:
+            assert self._run(wd, ["true"], RUN_LIMITS, b"").returncode == 0
 
     def close(self) -> None:
         pass
@@ -307,6 +317,10 @@ class BwrapEngine(_HostDirs):
     def test(self, sub, wd, stdin: bytes) -> Outcome:
         r = self._run(wd, sub.run_cmd(), RUN_LIMITS, stdin)
         return Outcome(from_exit(r.returncode), r.stdout)
+
+    def trivial(self) -> None:
+        with self.workdir() as wd:
+            assert self._run(wd, ["true"], RUN_LIMITS, b"").returncode == 0
 
     def close(self) -> None:
         pass
