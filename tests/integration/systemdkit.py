@@ -79,7 +79,7 @@ def _bind(src: str, dst: str | None = None, ro: bool = True) -> dict:
             "options": ["rbind", "ro" if ro else "rw"]}
 
 
-def config(rootfs: str, binds: list) -> dict:
+def config(rootfs: str, binds: list, unified: bool = False) -> dict:
     caps = ALL_CAPS
     return {
         "ociVersion": "1.0.2",
@@ -103,7 +103,10 @@ def config(rootfs: str, binds: list) -> dict:
              "options": ["nosuid", "noexec", "nodev"]},
             {"destination": "/sys", "type": "sysfs", "source": "sysfs",
              "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+            # `unified`: cgroup2 alone (systemd runs in unified mode, with the controllers
+            # this host's cgroup2 has); else the host's hybrid layout
+            {"destination": "/sys/fs/cgroup", "type": "cgroup2" if unified else "cgroup",
+             "source": "cgroup2" if unified else "cgroup",
              "options": ["nosuid", "noexec", "nodev", "relatime", "rw"]},
             {"destination": "/run", "type": "tmpfs", "source": "tmpfs",
              "options": ["nosuid", "nodev", "mode=755"]},
@@ -125,8 +128,9 @@ class Systemd:
     """A running systemd container (context manager): `sh(cmd)` runs a shell command in
     it through the runner's exec (stdio redirected inside), `stop()` shuts it down."""
 
-    def __init__(self, runner: list, workdir: str, name: str, binds=()):
+    def __init__(self, runner: list, workdir: str, name: str, binds=(), unified: bool = False):
         self.runner, self.workdir, self.id = runner, workdir, name
+        self.unified = unified
         self.root = os.path.join(workdir, "state")
         self.bundle = os.path.join(workdir, "bundle")
         self.binds = list(binds)
@@ -152,7 +156,7 @@ class Systemd:
                     if not os.path.exists(dst):
                         open(dst, "w").close()
             with open(os.path.join(self.bundle, "config.json"), "w") as f:
-                json.dump(config(merged, self.binds), f)
+                json.dump(config(merged, self.binds, self.unified), f)
             r = subprocess.run(self.runner + ["--root", self.root, "run", "-d", "--bundle",
                                               self.bundle, self.id],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -28,7 +28,7 @@ IN_RUNNER = f"cd {REPO} && {PY} -m runner"
 IN_RUNC = "/usr/local/sbin/runc"
 CONTAINERD = ("containerd", "containerd-shim-runc-v2", "ctr")
 PROPS = ("Slice", "Delegate", "DefaultDependencies", "MemoryAccounting", "CPUAccounting",
-         "BlockIOAccounting", "TasksAccounting", "MemoryLimit", "CPUShares",
+         "BlockIOAccounting", "IOAccounting", "TasksAccounting", "MemoryLimit", "CPUShares",
          "CPUQuotaPerSecUSec", "CPUQuotaPeriodUSec", "TasksMax", "AllowedCPUs",
          "AllowedMemoryNodes", "DevicePolicy", "DeviceAllow", "BlockIOWeight", "MemoryMax",
          "ControlGroup", "ActiveState")
@@ -40,6 +40,10 @@ LIMITS = ("memory/memory.limit_in_bytes", "cpu/cpu.shares",
 
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
+    yield from _systemd(tmp_path_factory, unified=False)
+
+
+def _systemd(tmp_path_factory, unified: bool):
     need_root()
     if not os.path.exists(os.path.join(ROOTFS, "bin", "busybox")):
         pytest.skip("no busybox rootfs: run `make rootfs`")
@@ -57,7 +61,8 @@ def sd(tmp_path_factory):
         if shutil.which(tool):
             binds.append(systemdkit._bind(shutil.which(tool), f"/usr/local/bin/{tool}"))
     runner = [PY, "-m", "runner"]
-    box = systemdkit.Systemd(runner, work, f"sdct-{os.getpid()}", binds)
+    box = systemdkit.Systemd(runner, work, f"sdct{'2' if unified else ''}-{os.getpid()}",
+                             binds, unified=unified)
     try:
         box.__enter__()
     except RuntimeError as e:
@@ -447,3 +452,34 @@ def test_annotations_set_unit_properties(sd):
     assert "annotations.org.systemd.property.TimeoutStopUSec" in r.stderr, r.stderr
     assert gone(sd, "runner-annbad.scope")
     assert sd.sh(f"{runtime('runner')} list -q").stdout.strip() == ""
+
+
+@pytest.fixture(scope="module")
+def sd2(tmp_path_factory):
+    """systemd in unified (v2) mode: /sys/fs/cgroup is cgroup2 alone, in its namespace."""
+    yield from _systemd(tmp_path_factory, unified=True)
+
+
+def test_unified_mode_scope_as_runc(sd2):
+    """On cgroup v2 systemd puts the scope at /sys/fs/cgroup/<slice>/<unit> and accounts IO
+    (IOAccounting, not BlockIOAccounting): the same for both runtimes."""
+    assert sd2.sh("stat -f -c %T /sys/fs/cgroup").stdout.strip() == "cgroup2fs"
+    got = both(sd2, "v2", None)
+    try:
+        seen = {}
+        for kind, (cid, unit, pid) in got.items():
+            props = show(sd2, unit)
+            assert props["ActiveState"] == "active" and props["Delegate"] == "yes"
+            assert props["ControlGroup"] == f"/system.slice/{unit}"
+            v2line = [x for x in sd2.sh(f"cat /proc/{pid}/cgroup").stdout.splitlines()
+                      if x.startswith("0::")]
+            assert v2line == [f"0::/system.slice/{unit}"]
+            seen[kind] = {k: v.replace(unit, "UNIT") for k, v in props.items()}
+        if "runc" in seen:
+            assert seen["runner"] == seen["runc"]
+    finally:
+        for kind, (cid, unit, _) in got.items():
+            delete(sd2, kind, cid)
+    for kind, (cid, unit, _) in got.items():
+        assert gone(sd2, unit)
+        assert sd2.sh(f"ls -d /sys/fs/cgroup/system.slice/{unit}", check=False).stdout == ""
