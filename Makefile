@@ -74,6 +74,7 @@ bench: venv rootfs
 	$(PY) tests/bench/bench_build.py
 	$(PY) tests/bench/bench_docker.py
 	$(PY) tests/bench/bench_daemon.py
+	$(PY) tests/bench/bench_systemd.py
 	$(PY) tests/bench/bench_grading.py --peer-submissions $(GRADING_PEERS)
 
 # the grading workload (libcontainer.sandbox vs epicbox, docker run, podman run, bwrap): the
