@@ -176,3 +176,20 @@ def test_annotation_properties_refused(key, value):
     with pytest.raises(ConfigError) as e:
         sdprops.annotation_properties({key: value})
     assert e.value.field == f"annotations.{key}"
+
+
+def test_user_bus_address(monkeypatch, tmp_path):
+    """Rootless: the user's systemd, as runc and crun find it."""
+    from libcontainer.cgroups import sdbus
+
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/1000/bus")
+    assert sdbus.bus_address(True) == "unix:path=/run/user/1000/bus"
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    with pytest.raises(ConfigError) as e:
+        sdbus.bus_address(True)
+    assert e.value.field == "--systemd-cgroup" and "dbus-user-session" in str(e.value)
+    (tmp_path / "bus").touch()
+    assert sdbus.bus_address(True) == f"unix:path={tmp_path}/bus"
+    monkeypatch.delenv("DBUS_SYSTEM_BUS_ADDRESS", raising=False)
+    assert sdbus.bus_address(False) == "unix:path=/run/dbus/system_bus_socket"
