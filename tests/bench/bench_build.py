@@ -20,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 sys.path.insert(0, str(REPO / "tests" / "bench"))
+sys.path.insert(0, str(REPO / "tests"))  # conftest, which test_build_buildah imports
 import buildkit as bk  # noqa: E402
 import imagekit as kit  # noqa: E402
 
