@@ -80,6 +80,9 @@ class Networks:
         """A network's name, by name, id or id prefix."""
         if ref in ("host", "none"):
             return ref
+        for b in ("host", "none"):
+            if len(ref) >= 12 and _builtin_id(b).startswith(ref):
+                return b
         if ref == "bridge" or ref == "default":
             self._ensure_bridge()
             return "bridge"
@@ -102,7 +105,7 @@ class Networks:
         from ..network import netconf
 
         if name in ("host", "none"):
-            return {"Name": name, "Id": name * 8, "Created": "0001-01-01T00:00:00Z",
+            return {"Name": name, "Id": _builtin_id(name), "Created": "0001-01-01T00:00:00Z",
                     "Scope": "local", "Driver": name if name == "host" else "null",
                     "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None, "Config": []},
                     "Internal": False, "Attachable": False, "Ingress": False,
@@ -374,6 +377,12 @@ class Networks:
                     f.truncate()
             except OSError:
                 continue
+
+
+def _builtin_id(name: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(b"runner-daemon network " + name.encode()).hexdigest()
 
 
 class Forbidden_(BadRequest):

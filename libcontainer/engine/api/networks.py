@@ -25,8 +25,11 @@ async def list_networks(request):
                          labels[x.partition("=")[0]] == x.partition("=")[2]) for x in vals)
             elif k == "driver":
                 ok = n["Driver"] in vals
-            elif k in ("type", "scope"):
-                ok = True
+            elif k == "type":
+                builtin = n["Name"] in ("bridge", "host", "none")
+                ok = any((v == "builtin") == builtin for v in vals)
+            elif k == "scope":
+                ok = "local" in vals
             else:
                 raise BadRequest(f"invalid filter '{k}'")
             if not ok:
