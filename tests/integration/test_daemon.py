@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from daemonkit import DOCKER, IMAGE, REPO, RunnerDaemon, busybox_archive
+from daemonkit import DOCKER, IMAGE, REPO, Netns, RunnerDaemon, busybox_archive
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.skipif(not os.path.exists(DOCKER), reason="no /usr/bin/docker")]
@@ -30,14 +30,32 @@ def archive(tmp_path_factory):
     return busybox_archive(str(tmp_path_factory.mktemp("img") / "bb.tar"))
 
 
+def _rd(archive, netns: bool):
+    base = f"/tmp/daemon-rd-{os.getpid()}"
+    # in a network namespace of its own: a container on the default network gets a bridge
+    # there, never on the host
+    ns = Netns(f"daemon-rd-{os.getpid()}") if netns else None
+    d = RunnerDaemon(base, netns=ns.name if ns else "").start()
+    try:
+        d.docker("load", "-i", archive, check=True)
+        yield d
+    finally:
+        d.cleanup()
+        if ns:
+            ns.remove()
+    assert not os.path.exists(base)
+
+
 @pytest.fixture
 def rd(archive):
-    base = f"/tmp/daemon-rd-{os.getpid()}"
-    d = RunnerDaemon(base).start()
-    d.docker("load", "-i", archive, check=True)
-    yield d
-    d.cleanup()
-    assert not os.path.exists(base)
+    yield from _rd(archive, True)
+
+
+@pytest.fixture
+def rd_host(archive):
+    """In the host's network namespace (to reach a registry on its 127.0.0.1): its
+    containers use --network none."""
+    yield from _rd(archive, False)
 
 
 def _http(sock_path: str, method: str, path: str, body: bytes | None = None, headers=None):
@@ -331,11 +349,12 @@ def test_engine_uses_no_cli():
 # ---- pull ----------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/docker-registry"), reason="no docker-registry")
-def test_pull_from_local_registry(rd, archive, tmp_path):
+def test_pull_from_local_registry(rd_host, archive, tmp_path):
     """docker pull from docker-registry on 127.0.0.1 (insecure as loopback is for dockerd),
     with Docker's streamed JSON progress; then the image runs."""
     import imagekit
 
+    rd = rd_host
     reg = imagekit.Registry(str(tmp_path / "reg"), port=24400)
     try:
         reg.push(f"docker-archive:{archive}", "bb:1")
@@ -343,7 +362,8 @@ def test_pull_from_local_registry(rd, archive, tmp_path):
         assert r.returncode == 0, r.stderr
         assert f"Downloaded newer image for {reg.addr}/bb:1" in r.stdout
         assert f"{reg.addr}/bb:1" in rd.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
-        assert rd.docker("run", "--rm", f"{reg.addr}/bb:1", "echo", "pulled").stdout == "pulled\n"
+        assert rd.docker("run", "--rm", "--network", "none", f"{reg.addr}/bb:1", "echo",
+                         "pulled").stdout == "pulled\n"
         api = docker_py.APIClient(base_url=rd.host, version="auto")
         events = list(api.pull(f"{reg.addr}/bb", tag="1", stream=True, decode=True))
         assert any("Status: Image is up to date" in e.get("status", "") for e in events)
