@@ -220,7 +220,13 @@ class SystemdManager(Manager):
 
     def destroy(self, kill: bool = True, parents: list | None = None) -> list:
         """Kill what is left, stop the unit (systemd removes its directories), and remove
-        those it did not make (controllers it does not run)."""
+        those it did not make (controllers it does not run). A unit this manager did not
+        start (a create that failed before, or found the name taken by another's) is left
+        alone, and so is everything in it."""
+        if not self.started:
+            self.close()
+            self.created = []
+            return []
         if kill:
             self.kill_all()
         removed = []

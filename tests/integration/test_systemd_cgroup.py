@@ -483,3 +483,25 @@ def test_unified_mode_scope_as_runc(sd2):
     for kind, (cid, unit, _) in got.items():
         assert gone(sd2, unit)
         assert sd2.sh(f"ls -d /sys/fs/cgroup/system.slice/{unit}", check=False).stdout == ""
+
+
+def test_a_taken_unit_name_is_refused_and_left_alone(sd):
+    """Another container (here runc's) holds the unit: the runner's create fails naming
+    it, and neither kills nor removes anything of the other's."""
+    if not RUNC:
+        pytest.skip("runc is not installed")
+    start(sd, "runc", "taken", bundle(sd, "taken", {"pids": {"limit": 9}},
+                                      "system.slice:shared:taken"))
+    try:
+        pid = init_pid(sd, "runc", "taken")
+        b = bundle(sd, "taken2", None, "system.slice:shared:taken")
+        r = sd.sh(f"{runtime('runner')} --systemd-cgroup run -d --bundle {b} taken2",
+                  check=False)
+        assert r.returncode != 0 and "shared-taken.scope" in r.stderr, r.stderr
+        assert sd.sh(f"{runtime('runner')} list -q").stdout.strip() == ""
+        assert show(sd, "shared-taken.scope")["ActiveState"] == "active"
+        assert sd.sh(f"kill -0 {pid}", check=False).returncode == 0
+        assert sd.sh("cat /sys/fs/cgroup/pids/system.slice/shared-taken.scope/pids.max"
+                     ).stdout.strip() == "9"
+    finally:
+        delete(sd, "runc", "taken")
