@@ -18,13 +18,20 @@ IMAGE_PACKAGES := skopeo umoci docker-registry buildah debootstrap
 
 all: venv rootfs
 
-# apt only when something is missing: a second `make test` costs nothing here
+# apt only when something is missing: a second `make test` costs nothing here. Services the
+# packages bring (docker.io's dockerd, containerd) must not start: a system dockerd would make
+# docker0 and iptables rules in the machine's own network namespace. A policy-rc.d saying 101
+# ("not allowed") stops invoke-rc.d; one the machine already has is left as it is.
 define apt_install_missing
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
+		made_policy=; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; made_policy=1; fi; \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; rc=$$?; \
+		if [ -n "$$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+		exit $$rc; \
 	fi
 endef
 
