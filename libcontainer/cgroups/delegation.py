@@ -65,7 +65,7 @@ def restrict(host, paths: dict, unified: str, groups: dict, plan: dict, cgroups_
     no_v2 = (f"cannot be applied: the runner runs as {who} and no cgroup v2 subtree is "
              f"delegated to it ({blocked.get('unified', 'no cgroup2 mount')} is not writable)"
              + hint)
-    from . import GROUP_FIELD
+    from .writes import GROUP_FIELD
 
     for g, where in sorted(groups.items()):
         if g not in plan:

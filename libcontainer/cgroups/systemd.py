@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import os
 
-from . import (Manager, _assign, _cpuset_fill, _merge, _plan_writes, _rmdir, _tree_procs,
-               _v2_needed, detect)
+from .host import detect
+from .manager import Manager
+from .tree import _cpuset_fill, _rmdir, _tree_procs
+from .writes import _assign, _merge, _plan_writes, _v2_needed
 from . import sdprops, unset, validate
 from ..errors import ConfigError
 from ..userns import rootless

@@ -109,7 +109,8 @@ def put_back(path: str, old: str, written: list) -> list:
 
 def update(m, resources: dict, host=None) -> None:
     """Apply `resources` (a partial linux.resources) to the live container of manager `m`."""
-    from . import GROUP_FIELD, _assign, _merge, _plan_writes, _v2_needed, detect
+    from .host import detect
+    from .writes import GROUP_FIELD, _assign, _merge, _plan_writes, _v2_needed
 
     res = unset.strip(validate.resources(resources))
     merged = _merge(m.resources, res)

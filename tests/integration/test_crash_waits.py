@@ -212,8 +212,8 @@ def test_kill_bound_for_a_process_that_does_not_die(bundle, freezer, monkeypatch
         c = libcontainer.create(bundle.path, cid, root=bundle.root, stdio=(null, null, null))
     c.start()
     freezer.freeze(c.pid)
-    monkeypatch.setattr(cgroups, "KILL_TIMEOUT", 1.0)
-    monkeypatch.setattr(cgroups, "frozen_elsewhere", lambda pids, own: [])
+    monkeypatch.setattr(cgroups.manager, "KILL_TIMEOUT", 1.0)
+    monkeypatch.setattr(cgroups.manager, "frozen_elsewhere", lambda pids, own: [])
     t = time.monotonic()
     with pytest.raises(libcontainer.ContainerError) as e:
         libcontainer.load(cid, bundle.root).delete(force=True)

@@ -374,7 +374,7 @@ def test_cgroup_mount_shows_the_containers_own_cgroups(bundle, monkeypatch, layo
         mgr = _FakeManager({"cpu": "/sys/fs/cgroup/cpu,cpuacct/c1",
                             "cpuacct": "/sys/fs/cgroup/cpu,cpuacct/c1",
                             "memory": "/sys/fs/cgroup/memory/c1"}, "/sys/fs/cgroup/unified/c1")
-    monkeypatch.setattr(cgroups, "_host", host)
+    monkeypatch.setattr(cgroups.host, "_host", host)
     cfg = default_config(terminal=False)
     cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "cgroup"]
     cfg["mounts"] = [m for m in cfg["mounts"] if m["type"] != "cgroup"]
