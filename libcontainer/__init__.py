@@ -22,9 +22,10 @@ from .errors import (AlreadyExists, ConfigError, ContainerError, ExecNotFound, I
 # Imported on first use (PEP 562): a program that only needs a submodule (the runner-cni
 # plugin, run once per container, needs libcontainer.network) does not pay for the
 # container machinery (~5-10 ms here).
-_LAZY = {"Container": ("container", "Container"), "create": ("container", "create"),
+_LAZY = {"Container": ("container", "Container"), "create": ("creation", "create"),
+         "CreateRequest": ("request", "CreateRequest"),
          "list_containers": ("container", "list_containers"), "load": ("container", "load"),
-         "run": ("container", "run"), "wait_cleanup": ("container", "wait_cleanup"),
+         "run": ("creation", "run"), "wait_cleanup": ("creation", "wait_cleanup"),
          "force_delete": ("recovery", "force_delete"),
          "OCI_VERSION": ("spec", "OCI_VERSION"), "Process": ("spec", "Process"),
          "Spec": ("spec", "Spec"), "load_spec": ("spec", "load")}
@@ -53,6 +54,6 @@ def run_many(jobs, *, workers: int = 4, **common) -> list:
 
 __version__ = "0.1.0"
 
-__all__ = ["run", "run_many", "wait_cleanup", "force_delete", "create", "load", "list_containers", "Container", "load_spec", "Spec", "Process",
+__all__ = ["run", "run_many", "wait_cleanup", "force_delete", "create", "CreateRequest", "load", "list_containers", "Container", "load_spec", "Spec", "Process",
            "OCI_VERSION", "ContainerError", "ConfigError", "StartError", "ExecNotFound",
            "InvalidArgument", "NotFound", "AlreadyExists", "WrongState", "__version__"]

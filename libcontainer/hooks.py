@@ -126,3 +126,18 @@ def run(hooks: list, state_json: str, *, strict: bool = True, warn=None) -> None
 def _env_dict(env: tuple) -> dict:
     """KEY=VALUE strings → dict; an entry without "=" is a name with an empty value."""
     return dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+
+
+def for_stage(raw: dict, stage: str) -> list:
+    """One stage's hooks of a config's raw `hooks` (callers import this module only when
+    a config has hooks)."""
+    return parse(raw).get(stage, []) if raw else []
+
+
+def run_quietly(hooks: list, state, warn) -> None:
+    """Run hooks whose failure is only a warning (poststart, poststop); `state` is called
+    for the state JSON only if there is a hook to give it to."""
+    if hooks:
+        from . import jsonio
+
+        run(hooks, jsonio.dumps(state()), strict=False, warn=warn)

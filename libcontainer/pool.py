@@ -15,7 +15,7 @@ def run_many(jobs, *, workers: int = 4, **common) -> list:
     container is removed before this returns (cleanup runs in the background meanwhile)."""
     import threading
 
-    from .container import run, wait_cleanup
+    from .creation import run, wait_cleanup
 
     if workers < 1:
         from .errors import InvalidArgument

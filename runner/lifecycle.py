@@ -1,10 +1,9 @@
 """Verbs that start, signal and stop containers."""
 from __future__ import annotations
 
-
-
 from libcontainer import container as lc
 from libcontainer.errors import ContainerError, InvalidArgument, WrongState
+from libcontainer.request import CreateRequest
 
 from .args import Flag, bundle_dir, flag_help, parse, positional_id
 
@@ -69,12 +68,14 @@ def int_flag(value: str, name: str) -> int:
     return n
 
 
-def _create_kwargs(ctx, opts) -> dict:
-    return dict(root=ctx.root, console_socket=opts["console_socket"], pid_file=opts["pid_file"],
-                no_pivot=opts["no_pivot"], new_keyring=not opts["no_new_keyring"],
-                keep_fds=int_flag(opts["preserve_fds"], "--preserve-fds"), warn=ctx.warn,
-                listen_fds=_listen_fds(), notify_socket=_notify_socket(),
-                systemd_cgroup=ctx.systemd_cgroup)
+def _create_request(ctx, opts, bundle: str, cid: str) -> CreateRequest:
+    """What `create` and `run` ask of libcontainer, from the flags and the environment."""
+    return CreateRequest(bundle, cid, root=ctx.root, console_socket=opts["console_socket"],
+                         pid_file=opts["pid_file"], no_pivot=opts["no_pivot"],
+                         new_keyring=not opts["no_new_keyring"],
+                         keep_fds=int_flag(opts["preserve_fds"], "--preserve-fds"),
+                         warn=ctx.warn, listen_fds=_listen_fds(),
+                         notify_socket=_notify_socket(), systemd_cgroup=ctx.systemd_cgroup)
 
 
 def _notify_socket() -> str:
@@ -109,8 +110,10 @@ def cmd_run(ctx, argv: list) -> int:
         from .images import image_bundle  # only here: a plain run imports no image code
 
         bundle = image_bundle(ctx, opts, cid)
-    result = lc.run(bundle, cid, detach=opts["detach"], keep=opts["keep"],
-                    **_create_kwargs(ctx, opts))
+    from libcontainer.creation import run
+
+    result = run(_create_request(ctx, opts, bundle, cid), detach=opts["detach"],
+                 keep=opts["keep"])
     return 0 if opts["detach"] else result
 
 
@@ -119,7 +122,9 @@ def cmd_create(ctx, argv: list) -> int:
     if opts["help"]:
         return flag_help("create", CREATE_FLAGS)
     cid = positional_id(pos, "create")
-    lc.create(bundle_dir(opts["bundle"]), cid, **_create_kwargs(ctx, opts))
+    from libcontainer.creation import create_from
+
+    create_from(_create_request(ctx, opts, bundle_dir(opts["bundle"]), cid))
     return 0
 
 

@@ -12,7 +12,8 @@ import threading
 import time
 import weakref
 
-from .. import container as containers
+from .. import creation
+from ..request import CreateRequest
 from ..errors import ContainerError, ExecNotFound, InvalidArgument, StartError
 from . import config as configs, hostfs
 from .limits import Limits
@@ -233,9 +234,9 @@ class Sandbox:
         started = time.monotonic()
         try:
             try:
-                c = containers.create(slot.bundle, cid, root=self._state,
-                                      stdio=(in_r, out_w, err_w), _start_now=True,
-                                      _foreground=True)
+                c = creation.create_from(CreateRequest(
+                    slot.bundle, cid, root=self._state, stdio=(in_r, out_w, err_w),
+                    start_now=True, foreground=True))
             except ExecNotFound as e:
                 return _failed_exec(e, 127, started)
             except StartError as e:
