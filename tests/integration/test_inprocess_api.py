@@ -160,3 +160,30 @@ def test_runner_run_imports_nothing_it_does_not_use(bundle):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split(None, 1) == ["0", "[]\n"], r.stdout
     assert_nothing_left(bundle)
+
+
+def test_create_takes_a_request_or_the_keywords(bundle, tmp_path):
+    """One value says what a create is asked (the CLI builds it too); the keyword form
+    is the same request, and a request with more keywords beside it is refused."""
+    bundle.sh("sleep 100").write()
+    pid_file = str(tmp_path / "pid")
+    req = libcontainer.CreateRequest(bundle.path, new_id(), root=bundle.root,
+                                     pid_file=pid_file, stdio=(None, None, None))
+    assert "pid_file=" in repr(req) and req.new_keyring and not req.start_now
+    with pytest.raises(libcontainer.InvalidArgument, match="CreateRequest"):
+        libcontainer.create(req, root=bundle.root)
+    with pytest.raises(TypeError):
+        libcontainer.CreateRequest(bundle.path, "x", no_such_option=1)
+    c = libcontainer.create(req)
+    try:
+        assert c.status() == "created"
+        with open(pid_file) as f:
+            assert int(f.read()) == c.pid
+    finally:
+        c.delete(force=True)
+    cid = new_id()
+    bundle.sh("exit 7").write()
+    assert libcontainer.run(bundle.path, cid, root=bundle.root) == 7  # the keyword form
+    assert libcontainer.run(libcontainer.CreateRequest(bundle.path, new_id(),
+                                                       root=bundle.root)) == 7
+    assert_nothing_left(bundle)
