@@ -620,21 +620,26 @@ async def exec_start(request):
         fds = await blocking(request, execs.start, d.engine, ex)
         asyncio.ensure_future(_drain(fds, ex))
         return web.Response(status=200)
+    # what would refuse the start is answered as an HTTP error, before the upgrade
+    if ex.running or ex.exit_code is not None:
+        raise Conflict(f"Error: Exec command {ex.id} has already run")
+    rec = d.engine.get(ex.cid)
+    if rec["State"]["Status"] != "running":
+        raise Conflict(f"Container {rec['Id']} is not running")
     h = Hijacked(request, multiplexed=not tty)
+    # the 101 goes before the process starts (as dockerd): a client whose HTTP reader
+    # buffered past the headers would lose output that came with them (docker-py does)
+    await h.start()
     try:
         fds = await blocking(request, execs.start, d.engine, ex)
     except Exception as e:
-        if not isinstance(e, Conflict):
-            # dockerd: the stream opens, the error is written to it, the exit is 126/127
-            await h.start()
-            msg = str(e)
-            ex.exit_code = 127 if "not found" in msg or "No such file" in msg else 126
-            await h.write((msg + "\r\n").encode() if tty else streams.frame(1, (msg + "\n").encode()))
-            ex.done.set()
-            await h.finish()
-            return h.resp
-        raise
-    await h.start()
+        # dockerd: the stream is open, the error is written to it, the exit is 126/127
+        msg = str(e)
+        ex.exit_code = 127 if "not found" in msg or "No such file" in msg else 126
+        await h.write((msg + "\r\n").encode() if tty else streams.frame(1, (msg + "\n").encode()))
+        ex.done.set()
+        await h.finish()
+        return h.resp
     await streams.relay_exec(h, fds, tty, ex)
     await h.finish()
     return h.resp
