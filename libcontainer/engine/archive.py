@@ -65,7 +65,11 @@ def get(root: str, path: str) -> bytes:
     buf = io.BytesIO()
     name = os.path.basename(path.rstrip("/")) or "."
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        t.add(host, arcname=name, recursive=True)
+        if os.path.realpath(host) == os.path.realpath(root):  # the whole root: its entries
+            for n in sorted(os.listdir(host)):
+                t.add(os.path.join(host, n), arcname=n, recursive=True)
+        else:
+            t.add(host, arcname=name, recursive=True)
     return buf.getvalue()
 
 

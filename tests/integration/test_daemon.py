@@ -369,6 +369,28 @@ def test_pull_from_local_registry(rd_host, archive, tmp_path):
         assert any("Status: Image is up to date" in e.get("status", "") for e in events)
         r = rd.docker("pull", f"{reg.addr}/nope:1")
         assert r.returncode != 0 and "not found" in r.stderr.lower()
+        # push a new name back, pull it again by digest's name; save and load; export
+        rd.docker("tag", IMAGE, f"{reg.addr}/back:2", check=True)
+        r = rd.docker("push", f"{reg.addr}/back:2")
+        assert r.returncode == 0 and "digest: sha256:" in r.stdout, r.stderr
+        rd.docker("rmi", f"{reg.addr}/back:2", check=True)
+        rd.docker("pull", f"{reg.addr}/back:2", check=True)
+        saved = str(tmp_path / "saved.tar")
+        rd.docker("save", "-o", saved, IMAGE, check=True)
+        rd.docker("rmi", "-f", IMAGE, check=True)
+        assert "Loaded image: " + IMAGE in rd.docker("load", "-i", saved, check=True).stdout
+        rd.docker("run", "-d", "--name", "exp1", "--network", "none", IMAGE, "sh", "-c",
+                  "echo hi > /marker; sleep 30", check=True)
+        for _ in range(50):
+            if rd.docker("exec", "exp1", "test", "-f", "/marker").returncode == 0:
+                break
+            time.sleep(0.1)
+        out = subprocess.run([DOCKER, "-H", rd.host, "export", "exp1"], capture_output=True).stdout
+        import io
+        import tarfile
+
+        names = tarfile.open(fileobj=io.BytesIO(out)).getnames()
+        assert "marker" in names and "bin/busybox" in names
     finally:
         reg.stop()
 

@@ -599,6 +599,16 @@ async def archive_put(request):
     return web.Response(status=200)
 
 
+async def export(request):
+    """docker export: the container's root filesystem as a tar."""
+    from .. import archive
+
+    d = daemon(request)
+    _, root = _rootfs(d, request.match_info["id"])
+    data = await blocking(request, archive.get, root, "/")
+    return web.Response(body=data, headers={"Content-Type": "application/x-tar"})
+
+
 # ---- exec ----------------------------------------------------------------------------------
 
 async def exec_create(request):
@@ -687,5 +697,5 @@ ROUTES = [("GET", "/containers/json", list_containers), ("POST", "/containers/cr
           ("POST", "/containers/{id}/exec", exec_create), ("GET", "/containers/{id}/stats", stats),
           ("POST", "/containers/{id}/update", update),
           ("HEAD", "/containers/{id}/archive", archive_head), ("GET", "/containers/{id}/archive", archive_get),
-          ("PUT", "/containers/{id}/archive", archive_put), ("POST", "/exec/{id}/start", exec_start),
+          ("PUT", "/containers/{id}/archive", archive_put), ("GET", "/containers/{id}/export", export), ("POST", "/exec/{id}/start", exec_start),
           ("GET", "/exec/{id}/json", exec_inspect), ("POST", "/exec/{id}/resize", exec_resize)]

@@ -178,15 +178,17 @@ async def remove(request):
 class _Progress:
     """The store's progress interface → Docker's JSON progress messages on a queue."""
 
-    def __init__(self, loop, queue):
+    def __init__(self, loop, queue, pushing: bool = False):
         self.loop, self.queue = loop, queue
+        self.words = ("Preparing", "Pushing", "Pushed") if pushing else \
+            ("Pulling fs layer", "Downloading", "Pull complete")
 
     def put(self, msg: dict) -> None:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, msg)
 
     def layer(self, digest: str, total: int):
         short = digest.split(":")[-1][:12]
-        self.put({"status": "Pulling fs layer", "progressDetail": {}, "id": short})
+        self.put({"status": self.words[0], "progressDetail": {}, "id": short})
         return _Layer(self, short, total)
 
     def message(self, text: str) -> None:
@@ -201,20 +203,20 @@ class _Layer:
         self.n += n
         if self.n - self.last >= 256 * 1024 or self.n == self.total:
             self.last = self.n
-            self.p.put({"status": "Downloading", "progressDetail": {"current": self.n, "total": self.total},
+            self.p.put({"status": self.p.words[1], "progressDetail": {"current": self.n, "total": self.total},
                         "id": self.short})
 
     def done(self, note: str = "") -> None:
-        self.p.put({"status": "Already exists" if note and "exist" in note else "Pull complete",
+        self.p.put({"status": "Already exists" if note and "exist" in note else self.p.words[2],
                     "progressDetail": {}, "id": self.short})
 
 
-async def _stream(request, work, first: list = ()):
+async def _stream(request, work, first: list = (), pushing: bool = False):
     """Run work(progress) in the pool, streaming its progress messages; an error ends the
     stream with Docker's errorDetail message (the status is already 200 by then)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
-    prog = _Progress(loop, queue)
+    prog = _Progress(loop, queue, pushing)
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     for m in first:
@@ -358,6 +360,56 @@ def _safe_members(t, dest: str):
         yield m
 
 
+async def push(request):
+    """docker push: images.push to the registry the name says (loopback ones insecure, as
+    pull), streamed progress."""
+    eng = daemon(request).engine
+    name = request.match_info["name"]
+    tag_ = request.query.get("tag", "")
+    ref = f"{name}:{tag_}" if tag_ else name
+    source, verify = source_of(name, tag_)
+
+    def work(prog):
+        from ...images import push as images_push
+
+        img = _get(eng, ref)
+        digest = images_push(ref, source, storage=eng.store.root, tls_verify=verify, progress=prog)
+        eng.events.emit("image", "push", ref, {"name": ref})
+        return [{"status": f"{tag_ or 'latest'}: digest: {digest} size: {img.size}"},
+                {"progressDetail": {}, "aux": {"Tag": tag_ or "latest", "Digest": digest, "Size": img.size}}]
+    return await _stream(request, work, first=[{"status": f"The push refers to repository [{name}]"}],
+                         pushing=True)
+
+
+async def save(request):
+    """docker save: images.save's docker-archive, streamed back."""
+    eng = daemon(request).engine
+    names = request.query.getall("names", []) if "name" not in request.match_info else \
+        [request.match_info["name"]]
+    if not names:
+        raise BadRequest("names: no image given")
+    for n in names:
+        await blocking(request, _get, eng, n)
+    fd, path = tempfile.mkstemp(prefix="save-", suffix=".tar", dir=eng.root)
+    os.close(fd)
+    try:
+        from ...images import save as images_save
+
+        await blocking(request, images_save, names, path, eng.store.root)
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+        await resp.prepare(request)
+        with open(path, "rb") as f:
+            while True:
+                chunk = await blocking(request, f.read, 1 << 20)
+                if not chunk:
+                    break
+                await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+    finally:
+        os.unlink(path)
+
+
 async def build(request):
     """A tar context (gzip allowed) → images.build, its steps and output streamed as
     {"stream": …}, the image id as {"aux": {"ID": …}} (docker-compose reads either)."""
@@ -434,4 +486,6 @@ ROUTES = [("POST", "/build", build), ("GET", "/images/json", list_images), ("POS
           ("POST", "/images/load", load), ("POST", "/images/prune", prune),
           ("GET", "/images/{name:.+}/json", inspect_image),
           ("GET", "/images/{name:.+}/history", history),
-          ("POST", "/images/{name:.+}/tag", tag), ("DELETE", "/images/{name:.+}", remove)]
+          ("POST", "/images/{name:.+}/tag", tag), ("DELETE", "/images/{name:.+}", remove),
+          ("POST", "/images/{name:.+}/push", push), ("GET", "/images/get", save),
+          ("GET", "/images/{name:.+}/get", save)]
