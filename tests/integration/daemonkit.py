@@ -159,6 +159,7 @@ class RunnerDaemon(Daemon):
         self.stop()
         _umount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
+        remove_cgroup_parents()
 
 
 class Dockerd(Daemon):
@@ -200,6 +201,25 @@ class Dockerd(Daemon):
         self.stop()
         _umount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def remove_cgroup_parents() -> None:
+    """runner daemon's cgroup parent (/runner-daemon, kept by the library for the next
+    container, as dockerd keeps /docker), where nothing uses it any more."""
+    root = "/sys/fs/cgroup"
+    if not os.path.isdir(root):
+        return
+    for ctl in os.listdir(root):
+        d = os.path.join(root, ctl, "runner-daemon")
+        if os.path.isdir(d):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass  # in use (another daemon's containers) or not ours to empty
+    try:
+        os.rmdir(os.path.join(root, "runner-daemon"))
+    except OSError:
+        pass
 
 
 def _umount_under(base: str) -> None:
