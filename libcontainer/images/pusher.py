@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import threading
+import time
 import urllib.parse
 
 from . import export
@@ -66,33 +67,43 @@ def push(store, image: str, dest: str, tls_verify: bool = True, creds: str = "",
 
 
 class _Journal:
-    """Upload sessions this push has open, in a file it holds locked."""
+    """Upload sessions this push has open, in a file it holds locked. Made as `.mk-*`,
+    locked, then renamed (no other push sees it unlocked); each state is written whole at
+    the start of the file, one JSON line, before the file is cut to it, so a push killed
+    at any instant leaves a first line that is a whole state."""
 
     def __init__(self, store, ref: Reference, tls_verify: bool):
+        import tempfile
+
         self.dir = store.path("uploads")
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
-        self.path = os.path.join(self.dir, f"push-{os.getpid()}-{threading.get_ident()}.json")
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        fd, made = tempfile.mkstemp(prefix=".mk-", suffix=".json", dir=self.dir)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.fd = fd
+        self.path = os.path.join(self.dir, "push-" + os.path.basename(made)[4:])
         self.info = {"registry": ref.registry, "repository": ref.repository,
                      "tls_verify": tls_verify, "urls": []}
         self.lock = threading.Lock()
+        self._write()
+        os.rename(made, self.path)
 
     def _write(self) -> None:
-        data = json.dumps(self.info).encode()
-        os.ftruncate(self.fd, 0)
+        data = json.dumps(self.info).encode() + b"\n"
         os.pwrite(self.fd, data, 0)
+        os.ftruncate(self.fd, len(data))
         os.fsync(self.fd)
 
     def add(self, url: str) -> None:
-        with self.lock:
-            self.info["urls"].append(url)
-            self._write()
+        self.replace(None, url)
 
     def remove(self, url: str) -> None:
+        self.replace(url, None)
+
+    def replace(self, old, new) -> None:
         with self.lock:
-            if url in self.info["urls"]:
-                self.info["urls"].remove(url)
+            urls = [u for u in self.info["urls"] if u != old] + ([new] if new else [])
+            if urls != self.info["urls"]:
+                self.info["urls"] = urls
                 self._write()
 
     def close(self) -> None:
@@ -106,6 +117,13 @@ def stale_journals(store) -> list:
     out = []
     for n in sorted(os.listdir(d)) if os.path.isdir(d) else []:
         p = os.path.join(d, n)
+        if not n.startswith("push-"):
+            try:  # a journal its push never renamed: killed in its first instant
+                if n.startswith(".mk-") and time.time() - os.lstat(p).st_mtime > 600:
+                    os.unlink(p)
+            except OSError:
+                pass
+            continue
         try:
             fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError:
@@ -116,7 +134,7 @@ def stale_journals(store) -> list:
             os.close(fd)
             continue
         try:
-            info = json.loads(os.read(fd, 1 << 20) or b"{}")
+            info = json.loads(os.read(fd, 1 << 20).split(b"\n", 1)[0] or b"{}")
         except ValueError:
             info = {}
         os.close(fd)
@@ -132,9 +150,9 @@ def cancel_stale_uploads(store, registry: str = "", src=None) -> list:
     done = []
     for path, info in stale_journals(store):
         reg = info.get("registry", "")
-        if registry and reg != registry:
-            continue
         urls = [u for u in info.get("urls") or [] if isinstance(u, str)]
+        if registry and reg != registry and urls:
+            continue  # its registry's own next push (or system prune) cancels them
         client = src
         try:
             if urls and client is None:
@@ -411,8 +429,7 @@ class _RegistryPush:
                     resp.read()
                     new = self._location(resp)
                     if new != url:
-                        self.journal.add(new)
-                        self.journal.remove(url)
+                        self.journal.replace(url, new)
                         url = new
                     offset += n
                 self._finish(url, blob.digest, b"", 0)
