@@ -75,6 +75,7 @@ test: venv rootfs accept-deps
 
 bench: venv rootfs
 	$(PY) tests/bench/bench.py
+	$(PY) tests/bench/bench_scale.py
 	$(PY) tests/bench/bench_network.py
 	$(PY) tests/bench/bench_images.py
 	$(PY) tests/bench/bench_sandbox.py
