@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from . import spec as specmod
+from . import fileio, spec as specmod
 from .errors import ConfigError, ContainerError, DamagedState, NotFound, WrongState
 from .state import StateDir, crash_point, default_root
 from .state import alive as _alive, proc_stat as _proc_stat
@@ -82,8 +82,23 @@ class Container:
         return _alive(self._state.get("creator", 0), self._state.get("creator_start"))
 
     def _is_paused(self) -> bool:
-        cg = self._cgroups()
-        return cg.paused() if cg is not None else False
+        """Manager.paused(), from the paths in the state, without loading the cgroup
+        package (1-2 ms of a `state` or `list`, the engines' most frequent calls)."""
+        info = self._state.get("cgroups")
+        if not info:
+            return False
+        freezer = (info.get("paths") or {}).get("freezer")
+        try:
+            if freezer:  # v1: FREEZING counts as paused, as Manager.paused says
+                return fileio.read(freezer + "/freezer.state").strip() != b"THAWED"
+            unified = info.get("unified")
+            if unified:
+                for line in fileio.read(unified + "/cgroup.events").splitlines():
+                    if line.startswith(b"frozen "):
+                        return line.split()[1] == b"1"
+        except OSError:
+            pass
+        return False
 
     def _cgroups(self):
         """The cgroup manager recorded in the state, if the container has one."""
