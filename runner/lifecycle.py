@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from libcontainer import container as lc
 from libcontainer.errors import ContainerError, InvalidArgument, WrongState
-from libcontainer.request import CreateRequest
 
 from .args import Flag, bundle_dir, flag_help, parse, positional_id
 
@@ -68,8 +67,11 @@ def int_flag(value: str, name: str) -> int:
     return n
 
 
-def _create_request(ctx, opts, bundle: str, cid: str) -> CreateRequest:
-    """What `create` and `run` ask of libcontainer, from the flags and the environment."""
+def _create_request(ctx, opts, bundle: str, cid: str):
+    """What `create` and `run` ask of libcontainer (a request.CreateRequest), from the
+    flags and the environment. (Imported here: start, kill, delete need none of it.)"""
+    from libcontainer.request import CreateRequest
+
     return CreateRequest(bundle, cid, root=ctx.root, console_socket=opts["console_socket"],
                          pid_file=opts["pid_file"], no_pivot=opts["no_pivot"],
                          new_keyring=not opts["no_new_keyring"],
