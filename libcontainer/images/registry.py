@@ -47,6 +47,15 @@ def parse_challenge(header: str) -> tuple:
     return scheme.lower(), params
 
 
+def _error_detail(body: bytes) -> str:
+    """The codes and messages of a registry's JSON error body ("" when it has none)."""
+    try:
+        errs = json.loads(body).get("errors") or []
+        return "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errs)
+    except (ValueError, AttributeError):
+        return ""
+
+
 class RegistrySource(Source):
     def __init__(self, ref: Reference, tls_verify: bool = True, creds: str = "",
                  actions: str = "pull"):
@@ -175,12 +184,7 @@ class RegistrySource(Source):
         raise RegistryError(f"{self.where}: too many redirects")
 
     def _error(self, status: int, path: str, body: bytes) -> RegistryError:
-        detail = ""
-        try:
-            errs = json.loads(body).get("errors") or []
-            detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errs)
-        except (ValueError, AttributeError):
-            pass
+        detail = _error_detail(body)
         what = f"{self.where}: {path.rsplit('/', 2)[-2]} {path.rsplit('/', 1)[-1]}"
         if status == 401:
             hint = " (credentials rejected)" if self.creds else " (authentication required: --creds USER:PASSWORD)"
@@ -255,12 +259,7 @@ class RegistrySource(Source):
     def error(self, resp, what: str) -> RegistryError:
         """The registry's refusal, with the codes and messages of its error body."""
         body = resp.read(64 << 10)
-        detail = ""
-        try:
-            errs = json.loads(body).get("errors") or []
-            detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errs)
-        except (ValueError, AttributeError):
-            pass
+        detail = _error_detail(body)
         status = resp.status
         hint = ""
         if status == 401:

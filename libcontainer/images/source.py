@@ -108,20 +108,24 @@ class OCILayout(Source):
             raise ImageNotFound(f"{self.ref}: blob {desc.digest} is missing from {self.dir}/blobs") from None
 
 
+def _open_archive(ref: Reference) -> tuple:
+    """The tar at ref.path and its regular files by normalised name; errors name the file."""
+    try:
+        tar = tarfile.open(ref.path, "r:")
+    except FileNotFoundError:
+        raise ImageNotFound(f"{ref}: no such file {ref.path}") from None
+    except (tarfile.TarError, OSError) as e:
+        raise ImageError(f"{ref}: not a tar archive: {e}") from None
+    return tar, {os.path.normpath(m.name): m for m in tar.getmembers() if m.isfile()}
+
+
 class DockerArchive(Source):
     """`docker save` / `skopeo copy … docker-archive:` files: manifest.json names the config
     and the layer tars; the manifest is made here, in OCI form, from those."""
 
     def __init__(self, ref: Reference):
         self.ref = ref
-        try:
-            self.tar = tarfile.open(ref.path, "r:")
-        except FileNotFoundError:
-            raise ImageNotFound(f"{ref}: no such file {ref.path}") from None
-        except (tarfile.TarError, OSError) as e:
-            raise ImageError(f"{ref}: not a tar archive: {e}") from None
-        self.members = {os.path.normpath(m.name): m for m in self.tar.getmembers()
-                        if m.isfile()}
+        self.tar, self.members = _open_archive(ref)
         self.layer_files: dict = {}
 
     def _member(self, name: str):
@@ -218,13 +222,7 @@ class OCIArchive(Source):
 
     def __init__(self, ref: Reference):
         self.ref = ref
-        try:
-            self.tar = tarfile.open(ref.path, "r:")
-        except FileNotFoundError:
-            raise ImageNotFound(f"{ref}: no such file {ref.path}") from None
-        except (tarfile.TarError, OSError) as e:
-            raise ImageError(f"{ref}: not a tar archive: {e}") from None
-        self.members = {os.path.normpath(m.name): m for m in self.tar.getmembers() if m.isfile()}
+        self.tar, self.members = _open_archive(ref)
         if "oci-layout" not in self.members or "index.json" not in self.members:
             raise ImageError(f"{ref}: not an OCI archive (no oci-layout or index.json)")
 
