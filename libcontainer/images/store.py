@@ -11,12 +11,10 @@ its digests are verified, so a failed pull leaves nothing half-stored."""
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import json
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -29,10 +27,11 @@ from .atomic import write_atomic
 from .progress import Quiet
 from .reference import check_digest, normalize_name
 from .reference import parse as parse_reference
+from .blobcheck import _Limited, _Stopped, _check_blob, _compression
+from .storetmp import TempDir, _Flock, reap_tmp
 
 
 PARALLEL = 3  # layers fetched at once
-_HALF_MADE_AGE = 600  # s: a `.mk-*` entry older than this lost its maker in its first instant
 
 
 def default_root() -> str:
@@ -57,46 +56,6 @@ class Image:
         return dict(self.__dict__)
 
 
-class _Limited(HashingReader):
-    """A blob as it arrives: hashed, counted, and cut off past its declared size."""
-
-    def __init__(self, f, limit: int, what: str, progress, stop=None):
-        super().__init__(f)
-        self.limit, self.what, self.progress, self.stop = limit, what, progress, stop
-
-    def read(self, n: int = -1) -> bytes:
-        if self.stop is not None and self.stop.is_set():
-            raise _Stopped(self.what)
-        data = super().read(n)
-        self.progress.update(len(data))
-        if self.size > self.limit:
-            raise DigestMismatch(f"{self.what}: longer than the {self.limit} bytes its descriptor says")
-        return data
-
-
-class _Stopped(ImageError):
-    """Another layer of the same pull failed: this one stops (and cleans up)."""
-
-
-def _check_blob(raw: "_Limited", desc, cause: Exception | None = None) -> None:
-    if cause is not None:
-        try:
-            raw.drain()
-        except (ImageError, OSError):
-            return
-    if raw.size != desc.size:
-        raise DigestMismatch(f"layer {desc.digest}: truncated: {raw.size} of {desc.size} "
-                             "bytes") from cause
-    if raw.digest() != desc.digest:
-        raise DigestMismatch(f"layer {desc.digest}: digest mismatch: got {raw.digest()}") from cause
-
-
-def _compression(media_type: str) -> str:
-    if media_type.endswith(("+gzip", ".gzip")):
-        return "gzip"
-    return "zstd" if media_type.endswith("+zstd") else "none"
-
-
 def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
@@ -107,90 +66,6 @@ def _syncfs(path: str) -> None:
         _libc().syncfs(fd)
     finally:
         os.close(fd)
-
-
-class _Flock:
-    def __init__(self, path: str, exclusive: bool):
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
-
-
-class TempDir:
-    """A directory under tmp/ owned by this process for as long as it holds its flock: the
-    kernel drops the lock when the owner dies (SIGKILL included), and the next store
-    operation removes what is left (`Store.reap`). Made as `.mk-*`, locked, then renamed to
-    its name, so no reaper sees it unlocked."""
-
-    def __init__(self, tmp_root: str, prefix: str):
-        made = tempfile.mkdtemp(prefix=".mk-", dir=tmp_root)
-        self.fd = os.open(made, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        self.path = os.path.join(tmp_root, prefix + os.path.basename(made)[4:])
-        os.rename(made, self.path)
-
-    def release(self, remove: bool = True) -> None:
-        if remove and os.path.lexists(self.path):
-            shutil.rmtree(self.path, ignore_errors=True)
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
-
-
-def reap_tmp(tmp_root: str) -> list:
-    """Remove entries of tmp/ whose owner is gone (their flock is free); → their names."""
-    gone = []
-    try:
-        names = os.listdir(tmp_root)
-    except FileNotFoundError:
-        return gone
-    for n in names:
-        p = os.path.join(tmp_root, n)
-        if n.startswith(".mk-"):
-            try:
-                if time.time() - os.lstat(p).st_mtime > _HALF_MADE_AGE:
-                    shutil.rmtree(p, ignore_errors=True)
-                    gone.append(n)
-            except OSError:
-                pass
-            continue
-        try:
-            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError:  # a file or symlink left by an older version: nobody owns it
-            try:
-                os.unlink(p)
-                gone.append(n)
-            except OSError:
-                pass
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # its owner is alive
-        finally:
-            os.close(fd)  # our probe's lock goes with the fd
-        if os.path.isdir(p) and not os.path.islink(p):
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            os.unlink(p)
-        gone.append(n)
-    return gone
 
 
 class Store:
