@@ -11,11 +11,12 @@ from .args import Flag, flag_help, parse
 STORAGE = Flag("--storage", "storage", True, "", "the image store (default /var/lib/runner, "
                "or the user's data dir without root)")
 HELP = Flag("--help,-h", "help")
+TLS = Flag("--tls-verify", "tls_verify", True, "true", "false: accept any certificate, or plain HTTP")
 
 PULL_FLAGS = [
     STORAGE,
     Flag("--name", "name", True, "", "store the image under this name"),
-    Flag("--tls-verify", "tls_verify", True, "true", "false: accept any certificate, or plain HTTP"),
+    TLS,
     Flag("--creds", "creds", True, "", "USER[:PASSWORD] for the registry"),
     Flag("--quiet,-q", "quiet", help="no progress; print only the image id"),
     HELP,

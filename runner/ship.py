@@ -9,9 +9,8 @@ import sys
 from libcontainer.errors import InvalidArgument
 
 from .args import Flag, flag_help, parse
-from .images import HELP, STORAGE, _bool
+from .images import HELP, STORAGE, TLS, _bool
 
-TLS = Flag("--tls-verify", "tls_verify", True, "true", "false: accept any certificate, or plain HTTP")
 CREDS = Flag("--creds", "creds", True, "", "USER[:PASSWORD] for the registry (else the auth file's)")
 AUTHFILE = Flag("--authfile", "authfile", True, "", "the auth file (default: REGISTRY_AUTH_FILE, "
                 "$XDG_RUNTIME_DIR/containers/auth.json)")
