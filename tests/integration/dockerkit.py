@@ -189,7 +189,8 @@ def missing() -> list:
 
 
 def pids_mentioning(text: str) -> list:
-    """Processes whose command line holds `text` (a Dockerd's base directory)."""
+    """Processes whose command line holds `text` (a Dockerd's or engine's base directory or
+    socket)."""
     needle = text.encode()
     pids = []
     for entry in os.listdir("/proc"):

@@ -28,6 +28,7 @@ import uuid
 
 import pytest
 from conftest import REPO, RUNNER, need_root
+from dockerkit import pids_mentioning
 
 IMAGE = "localhost/busybox-test:latest"
 # the installed command (`make venv`), as engines would be configured with it
@@ -179,21 +180,6 @@ def mounts_under(path: str) -> list:
 def unmount_under(path: str) -> None:
     for mnt in sorted(mounts_under(path), key=len, reverse=True):
         sh(["umount", "-l", mnt], timeout=10)
-
-
-def pids_mentioning(text: str) -> list:
-    """Processes whose command line holds `text` (this run's temp dir or socket)."""
-    needle = text.encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if needle in f.read():
-                        pids.append(int(entry))
-            except OSError:
-                pass
-    return pids
 
 
 def kill_pids(pids: list) -> None:
