@@ -31,12 +31,7 @@ def base_layout(work: str) -> str:
     for name, text in (("hostname", ""), ("resolv.conf", "")):
         with open(os.path.join(r, "etc", name), "w") as f:
             f.write(text)
-    with open(f"{r}/etc/passwd", "a") as f:
-        f.write("app:x:1234:1234:app user:/home/app:/bin/sh\n")
-    with open(f"{r}/etc/group", "a") as f:
-        f.write("app:x:1234:\nstaff:x:50:app\n")
-    os.makedirs(f"{r}/home/app", mode=0o750)
-    os.chown(f"{r}/home/app", 1234, 1234)
+    kit.add_app_user(r)
     # xattrs a layer must carry: a file capability (cap_net_raw+ep) and a user xattr
     capped = f"{r}/usr/bin/capped"
     with open(capped, "w") as f:

@@ -83,6 +83,25 @@ def layer_tar(entries: list) -> bytes:
     return _tar(entries)
 
 
+def add_app_user(r: str) -> None:
+    """User app (1234) in group staff (50), with its home, in the rootfs r."""
+    with open(f"{r}/etc/passwd", "a") as f:
+        f.write("app:x:1234:1234:app user:/home/app:/bin/sh\n")
+    with open(f"{r}/etc/group", "a") as f:
+        f.write("app:x:1234:\nstaff:x:50:app\n")
+    os.makedirs(f"{r}/home/app", mode=0o750)
+    os.chown(f"{r}/home/app", 1234, 1234)
+
+
+def unmount_left(tmp: str) -> list:
+    """Mounts left under tmp (a test's tmp dir), lazily unmounted here; → their paths."""
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f if str(tmp) in line.split()[4]]
+    for m in reversed(mounts):
+        subprocess.run(["umount", "-l", m])
+    return mounts
+
+
 def build_image(work: str) -> dict:
     """The OCI layout `work/layout` with tags `base` (1 layer) and `full` (3 layers)."""
     layout = os.path.join(work, "layout")
@@ -93,12 +112,7 @@ def build_image(work: str) -> dict:
     r = os.path.join(b, "rootfs")
     sh("cp", "-a", ROOTFS + "/.", r)
     # layer 1: busybox + users, owners, links, a fifo, a device, a read-only dir
-    with open(f"{r}/etc/passwd", "a") as f:
-        f.write("app:x:1234:1234:app user:/home/app:/bin/sh\n")
-    with open(f"{r}/etc/group", "a") as f:
-        f.write("app:x:1234:\nstaff:x:50:app\n")
-    os.makedirs(f"{r}/home/app", mode=0o750)
-    os.chown(f"{r}/home/app", 1234, 1234)
+    add_app_user(r)
     for d in ("srv/data/sub", "opt/old", "srv/ro-dir"):
         os.makedirs(f"{r}/{d}")
     files = {"srv/data/keep.txt": "v1\n", "srv/data/gone.txt": "gone\n",

@@ -39,10 +39,7 @@ def store(tmp_path, base):
     r = kit.runner("pull", "--storage", path, "--name", bk.BASE, f"oci:{base}:bb")
     assert r.returncode == 0, r.stderr
     yield path
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line.split()[4] for line in f if str(tmp_path) in line.split()[4]]
-    for m in reversed(mounts):
-        subprocess.run(["umount", "-l", m])
+    mounts = kit.unmount_left(tmp_path)
     assert not mounts, f"left mounted: {mounts}"
 
 

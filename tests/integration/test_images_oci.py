@@ -36,10 +36,7 @@ def store(tmp_path):
     path = str(tmp_path / "store")
     yield path
     # every test leaves no mount behind under its tmp dir
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line.split()[4] for line in f if str(tmp_path) in line.split()[4]]
-    for m in reversed(mounts):
-        subprocess.run(["umount", "-l", m])
+    mounts = kit.unmount_left(tmp_path)
     assert not mounts, f"left mounted: {mounts}"
 
 
