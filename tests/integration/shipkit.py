@@ -137,14 +137,19 @@ class Podman:
                 shutil.rmtree(p, ignore_errors=True)
             elif os.path.lexists(p):
                 os.unlink(p)
-        for ctl in os.listdir("/sys/fs/cgroup") if os.path.isdir("/sys/fs/cgroup") else []:
-            d = os.path.join("/sys/fs/cgroup", ctl, self.cgroup)
-            if os.path.isdir(d):
-                for sub, dirs, _ in sorted(os.walk(d), key=lambda w: -len(w[0])):
-                    try:
-                        os.rmdir(sub)
-                    except OSError:
-                        pass
+        remove_cgroup(self.cgroup)
+
+
+def remove_cgroup(name: str) -> None:
+    """Remove the cgroup `name` (and what is under it) in every v1 hierarchy and cgroup2."""
+    for ctl in os.listdir("/sys/fs/cgroup") if os.path.isdir("/sys/fs/cgroup") else []:
+        d = os.path.join("/sys/fs/cgroup", ctl, name)
+        if os.path.isdir(d):
+            for sub, _, _ in sorted(os.walk(d), key=lambda w: -len(w[0])):
+                try:
+                    os.rmdir(sub)
+                except OSError:
+                    pass
 
 
 # ---- dockerd (Debian's docker.io) on private paths, in a network namespace of its own ----------
@@ -215,14 +220,7 @@ class Dockerd:
             run(["umount", "-l", m], timeout=30)
         run(["ip", "netns", "del", self.netns], timeout=30)
         shutil.rmtree(self.base, ignore_errors=True)
-        for ctl in os.listdir("/sys/fs/cgroup") if os.path.isdir("/sys/fs/cgroup") else []:
-            d = os.path.join("/sys/fs/cgroup", ctl, self.cgroup)
-            if os.path.isdir(d):
-                for sub, _, _ in sorted(os.walk(d), key=lambda w: -len(w[0])):
-                    try:
-                        os.rmdir(sub)
-                    except OSError:
-                        pass
+        remove_cgroup(self.cgroup)
 
 
 # ---- the runner's side ---------------------------------------------------------------------
