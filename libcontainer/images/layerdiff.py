@@ -18,6 +18,7 @@ import stat
 import tarfile
 
 from .driver import OPAQUE_XATTRS
+from .driver import _is_opaque as _opaque
 from .layer import OPAQUE, WHITEOUT
 
 _CHUNK = 1 << 20
@@ -70,16 +71,6 @@ def _xattrs(path: str) -> dict:
             continue
         out["SCHILY.xattr." + n] = value.decode("utf-8", "surrogateescape")
     return out
-
-
-def _opaque(path: str) -> bool:
-    for n in OPAQUE_XATTRS:
-        try:
-            if os.getxattr(path, n, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            pass
-    return False
 
 
 def _info(name: str, st, kind: bytes) -> tarfile.TarInfo:
