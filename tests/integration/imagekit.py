@@ -83,6 +83,18 @@ def layer_tar(entries: list) -> bytes:
     return _tar(entries)
 
 
+def image_workdir(tmp_path_factory, name: str) -> str:
+    """A module's work dir (readable by a container's users) for images made from the busybox
+    rootfs; skips when that rootfs was not made."""
+    import pytest
+
+    if not os.path.exists(os.path.join(ROOTFS, "bin", "busybox")):
+        pytest.skip("no busybox rootfs: run `make rootfs`")
+    work = str(tmp_path_factory.mktemp(name))
+    os.chmod(work, 0o755)
+    return work
+
+
 def add_app_user(r: str) -> None:
     """User app (1234) in group staff (50), with its home, in the rootfs r."""
     with open(f"{r}/etc/passwd", "a") as f:

@@ -25,10 +25,7 @@ from libcontainer.images import Store  # noqa: E402
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     need_root()
-    if not os.path.exists(os.path.join(kit.ROOTFS, "bin", "busybox")):
-        pytest.skip("no busybox rootfs: run `make rootfs`")
-    work = str(tmp_path_factory.mktemp("build-base"))
-    os.chmod(work, 0o755)
+    work = kit.image_workdir(tmp_path_factory, "build-base")
     return bk.base_layout(work)
 
 

@@ -68,10 +68,7 @@ def env(tmp_path_factory):
     for tool in ("buildah", "skopeo", "umoci"):
         if not shutil.which(tool):
             pytest.fail(f"{tool} is not installed (make test installs it)")
-    if not os.path.exists(os.path.join(kit.ROOTFS, "bin", "busybox")):
-        pytest.skip("no busybox rootfs: run `make rootfs`")
-    work = str(tmp_path_factory.mktemp("build-vs-buildah"))
-    os.chmod(work, 0o755)
+    work = kit.image_workdir(tmp_path_factory, "build-vs-buildah")
     layout = bk.base_layout(work)
     store = os.path.join(work, "store")
     r = kit.runner("pull", "--storage", store, "--name", bk.BASE, f"oci:{layout}:bb")

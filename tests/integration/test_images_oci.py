@@ -19,10 +19,7 @@ def image(tmp_path_factory):
     for tool in ("umoci", "skopeo"):
         if not os.path.exists(f"/usr/bin/{tool}"):
             pytest.fail(f"{tool} is not installed (make test installs it)")
-    if not os.path.exists(os.path.join(kit.ROOTFS, "bin", "busybox")):
-        pytest.skip("no busybox rootfs: run `make rootfs`")
-    work = str(tmp_path_factory.mktemp("image"))
-    os.chmod(work, 0o755)
+    work = kit.image_workdir(tmp_path_factory, "image")
     img = kit.build_image(work)
     img["umoci_rootfs"] = kit.umoci_unpack(img["layout"], "full", os.path.join(work, "umoci-full"))
     with open(os.path.join(work, "umoci-full", "config.json")) as f:

@@ -27,10 +27,7 @@ EXPECTED = ["app", "/srv", "bar baz", "new.txt", "gone"]
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
     need_root()
-    if not os.path.exists(os.path.join(kit.ROOTFS, "bin", "busybox")):
-        pytest.skip("no busybox rootfs: run `make rootfs`")
-    work = str(tmp_path_factory.mktemp("shipimage"))
-    os.chmod(work, 0o755)
+    work = kit.image_workdir(tmp_path_factory, "shipimage")
     img = kit.build_image(work)
     img["umoci_tree"] = kit.tree(kit.umoci_unpack(img["layout"], "full", os.path.join(work, "u")))
     img["store"] = os.path.join(work, "store")

@@ -20,10 +20,7 @@ from libcontainer.images.manifest import this_platform
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
     need_root()
-    if not os.path.exists(os.path.join(kit.ROOTFS, "bin", "busybox")):
-        pytest.skip("no busybox rootfs: run `make rootfs`")
-    work = str(tmp_path_factory.mktemp("srcimage"))
-    os.chmod(work, 0o755)
+    work = kit.image_workdir(tmp_path_factory, "srcimage")
     img = kit.build_image(work)
     img["umoci_tree"] = kit.tree(kit.umoci_unpack(img["layout"], "full", os.path.join(work, "u")))
     _add_index(img["layout"])
