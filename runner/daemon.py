@@ -2,7 +2,6 @@
 imported here only, by this verb)."""
 from __future__ import annotations
 
-import sys
 
 from libcontainer.errors import InvalidArgument
 

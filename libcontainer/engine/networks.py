@@ -321,8 +321,8 @@ class Networks:
         net = self.get(ref)
         mode = rec["HostConfig"].get("NetworkMode", "default")
         if net in ("host", "none") or mode in ("host", "none") or mode.startswith("container:"):
-            raise BadRequest(f"container cannot be disconnected from host network or connected "
-                             f"to host network")
+            raise BadRequest("container cannot be disconnected from host network or connected "
+                             "to host network")
         nets = rec["NetworkSettings"].setdefault("Networks", {})
         if net in nets:
             raise Forbidden_(f"endpoint with name {rec['Name'].lstrip('/')} already exists in network {net}")

@@ -7,7 +7,6 @@ import contextlib
 import itertools
 from typing import TYPE_CHECKING, Iterator
 import os
-import shlex
 import threading
 import time
 import weakref
@@ -17,7 +16,7 @@ from ..request import CreateRequest
 from ..errors import ContainerError, ExecNotFound, InvalidArgument, StartError
 from . import config as configs, hostfs
 from .limits import Limits
-from .result import INTERNAL_ERROR, Result
+from .result import Result
 from .supervise import Counters, supervise
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ import time
 
 from aiohttp import web
 
-from .. import execs, monitor
-from ..errors import BadRequest, Conflict, NotFound
+from .. import execs
+from ..errors import BadRequest, Conflict
 from ..records import parse_time
 from . import streams
 from .base import Hijacked, blocking, body_json, daemon, jresp, qbool, qfilters, qint

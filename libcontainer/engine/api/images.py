@@ -12,7 +12,7 @@ from aiohttp import web
 from ..daemon import short_image_name
 from ..errors import BadRequest, Conflict, NotFound
 from ..records import parse_time
-from .base import blocking, body_json, daemon, jresp, qbool, qfilters
+from .base import blocking, daemon, jresp, qbool, qfilters
 
 
 def _tags(img) -> list:
@@ -339,7 +339,6 @@ async def prune(request):
 def _safe_members(t, dest: str):
     """Members that stay inside `dest`: no absolute or `..` names, no links leading out,
     no devices; owners are not kept (the context is data)."""
-    import tarfile
 
     root = os.path.realpath(dest)
     for m in t.getmembers():

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import grp
-import json
 import logging
 import os
 import re
@@ -22,7 +21,7 @@ from aiohttp import web
 
 from ..daemon import Engine
 from ..errors import BadRequest, EngineError
-from .base import API_VERSION, MIN_API_VERSION, blocking, jresp
+from .base import API_VERSION, MIN_API_VERSION, jresp
 
 log = logging.getLogger("runner.daemon")
 VERSION_RE = re.compile(r"^/v(\d+\.\d+)(/.*)$")

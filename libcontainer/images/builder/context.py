@@ -4,7 +4,6 @@ paths of COPY/ADD (wildcards; never outside the context, neither by `..` nor by 
 and the content digest of the sources that the cache key carries."""
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import posixpath

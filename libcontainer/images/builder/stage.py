@@ -12,7 +12,7 @@ import time
 
 from . import cache as cachemod
 from . import lex, metadata
-from .context import Ignore, digest, has_wildcard, resolve_in, sources
+from .context import digest, has_wildcard, resolve_in, sources
 from .copy import Target, copy
 from .dockerfile import BuildError, Instruction, parse
 
