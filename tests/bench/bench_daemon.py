@@ -17,7 +17,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 
-from daemonkit import IMAGE, Dockerd, Netns, PodmanService, RunnerDaemon, busybox_archive  # noqa: E402
+from daemonkit import IMAGE, Dockerd, PodmanService, RunnerDaemon, busybox_archive, daemon_netns  # noqa: E402
 
 
 def pss_kb(pid: int) -> int:
@@ -69,9 +68,9 @@ def main() -> int:
     archive = busybox_archive(f"/tmp/bench-daemon-{pid}.tar")
     try:
         for kind, cls in kinds:
-            ns = Netns(f"bd-{kind[:2]}-{pid}")
+            ns = daemon_netns()
             nss.append(ns)
-            d = cls(f"/tmp/bd-{kind[:2]}-{pid}", netns=ns.name)
+            d = cls(f"/tmp/bd-{kind[:2]}-{pid}", netns=ns.path)
             d.start()
             daemons[kind] = d
             d.docker("load", "-i", archive, check=True)
@@ -115,7 +114,7 @@ def main() -> int:
         for d in daemons.values():
             d.cleanup()
         for ns in nss:
-            ns.remove()
+            ns.close()
         os.unlink(archive)
     return 0
 

@@ -19,8 +19,8 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 
+from netnskit import Netns
 from grading_workload import COMPILE_LIMITS, RUN_LIMITS, Outcome, from_exit
 
 TAG = f"sbxbench{os.getpid()}"
@@ -99,13 +99,11 @@ class Dockerd:
         self.top = os.path.join(top, "docker")
         os.makedirs(self.top)
         self.sock = os.path.join(self.top, "docker.sock")
-        self.netns = TAG
+        self.netns = Netns(hold=7200)
         self.cgroup_parent = f"/{TAG}-docker"
-        subprocess.run(["ip", "netns", "add", self.netns], check=True)
         self.log = open(os.path.join(self.top, "dockerd.log"), "w")
         self.proc = subprocess.Popen(
-            # nsenter, not `ip netns exec`: that one mounts a new /sys, without the cgroups
-            ["nsenter", f"--net=/run/netns/{self.netns}", "unshare", "-m", "--propagation",
+            [*self.netns.enter(), "unshare", "-m", "--propagation",
              "private",
              "/usr/sbin/dockerd", "--data-root", os.path.join(self.top, "data"),
              "--exec-root", os.path.join(self.top, "exec"), "-H", f"unix://{self.sock}",
@@ -142,7 +140,7 @@ class Dockerd:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.log.close()
-        subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True)
+        self.netns.close()
         _remove_cgroups(self.cgroup_parent)
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
+import netnskit
 from conftest import REPO, ROOTFS
 
 OURS = os.path.join(REPO, ".venv", "bin", "runner-cni")
@@ -27,30 +26,8 @@ def ours_command() -> list:
             "import sys; from libcontainer.network.main import main; sys.exit(main())"]
 
 
-class Netns:
-    """A network namespace of its own, held by a sleeping process."""
-
-    def __init__(self):
-        self.proc = subprocess.Popen(["unshare", "--net", "sleep", "600"])
-        mine = os.readlink("/proc/self/ns/net")
-        for _ in range(200):
-            try:
-                if os.readlink(f"/proc/{self.proc.pid}/ns/net") != mine:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.005)
-        self.path = f"/proc/{self.proc.pid}/ns/net"
-
-    def sh(self, *cmd, check=True, timeout=T, **kw) -> subprocess.CompletedProcess:
-        r = subprocess.run(["nsenter", f"--net={self.path}", *cmd], capture_output=True,
-                           text=True, timeout=timeout, **kw)
-        if check and r.returncode != 0:
-            raise AssertionError(f"{cmd} failed ({r.returncode}): {r.stdout}{r.stderr}")
-        return r
-
-    def popen(self, *cmd, **kw) -> subprocess.Popen:
-        return subprocess.Popen(["nsenter", f"--net={self.path}", *cmd], **kw)
+class Netns(netnskit.Netns):
+    """A namespace of its own (netnskit), with what the CNI tests read of it."""
 
     def links(self) -> dict:
         """name → `ip -j -d link` object."""
@@ -85,10 +62,6 @@ class Netns:
                 return True
         return False
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
 
 
 def call(exe: list, command: str, conf: dict, host: Netns, cid: str = "c1", netns: str = "",

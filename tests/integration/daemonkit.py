@@ -14,6 +14,8 @@ import sys
 import tarfile
 import time
 
+from netnskit import Netns
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROOTFS = os.path.join(REPO, "build", "bundle", "rootfs")
 DOCKER = "/usr/bin/docker"  # Debian's docker.io 20.10 (not /usr/local/bin/docker)
@@ -89,6 +91,7 @@ class Daemon:
     kind = ""
 
     def __init__(self, base: str, netns: str = ""):
+        """netns: the path of a network namespace to run the daemon in (netnskit.Netns)."""
         self.base = base
         self.netns = netns
         self.sock = os.path.join(base, "docker.sock")
@@ -115,7 +118,7 @@ class Daemon:
 
     def _ns(self) -> list:
         # nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup hierarchies
-        return ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
+        return ["nsenter", f"--net={self.netns}"] if self.netns else []
 
 
 class RunnerDaemon(Daemon):
@@ -230,16 +233,10 @@ def _umount_under(base: str) -> None:
         subprocess.run(["umount", "-l", p], capture_output=True)
 
 
-class Netns:
-    """A throw-away network namespace (the daemons' bridges live there, never the host's)."""
-
-    def __init__(self, name: str):
-        self.name = name
-        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-
-    def remove(self) -> None:
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+def daemon_netns() -> Netns:
+    """A throw-away network namespace for a daemon's bridges, held for as long as a test
+    module with a daemon may run."""
+    return Netns(hold=3600, lo_up=True)
 
 
 PODMAN_HOST_PATHS = ["/run/containers", "/var/lib/containers/cache", "/var/lib/containers",

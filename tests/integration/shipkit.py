@@ -14,6 +14,7 @@ import time
 import uuid
 
 import imagekit as kit
+from netnskit import Netns
 
 T = 120
 DOCKER = "/usr/bin/docker"
@@ -159,18 +160,15 @@ class Dockerd:
         if not (os.path.exists(DOCKERD) and os.path.exists(DOCKER)):
             raise FileNotFoundError("docker.io (dockerd) is not installed")
         self.base = tempfile.mkdtemp(prefix="ship-dockerd-", dir="/tmp")
-        self.netns = "ship-dk-" + uuid.uuid4().hex[:8]
+        self.netns = Netns(hold=3600, lo_up=True)
         self.cgroup = "ship-docker-" + uuid.uuid4().hex[:8]
         self.sock = os.path.join(self.base, "docker.sock")
-        kit.sh("ip", "netns", "add", self.netns)
-        kit.sh("ip", "netns", "exec", self.netns, "ip", "link", "set", "lo", "up")
         with open(os.path.join(self.base, "daemon.json"), "w") as f:
             n = _hard(resource.RLIMIT_NOFILE, 1024)
             f.write('{"default-ulimits": {"nofile": {"Name": "nofile", "Hard": %d, "Soft": %d}}}' % (n, n))
         self.log = open(os.path.join(self.base, "dockerd.log"), "w")
-        # nsenter, not `ip netns exec`: that makes a mount namespace whose /sys has no cgroups
         self.proc = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{self.netns}", DOCKERD,
+            [*self.netns.enter(), DOCKERD,
              "--data-root", f"{self.base}/data", "--exec-root", f"{self.base}/exec",
              "-H", f"unix://{self.sock}", "--pidfile", f"{self.base}/docker.pid",
              "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false",
@@ -218,7 +216,7 @@ class Dockerd:
             mounts = [line.split()[4] for line in f if self.base in line.split()[4]]
         for m in sorted(mounts, key=len, reverse=True):
             run(["umount", "-l", m], timeout=30)
-        run(["ip", "netns", "del", self.netns], timeout=30)
+        self.netns.close()
         shutil.rmtree(self.base, ignore_errors=True)
         remove_cgroup(self.cgroup)
 

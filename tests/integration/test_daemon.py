@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from daemonkit import DOCKER, IMAGE, REPO, Netns, RunnerDaemon, busybox_archive
+from daemonkit import DOCKER, IMAGE, REPO, RunnerDaemon, busybox_archive, daemon_netns
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.skipif(not os.path.exists(DOCKER), reason="no /usr/bin/docker")]
@@ -34,15 +34,15 @@ def _rd(archive, netns: bool):
     base = f"/tmp/daemon-rd-{os.getpid()}"
     # in a network namespace of its own: a container on the default network gets a bridge
     # there, never on the host
-    ns = Netns(f"daemon-rd-{os.getpid()}") if netns else None
-    d = RunnerDaemon(base, netns=ns.name if ns else "").start()
+    ns = daemon_netns() if netns else None
+    d = RunnerDaemon(base, netns=ns.path if ns else "").start()
     try:
         d.docker("load", "-i", archive, check=True)
         yield d
     finally:
         d.cleanup()
         if ns:
-            ns.remove()
+            ns.close()
     assert not os.path.exists(base)
 
 

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from daemonkit import (DOCKER, DOCKERD, IMAGE, Dockerd, Netns, PodmanService, RunnerDaemon,
-                       busybox_archive)
+from daemonkit import (DOCKER, DOCKERD, IMAGE, Dockerd, PodmanService, RunnerDaemon,
+                       busybox_archive, daemon_netns)
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.skipif(not os.path.exists(DOCKER), reason="no /usr/bin/docker")]
@@ -35,8 +35,8 @@ def dm(request, tmp_path_factory):
         pytest.skip("no dockerd")
     base = f"/tmp/daemon-{kind[:2]}-{os.getpid()}"
     shutil.rmtree(base, ignore_errors=True)
-    ns = Netns(f"daemon-{kind[:2]}-{os.getpid()}")
-    d = {"runner": RunnerDaemon, "dockerd": Dockerd, "podman": PodmanService}[kind](base, netns=ns.name)
+    ns = daemon_netns()
+    d = {"runner": RunnerDaemon, "dockerd": Dockerd, "podman": PodmanService}[kind](base, netns=ns.path)
     try:
         if kind == "dockerd":
             d.start(extra=["--init-path", "/usr/bin/tini-static"])
@@ -47,7 +47,7 @@ def dm(request, tmp_path_factory):
         yield d
     finally:
         d.cleanup()
-        ns.remove()
+        ns.close()
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def ok(dm, *args, **kw) -> str:
 
 
 def ns_run(dm, *cmd, timeout=20) -> subprocess.CompletedProcess:
-    return subprocess.run(["nsenter", f"--net=/run/netns/{dm.netns}", *cmd], capture_output=True, text=True,
+    return subprocess.run(["nsenter", f"--net={dm.netns}", *cmd], capture_output=True, text=True,
                           timeout=timeout)
 
 
