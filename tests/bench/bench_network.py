@@ -127,7 +127,8 @@ def latency(state: str, runs: int, maps: list, label: str) -> dict:
     out = {}
     ns = Holder()
     try:
-        times = {k: {"ADD": [], "DEL": [], "ADD cpu": [], "DEL cpu": []} for k in ("ours", "ref")}
+        times = {k: {"ADD": [], "DEL": [], "ADD cpu": [], "DEL cpu": [], "ADD+DEL": [],
+                     "ADD+DEL cpu": []} for k in ("ours", "ref")}
         chains = {"ours": confs(state, True, maps), "ref": confs(state + "-ref", False, maps)}
         for k, chain in chains.items():  # warm-up: the bridge exists, caches are hot
             delete(chain, "warm", ns.path, add(chain, "warm", ns.path))
@@ -145,6 +146,8 @@ def latency(state: str, runs: int, maps: list, label: str) -> dict:
                 # the machine does not change, unlike the wall time
                 times[k]["ADD cpu"].append((c1 - c0) * 1000)
                 times[k]["DEL cpu"].append((c2 - c1) * 1000)
+                times[k]["ADD+DEL"].append((t2 - t0) * 1000)  # the target: one sum
+                times[k]["ADD+DEL cpu"].append((c2 - c0) * 1000)
         for k in times:
             out[k] = {c: (statistics.median(v), pct(v, 0.9)) for c, v in times[k].items()}
     finally:
@@ -239,11 +242,14 @@ def main() -> int:
     def row(name, ours, ref, unit="ms"):
         print(f"  {name:<34} {ours:9.1f} {unit:<3} {ref:9.1f} {unit:<3} {ours / ref:7.2f}x")
 
-    print(f"\nrunner-cni vs reference plugins ({REF}), {args.runs} runs, median (p90)")
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
+    print(f"\nrunner-cni vs reference plugins ({REF}), {args.runs} runs, median (p90); "
+          f"load average {load}")
     print(f"  {'':<34} {'runner-cni':>13} {'reference':>13} {'ratio':>8}")
     row("start-up (VERSION)", st["ours"], st["ref"])
     for label, res in (("bridge+ipMasq", plain), ("bridge+ipMasq+2 ports", mapped)):
-        for c in ("ADD", "DEL"):
+        for c in ("ADD", "DEL", "ADD+DEL"):
             o, r = res["ours"][c], res["ref"][c]
             row(f"{c} {label}", o[0], r[0])
             print(f"  {'':<34} (p90 {o[1]:.1f})     (p90 {r[1]:.1f})")

@@ -2,14 +2,26 @@
 once, for the runner (as `pip install .` installs it), runc and crun side by side, with
 ratios from this one run.
 
-    .venv/bin/python tests/bench/bench_scale.py [--rounds N] [--containers N]
+    .venv/bin/python tests/bench/bench_scale.py [--rounds N] [--containers N[,N…]] [--api]
+    .venv/bin/python tests/bench/bench_scale.py --rounds 0 --containers 1000,3000 --api
 
 Table 1, per verb (median of --rounds lifecycles, round-robin over the runtimes): create,
 start, state, kill (SIGKILL), delete of a `sleep` container, and `run` of /bin/true.
 Table 2, a population: N × `run -d sleep` (per container), memory per running container
 (MemAvailable before and after the N, over N: the machine is shared, so this is the
 noisiest row), `list` and `state` of one with N running (against the same with one
-running: flat in N is the target), then `delete -f` of each (per container).
+running: flat in N is the target), then `delete -f` of each (per container). Several
+sizes (`--containers 1000,3000`) give a table each; `--rounds 0` skips table 1. `--api`
+adds "runner API": the same through `libcontainer` in this process (`run(detach=True)`,
+`list_containers`, `load(id).state()`, `load(id).delete(force=True)`): no interpreter
+start-up per call.
+
+Where the memory goes, beside MemAvailable: the kernel's own counters over N (slab,
+per-cpu, kernel stacks, page tables, shmem), what one container keeps (processes and their
+PSS, its state files, cgroup directories, mounts in its namespace), sampled on a few
+containers. A run that fails stops that runtime's population there: the table says after
+how many containers and prints the error the user saw (that is the point of 3000: where
+the kernel or the machine stops us).
 
 crun refuses this host's hybrid cgroups: every crun call runs as `unshare -m sh -c 'umount
 /sys/fs/cgroup/unified; exec crun …'`, and the wrapper alone (with /bin/true) is timed
@@ -77,67 +89,186 @@ def wrapper_time(rounds: int) -> float:
     return bench.median(xs)
 
 
-def mem_available() -> int:
+MEMINFO = ("MemAvailable", "Slab", "SUnreclaim", "Percpu", "KernelStack", "PageTables",
+           "Shmem", "AnonPages")
+
+
+def meminfo() -> dict:
+    """/proc/meminfo's fields that a container's kernel objects move, in KiB."""
+    out = {}
     with open("/proc/meminfo") as f:
         for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1])
-    return 0
+            k, v = line.split(":", 1)
+            if k in MEMINFO:
+                out[k] = int(v.split()[0])
+    return out
 
 
-def lifecycle(rts: list, rounds: int, tag: str) -> None:
-    n = 0
-    for rnd in range(rounds + 1):  # round 0 warms up
-        for k in range(len(rts)):
-            rt = rts[(rnd + k) % len(rts)]
-            n += 1
-            cid = f"{tag}-v{n}"
-            verb = (lambda v: v) if rnd else (lambda v: "")
-            try:
-                rt.call("create", "--bundle", str(rt.bundle / "sleep"), cid, verb=verb("create"))
-                rt.call("start", cid, verb=verb("start"))
-                rt.call("state", cid, verb=verb("state"))
-                rt.call("kill", cid, "KILL", verb=verb("kill"))
-                for _ in range(200):  # the init reaped by its parent: stopped
-                    if b'"stopped"' in rt.call("state", cid):
-                        break
-                    time.sleep(0.005)
-                rt.call("delete", cid, verb=verb("delete"))
-                rt.call("run", "--bundle", str(rt.bundle / "true"), f"{cid}r", verb=verb("run"))
-            finally:
-                rt.call("delete", "-f", cid, check=False)
-                rt.call("delete", "-f", f"{cid}r", check=False)
-                bench.remove_cgroups(bench.cgroups_named(cid, exact=False))
+def mem_available() -> int:
+    return meminfo()["MemAvailable"]
 
 
-def population(rts: list, n: int, tag: str) -> None:
-    for rt in rts:
-        ids = [f"{tag}-p{rt.name[:4]}{i}" for i in range(n)]
+class ApiRuntime(Runtime):
+    """The runner through `libcontainer` in this process: each verb is a call, no exec."""
+
+    def __init__(self, root: Path, bundle: Path):
+        super().__init__("runner API", "", root, bundle)
+        import libcontainer
+
+        self.lc = libcontainer
+        self.null = os.open("/dev/null", os.O_RDWR)
+
+    def call(self, *args: str, verb: str = "", check: bool = True) -> bytes:
+        lc, root = self.lc, str(self.root)
+        t = time.perf_counter_ns()
         try:
-            rt.call("run", "-d", "--bundle", str(rt.bundle / "sleep"), f"{tag}-one")
+            if args[0] == "run":  # run -d --bundle B ID
+                lc.run(args[3], args[4], root=root, detach=True,
+                       stdio=(self.null, self.null, self.null))
+                out = b""
+            elif args[0] == "list":
+                out = " ".join(c.id for c in lc.list_containers(root)).encode()
+            elif args[0] == "state":
+                out = lc.load(args[1], root).state()["status"].encode()
+            elif args[0] == "delete":  # delete -f ID
+                lc.load(args[-1], root).delete(force=True)
+                out = b""
+            else:
+                raise ValueError(args[0])
+        except Exception as e:
+            if check:
+                raise RuntimeError(f"{self.name} {' '.join(args)}: {type(e).__name__}: {e}") \
+                    from None
+            return b""
+        if verb:
+            self.times.setdefault(verb, []).append(time.perf_counter_ns() - t)
+        return out
+
+
+def footprint(rt: Runtime, cid: str) -> dict:
+    """What one running container keeps: the processes in its pids cgroup (the container's
+    and any helper the runtime left beside it there) and their PSS, the processes outside it
+    whose parent is one of them or that name the id, its state files, its cgroup
+    directories, the mounts in its mount namespace."""
+    dirs = bench.cgroups_named(cid) + bench.cgroups_named(f"runner-{cid}")  # ours: runner-<id>
+    out = {"cgroups": len(dirs)}
+    pids = set()
+    for d in dirs:
+        try:
+            pids |= {int(x) for x in (d / "cgroup.procs").read_text().split()}
+        except OSError:
+            pass
+    pss = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+            out["mounts"] = len(Path(f"/proc/{pid}/mountinfo").read_text().splitlines())
+        except OSError:
+            pass
+    out["procs"], out["pss"] = len(pids), pss
+    # a helper outside the container that stays for it (a monitor, a shim): its argv names
+    # the id, or its parent is the container's init
+    helpers = 0
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) in pids:
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+            ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if cid.encode() in argv or ppid in pids:
+            helpers += 1
+    out["helpers"] = helpers
+    state = rt.root / cid
+    files = [f for f in state.rglob("*") if f.is_file()] if state.is_dir() else []
+    out["state files"] = len(files)
+    out["state KiB"] = sum(-(-f.stat().st_size // 4096) * 4 for f in files)  # tmpfs pages
+    return out
+
+
+def population(rts: list, n: int, tag: str, samples: int = 3) -> dict:
+    """→ {runtime name: (containers started, the error that stopped it or "", footprints,
+    meminfo deltas over the containers started)}"""
+    found = {}
+    for rt in rts:
+        ids = [f"{tag}-p{rt.name[:4].strip()}{rt.name[-3:].strip()}{n}x{i}" for i in range(n)]
+        one = f"{tag}-one{n}"
+        started, error = 0, ""
+        try:
+            rt.call("run", "-d", "--bundle", str(rt.bundle / "sleep"), one)
             for _ in range(5):
                 rt.call("list", verb="list of 1")
-                rt.call("state", f"{tag}-one", verb="state of 1")
-            before = mem_available()
-            for cid in ids:
-                rt.call("run", "-d", "--bundle", str(rt.bundle / "sleep"), cid, verb="run -d")
+                rt.call("state", one, verb="state of 1")
+            before = meminfo()
+            for i, cid in enumerate(ids):
+                progress(f"{rt.name}: run -d {i + 1}/{n}")
+                try:
+                    rt.call("run", "-d", "--bundle", str(rt.bundle / "sleep"), cid,
+                            verb="run -d")
+                except RuntimeError as e:
+                    error = str(e)
+                    break
+                started += 1
+            progress("")
             time.sleep(1)
-            rt.times["memory"] = [(before - mem_available()) / n * 1024]  # bytes a container
+            after = meminfo()
+            delta = {k: (before[k] - after[k] if k == "MemAvailable" else after[k] - before[k])
+                     / max(started, 1) for k in before}
+            rt.times["memory"] = [delta["MemAvailable"] * 1024]  # bytes a container
+            prints = [footprint(rt, ids[j * started // samples]) for j in range(samples)
+                      if started]
             for _ in range(5):
                 rt.call("list", verb=f"list of {n + 1}")
-                rt.call("state", ids[n // 2], verb=f"state of {n + 1}")
-            for cid in ids:
+                if started:
+                    rt.call("state", ids[started // 2], verb=f"state of {n + 1}")
+            for i, cid in enumerate(ids[:started]):
+                progress(f"{rt.name}: delete -f {i + 1}/{started}")
                 rt.call("delete", "-f", cid, verb="delete -f")
+            progress("")
+            found[rt.name] = (started, error, prints, delta)
         finally:
-            for cid in ids + [f"{tag}-one"]:
+            for cid in ids[started:] + [one]:
                 rt.call("delete", "-f", cid, check=False)
-            bench.remove_cgroups(bench.cgroups_named(f"{tag}-", exact=False))
+            for i, cid in enumerate(ids[:started]):
+                if (rt.root / cid).exists():
+                    rt.call("delete", "-f", cid, check=False)
+            for prefix in (f"{tag}-", f"runner-{tag}-"):
+                bench.remove_cgroups(bench.cgroups_named(prefix, exact=False))
+    return found
+
+
+def report_population(found: dict, n: int) -> None:
+    for name, (started, error, prints, delta) in found.items():
+        if started < n:
+            print(f"  {name}: stopped after {started} of {n} containers: {error.strip()}")
+    print(f"  per running container, kernel counters over the containers started (KiB): "
+          f"{'  '.join(k for k in MEMINFO[1:])}")
+    for name, (started, error, prints, delta) in found.items():
+        print(f"    {name:<12}" + "  ".join(f"{k}={delta[k]:.1f}" for k in MEMINFO[1:]))
+    print("  what one container keeps (median of a few sampled):")
+    for name, (started, error, prints, delta) in found.items():
+        if prints:
+            keys = prints[0].keys()
+            med = {k: sorted(p.get(k, 0) for p in prints)[len(prints) // 2] for k in keys}
+            print(f"    {name:<12}" + ", ".join(f"{k} {v}" for k, v in med.items()))
+
+
+def progress(msg: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r\033[K{msg}")
+        sys.stderr.flush()
 
 
 def table(rts: list, rows: list, wrapper_ns: float, unit: str = "ms") -> None:
+    """Medians side by side, and each runner's (the CLI's, the API's) ratio to each peer."""
     names = [rt.name for rt in rts]
+    ours = [n for n in names if n.startswith("runner")]
+    pairs = [(a, b) for a in ours for b in names if b not in ours]
     head = f"{'':<22}" + "".join(f"{n:>12}" for n in names)
-    head += "".join(f"{'runner/' + n:>15}" for n in names[1:])
+    head += "".join(f"{(a.replace('runner ', '') + '/' + b):>15}" for a, b in pairs)
     print(head)
     for row in rows:
         vals = {}
@@ -154,18 +285,21 @@ def table(rts: list, rows: list, wrapper_ns: float, unit: str = "ms") -> None:
         fmt = (lambda v: f"{v / 1024:>9.0f} KiB") if row == "memory" else \
               (lambda v: f"{v / 1e6:>9.1f} ms")
         line = f"{row:<22}" + "".join(f"{fmt(vals[n]) if n in vals else '':>12}" for n in names)
-        base = vals.get(names[0])
-        for n in names[1:]:
-            line += f"{(base / vals[n]) if base and vals.get(n) else float('nan'):>14.2f}x"
+        for a, b in pairs:
+            r = vals[a] / vals[b] if vals.get(a) and vals.get(b) else float("nan")
+            line += f"{r:>14.2f}x"
         print(line)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "15")))
-    ap.add_argument("--containers", type=int,
-                    default=int(os.environ.get("BENCH_CONTAINERS", "200")))
+    ap.add_argument("--containers", default=os.environ.get("BENCH_CONTAINERS", "200"),
+                    help="population sizes, comma-separated (a table each)")
+    ap.add_argument("--api", action="store_true",
+                    help="the population also through the Python API, in this process")
     args = ap.parse_args()
+    sizes = [int(x) for x in args.containers.split(",") if x.strip()]
     if os.geteuid() != 0:
         print("bench_scale: needs root", file=sys.stderr)
         return 1
@@ -187,18 +321,28 @@ def main() -> int:
             bench.make_bundle(b, "true")
             bench.make_bundle(b, "sleep", sleep_cfg)
             rts.append(Runtime(name, exe, shm / name, b / "bundles", wrapped=name == "crun"))
-        wrapper_ns = wrapper_time(args.rounds)
-        print(f"\nper verb, median of {args.rounds} lifecycles, round-robin (crun: the "
-              f"median of its wrapper alone, timed after each call, taken off; the wrapper "
-              f"now: {wrapper_ns / 1e6:.1f} ms)")
-        lifecycle(rts, args.rounds, tag)
-        table(rts, ["create", "start", "state", "kill", "delete", "run"], wrapper_ns)
-        n = args.containers
-        print(f"\n{n} containers `run -d sleep`, one runtime after the other (list and state: "
-              "median of 5)")
-        population(rts, n, tag)
-        table(rts, ["run -d", "memory", "list of 1", f"list of {n + 1}", "state of 1",
-                    f"state of {n + 1}", "delete -f"], wrapper_ns)
+        wrapper_ns = wrapper_time(max(args.rounds, 10))
+        if args.rounds:
+            print(f"\nper verb, median of {args.rounds} lifecycles, round-robin (crun: the "
+                  f"median of its wrapper alone, timed after each call, taken off; the "
+                  f"wrapper now: {wrapper_ns / 1e6:.1f} ms)")
+            lifecycle(rts, args.rounds, tag)
+            table(rts, ["create", "start", "state", "kill", "delete", "run"], wrapper_ns)
+        if args.api:
+            b = work / "bundles" / "api"
+            bench.make_bundle(b, "sleep", sleep_cfg)
+            rts.insert(1, ApiRuntime(shm / "api", b / "bundles"))
+        for n in sizes:
+            for rt in rts:
+                rt.times = {}
+            with open("/proc/loadavg") as f:
+                load = " ".join(f.read().split()[:3])
+            print(f"\n{n} containers `run -d sleep`, one runtime after the other (list and "
+                  f"state: median of 5; load average {load})")
+            found = population(rts, n, f"{tag}{n}")
+            table(rts, ["run -d", "memory", "list of 1", f"list of {n + 1}", "state of 1",
+                        f"state of {n + 1}", "delete -f"], wrapper_ns)
+            report_population(found, n)
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
