@@ -50,13 +50,16 @@ static char *utoa(char *buf, unsigned v)
     return p;
 }
 
-void rc_exec_trampoline(const struct rc_plan *plan, int index, int sync_fd)
+void rc_exec_trampoline(const struct rc_plan *plan, int index, int sync_fd, int init,
+                        int status_fd)
 {
     if (rc_trampoline_len == 0)
         return;
-    int fd = syscall(SYS_memfd_create, "runner-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING | RC_MFD_EXEC);
+    /* the name is the process's comm: pid 1 shows as "memfd:init" */
+    const char *name = init ? "init" : "runner-exec";
+    int fd = syscall(SYS_memfd_create, name, MFD_CLOEXEC | MFD_ALLOW_SEALING | RC_MFD_EXEC);
     if (fd < 0 && errno == EINVAL)  /* kernels before 6.3 know no MFD_EXEC */
-        fd = syscall(SYS_memfd_create, "runner-exec", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        fd = syscall(SYS_memfd_create, name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return;
     size_t off = 0;
@@ -76,18 +79,32 @@ void rc_exec_trampoline(const struct rc_plan *plan, int index, int sync_fd)
     while (plan->argv[argc])
         argc++;
     const char *targv[argc + 5];
-    char syncbuf[16], opbuf[16];
+    char syncbuf[16], opbuf[16], modebuf[20];
     targv[0] = utoa(syncbuf, (unsigned)sync_fd);
     targv[1] = utoa(opbuf, (unsigned)index);
     targv[2] = plan->path_env ? "P" : "-";
+    if (init) {
+        /* "PI<status fd + 1>": the trampoline is the init, and forks the command */
+        char *n = utoa(modebuf + 4, (unsigned)(status_fd + 1));
+        *--n = 'I';
+        *--n = plan->path_env ? 'P' : '-';
+        targv[2] = n;
+    }
     targv[3] = plan->path_env ? plan->path_env : "";
     for (int i = 0; i <= argc; i++)
         targv[4 + i] = plan->argv[i];
-    /* the trampoline reports a failed exec on the sync socket, then closes it on exec */
+    /* the trampoline reports a failed exec on the sync socket, then closes it on exec;
+     * the init keeps the status fd (and no process it starts gets it) */
+    if (init && status_fd >= 0 && fcntl(status_fd, F_SETFD, 0) < 0) {
+        close(fd);
+        return;
+    }
     if (fcntl(sync_fd, F_SETFD, 0) == 0) {
         syscall(SYS_execveat, fd, "", targv, plan->envp, AT_EMPTY_PATH);
         fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
     }
+    if (init && status_fd >= 0)
+        fcntl(status_fd, F_SETFD, FD_CLOEXEC);
     close(fd);
 }
 

@@ -9,9 +9,12 @@
  * another kind). */
 int rc_security_op(const struct rc_op *op);
 
-/* execveat the sealed trampoline, which execs plan->argv. Returns only if the trampoline
- * could not be used (no memfd, execveat refused): the caller then execs directly. */
-void rc_exec_trampoline(const struct rc_plan *plan, int index, int sync_fd);
+/* execveat the sealed trampoline, which execs plan->argv (`init`: becomes the init that
+ * forks it, writing the command's wait status to `status_fd` if >= 0; see trampoline.c).
+ * Returns only if the trampoline could not be used (no memfd, execveat refused): the
+ * caller then execs directly, or fails when an init was asked for. */
+void rc_exec_trampoline(const struct rc_plan *plan, int index, int sync_fd, int init,
+                        int status_fd);
 
 /* 1 when the running kernel knows seccomp filter flag `flag` (parent side). */
 int rc_seccomp_flag_supported(unsigned long flag);

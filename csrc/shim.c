@@ -478,7 +478,12 @@ __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clo
         case RC_OP_EXEC:
             /* through the sealed trampoline, so that /proc/self/exe is never the host's
              * interpreter when the container's program starts (CVE-2019-5736) */
-            rc_exec_trampoline(plan, i, sync_fd);
+            rc_exec_trampoline(plan, i, sync_fd, op->a != 0, (int)op->b - 1);
+            if (op->a) {  /* the init is the trampoline: without it, no init */
+                errno = ENOSYS;
+                rc = -1;
+                break;
+            }
             exec_search(plan);
             rc = -1;
             break;

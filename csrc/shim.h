@@ -31,7 +31,8 @@ enum rc_op_kind {
     RC_OP_UMASK = 19,
     RC_OP_SECCOMP = 20,   /* load the BPF program in data/len; flags; a=1: send listener fd */
     RC_OP_WAIT_START = 21,/* block until `start` opens the exec fifo (fd a) */
-    RC_OP_EXEC = 22,
+    RC_OP_EXEC = 22,      /* a=1: through the init (trampoline.c), which writes the command's
+                             wait status to fd b - 1 if b > 0 */
     RC_OP_BIND_DEV = 23,  /* create an empty file at path and bind the host device src on it */
     RC_OP_MKFILE = 24,    /* create an empty regular file at path (in root) */
     RC_OP_SETSID = 25,

@@ -98,6 +98,13 @@ def create_from(req: CreateRequest) -> Container:
         lock.__exit__(None, None, None)
 
 
+def _status_fd(fd: int) -> int:
+    """The init's status fd, checked: 0-2 would be replaced by the stdio the child sets up."""
+    if not isinstance(fd, int) or isinstance(fd, bool) or 0 <= fd <= 2:
+        raise InvalidArgument(f"init_status_fd: want an fd above 2 (or -1), not {fd!r}")
+    return max(fd, -1)
+
+
 _me: list = []
 
 
@@ -140,6 +147,8 @@ def _create(talk: "_Talk", req: CreateRequest, stdio, config_bytes: bytes,
                 hooks=hooks, new_keyring=req.new_keyring, warn=req.warn,
                 listen_fds=req.listen_fds, cgroup=cg,
                 node_dir=d.path)
+            if req.init:
+                planmod.use_init(plan, _status_fd(req.init_status_fd))
             _host_side(d, state, plan, config_bytes)
             talk.parent_joins = _cgroup_entry(cg, plan)
             # a run with nothing for this process to do before the execve: the pid and its

@@ -44,6 +44,14 @@ def make(spec: Spec, *, no_pivot: bool = False, keep_fds: int = 0,
     return plan
 
 
+def use_init(plan: Plan, status_fd: int = -1) -> None:
+    """The process is started by the shim's init (csrc/trampoline.c), which stays pid 1;
+    it writes the process's wait status to `status_fd` (if >= 0) before it exits."""
+    for i, o in enumerate(plan.ops):
+        if o[0] == EXEC:
+            plan.ops[i] = o[:7] + (1, status_fd + 1) + o[9:]
+
+
 # the init of a container created without process: root, no capabilities, in "/"
 _HOLDER = Process(args=("(no process)",))
 

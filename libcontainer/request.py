@@ -20,23 +20,29 @@ class CreateRequest:
     the host's sd_notify socket): the process gets a socket of the runtime's (notify.py).
     `systemd_cgroup` (runc's --systemd-cgroup): the cgroup is a transient systemd scope.
     `start_now` / `foreground`: set by `run` (create + start at once; the terminal is
-    relayed by this process)."""
+    relayed by this process). `init` (docker run --init): the process is started by a small
+    init of the shim's that is pid 1 instead of it: it forwards signals, reaps orphans, and
+    exits with the process's exit code or 128 + the signal that ended it; with an
+    `init_status_fd` (a pipe's write end of this process) it first writes the raw wait
+    status there (4 bytes, native order), so the caller can tell a signal from an exit."""
 
     __slots__ = ("bundle", "id", "root", "stdio", "console_socket", "pid_file", "no_pivot",
                  "keep_fds", "new_keyring", "warn", "listen_fds", "notify_socket",
-                 "systemd_cgroup", "start_now", "foreground")
+                 "systemd_cgroup", "start_now", "foreground", "init", "init_status_fd")
 
     def __init__(self, bundle: str, id: str, *, root: str | None = None, stdio=None,
                  console_socket: str = "", pid_file: str = "", no_pivot: bool = False,
                  keep_fds: int = 0, new_keyring: bool = True, warn=None, listen_fds: int = 0,
                  notify_socket: str = "", systemd_cgroup: bool = False,
-                 start_now: bool = False, foreground: bool = False):
+                 start_now: bool = False, foreground: bool = False, init: bool = False,
+                 init_status_fd: int = -1):
         self.bundle, self.id, self.root, self.stdio = bundle, id, root, stdio
         self.console_socket, self.pid_file, self.no_pivot = console_socket, pid_file, no_pivot
         self.keep_fds, self.new_keyring, self.warn = keep_fds, new_keyring, warn
         self.listen_fds, self.notify_socket = listen_fds, notify_socket
         self.systemd_cgroup, self.start_now, self.foreground = (systemd_cgroup, start_now,
                                                                 foreground)
+        self.init, self.init_status_fd = init, init_status_fd
 
     def __repr__(self) -> str:
         return "CreateRequest(" + ", ".join(f"{k}={getattr(self, k)!r}"

@@ -227,15 +227,19 @@ class Sandbox:
         in_r, in_w = os.pipe2(os.O_CLOEXEC)
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        # the command runs under the shim's init (as `docker run --init`, isolate, bwrap):
+        # its own abort() or kill(0, ...) ends it as for any process, orphans are reaped;
+        # the init tells the command's wait status through this pipe
+        st_r, st_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         ours = [in_w, out_r, err_r]
-        theirs = [in_r, out_w, err_w]
+        theirs = [in_r, out_w, err_w, st_w]
         c = None
         started = time.monotonic()
         try:
             try:
                 c = creation.create_from(CreateRequest(
                     slot.bundle, cid, root=self._state, stdio=(in_r, out_w, err_w),
-                    start_now=True, foreground=True))
+                    start_now=True, foreground=True, init=True, init_status_fd=st_w))
             except ExecNotFound as e:
                 return _failed_exec(e, 127, started)
             except StartError as e:
@@ -249,11 +253,11 @@ class Sandbox:
             counters = Counters(c._cgroups())
             ours_now, ours = ours, []
             res = supervise(c.pid, started, ours_now[1], ours_now[2], ours_now[0], stdin,
-                            limits, counters)
+                            limits, counters, st_r)
             res.decide()
             return res
         finally:
-            for fd in ours + theirs:
+            for fd in ours + theirs + [st_r]:
                 os.close(fd)
             # every process of it is dead (its pid namespace's init was reaped): removing
             # the container and the slot's mounts is left to the recycler

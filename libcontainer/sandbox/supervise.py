@@ -117,9 +117,10 @@ class _Stream:
 
 
 def supervise(pid: int, started: float, out_fd: int, err_fd: int, in_fd: int, stdin: bytes,
-              limits, counters: Counters) -> Result:
+              limits, counters: Counters, status_fd: int = -1) -> Result:
     """Wait for the run whose init is our child `pid`; the fds are our ends of its pipes
-    (-1: none) and are closed here."""
+    (-1: none) and are closed here. `status_fd` (non-blocking, not closed here): where the
+    shim's init wrote the command's wait status, if the command ended by a signal."""
     for fd in (out_fd, err_fd, in_fd):
         if fd >= 0:
             os.set_blocking(fd, False)
@@ -199,6 +200,7 @@ def supervise(pid: int, started: float, out_fd: int, err_fd: int, in_fd: int, st
                     poller.unregister(fd)
                     os.close(fd)
                     del streams[fd]
+        status = _command_status(status_fd, status)
         if os.WIFSIGNALED(status):
             res.signal = os.WTERMSIG(status)
         else:
@@ -206,9 +208,12 @@ def supervise(pid: int, started: float, out_fd: int, err_fd: int, in_fd: int, st
         res.cpu_time = counters.cpu() if counters.cpu_file else rusage.ru_utime + rusage.ru_stime
         res.max_rss = counters.peak() or rusage.ru_maxrss * 1024
         res.oom_killed = counters.oom_kills() > 0
-        if cpu_limit is not None and res.cpu_time >= cpu_limit and \
-                (res.signal in (signal.SIGKILL, signal.SIGXCPU) or killed):
-            res.timed_out = True  # the RLIMIT_CPU backstop, or ended just as it ran out
+        if cpu_limit is not None and (res.signal == signal.SIGXCPU or (
+                res.cpu_time >= cpu_limit and (res.signal == signal.SIGKILL or killed))):
+            # RLIMIT_CPU (its soft limit is at or past cpu_time: SIGXCPU, the hard one
+            # SIGKILL), or ended just as it ran out. (A process's rusage can read a few
+            # percent under the total its RLIMIT_CPU counted.)
+            res.timed_out = True
         for s, attr in ((out_s, "stdout"), (err_s, "stderr")):
             if s is not None:
                 setattr(res, attr, s.data())
@@ -220,6 +225,18 @@ def supervise(pid: int, started: float, out_fd: int, err_fd: int, in_fd: int, st
             os.close(in_fd)
         for fd in streams:
             os.close(fd)
+
+
+def _command_status(fd: int, init_status: int) -> int:
+    """The command's wait status: the one its init wrote (a signal's), else the init's own
+    (its exit code is the command's; a signal is one that killed the init: ours)."""
+    if fd < 0 or os.WIFSIGNALED(init_status):
+        return init_status
+    try:
+        data = os.read(fd, 4)
+    except BlockingIOError:
+        return init_status
+    return int.from_bytes(data, "little") if len(data) == 4 else init_status
 
 
 def _kill(pidfd: int) -> bool:

@@ -1,10 +1,12 @@
 /* Hostile programs for the sandbox tests (tests/integration/test_sandbox_hostile.py):
    each mode does one thing untrusted code might try and prints what the kernel said. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +58,46 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(m, "segv")) { volatile int *p = 0; return *p; }
     if (!strcmp(m, "abort")) abort();
+    if (!strcmp(m, "raise")) {  /* a signal to itself, default action */
+        raise(argc > 2 ? atoi(argv[2]) : SIGSEGV);
+        puts("survived");
+        return 0;
+    }
+    if (!strcmp(m, "killpg")) {  /* SIGKILL to its own process group */
+        kill(0, SIGKILL);
+        puts("survived");
+        return 0;
+    }
+    if (!strcmp(m, "zombies")) {
+        /* orphans: each child forks a grandchild and exits; the grandchildren, reparented
+         * to pid 1, exit a moment later; who reaps them? */
+        int n = argc > 2 ? atoi(argv[2]) : 10, z = 0;
+        for (int i = 0; i < n; i++) {
+            pid_t c = fork();
+            if (c == 0) {
+                if (fork() == 0) { usleep(20000); _exit(0); }
+                _exit(0);
+            }
+            waitpid(c, 0, 0);
+        }
+        usleep(400000);
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            char path[300], buf[512];
+            if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+            snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+            FILE *f = fopen(path, "r");
+            if (!f) continue;
+            if (fgets(buf, sizeof buf, f)) {
+                char *r = strrchr(buf, ')');
+                if (r && r[1] == ' ' && r[2] == 'Z') z++;
+            }
+            fclose(f);
+        }
+        printf("zombies %d\n", z);
+        return 0;
+    }
     if (!strcmp(m, "spin")) spin(0);
     if (!strcmp(m, "threads")) {
         int n = argc > 2 ? atoi(argv[2]) : 2;
