@@ -169,6 +169,22 @@ class Systemd:
     def set_unit_properties(self, unit: str, props: list) -> None:
         self._call("SetUnitProperties", "sba(sv)", (unit, True, props))
 
+    def unit_properties(self, unit: str, interface: str = "org.freedesktop.systemd1.Scope"
+                        ) -> dict:
+        """The unit's properties as systemd has them now: name → (signature, value), the
+        form SetUnitProperties takes back."""
+        (path,) = self._call("GetUnit", "s", (unit,))
+        addr = DBusAddress(path, bus_name="org.freedesktop.systemd1",
+                           interface="org.freedesktop.DBus.Properties")
+        (props,) = self._call("GetAll", "s", (interface,), addr=addr)
+        return props
+
+    def attach(self, unit: str, pid: int, subcgroup: str = "") -> None:
+        """Move a process into the unit's cgroup (or a cgroup below it): systemd's
+        AttachProcessesToUnit (systemd >= 238). A user's systemd that may not move it by
+        itself asks the system's."""
+        self._call("AttachProcessesToUnit", "ssau", (unit, subcgroup, [pid]))
+
     def unit_exists(self, unit: str) -> bool:
         try:
             self._call("GetUnit", "s", (unit,))

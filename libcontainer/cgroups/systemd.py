@@ -102,8 +102,9 @@ class SystemdManager(Manager):
                  "systemd": {"unit": unit, "slice": slice_, "name": name, "user": user}})
         bus = m.bus()  # ConfigError naming --systemd-cgroup if systemd is not there
         try:
-            m._props = sdprops.resource_properties(res, host.mode, bus.version(),
-                                                   m.devices, devices=not user)
+            # rootless too, as runc: the user's systemd takes DevicePolicy/DeviceAllow
+            # (the unit keeps them; a user manager attaches no device program)
+            m._props = sdprops.resource_properties(res, host.mode, bus.version(), m.devices)
             if host.mode == "v2":
                 base = expanded
                 if user:  # the user's manager's own cgroup: user@UID.service
@@ -144,7 +145,13 @@ class SystemdManager(Manager):
         with it, makes what systemd did not and applies every limit; later ones (exec) only
         join."""
         if self.started or dirs is not None:
-            return super().join(pid, v2_too, dirs)
+            try:
+                return super().join(pid, v2_too, dirs)
+            except PermissionError as e:
+                if not (self.user and self.unified):
+                    raise
+                self._attach(pid, dirs, e)
+                return
         host = self._host
         bus = self.bus()
         props = sdprops.base_properties(self.unit, self.slice, self.name, pid, self.mode)
@@ -178,29 +185,48 @@ class SystemdManager(Manager):
         finally:
             self.close()
 
+    def _attach(self, pid: int, dirs: list | None, error: OSError) -> None:
+        """Rootless, a process (exec's) started outside the user's delegated subtree: the
+        kernel lets no one but a writer of the common ancestor move it, so the user's
+        systemd does it (asking the system's), as it did for the init. runc 1.1 leaves such
+        a process outside the container's cgroup, escaping its limits."""
+        target = self.unified if dirs is None else next(
+            (d for d in dirs if d.startswith(self.unified)), self.unified)
+        sub = os.path.relpath(target, self.unified)
+        from .sdbus import DBusError
+
+        try:
+            self.bus().attach(self.unit, pid, "" if sub == "." else "/" + sub)
+        except (DBusError, ConfigError) as e:
+            raise OSError(error.errno, f"{error}; nor could systemd attach it to {self.unit}: "
+                                       f"{e}") from None
+        finally:
+            self.close()
+
     # ---- update -----------------------------------------------------------------------
 
     def update(self, resources: dict, host=None) -> None:
-        """SetUnitProperties first (systemd writes its files and keeps the values over a
-        daemon-reload), then the cgroup files as cgroupfs does (all or nothing); if those
-        fail, the unit gets its old properties back."""
-        from .update import update
+        """Every check first (fields, controllers, files: an update that cannot be applied
+        changes nothing, not even the unit), then SetUnitProperties (systemd writes its
+        files and keeps the values over a daemon-reload), then the cgroup files as
+        cgroupfs does (all or nothing); if those fail, the unit gets back the values it
+        had for each property sent, read from systemd before."""
+        from .update import prepare
 
         host = host or detect()
         res = unset.strip(validate.resources(resources))
+        write = prepare(self, resources, host)
         merged = _merge(self.resources, res)
         bus = self.bus()
         try:
-            version = bus.version()
-            new = sdprops.resource_properties(merged, host.mode, version, self.devices,
-                                              devices="devices" in res and not self.user)
+            new = sdprops.resource_properties(merged, host.mode, bus.version(), self.devices,
+                                              devices="devices" in res)
+            had = bus.unit_properties(self.unit)
             bus.set_unit_properties(self.unit, new)
             try:
-                update(self, resources, host)
+                write()
             except BaseException:
-                old = sdprops.resource_properties(self.resources, host.mode, version,
-                                                  self.devices,
-                                                  devices="devices" in res and not self.user)
+                old = [(name, had[name]) for name, _ in new if name in had]
                 try:
                     bus.set_unit_properties(self.unit, old)
                 except Exception:

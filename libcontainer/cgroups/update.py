@@ -109,6 +109,13 @@ def put_back(path: str, old: str, written: list) -> list:
 
 def update(m, resources: dict, host=None) -> None:
     """Apply `resources` (a partial linux.resources) to the live container of manager `m`."""
+    prepare(m, resources, host)()
+
+
+def prepare(m, resources: dict, host=None):
+    """Every check of an update (fields, controllers, files), nothing written: → the
+    function that writes it (all or nothing), for a caller that has more to do in between
+    (the systemd manager sets the unit's properties)."""
     from .host import detect
     from .writes import GROUP_FIELD, _assign, _merge, _plan_writes, _v2_needed
 
@@ -143,6 +150,10 @@ def update(m, resources: dict, host=None) -> None:
                 chain.append(cur)
                 cur = os.path.dirname(cur)
             m._enable_v2(host, host.unified, chain, needed)
+    return lambda: _write(m, res, merged, groups, targets, journal)
+
+
+def _write(m, res: dict, merged: dict, groups: dict, targets: list, journal: Journal) -> None:
     devices = "devices" in res and not rootless()
     try:
         for d, writes in targets:
