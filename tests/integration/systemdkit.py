@@ -12,6 +12,7 @@ nsdelegate, a host-wide change.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -23,18 +24,27 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "ben
 from grading_image import mirror  # noqa: E402
 
 CACHE = os.environ.get("RUNNER_TEST_CACHE", "/var/cache/runner-tests")
-ROOTFS = os.path.join(CACHE, "debian-systemd-podman")
 # python3: the runner runs inside; podman: driving the runner with --cgroup-manager systemd
-# (podman's network stack, which apt resolves and debootstrap does not: the CNI plugins)
+# (podman's network stack, which apt resolves and debootstrap does not: the CNI plugins);
+# dbus-user-session, libpam-systemd: a user's `systemd --user` with its session bus
+# (rootless --systemd-cgroup)
 PACKAGES = ("systemd,systemd-sysv,dbus,libseccomp2,python3,podman,containernetworking-plugins,"
-            "iptables")
+            "iptables,dbus-user-session,libpam-systemd")
+# named for its package list: a list that changes makes (and uses) a rootfs of its own
+ROOTFS = os.path.join(CACHE, "debian-systemd-"
+                      + hashlib.sha256(PACKAGES.encode()).hexdigest()[:12])
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+STAMP = ".runner-packages"  # written last: the rootfs is whole, with these packages
+
+
 def ready(path: str = ROOTFS) -> bool:
-    return all(os.path.exists(os.path.join(path, p)) for p in
-               ("lib/systemd/systemd", "usr/bin/python3", "usr/bin/dbus-daemon",
-                "usr/bin/podman"))
+    try:
+        with open(os.path.join(path, STAMP)) as f:
+            return f.read() == PACKAGES
+    except OSError:
+        return False
 
 
 def ensure(path: str = ROOTFS) -> str:
@@ -58,6 +68,8 @@ def ensure(path: str = ROOTFS) -> str:
             raise RuntimeError(f"debootstrap from {mirror()} failed (no mirror reachable?); "
                                f"see {path}.log")
         shutil.rmtree(os.path.join(tmp, "var/cache/apt/archives"), ignore_errors=True)
+        with open(os.path.join(tmp, STAMP), "w") as f:
+            f.write(PACKAGES)
         os.rename(tmp, path)
     return path
 

@@ -505,3 +505,162 @@ def test_a_taken_unit_name_is_refused_and_left_alone(sd):
                      ).stdout.strip() == "9"
     finally:
         delete(sd, "runc", "taken")
+
+
+# ---- rootless: a user's `systemd --user` (unified mode: it delegates only on cgroup v2) ----
+
+UID = 1500
+USER = "sdtuser"
+AS_USER = (f"setpriv --reuid={UID} --regid={UID} --init-groups env -i HOME=/home/{USER} "
+           f"PATH=/usr/bin:/bin XDG_RUNTIME_DIR=/run/user/{UID}")
+USER_PROPS = PROPS + ("DevicePolicy", "DeviceAllow", "IOAccounting", "TasksMax", "MemoryMax")
+MANAGER_CG = f"/user.slice/user-{UID}.slice/user@{UID}.service"
+
+
+@pytest.fixture(scope="module")
+def sdu(sd2):
+    """A user with lingering on in the unified systemd: its user@UID.service runs
+    `systemd --user` on a delegated subtree, with a session bus at $XDG_RUNTIME_DIR/bus
+    (dbus-user-session)."""
+    sd2.sh(f"useradd -m -u {UID} {USER} && loginctl enable-linger {USER} && "
+           f"for i in $(seq 100); do test -S /run/user/{UID}/bus && "
+           f"systemctl is-active -q user@{UID}.service && break; sleep 0.1; done; "
+           f"test -S /run/user/{UID}/bus")
+    if sd2.sh(f"{AS_USER} test -x {PY} -a -r {ROOTFS}/bin/busybox", check=False).returncode:
+        pytest.skip(f"{USER} cannot reach {PY} or {ROOTFS} (a checkout under a private "
+                    "directory)")
+    yield sd2
+
+
+def user_runtime(kind: str) -> str:
+    return (f"{AS_USER} {PY} -m runner --root /run/user/{UID}/runner" if kind == "runner"
+            else f"{AS_USER} {IN_RUNC} --root /run/user/{UID}/runc")
+
+
+def user_bundle(sd, name: str, resources: dict | None = None, cgroups_path: str = "") -> str:
+    """A rootless bundle (spec --rootless: a user namespace mapping the user alone)."""
+    from libcontainer.default_spec import default_config
+
+    ids = [{"containerID": 0, "hostID": UID, "size": 1}]
+    cfg = default_config(rootless=True, terminal=False, uid_mappings=ids, gid_mappings=ids)
+    cfg["root"] = {"path": ROOTFS, "readonly": True}
+    cfg["process"]["args"] = ["sleep", "1000"]
+    if resources:
+        cfg["linux"]["resources"] = resources
+    if cgroups_path:
+        cfg["linux"]["cgroupsPath"] = cgroups_path
+    path = f"/home/{USER}/b/{name}"
+    write = f"mkdir -p {path} && printf %s {shlex.quote(json.dumps(cfg))} > {path}/config.json"
+    sd.sh(f"{AS_USER} sh -c {shlex.quote(write)}")
+    return path
+
+
+def user_show(sd, unit: str) -> dict:
+    out = sd.sh(f"{AS_USER} systemctl --user show {unit} -p {','.join(USER_PROPS)}").stdout
+    props = {}
+    for line in out.splitlines():
+        k, _, v = line.partition("=")
+        props[k] = props[k] + "\n" + v if k in props else v  # DeviceAllow: one a line
+    return props
+
+
+def user_gone(sd, unit: str) -> bool:
+    s = user_show(sd, unit)
+    return s.get("ActiveState") == "inactive" and not s.get("ControlGroup")
+
+
+def test_rootless_user_scope_as_runc(sdu):
+    """The same user unit (user.slice of the user's manager, or a dash-nested slice of
+    its own), the same properties in `systemctl --user show` and the same cgroup as runc
+    1.1.5 rootless; exec, pause and ps in the scope; delete stops it."""
+    seen = {}
+    for path in ("", "sdtu-sub.slice:pfx:{cid}"):
+        for kind in ("runner", "runc") if RUNC else ("runner",):
+            cid = f"u{'n' if path else 'd'}{kind}"
+            cp = path.format(cid=cid)
+            rt = user_runtime(kind)
+            sdu.sh(f"{rt} --systemd-cgroup run -d --bundle {user_bundle(sdu, cid, None, cp)} "
+                   f"{cid}")
+            unit = f"pfx-{cid}.scope" if cp else f"{kind}-{cid}.scope"
+            try:
+                props = user_show(sdu, unit)
+                pid = json.loads(sdu.sh(f"{rt} state {cid}").stdout)["pid"]
+                v2 = [x for x in sdu.sh(f"cat /proc/{pid}/cgroup").stdout.splitlines()
+                      if x.startswith("0::")]
+                seen[path, kind] = ({k: v.replace(unit, "UNIT") for k, v in props.items()},
+                                    [x.replace(unit, "UNIT") for x in v2])
+                if kind == "runner":  # (runc 1.1 leaves an exec outside: 0::/)
+                    out = sdu.sh(f"{rt} exec {cid} cat /proc/self/cgroup").stdout
+                    assert f"0::{props['ControlGroup']}" in out.splitlines(), out
+                    sdu.sh(f"{rt} pause {cid}")
+                    assert json.loads(sdu.sh(f"{rt} state {cid}").stdout)["status"] == "paused"
+                    sdu.sh(f"{rt} resume {cid}")
+                    assert "sleep" in sdu.sh(f"{rt} ps {cid}").stdout
+            finally:
+                sdu.sh(f"{rt} delete --force {cid}", check=False)
+            assert user_gone(sdu, unit), user_show(sdu, unit)
+            assert sdu.sh(f"find /sys/fs/cgroup{MANAGER_CG} -name {unit}").stdout == ""
+    props, cg = seen["", "runner"]
+    assert props["Slice"] == "user.slice" and props["Delegate"] == "yes"
+    assert props["DefaultDependencies"] == "no" and props["ActiveState"] == "active"
+    assert props["ControlGroup"] == f"{MANAGER_CG}/user.slice/UNIT"
+    assert cg == [f"0::{MANAGER_CG}/user.slice/UNIT"]
+    assert props["DevicePolicy"] == "strict" and "/dev/char/1:3 rwm" in props["DeviceAllow"]
+    props, cg = seen["sdtu-sub.slice:pfx:{cid}", "runner"]
+    assert cg == [f"0::{MANAGER_CG}/sdtu.slice/sdtu-sub.slice/UNIT"]
+    if RUNC:
+        for path in ("", "sdtu-sub.slice:pfx:{cid}"):
+            assert seen[path, "runner"] == seen[path, "runc"], path
+
+
+def test_rootless_limits_and_update(sdu):
+    """A limit needs its controller in the user's subtree (this host's cgroup2 has none of
+    memory, pids or cpu): refused by both runtimes, nothing left; an update that cannot be
+    applied changes nothing, not even the unit's property (runc 1.1 leaves TasksMax set)."""
+    res = {"pids": {"limit": 50}}
+    controllers = sdu.sh(f"cat /sys/fs/cgroup{MANAGER_CG}/cgroup.controllers").stdout.split()
+    for kind in ("runner", "runc") if RUNC else ("runner",):
+        cid = f"ul{kind}"
+        r = sdu.sh(f"{user_runtime(kind)} --systemd-cgroup run -d --bundle "
+                   f"{user_bundle(sdu, cid, res)} {cid}", check=False)
+        unit = f"{kind}-{cid}.scope"
+        try:
+            if "pids" in controllers:
+                assert r.returncode == 0, r.stderr
+                assert user_show(sdu, unit)["TasksMax"] == "50"
+            else:
+                assert r.returncode != 0, kind
+                if kind == "runner":
+                    assert "linux.resources.pids.limit" in r.stderr, r.stderr
+                assert user_gone(sdu, unit)
+                assert sdu.sh(f"{user_runtime(kind)} list -q").stdout.strip() == ""
+        finally:
+            sdu.sh(f"{user_runtime(kind)} delete --force {cid}", check=False)
+    if "pids" in controllers:
+        return
+    rt = user_runtime("runner")
+    sdu.sh(f"{rt} --systemd-cgroup run -d --bundle {user_bundle(sdu, 'uupd')} uupd")
+    try:
+        before = user_show(sdu, "runner-uupd.scope")
+        r = sdu.sh(f"{rt} update --pids-limit 66 uupd", check=False)
+        assert r.returncode != 0 and "linux.resources.pids.limit" in r.stderr, r.stderr
+        assert user_show(sdu, "runner-uupd.scope") == before
+    finally:
+        sdu.sh(f"{rt} delete --force uupd", check=False)
+    assert user_gone(sdu, "runner-uupd.scope")
+
+
+@pytest.mark.parametrize("env, says", [
+    ("DBUS_SESSION_BUS_ADDRESS=unix:path=/tmp/no-such-bus", "unix:path=/tmp/no-such-bus"),
+    ("XDG_RUNTIME_DIR=", "XDG_RUNTIME_DIR"),
+])
+def test_rootless_without_the_user_bus(sdu, env, says):
+    """No user bus: a clear error naming --systemd-cgroup and where it looked; no unit,
+    no state (runc: "failed to connect to dbus")."""
+    b = user_bundle(sdu, "ubus")
+    r = sdu.sh(f"{AS_USER} {env} {PY} -m runner --root /run/user/{UID}/runner "
+               f"--systemd-cgroup run -d --bundle {b} ubus", check=False)
+    assert r.returncode != 0
+    assert "--systemd-cgroup" in r.stderr and says in r.stderr, r.stderr
+    assert sdu.sh(f"{user_runtime('runner')} list -q").stdout.strip() == ""
+    assert user_gone(sdu, "runner-ubus.scope")
