@@ -139,13 +139,15 @@ RLIMITS = _rlimits()
 
 
 def _plan_rlimits(proc, plan) -> None:
-    can_raise = _has_effective_cap(CAP_SYS_RESOURCE)
+    can_raise = None  # asked only of a limit above the host's (/proc/self/status is dear)
     for i, r in enumerate(proc.rlimits):
         field = f"process.rlimits[{i}]"
         num = RLIMITS.get(r.type)
         if num is None:
             raise ConfigError(f"{field}.type", f"unknown rlimit {r.type!r}")
         host_hard = _host_hard_limit(num)
+        if r.hard > host_hard and can_raise is None:
+            can_raise = _has_effective_cap(CAP_SYS_RESOURCE)
         if r.hard > host_hard and not can_raise:
             raise ConfigError(field, f"{r.type} hard limit {r.hard} is above the host's hard "
                                      f"limit {host_hard}; raising it needs CAP_SYS_RESOURCE, "

@@ -38,6 +38,10 @@ io = (null, null, null)
 kw = {} if mode == "now" else {"cleanup": mode}  # (an older libcontainer has no cleanup)
 for i in range(3):
     assert libcontainer.run(bundle, f"{tag}-w{i}", root=root, stdio=io) == 0
+def cpu():
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                   resource.getrusage(resource.RUSAGE_CHILDREN)))
+c0 = cpu()
 t0 = time.perf_counter()
 if workers == 0:
     bad = 0
@@ -50,7 +54,7 @@ else:
                                 root=root, stdio=io)
     bad = sum(r != 0 for r in res)
 dt = time.perf_counter() - t0
-print(n / dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, bad)
+print(n / dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, bad, (cpu() - c0) / n * 1000)
 """
 
 # n containers per loop, `loops` loops at once; prints "ns failures"
@@ -100,6 +104,7 @@ class Batch:
         self.name, self.note, self.run = name, note, run
         self.rates: list = []
         self.rss: list = []
+        self.cpu: list = []  # CPU ms (user+sys) a container: what the load does not stretch
 
 
 def median(xs: list) -> float:
@@ -117,12 +122,12 @@ def runner_batch(py: str, repo: str, bundle: str, root: str, n: int, mode: str, 
         r = subprocess.run([py, "-c", WORKER, repo, bundle, root, str(n), mode, str(workers), tag],
                            capture_output=True, text=True, timeout=600)
         try:
-            rate, rss, bad = r.stdout.split()
+            rate, rss, bad, cpu = r.stdout.split()
         except ValueError:
             raise Failed(f"libcontainer.run ({mode}, {workers} workers): {r.stderr.strip()}")
         if r.returncode or int(bad):
             raise Failed(f"libcontainer.run: {bad} of {n} containers failed\n{r.stderr}")
-        return float(rate), int(rss)
+        return float(rate), int(rss), float(cpu)
     return run
 
 
@@ -133,7 +138,9 @@ def crun_batch(crun: str, work: Path, bundle: str, root: str, n: int, loops: int
                str(out)]
         if os.path.ismount("/sys/fs/cgroup/unified"):
             cmd = ["unshare", "-m", "--propagation", "private"] + cmd
+        c0 = children_cpu()
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        cpu = (children_cpu() - c0) / (n * loops) * 1000
         for f in work.glob(f"crun-{tag}.*"):
             f.unlink()
         try:
@@ -142,8 +149,15 @@ def crun_batch(crun: str, work: Path, bundle: str, root: str, n: int, loops: int
             raise Failed(f"crun loops: {r.stderr.strip()}")
         if r.returncode or bad:
             raise Failed(f"crun run: {bad} of {n * loops} containers failed")
-        return n * loops / (ns / 1e9), 0
+        return n * loops / (ns / 1e9), 0, cpu
     return run
+
+
+def children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def floor_batch(floor: str, rootfs: str, n: int, loops: int, cgroups: bool, mounts: bool,
@@ -158,14 +172,15 @@ def floor_batch(floor: str, rootfs: str, n: int, loops: int, cgroups: bool, moun
             for p in cg_parents:
                 args += ["-c", p]
         import time
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), children_cpu()
         procs = [subprocess.Popen(args + ["-p", f"{tag}-{l}"], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for l in range(loops)]
         for p in procs:
             out, err = p.communicate(timeout=600)
             if p.returncode:
                 raise Failed(f"floor: {err.strip()}")
-        return n * loops / (time.perf_counter() - t0), 0
+        return (n * loops / (time.perf_counter() - t0), 0,
+                (children_cpu() - c0) / (n * loops) * 1000)
     return run
 
 
@@ -173,9 +188,10 @@ def measure(batches: list, rounds: int, tag: str) -> None:
     for r in range(rounds):
         for k in range(len(batches)):
             b = batches[(r + k) % len(batches)]
-            rate, rss = b.run(f"{tag}-{r}-{k}")
+            rate, rss, cpu = b.run(f"{tag}-{r}-{k}")
             b.rates.append(rate)
             b.rss.append(rss)
+            b.cpu.append(cpu)
 
 
 def main(py: str, repo: str, rootfs_src: Path, config_json: str, crun: str | None,
@@ -220,14 +236,24 @@ def main(py: str, repo: str, rootfs_src: Path, config_json: str, crun: str | Non
               "containers, median)", flush=True)
         measure(t2, rounds, f"{tag}-s")
         crun_rate = median(next(b for b in t2 if b.name == "crun run").rates) if crun else 0
-        print(f"{'':<22}{'':<52}{'/s':>8}{'ms each':>9}{'/ crun':>8}")
+        # CPU time a container (user+sys of the runtime and everything it ran; the kernel's
+        # work in its own threads, a network namespace's cleanup, is nobody's): on a loaded
+        # machine the wall-time rate measures the load as much as the runtime
+        crun_cpu = median(next(b for b in t2 if b.name == "crun run").cpu) if crun else 0
+        print(f"{'':<22}{'':<52}{'/s':>8}{'ms each':>9}{'/ crun':>8}{'CPU ms':>8}{'crun/':>7}")
         for b in t2:
-            rate = median(b.rates)
+            rate, cpu = median(b.rates), median(b.cpu)
             vs = f"{rate / crun_rate:7.2f}x" if crun_rate else ""
-            print(f"{b.name[:21]:<22}{b.note:<52}{rate:8.1f}{1000 / rate:9.2f}{vs:>8}")
+            cvs = f"{crun_cpu / cpu:6.2f}x" if crun_cpu and cpu else ""
+            print(f"{b.name[:21]:<22}{b.note:<52}{rate:8.1f}{1000 / rate:9.2f}{vs:>8}"
+                  f"{cpu:8.2f}{cvs:>7}")
         rss = max(t2[0].rss) / 1024
         print(f"peak RSS of the process running them: {rss:.1f} MiB")
         now, bg = median(t2[0].rates), median(t2[1].rates)
+        if crun:
+            summary.append(f"in-process CPU a container: run() {median(t2[0].cpu):.2f} ms, "
+                           f"crun {crun_cpu:.2f} ms: crun/run() = "
+                           f"{crun_cpu / median(t2[0].cpu):.2f}x")
         floor_all = median(t2[-1].rates)
         vs = (lambda r: f" = {r / crun_rate:.2f}x crun") if crun else (lambda r: "")
         summary.append(f"in-process run(): {now:.0f}/s (cleanup now){vs(now)}, "
