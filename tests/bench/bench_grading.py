@@ -6,7 +6,13 @@ loop and bubblewrap. Each engine's verdicts are checked against the known ones (
 against each other); the throughputs are printed as ratios to the sandbox's.
 
     .venv/bin/python tests/bench/bench_grading.py [--submissions N] [--peer-submissions N]
-        [--engines sandbox,epicbox,docker,podman,bwrap] [--image DIR]
+        [--engines sandbox,epicbox,docker,podman,bwrap] [--image DIR] [--concurrency 1,2]
+        [--chunk K]
+
+--concurrency: each level in turn, every engine graded by that many threads at once (as a
+grader server would: a thread per submission in flight; each engine gets the same). The
+engines take turns, K submissions at a time (round-robin), so a change of the machine's
+load meanwhile weighs on all of them alike; each engine's time is the sum of its turns.
 
 The image is made when missing (grading_image.py; a few minutes, once). epicbox is
 installed from PyPI into the venv when missing. The peers take long (each step is a
@@ -37,18 +43,17 @@ ALL = ("sandbox", "epicbox", "docker", "podman", "bwrap")
 EXPECTED_DIFFERENCE = {("bwrap", "MLE"): "RE"}  # RLIMIT_AS: malloc fails, no OOM kill
 
 
-def run_engine(engine, subs: list, tty: bool) -> tuple:
-    verdicts = []
+def run_chunk(engine, subs: list, threads: int) -> tuple:
+    """Grade `subs` with `threads` at once: (verdicts in order, seconds)."""
     t = time.monotonic()
-    for i, sub in enumerate(subs):
-        verdicts.append(grade(engine, sub))
-        if tty:
-            rate = (i + 1) / (time.monotonic() - t)
-            sys.stderr.write(f"\r  {engine.name}: {i + 1}/{len(subs)} ({rate:.2f}/s) ")
-    elapsed = time.monotonic() - t
-    if tty:
-        sys.stderr.write("\n")
-    return verdicts, elapsed
+    if threads <= 1:
+        verdicts = [grade(engine, sub) for sub in subs]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as ex:
+            verdicts = list(ex.map(lambda sub: grade(engine, sub), subs))
+    return verdicts, time.monotonic() - t
 
 
 def ensure_epicbox() -> None:
@@ -70,6 +75,10 @@ def main() -> int:
     ap.add_argument("--peer-submissions", type=int, default=200)
     ap.add_argument("--engines", default=",".join(ALL))
     ap.add_argument("--image", default=None)
+    ap.add_argument("--concurrency", default="1,2",
+                    help="comma-separated thread counts, each a round of its own")
+    ap.add_argument("--chunk", type=int, default=10,
+                    help="submissions per engine turn (round-robin)")
     ap.add_argument("--trivial", type=int, default=50,
                     help="then this many runs of `true` per engine: the cost of a run alone")
     args = ap.parse_args()
@@ -77,6 +86,12 @@ def main() -> int:
     for e in engines:
         if e not in ALL:
             raise SystemExit(f"--engines: unknown engine {e!r} (want {', '.join(ALL)})")
+    try:
+        levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    except ValueError:
+        raise SystemExit(f"--concurrency: {args.concurrency!r} is not a list of numbers")
+    if not levels or min(levels) < 1 or args.chunk < 1:
+        raise SystemExit("--concurrency and --chunk: want numbers of at least 1")
     tty = sys.stderr.isatty()
     image = grading_image.ensure(args.image, quiet=not tty)
     subs = submissions(args.submissions)
@@ -85,14 +100,14 @@ def main() -> int:
     os.chmod(top, 0o755)
     import grading_engines as ge
 
-    results = {}
+    results = {}  # (engine, threads) → (submissions, verdicts, seconds)
     trivial = {}
     dockerd = None
+    engs = {}
     try:
         for name in engines:
             if name == "sandbox":
-                eng = ge.SandboxEngine(image, top)
-                work = subs
+                engs[name] = ge.SandboxEngine(image, top)
             elif name in ("epicbox", "docker"):
                 if dockerd is None:
                     if name == "epicbox":
@@ -100,60 +115,86 @@ def main() -> int:
                     dockerd = ge.Dockerd(top, image)
                 if name == "epicbox":
                     ensure_epicbox()
-                eng = ge.EpicboxEngine(dockerd) if name == "epicbox" else \
+                engs[name] = ge.EpicboxEngine(dockerd) if name == "epicbox" else \
                     ge.DockerRunEngine(dockerd, top)
-                work = peer_subs
             elif name == "podman":
-                eng = ge.PodmanEngine(top, image)
-                work = peer_subs
+                engs[name] = ge.PodmanEngine(top, image)
             else:
-                eng = ge.BwrapEngine(image, top)
-                work = peer_subs
-            try:
-                verdicts, elapsed = run_engine(eng, work, tty)
-                t = time.monotonic()
-                for _ in range(args.trivial):
-                    eng.trivial()
-                trivial[name] = (args.trivial, time.monotonic() - t)
-            finally:
-                eng.close()
-            results[name] = (work, verdicts, elapsed)
-            # as each engine finishes (the whole run takes long): its line now
-            print(f"  done: {name}, {len(work)} submissions in {elapsed:.1f} s", flush=True)
+                engs[name] = ge.BwrapEngine(image, top)
+        for threads in levels:
+            done = {name: ([], [], 0.0) for name in engines}
+            for at in range(0, len(subs), args.chunk):
+                for name, eng in engs.items():
+                    work = subs if name == "sandbox" else peer_subs
+                    part = work[at:at + args.chunk]
+                    if not part:
+                        continue
+                    verdicts, secs = run_chunk(eng, part, threads)
+                    w, v, t = done[name]
+                    done[name] = (w + part, v + verdicts, t + secs)
+                if tty:
+                    sys.stderr.write(f"\r  {threads} thread(s): {min(at + args.chunk, len(subs))}"
+                                     f"/{len(subs)} submissions ")
+            if tty:
+                sys.stderr.write("\n")
+            for name in engines:
+                results[(name, threads)] = done[name]
+                w, _, t = done[name]
+                print(f"  done: {name}, {threads} thread(s), {len(w)} submissions in {t:.1f} s",
+                      flush=True)
+        for name, eng in engs.items():
+            t = time.monotonic()
+            for _ in range(args.trivial):
+                eng.trivial()
+            trivial[name] = (args.trivial, time.monotonic() - t)
     finally:
+        for eng in engs.values():
+            eng.close()
         if dockerd is not None:
             dockerd.close()
         shutil.rmtree(top, ignore_errors=True)
-    return report(results, trivial)
+    return report(results, trivial, levels)
 
 
-def report(results: dict, trivial: dict) -> int:
-    print("grading: submissions (compile + up to 5 tests each) through each engine")
-    base = results.get("sandbox")
-    base_rate = len(base[0]) / base[2] if base else None
+def report(results: dict, trivial: dict, levels: list) -> int:
+    print("grading: submissions (compile + up to 5 tests each) through each engine; "
+          f"load average {os.getloadavg()[0]:.1f}")
     bad = 0
-    print(f"  {'engine':12} {'subs':>5} {'seconds':>8} {'subs/s':>7} {'vs sandbox':>11}  "
-          f"verdicts (AC/WA/TLE/MLE/RE/CE)  wrong")
-    for name, (work, verdicts, elapsed) in results.items():
-        rate = len(work) / elapsed
-        ratio = f"{base_rate / rate:9.1f}x" if base_rate and name != "sandbox" else "        -"
-        counts = "/".join(str(verdicts.count(v)) for v in ("AC", "WA", "TLE", "MLE", "RE", "CE"))
-        wrong = [(s.n, s.expected, v) for s, v in zip(work, verdicts)
-                 if v != EXPECTED_DIFFERENCE.get((name, s.expected), s.expected)]
-        bad += len(wrong)
-        print(f"  {name:12} {len(work):5d} {elapsed:8.1f} {rate:7.2f} {ratio:>11}  "
-              f"{counts:30} {len(wrong)}")
-        for n, want, got in wrong[:5]:
-            print(f"      submission {n}: want {want}, got {got}")
-    if base:
-        # the same submissions, engine by engine: the verdicts agree
-        for name, (work, verdicts, _) in results.items():
-            same = [v for (s, v) in zip(work, verdicts)]
-            mine = base[1][:len(work)]
-            diff = sum(1 for s, a, b in zip(work, same, mine)
-                       if EXPECTED_DIFFERENCE.get((name, s.expected), b) != a)
-            if name != "sandbox":
+    for threads in levels:
+        base = results.get(("sandbox", threads))
+        base_rate = len(base[0]) / base[2] if base else None
+        print(f"  {threads} thread(s) at once:")
+        print(f"  {'engine':12} {'subs':>5} {'seconds':>8} {'subs/s':>7} {'vs sandbox':>11}  "
+              f"verdicts (AC/WA/TLE/MLE/RE/CE)  wrong")
+        for (name, t), (work, verdicts, elapsed) in results.items():
+            if t != threads:
+                continue
+            rate = len(work) / elapsed
+            ratio = f"{base_rate / rate:9.1f}x" if base_rate and name != "sandbox" else \
+                "        -"
+            counts = "/".join(str(verdicts.count(v)) for v in ("AC", "WA", "TLE", "MLE", "RE",
+                                                               "CE"))
+            wrong = [(s.n, s.expected, v) for s, v in zip(work, verdicts)
+                     if v != EXPECTED_DIFFERENCE.get((name, s.expected), s.expected)]
+            bad += len(wrong)
+            print(f"  {name:12} {len(work):5d} {elapsed:8.1f} {rate:7.2f} {ratio:>11}  "
+                  f"{counts:30} {len(wrong)}")
+            for n, want, got in wrong[:5]:
+                print(f"      submission {n}: want {want}, got {got}")
+        if base:
+            # the same submissions, engine by engine: the verdicts agree
+            for (name, t), (work, verdicts, _) in results.items():
+                if t != threads or name == "sandbox":
+                    continue
+                mine = base[1][:len(work)]
+                diff = sum(1 for s, a, b in zip(work, verdicts, mine)
+                           if EXPECTED_DIFFERENCE.get((name, s.expected), b) != a)
                 print(f"  {name}: {len(work) - diff}/{len(work)} verdicts as the sandbox's")
+    for name in dict.fromkeys(n for n, _ in results):
+        rates = [len(results[(name, t)][0]) / results[(name, t)][2] for t in levels
+                 if (name, t) in results]
+        if len(rates) > 1:
+            print(f"  {name}: {levels[-1]} threads vs 1: {rates[-1] / rates[0]:.2f}x")
     print("  (vs sandbox: how many times the sandbox's submissions a second)")
     if trivial.get("sandbox") and trivial["sandbox"][0]:
         n0, t0 = trivial["sandbox"]

@@ -13,6 +13,7 @@ Everything is made under one private directory and removed by close()."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import resource
 import shutil
@@ -37,12 +38,11 @@ class _HostDirs:
 
     def __init__(self, top: str) -> None:
         self.top = top
-        self.n = 0
+        self._n = itertools.count(1)  # (threads take workdirs at once)
 
     @contextlib.contextmanager
     def workdir(self):
-        self.n += 1
-        d = os.path.join(self.top, f"wd{self.n}")
+        d = os.path.join(self.top, f"wd{next(self._n)}")
         os.mkdir(d)
         os.chmod(d, 0o777)
         try:
