@@ -112,10 +112,16 @@ class Dockerd:
              "--storage-driver", "overlay2", "--cgroup-parent", self.cgroup_parent,
              "--userland-proxy=false", "--log-level", "warn"],
             stdout=self.log, stderr=self.log, start_new_session=True)
+        try:
+            self._ready(image_dir)
+        except BaseException:  # (an interrupt too) the daemon and its netns go
+            self.close()
+            raise
+
+    def _ready(self, image_dir: str) -> None:
         deadline = time.monotonic() + 60
         while self.docker("version", check=False).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
                 with open(self.log.name) as f:
                     tail = f.read()[-1500:]
                 raise SystemExit(f"dockerd did not start:\n{tail}")
