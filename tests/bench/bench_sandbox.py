@@ -1,9 +1,11 @@
 """`make bench`, sandbox: serial `box.run(["true"])` from one warm Sandbox (each run a fresh
-container over a fresh overlay, with cgroup limits, seccomp, no network), side by side in
-one run with a bubblewrap loop on the same rootfs (namespaces only: no cgroup, no limits, no
-overlay) and with the library's own floor, `libcontainer.run` of a plain bundle; then the
-same Sandbox from 1, 2 and 4 threads and from asyncio. Batches alternate, R rounds, the
-median is reported, as runs a second and as ratios.
+container over a fresh overlay, with cgroup limits, seccomp, no network, the shim's init),
+side by side in one run with a bubblewrap loop on the same rootfs (namespaces only: no
+cgroup, no limits, no overlay), with the library's own floor, `libcontainer.run` of a plain
+bundle, and with the CLI, a `runner run` loop of that bundle; then the same Sandbox from 2
+and 4 threads and from asyncio. Batches alternate, R rounds, the median is reported, as
+runs a second and as the sandbox's ratio to each (on a loaded machine the ratios are what
+holds; the absolute rates are the machine's of the moment: the load average is printed).
 
     .venv/bin/python tests/bench/bench_sandbox.py [--runs N] [--rounds R] [--image DIR]"""
 from __future__ import annotations
@@ -63,6 +65,14 @@ def main() -> int:
             assert libcontainer.run(bundle, f"sbxb{os.getpid()}-{seq[0]}", root=state,
                                     stdio=(null, null, null)) == 0
 
+    runner = [os.path.join(os.path.dirname(sys.executable), "runner"), "--root", state]
+
+    def runner_run(n):
+        for _ in range(n):
+            seq[0] += 1
+            subprocess.run(runner + ["run", "--bundle", bundle, f"sbxb{os.getpid()}-{seq[0]}"],
+                           check=True, stdin=null, stdout=null, stderr=null)
+
     bw = ["bwrap", "--ro-bind", args.image, "/", "--proc", "/proc", "--dev", "/dev",
           "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--",
           "/bin/true"]
@@ -89,6 +99,8 @@ def main() -> int:
 
     cases = [("sandbox: box.run(['true'])", sandbox_serial),
              ("libcontainer.run (plain bundle)", plain)]
+    if os.access(runner[0], os.X_OK):
+        cases.append(("runner run (CLI, plain bundle)", runner_run))
     if shutil.which("bwrap"):
         cases.append(("bwrap /bin/true loop", bwrap))
     cases += [("sandbox, 2 threads", threads(2)), ("sandbox, 4 threads", threads(4)),
@@ -108,7 +120,7 @@ def main() -> int:
     med = {k: statistics.median(v) for k, v in got.items()}
     base = med[cases[0][0]]
     print(f"sandbox: {args.runs} runs x {args.rounds} rounds, median runs/s "
-          f"({len(os.sched_getaffinity(0))} cores)")
+          f"({len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f})")
     for name, r in med.items():
         print(f"  {name:34} {r:8.1f}/s   sandbox/this {base / r:5.2f}x")
     return 0
