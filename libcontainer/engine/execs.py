@@ -21,6 +21,8 @@ class Exec:
         self.pid = 0
         self.master = -1
         self.done = threading.Event()
+        self.on_done: list = []  # called (in the reaping thread) after done is set
+        self.forced_code = None  # the exit code to report whatever the process's was
 
     def inspect(self) -> dict:
         c = self.cfg
@@ -31,6 +33,11 @@ class Exec:
                 "OpenStdin": bool(c.get("AttachStdin")), "OpenStderr": bool(c.get("AttachStderr")),
                 "OpenStdout": bool(c.get("AttachStdout")), "CanRemove": False,
                 "ContainerID": self.cid, "DetachKeys": c.get("DetachKeys") or "", "Pid": self.pid}
+
+
+# the fields of the Engine API's ExecConfig
+FIELDS = ("AttachStdin", "AttachStdout", "AttachStderr", "ConsoleSize", "DetachKeys", "Tty",
+          "Env", "Cmd", "Privileged", "User", "WorkingDir")
 
 
 def create(engine, ref: str, cfg: dict) -> Exec:
@@ -154,9 +161,12 @@ def start(engine, ex: Exec) -> tuple:
         from ..launch import exit_code, wait_pid
 
         code = exit_code(wait_pid(pid))
+        code = ex.forced_code if ex.forced_code is not None else code
         ex.exit_code = code
         ex.running = False
         ex.done.set()
+        for cb in ex.on_done:
+            cb()
         engine.events.emit("container", "exec_die", ex.cid, dict(engine._attrs(rec), execID=ex.id,
                                                                  exitCode=str(code)))
         engine.on_change("exec:" + ex.id)
@@ -172,6 +182,19 @@ def _exec_error(e: Exception):
         # dockerd: OCI runtime exec failed … executable file not found (exit 126/127 in CLI)
         return EngineError(f"OCI runtime exec failed: exec failed: {msg}: unknown")
     return EngineError(msg)
+
+
+def abort(ex: Exec, code: int) -> None:
+    """Kill the exec's process and record `code` as its exit code; return once reaped."""
+    import signal
+
+    ex.forced_code = code
+    if ex.running and ex.pid:
+        try:
+            os.kill(ex.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    ex.done.wait(10)
 
 
 def resize(ex: Exec, h: int, w: int) -> None:

@@ -382,6 +382,64 @@ def test_exec(cli, client):
     assert "/dev/pts/" in tty.stdout
 
 
+def _exec_sock(api, cid, cmd, start_tty, **kw):
+    eid = api.exec_create(cid, cmd, **kw)["Id"]
+    s = api.exec_start(eid, tty=start_tty, socket=True)._sock
+    s.settimeout(10)
+    return eid, s
+
+
+def _read_all(s) -> bytes:
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_exec_tty_stream_framing_follows_the_start(cli, client):
+    """A tty exec started with Tty false (docker-py's default) gets a multiplexed stream
+    (stdout frames), started with Tty true a raw one: the start decides, not the exec."""
+    ok(cli, "run", "-d", "--name", "ex2", IMAGE, "sleep", "60")
+    api = client.api
+    _, s = _exec_sock(api, "ex2", ["printf", "tty-out"], False, tty=True)
+    data = _read_all(s)
+    s.close()
+    assert data[:8] == bytes([1, 0, 0, 0, 0, 0, 0, 7]) and data[8:] == b"tty-out"
+    _, s = _exec_sock(api, "ex2", ["printf", "tty-out"], True, tty=True)
+    assert _read_all(s) == b"tty-out"
+    s.close()
+    # docker-py's plain exec_start on a tty exec: the frames give the pty's bytes back whole
+    eid = api.exec_create("ex2", ["sh", "-c", "echo a; echo b >&2"], tty=True)["Id"]
+    assert api.exec_start(eid) == b"a\r\nb\r\n"
+
+
+def test_exec_detach_keys(cli, client):
+    """Ctrl-P Ctrl-Q (or the exec's DetachKeys, which docker-py spells "detachKeys") end a
+    tty exec's stream; a lone ctrl-p is passed on. dockerd 20.10 ends the stream with "exec
+    attach failed: … read escape sequence" and the process with it (ExitCode 126)."""
+    ok(cli, "run", "-d", "--name", "ex3", IMAGE, "sleep", "60")
+    api = client.api
+    for keys, send in ((None, b"\x10\x11"), ("ctrl-x", b"\x18")):
+        if keys:
+            api._general_configs["detachKeys"] = keys
+        eid, s = _exec_sock(api, "ex3", ["cat"], True, tty=True, stdin=True)
+        api._general_configs.pop("detachKeys", None)
+        s.sendall(b"x\x10y\n")
+        time.sleep(0.3)
+        s.sendall(send)
+        data = _read_all(s)
+        s.close()
+        assert data == b"x^Py\r\nx\x10y\r\nexec attach failed: error on attach stdin: read escape sequence\r\n"
+        ex = api.exec_inspect(eid)
+        assert ex["Running"] is False and ex["ExitCode"] == 126
+        assert "cat" not in ok(cli, "top", "ex3")
+    with pytest.raises(docker_py.errors.APIError) as e:
+        api.exec_create("ex3", ["true"], detach_keys="ctrl-")
+    assert "Invalid escape keys (ctrl-) provided" in str(e.value)
+
+
 def test_attach_to_running(cli, client):
     ok(cli, "run", "-d", "-i", "--name", "at1", IMAGE, "sh", "-c", "read x; echo got $x; exit 0")
     c = client.containers.get("at1")

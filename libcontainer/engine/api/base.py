@@ -31,6 +31,18 @@ async def body_json(request: web.Request, default=None):
         raise BadRequest(f"invalid JSON in the request body: {e}") from None
 
 
+def go_fields(body: dict, names: tuple) -> dict:
+    """The body with its keys spelled as `names` where they match but for case, as dockerd's
+    Go JSON decoding takes them (docker-py sends exec's "detachKeys")."""
+    canon = {n.lower(): n for n in names}
+    out = {}
+    for k, v in body.items():
+        n = k if k in names else canon.get(k.lower(), k)
+        if n not in out or k == n:
+            out[n] = v
+    return out
+
+
 def qbool(request: web.Request, name: str, default: bool = False) -> bool:
     v = request.query.get(name)
     if v is None:

@@ -12,7 +12,7 @@ from .. import execs
 from ..errors import BadRequest, Conflict
 from ..records import parse_time
 from . import streams
-from .base import Hijacked, blocking, body_json, daemon, jresp, qbool, qfilters, qint
+from .base import Hijacked, blocking, body_json, daemon, go_fields, jresp, qbool, qfilters, qint
 
 PRIVATE = ("Monitor", "_stopping")
 ACTIVE = ("running", "paused", "restarting", "starting")
@@ -616,6 +616,11 @@ async def exec_create(request):
     body = await body_json(request, {})
     if not isinstance(body, dict):
         raise BadRequest("the request body is not a JSON object")
+    body = go_fields(body, execs.FIELDS)
+    try:
+        streams.parse_detach_keys(body.get("DetachKeys") or "")
+    except (ValueError, AttributeError):
+        raise BadRequest(f"Invalid escape keys ({body.get('DetachKeys')}) provided") from None
     ex = execs.create(d.engine, request.match_info["id"], body)
     return jresp({"Id": ex.id}, 201)
 
@@ -624,8 +629,10 @@ async def exec_start(request):
     d = daemon(request)
     ex = execs.get(d.engine, request.match_info["id"])
     body = await body_json(request, {}) or {}
-    tty = bool(ex.cfg.get("Tty") or body.get("Tty"))
-    ex.cfg["Tty"] = tty
+    # as dockerd: the exec's own Tty gives it a pty; the start's Tty only says whether the
+    # stream is raw or multiplexed (docker-py starts a tty exec with Tty false: frames)
+    tty = bool(ex.cfg.get("Tty"))
+    raw = bool(body.get("Tty"))
     if body.get("Detach"):
         fds = await blocking(request, execs.start, d.engine, ex)
         asyncio.ensure_future(_drain(fds, ex))
@@ -636,7 +643,7 @@ async def exec_start(request):
     rec = d.engine.get(ex.cid)
     if rec["State"]["Status"] != "running":
         raise Conflict(f"Container {rec['Id']} is not running")
-    h = Hijacked(request, multiplexed=not tty)
+    h = Hijacked(request, multiplexed=not raw)
     # the 101 goes before the process starts (as dockerd): a client whose HTTP reader
     # buffered past the headers would lose output that came with them (docker-py does)
     await h.start()
@@ -646,11 +653,17 @@ async def exec_start(request):
         # dockerd: the stream is open, the error is written to it, the exit is 126/127
         msg = str(e)
         ex.exit_code = 127 if "not found" in msg or "No such file" in msg else 126
-        await h.write((msg + "\r\n").encode() if tty else streams.frame(1, (msg + "\n").encode()))
+        await h.write((msg + "\r\n").encode() if raw else streams.frame(1, (msg + "\r\n").encode()))
         ex.done.set()
         await h.finish()
         return h.resp
-    await streams.relay_exec(h, fds, tty, ex)
+    async def detached():
+        # dockerd 20.10: the detach keys end the exec's stream with this error and the
+        # process with it (exit code 126), not a detach that leaves it running
+        msg = "exec attach failed: error on attach stdin: read escape sequence\r\n".encode()
+        await h.write(msg if raw else streams.frame(1, msg))
+        await blocking(request, execs.abort, ex, 126)
+    await streams.relay_exec(h, fds, tty, raw, ex, detached)
     await h.finish()
     return h.resp
 

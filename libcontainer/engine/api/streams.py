@@ -144,17 +144,9 @@ async def relay_attach(h, sock_path: str, tty: bool, want_in: bool, want_out: bo
             if not want_in:
                 continue
             if tty and detach_keys:
-                keep = bytearray()
-                for b in data:
-                    if b == detach_keys[matched]:
-                        matched += 1
-                        if matched == len(detach_keys):
-                            return "detach"
-                    else:
-                        keep += detach_keys[:matched] if matched else b""
-                        matched = 0
-                        keep.append(b)
-                data = bytes(keep)
+                data, matched, hit = escape(data, detach_keys, matched)
+                if hit:
+                    return "detach"
                 if not data:
                     continue
             try:
@@ -195,22 +187,27 @@ async def send_frame(sock_path: str, kind: int, payload: bytes = b"") -> None:
         writer.close()
 
 
-async def relay_exec(h, fds: tuple, tty: bool, ex) -> None:
-    """An exec's pipes (or pty) ⇄ the hijacked client until the process is done."""
+async def relay_exec(h, fds: tuple, tty: bool, raw: bool, ex, on_detach=None) -> str:
+    """An exec's pipes (or pty) ⇄ the hijacked client until the process is done (→ "") or,
+    on a tty with stdin, the client types the detach keys (→ "detach", after awaiting
+    on_detach(), before the fds close). `raw`: the stream is not multiplexed (the start
+    asked Tty)."""
     inp, out, err = fds
     loop = asyncio.get_running_loop()
     for fd in (out, err):
         if fd >= 0:
             os.set_blocking(fd, False)
+    keys = parse_detach_keys(ex.cfg.get("DetachKeys") or "") if tty and inp >= 0 else b""
 
     async def pump(fd, stream):
         while True:
             data = await read_fd(fd)
             if not data:
                 return
-            await h.write(data if tty else frame(stream, data))
+            await h.write(data if raw else frame(stream, data))
 
     async def feed():
+        matched = 0
         while True:
             data = await h.read()
             if not data:
@@ -222,28 +219,42 @@ async def relay_exec(h, fds: tuple, tty: bool, ex) -> None:
                             pass
                     else:
                         os.close(inp)
-                return
+                return ""
             if inp < 0:
                 continue
+            if keys:
+                data, matched, hit = escape(data, keys, matched)
+                if hit:
+                    return "detach"
+                if not data:
+                    continue
             try:
                 await loop.run_in_executor(None, os.write, inp, data)
             except OSError:
-                return
+                return ""
 
     tasks = [asyncio.ensure_future(pump(out, 1))]
     if err >= 0:
         tasks.append(asyncio.ensure_future(pump(err, 2)))
     feeder = asyncio.ensure_future(feed())
-    waiter = asyncio.ensure_future(loop.run_in_executor(None, ex.done.wait))
+    waiter = exited(ex)
+    main = asyncio.ensure_future(asyncio.wait(tasks + [waiter], return_when=asyncio.ALL_COMPLETED
+                                              if not tty else asyncio.FIRST_COMPLETED))
     try:
-        await asyncio.wait(tasks + [waiter], return_when=asyncio.ALL_COMPLETED
-                           if not tty else asyncio.FIRST_COMPLETED)
+        await asyncio.wait([main, feeder], return_when=asyncio.FIRST_COMPLETED)
+        if feeder.done() and feeder.result() == "detach":
+            if on_detach:
+                await on_detach()
+            return "detach"
+        await main
         if tty:
             # the exit comes first: what the pty still holds is read, then the stream ends
             await asyncio.wait(tasks, timeout=0.5)
         await waiter
+        return ""
     finally:
         feeder.cancel()
+        main.cancel()
         for t in tasks:
             t.cancel()
         closed = set()
@@ -256,3 +267,38 @@ async def relay_exec(h, fds: tuple, tty: bool, ex) -> None:
                     pass
         if tty:
             ex.master = -1
+
+
+def exited(ex) -> asyncio.Future:
+    """A future done when the exec's process is reaped (no thread kept waiting on it: a
+    detached exec may run for as long as its container)."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+
+    def done():
+        if not fut.done():
+            fut.set_result(None)
+    ex.on_done.append(lambda: loop.call_soon_threadsafe(done))
+    if ex.done.is_set():
+        done()
+    return fut
+
+
+def escape(data: bytes, keys: bytes, matched: int) -> tuple:
+    """The client's bytes less a detach sequence: (bytes to pass on, how much of the
+    sequence is matched so far, whether it is complete). A partial match that breaks off is
+    passed on, as docker's escape proxy does."""
+    keep = bytearray()
+    for b in data:
+        if b == keys[matched]:
+            matched += 1
+            if matched == len(keys):
+                return bytes(keep), 0, True
+        else:
+            keep += keys[:matched]
+            matched = 0
+            if b == keys[0]:
+                matched = 1
+            else:
+                keep.append(b)
+    return bytes(keep), matched, False
