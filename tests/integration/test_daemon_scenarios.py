@@ -440,6 +440,36 @@ def test_exec_detach_keys(cli, client):
     assert "Invalid escape keys (ctrl-) provided" in str(e.value)
 
 
+DIFF_SCRIPT = ("touch /new; echo x >> /etc/passwd; rm /etc/group; mkdir -p /tmp/d/e; "
+               "rm -rf /home; mkdir /home; touch /home/h; rm /bin/true; rm -rf /var; mkdir -p /var/tmp")
+
+
+def test_diff(cli, client):
+    """docker diff / GET /containers/{id}/changes: Kind 0 modified, 1 added, 2 deleted (a
+    removed and remade directory is modified), the directory of a change listed before it;
+    the mount points of /etc/hosts and co. are not the container's changes. dockerd gives
+    directory entries in Go map order: compared as sets."""
+    ok(cli, "run", "--name", "df1", IMAGE, "sh", "-c", DIFF_SCRIPT)
+    got = client.api.diff("df1")
+    assert sorted(got, key=lambda c: c["Path"]) == [
+        {"Path": "/bin", "Kind": 0}, {"Path": "/bin/true", "Kind": 2},
+        {"Path": "/etc", "Kind": 0}, {"Path": "/etc/group", "Kind": 2},
+        {"Path": "/etc/passwd", "Kind": 0}, {"Path": "/home", "Kind": 0},
+        {"Path": "/home/h", "Kind": 1}, {"Path": "/new", "Kind": 1},
+        {"Path": "/tmp", "Kind": 0}, {"Path": "/tmp/d", "Kind": 1},
+        {"Path": "/tmp/d/e", "Kind": 1}, {"Path": "/var", "Kind": 0},
+        {"Path": "/var/tmp", "Kind": 0}], got
+    paths = [c["Path"] for c in got]
+    assert all(paths.index(os.path.dirname(p)) < paths.index(p) for p in paths
+               if os.path.dirname(p) != "/")
+    lines = ok(cli, "diff", "df1").splitlines()
+    assert sorted(lines) == sorted(f"{'CAD'[c['Kind']]} {c['Path']}" for c in got)
+    ok(cli, "create", "--name", "df2", IMAGE, "true")
+    assert client.api.diff("df2") is None and ok(cli, "diff", "df2") == ""
+    r = cli.docker("diff", "nosuch-df")
+    assert r.returncode != 0 and "No such container: nosuch-df" in r.stderr
+
+
 def test_attach_to_running(cli, client):
     ok(cli, "run", "-d", "-i", "--name", "at1", IMAGE, "sh", "-c", "read x; echo got $x; exit 0")
     c = client.containers.get("at1")

@@ -609,6 +609,21 @@ async def export(request):
     return web.Response(body=data, headers={"Content-Type": "application/x-tar"})
 
 
+async def changes(request):
+    """docker diff: the upper dir of the container's overlay against its image's layers."""
+    from ...images.changes import bundle_changes
+    from ...images.errors import ImageError
+
+    d = daemon(request)
+    rec = d.engine.get(request.match_info["id"])
+    try:
+        out = await blocking(request, bundle_changes, os.path.join(d.engine._dir(rec["Id"]), "bundle"),
+                             d.engine.store.root)
+    except ImageError as e:
+        raise Conflict(str(e)) from None
+    return jresp(out or None)  # dockerd: null when nothing changed
+
+
 # ---- exec ----------------------------------------------------------------------------------
 
 async def exec_create(request):
@@ -710,5 +725,6 @@ ROUTES = [("GET", "/containers/json", list_containers), ("POST", "/containers/cr
           ("POST", "/containers/{id}/exec", exec_create), ("GET", "/containers/{id}/stats", stats),
           ("POST", "/containers/{id}/update", update),
           ("HEAD", "/containers/{id}/archive", archive_head), ("GET", "/containers/{id}/archive", archive_get),
-          ("PUT", "/containers/{id}/archive", archive_put), ("GET", "/containers/{id}/export", export), ("POST", "/exec/{id}/start", exec_start),
+          ("PUT", "/containers/{id}/archive", archive_put), ("GET", "/containers/{id}/export", export),
+          ("GET", "/containers/{id}/changes", changes), ("POST", "/exec/{id}/start", exec_start),
           ("GET", "/exec/{id}/json", exec_inspect), ("POST", "/exec/{id}/resize", exec_resize)]
