@@ -334,6 +334,12 @@ class Engine:
                 msg = str(e)
                 rec["State"]["Error"] = msg
                 self.save(rec)
+                if rec["HostConfig"].get("AutoRemove"):
+                    # dockerd: a start that fails removes an auto-remove container too
+                    try:
+                        self.remove(cid, force=True, volumes=True)
+                    except EngineError:
+                        pass
                 raise BadRequest(msg) if "executable file not found" in msg or "no such file" in msg.lower() \
                     else EngineError(msg) from None
             raise

@@ -36,30 +36,49 @@ def commit(container: str, image: str = "", changes: list | None = None, message
            pause: bool = True) -> Image:
     import libcontainer
 
+    c = libcontainer.load(container, root)
+    freeze = None
+    if pause and c.status == "running":
+        freeze = (c.pause, c.resume)
+    return commit_bundle(c.bundle, Store(storage), image=image, changes=changes, message=message,
+                         author=author, freeze=freeze, name=container,
+                         created_by=" ".join(c.spec.process.args) if c.spec.process else "")
+
+
+def commit_bundle(bundle: str, store: Store, image: str = "", changes: list | None = None,
+                  message: str = "", author: str = "", freeze=None, name: str = "",
+                  created_by: str = "", config=None, after_changes=None,
+                  extra: dict | None = None) -> Image:
+    """A bundle made from an image of the store (bundle.create, overlay driver) → a new
+    image. `config(image_config) → dict` gives the config the `changes` apply to (default:
+    the image's), `after_changes(config) → dict` what it becomes after them; `freeze`: (pause, resume) around reading the upper dir; `extra`: more
+    top-level fields of the image config (dockerd's parent, container…)."""
     from .bundle import _key, _read
     from .layerdiff import write_tar
     from .builder.stage import rfc3339
 
-    c = libcontainer.load(container, root)
-    store = Store(storage)
-    key = _key(os.path.abspath(c.bundle))
+    name = name or bundle
+    key = _key(os.path.abspath(bundle))
     rec = _read(store.path("mounts", key + ".json"))
     if not rec:
-        raise ImageError(f"container {container!r}: its bundle {c.bundle} was not made from an "
+        raise ImageError(f"container {name!r}: its bundle {bundle} was not made from an "
                          f"image of the store {store.root} (runner run --image, runner bundle)")
     if rec.get("driver") != "overlay":
-        raise ImageError(f"container {container!r}: its rootfs is a copy (driver "
+        raise ImageError(f"container {name!r}: its rootfs is a copy (driver "
                          f"{rec.get('driver')}); commit needs the overlay driver")
     upper = store.path("containers", key, "upper")
     with store.shared():
         base = store.get(rec["image"])
-        config = store.config(base)
-        cfg = dict(config.get("config") or {})
+        base_config = store.config(base)
+        cfg = {k: v for k, v in (config(base_config) if config else
+                                 base_config.get("config") or {}).items() if v is not None}
         _changes(cfg, changes or [])  # a bad change fails before anything is written
+        if after_changes:
+            cfg = after_changes(cfg)
         frozen = False
-        if pause and c.status == "running":
+        if freeze:
             try:
-                c.pause()
+                freeze[0]()
                 frozen = True
             except Exception:
                 frozen = False
@@ -82,21 +101,24 @@ def commit(container: str, image: str = "", changes: list | None = None, message
             finally:
                 t.join()
             if err:
-                raise ImageError(f"container {container!r}: cannot read its changes: {err[0]}")
+                raise ImageError(f"container {name!r}: cannot read its changes: {err[0]}")
         finally:
             if frozen:
-                c.resume()
+                freeze[1]()
         now = rfc3339(time.time())
         out = {"created": now}
         for k in ("architecture", "os", "variant", "os.version"):
-            if k in config:
-                out[k] = config[k]
-        if author or config.get("author"):
-            out["author"] = author or config["author"]
+            if k in base_config:
+                out[k] = base_config[k]
+        if author or base_config.get("author"):
+            out["author"] = author or base_config["author"]
+        if message:
+            out["comment"] = message
+        out.update(extra or {})
         out["config"] = {k: v for k, v in cfg.items() if v not in (None, "", [], {})}
         out["rootfs"] = {"type": "layers", "diff_ids": list(base.layers) + [diff_id]}
-        hist = list(config.get("history") or [])
-        entry = {"created": now, "created_by": " ".join(c.spec.process.args) if c.spec.process else ""}
+        hist = list(base_config.get("history") or [])
+        entry = {"created": now, "created_by": created_by}
         if author:
             entry["author"] = author
         if message:
@@ -104,5 +126,3 @@ def commit(container: str, image: str = "", changes: list | None = None, message
         hist.append(entry)
         out["history"] = hist
         return store.add_image(out, name=image)
-
-

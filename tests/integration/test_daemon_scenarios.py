@@ -266,6 +266,9 @@ def test_auto_remove(cli):
             break
         time.sleep(0.1)
     assert cli.docker("inspect", "gone1").returncode != 0
+    # a start that fails removes it too
+    r = cli.docker("run", "--rm", "--name", "gone2", IMAGE, "/no/such/binary")
+    assert r.returncode == 127 and cli.docker("inspect", "gone2").returncode != 0
 
 
 def test_inspect_state(cli, client):
@@ -468,6 +471,48 @@ def test_diff(cli, client):
     assert client.api.diff("df2") is None and ok(cli, "diff", "df2") == ""
     r = cli.docker("diff", "nosuch-df")
     assert r.returncode != 0 and "No such container: nosuch-df" in r.stderr
+
+
+def test_commit(cli, client):
+    """docker commit (POST /commit): the container's changes as a layer on its image, its
+    config (Env, Cmd) with --change applied, author, message, parent; a running container
+    is paused meanwhile; a request config is merged with the container's."""
+    ok(cli, "run", "--name", "cm1", "-e", "MINE=1", IMAGE, "sh", "-c", "echo committed > /f; rm /bin/true")
+    base_id = client.images.get(IMAGE).id
+    iid = ok(cli, "commit", "-a", "someone <s@x>", "-m", "a message", "-c", "EXPOSE 8000",
+             "-c", 'CMD ["cat", "/f"]', "cm1", "runner-test/committed:v1").strip()
+    assert iid.startswith("sha256:")
+    assert ok(cli, "run", "--rm", "runner-test/committed:v1") == "committed\n"
+    assert cli.docker("run", "--rm", "runner-test/committed:v1", "true").returncode != 0
+    img = client.api.inspect_image("runner-test/committed:v1")
+    assert img["Id"] == iid and img["Parent"] == base_id
+    assert img["Author"] == "someone <s@x>" and img["Comment"] == "a message"
+    assert img["Container"] == client.containers.get("cm1").id
+    assert img["Config"]["Cmd"] == ["cat", "/f"] and "8000/tcp" in img["Config"]["ExposedPorts"]
+    assert "MINE=1" in img["Config"]["Env"]
+    assert len(img["RootFS"]["Layers"]) == len(client.api.inspect_image(IMAGE)["RootFS"]["Layers"]) + 1
+    top = client.api.history("runner-test/committed:v1")[0]
+    assert top["Comment"] == "a message" and top["CreatedBy"] == 'sh -c echo committed > /f; rm /bin/true'
+    # running: paused for the commit, running after; a request config merged with the container's
+    ok(cli, "run", "-d", "--name", "cm2", "-e", "A=1", IMAGE, "sh", "-c", "echo x > /g; sleep 60")
+    end = time.time() + 20
+    while cli.docker("exec", "cm2", "cat", "/g").stdout != "x\n" and time.time() < end:
+        time.sleep(0.2)
+    since = int(time.time()) - 1
+    res = client.api.commit("cm2", repository="runner-test/committed", tag="v2",
+                            conf={"Env": ["B=2"], "WorkingDir": "/tmp"})
+    assert client.containers.get("cm2").status == "running"
+    img = client.api.inspect_image(res["Id"])
+    assert "B=2" in img["Config"]["Env"] and "A=1" in img["Config"]["Env"]
+    assert img["Config"]["WorkingDir"] == "/tmp" and img["Config"]["Cmd"][:2] == ["sh", "-c"]
+    assert ok(cli, "run", "--rm", "runner-test/committed:v2", "cat", "/g") == "x\n"
+    evs = client.events(since=since, until=int(time.time()) + 1, decode=True, filters={"container": "cm2"})
+    actions = [e["Action"] for e in evs]
+    assert actions[actions.index("pause"):] == ["pause", "commit", "unpause"]
+    r = cli.docker("commit", "nosuch-cm")
+    assert r.returncode != 0 and "No such container: nosuch-cm" in r.stderr
+    for i in ("v1", "v2"):
+        ok(cli, "rmi", f"runner-test/committed:{i}")
 
 
 def test_attach_to_running(cli, client):

@@ -12,7 +12,7 @@ from aiohttp import web
 from ..daemon import short_image_name
 from ..errors import BadRequest, Conflict, NotFound
 from ..records import parse_time
-from .base import blocking, daemon, jresp, qbool, qfilters
+from .base import blocking, body_json, daemon, jresp, qbool, qfilters
 
 
 def _tags(img) -> list:
@@ -82,8 +82,10 @@ def _inspect(eng, ref: str) -> dict:
     return {"Id": "sha256:" + img.id, "RepoTags": _tags(img),
             "RepoDigests": [short_image_name(n.rsplit(":", 1)[0]) + "@" + img.manifest
                             for n in img.names if "@" not in n][:1],
-            "Parent": "", "Comment": "", "Created": img.created or "0001-01-01T00:00:00Z",
-            "Container": "", "ContainerConfig": {}, "DockerVersion": "",
+            "Parent": cfg.get("parent", ""), "Comment": cfg.get("comment", ""),
+            "Created": img.created or "0001-01-01T00:00:00Z",
+            "Container": cfg.get("container", ""), "ContainerConfig": cfg.get("container_config") or {},
+            "DockerVersion": cfg.get("docker_version", ""),
             "Author": cfg.get("author", ""),
             "Config": {"Hostname": "", "Domainname": "", "User": c.get("User", ""),
                        "AttachStdin": False, "AttachStdout": False, "AttachStderr": False,
@@ -481,7 +483,27 @@ async def build(request):
         await blocking(request, shutil.rmtree, work, True)
 
 
-ROUTES = [("POST", "/build", build), ("GET", "/images/json", list_images), ("POST", "/images/create", create),
+async def commit(request):
+    """POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=…, the body a
+    container config (or nothing: the container's)."""
+    from .. import commit as commits
+
+    d = daemon(request)
+    body = await body_json(request, None)
+    if isinstance(body, dict) and not any(k for k in body if k not in ("HostConfig", "NetworkingConfig")):
+        body = None  # dockerd: no config fields, no config (the container's is used)
+    ref = request.query.get("container", "")
+    if not ref:
+        raise NotFound("No such container: ")
+    q = request.query
+    iid = await blocking(request, commits.commit, d.engine, ref, repo=q.get("repo", ""),
+                         tag=q.get("tag", ""), comment=q.get("comment", ""),
+                         author=q.get("author", ""), pause=qbool(request, "pause", True),
+                         changes=q.getall("changes", []), config=body)
+    return jresp({"Id": iid}, 201)
+
+
+ROUTES = [("POST", "/commit", commit), ("POST", "/build", build), ("GET", "/images/json", list_images), ("POST", "/images/create", create),
           ("POST", "/images/load", load), ("POST", "/images/prune", prune),
           ("GET", "/images/{name:.+}/json", inspect_image),
           ("GET", "/images/{name:.+}/history", history),
