@@ -1,6 +1,8 @@
 """`search`: a registry's repositories (`GET /v2/_catalog`) filtered by a term, and a
 repository's tags (`GET /v2/NAME/tags/list`), following `Link: <…>; rel="next"` pages as the
-distribution spec says (with `n` per page), up to a limit."""
+distribution spec says (with `n` per page), up to a limit. `search_v1`: what `docker search`
+asks (dockerd's registry client): the v1 search API of Docker Hub's index or of the registry
+the term names (`GET /v1/search?q=&n=`), which distribution's v2 registries do not serve."""
 from __future__ import annotations
 
 import json
@@ -95,3 +97,55 @@ def verify(registry: str, creds: str, tls_verify: bool = True) -> None:
         resp.read()
     finally:
         src.close()
+
+
+INDEX = "index.docker.io"
+
+
+def split_search_term(term: str) -> tuple:
+    """dockerd's splitReposSearchTerm: (index host, the name searched); Docker Hub's index
+    unless the first part looks like a host (a dot, a colon, localhost)."""
+    first, sep, rest = term.partition("/")
+    if not sep or ("." not in first and ":" not in first and first != "localhost"):
+        return INDEX, term
+    return first, rest
+
+
+def search_v1(term: str, limit: int = 25, tls_verify: bool = True, creds: str = "") -> list:
+    """[{"name", "description", "star_count", "is_official", "is_automated"}] from the
+    index's v1 search; errors worded as dockerd's (an ImageError)."""
+    if "://" in term:
+        raise InvalidArgument(f"invalid repository name ({term}): repository name must not contain a scheme")
+    host, name = split_search_term(term)
+    if host == INDEX and name.startswith("library/"):
+        name = name[len("library/"):]
+    query = urllib.parse.urlencode({"q": name, "n": limit})
+    src = _client(host, "", tls_verify, creds)
+    try:
+        if host != INDEX:
+            # dockerd first checks the endpoint is a registry: any answer to /v1/_ping will do
+            try:
+                src.request("GET", "/v1/_ping").read(64 << 10)
+            except ImageError as e:
+                raise ImageError(f'invalid registry endpoint "{src.scheme}://{host}/v1/": {e}') from None
+        try:
+            resp = src.request("GET", f"/v1/search?{query}", {"Accept": "application/json"})
+            body = resp.read(16 << 20)
+        except ImageError as e:
+            raise ImageError(f'Get "{src.scheme}://{host}/v1/search?{query}": {e}') from None
+        if resp.status != 200:
+            raise ImageError(f"Unexpected status code {resp.status}")
+        try:
+            results = json.loads(body).get("results") or []
+        except (ValueError, AttributeError):
+            raise ImageError(f"{host}: /v1/search: the answer is not JSON with 'results'") from None
+    finally:
+        src.close()
+    out = []
+    for r in results:
+        if isinstance(r, dict):
+            out.append({"star_count": int(r.get("star_count") or 0),
+                        "is_official": bool(r.get("is_official")), "name": str(r.get("name", "")),
+                        "is_automated": bool(r.get("is_automated")),
+                        "description": str(r.get("description") or "")})
+    return out

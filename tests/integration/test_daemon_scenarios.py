@@ -687,3 +687,92 @@ def test_stats_and_update(cli, client):
     ok(cli, "update", "--memory", "32m", "--memory-swap", "32m", "su1")
     assert client.containers.get("su1").attrs["HostConfig"]["Memory"] == 32 * 1024 * 1024
     assert c.stats(stream=False)["memory_stats"]["limit"] == 32 * 1024 * 1024
+
+
+# ---- search --------------------------------------------------------------------------------
+
+# The v1 search API (Docker Hub's index speaks it; distribution's v2 registries do not), as a
+# stub on the daemons' loopback: what it was asked goes to stderr.
+V1_INDEX = r'''
+import http.server, json, sys, urllib.parse
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        u = urllib.parse.urlsplit(self.path)
+        q = urllib.parse.parse_qs(u.query)
+        print(self.path, file=sys.stderr, flush=True)
+        if u.path == "/v1/_ping":
+            body = b"true"
+        elif u.path == "/v1/search":
+            res = [{"name": "team/web", "description": "a web server", "star_count": 12,
+                    "is_official": False, "is_automated": True},
+                   {"name": "team/db", "description": "", "star_count": 3,
+                    "is_official": True, "is_automated": False}]
+            res = [r for r in res if q["q"][0] in r["name"]][:int(q["n"][0])]
+            body = json.dumps({"num_results": len(res), "query": q["q"][0], "results": res}).encode()
+        else:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+'''
+
+
+def _in_ns(dm, tmp_path, name, cmd):
+    log = open(tmp_path / f"{name}.log", "w")
+    return subprocess.Popen(["nsenter", f"--net={dm.netns}", *cmd], stdout=log,
+                            stderr=subprocess.STDOUT), tmp_path / f"{name}.log"
+
+
+def _wait_port(dm, port):
+    for _ in range(100):
+        if ns_run(dm, "python3", "-c", f"import socket;socket.create_connection(('127.0.0.1',{port}),1)").returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+@pytest.mark.skipif(not shutil.which("docker-registry"), reason="no docker-registry")
+def test_search(cli, client, tmp_path):
+    """docker search (GET /images/search) asks the index's v1 search API (/v1/_ping, then
+    /v1/search?q=&n=) over HTTP where TLS fails on a loopback registry; filters and limit
+    apply; docker-registry (v2 only) answers 404: dockerd's "Unexpected status code 404"."""
+    stub, stub_log = _in_ns(cli, tmp_path, "index", ["python3", "-c", V1_INDEX, "5011"])
+    conf = tmp_path / "reg.yml"
+    conf.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+                    f"    rootdirectory: {tmp_path}/reg\nhttp:\n  addr: 127.0.0.1:5012\n")
+    reg, _ = _in_ns(cli, tmp_path, "registry", ["docker-registry", "serve", str(conf)])
+    try:
+        _wait_port(cli, 5011)
+        _wait_port(cli, 5012)
+        out = ok(cli, "search", "--format", "{{.Name}}|{{.Description}}|{{.StarCount}}|"
+                 "{{.IsOfficial}}|{{.IsAutomated}}", "127.0.0.1:5011/team")
+        assert out.splitlines() == ["team/web|a web server|12||[OK]", "team/db||3|[OK]|"]
+        assert ok(cli, "search", "--format", "{{.Name}}", "--filter", "stars=5",
+                  "127.0.0.1:5011/team").split() == ["team/web"]
+        assert ok(cli, "search", "--format", "{{.Name}}", "--filter", "is-official=true",
+                  "127.0.0.1:5011/team").split() == ["team/db"]
+        assert ok(cli, "search", "--format", "{{.Name}}", "--limit", "1",
+                  "127.0.0.1:5011/team").split() == ["team/web"]
+        assert client.api.search("127.0.0.1:5011/db") == [
+            {"star_count": 3, "is_official": True, "name": "team/db", "is_automated": False,
+             "description": ""}]
+        asked = [ln for ln in stub_log.read_text().splitlines() if ln.startswith("/v1/")]
+        assert asked[:2] == ["/v1/_ping", "/v1/search?q=team&n=25"], asked
+        assert "/v1/search?q=team&n=1" in asked
+        r = cli.docker("search", "127.0.0.1:5012/bb")
+        assert r.returncode != 0 and "Unexpected status code 404" in r.stderr
+        r = cli.docker("search", "--limit", "101", "127.0.0.1:5011/team")
+        assert r.returncode != 0 and "Limit 101 is outside the range of [1, 100]" in r.stderr
+        r = cli.docker("search", "--filter", "colour=red", "127.0.0.1:5011/team")
+        assert r.returncode != 0 and "Invalid filter 'colour'" in r.stderr
+    finally:
+        for p in (stub, reg):
+            p.terminate()
+            p.wait(10)

@@ -262,8 +262,64 @@ def source_of(image: str, tag: str) -> tuple:
         image = image.rsplit(":", 1)[0] if ":" in last else image
         image = f"{image}@{tag}" if tag.startswith("sha256:") else f"{image}:{tag}"
     host = image.split("/", 1)[0] if "/" in image else ""
-    insecure = host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]") or host.startswith("127.")
-    return "docker://" + image, not insecure
+    return "docker://" + image, not insecure_host(host)
+
+
+def insecure_host(host: str) -> bool:
+    return host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]") or host.startswith("127.")
+
+
+SEARCH_FILTERS = ("is-automated", "is-official", "stars")
+
+
+async def search(request):
+    """GET /images/search?term=&limit=&filters=: the index's v1 search (Docker Hub's, or that
+    of the registry the term names), filtered, as dockerd answers it."""
+    from ...errors import ContainerError
+    from ...images import catalog
+    from ..errors import EngineError
+
+    q = request.query
+    filters = qfilters(request)
+    for k, vals in filters.items():
+        if k not in SEARCH_FILTERS:
+            raise BadRequest(f"Invalid filter '{k}'")
+        for v in vals:
+            if k == "stars" and not v.lstrip("-").isdigit() or \
+                    k != "stars" and v.lower() not in ("true", "false", "1", "0"):
+                raise BadRequest(f"Invalid filter '{k}={v}'")
+    limit = 0
+    if q.get("limit"):
+        try:
+            limit = int(q["limit"])
+        except ValueError:
+            raise EngineError(f'strconv.Atoi: parsing "{q["limit"]}": invalid syntax') from None
+    limit = limit or 25
+    if not 1 <= limit <= 100:
+        raise BadRequest(f"Limit {limit} is outside the range of [1, 100]")
+    term = q.get("term", "")
+    host, _ = catalog.split_search_term(term)
+
+    def run():
+        try:
+            return catalog.search_v1(term, limit, tls_verify=not insecure_host(host))
+        except Exception as e:
+            if type(e).__name__ == "InvalidArgument":
+                raise BadRequest(str(e)) from None
+            if isinstance(e, ContainerError):
+                raise EngineError(str(e)) from None
+            raise
+
+    out = []
+    for r in await blocking(request, run):
+        if any(r["is_automated"] != (v.lower() in ("true", "1")) for v in filters.get("is-automated", [])):
+            continue
+        if any(r["is_official"] != (v.lower() in ("true", "1")) for v in filters.get("is-official", [])):
+            continue
+        if any(r["star_count"] < int(v) for v in filters.get("stars", [])):
+            continue
+        out.append(r)
+    return jresp(out)
 
 
 async def create(request):
@@ -503,7 +559,7 @@ async def commit(request):
     return jresp({"Id": iid}, 201)
 
 
-ROUTES = [("POST", "/commit", commit), ("POST", "/build", build), ("GET", "/images/json", list_images), ("POST", "/images/create", create),
+ROUTES = [("POST", "/commit", commit), ("GET", "/images/search", search), ("POST", "/build", build), ("GET", "/images/json", list_images), ("POST", "/images/create", create),
           ("POST", "/images/load", load), ("POST", "/images/prune", prune),
           ("GET", "/images/{name:.+}/json", inspect_image),
           ("GET", "/images/{name:.+}/history", history),
