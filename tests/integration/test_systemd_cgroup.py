@@ -387,41 +387,129 @@ def test_podman_drives_the_runner_with_systemd_cgroups(sd):
         assert out["runner"] == out["runc"]
 
 
-def test_containerd_systemd_cgroup_drives_the_runner(sd):
+ENV = "export PATH=/usr/local/bin:$PATH; "
+CTR = "ctr --address /run/sdtest-ctd/sock"
+
+
+@pytest.fixture(scope="module")
+def ctd(sd):
+    """A containerd in the systemd container (the host's, bound in), on private paths."""
+    if not all(shutil.which(t) for t in CONTAINERD):
+        pytest.skip("containerd is not installed")
+    sd.sh(ENV + "mkdir -p /tmp/ctd; (containerd --root /tmp/ctd/root --state /run/sdtest-ctd "
+          "--address /run/sdtest-ctd/sock >/tmp/ctd/log 2>&1 & echo $! >/tmp/ctd/pid); "
+          f"for i in $(seq 100); do {CTR} version >/dev/null 2>&1 && break; sleep 0.1; done")
+    try:
+        yield sd
+    finally:
+        sd.sh("kill $(cat /tmp/ctd/pid)", check=False)  # the containerd started above
+
+
+def ctr_binary(kind: str) -> str:
+    return f"{REPO}/.venv/bin/runner" if kind == "runner" else IN_RUNC
+
+
+def ctr_remove(sd, *cids) -> None:
+    """Kill the tasks, wait for them to stop, delete tasks and containers."""
+    for cid in cids:
+        sd.sh(ENV + f"{CTR} task kill -s KILL {cid}; for i in $(seq 50); do {CTR} task ls "
+              f"| grep -q '^{cid} .*RUNNING' || break; sleep 0.1; done; "
+              f"{CTR} task delete {cid}; {CTR} container delete {cid}", check=False)
+
+
+def test_containerd_systemd_cgroup_drives_the_runner(ctd):
     """containerd's runc shim with SystemdCgroup (ctr --runc-systemd-cgroup) calls the runner
     with --systemd-cgroup and a slice:prefix:name path, as it calls runc: the same scope,
     limit and teardown."""
-    if not all(shutil.which(t) for t in CONTAINERD):
-        pytest.skip("containerd is not installed")
-    env = "export PATH=/usr/local/bin:$PATH; "
-    ctr = "ctr --address /run/sdtest-ctd/sock"
-    sd.sh(env + "mkdir -p /tmp/ctd; (containerd --root /tmp/ctd/root --state /run/sdtest-ctd "
-          "--address /run/sdtest-ctd/sock >/tmp/ctd/log 2>&1 & echo $! >/tmp/ctd/pid); "
-          f"for i in $(seq 100); do {ctr} version >/dev/null 2>&1 && break; sleep 0.1; done")
-    try:
-        seen = {}
-        for kind in ("runner", "runc") if RUNC else ("runner",):
-            rt = f"{REPO}/.venv/bin/runner" if kind == "runner" else IN_RUNC
-            cid = f"ctd{kind}"
-            unit = f"ctd-{cid}.scope"
-            sd.sh(env + f"{ctr} run -d --runc-binary {rt} --runc-systemd-cgroup --cgroup "
-                  f"system.slice:ctd:{cid} --memory-limit 50000000 --rootfs {ROOTFS} {cid} "
-                  "/bin/sleep 100")
+    sd = ctd
+    seen = {}
+    for kind in ("runner", "runc") if RUNC else ("runner",):
+        cid = f"ctd{kind}"
+        unit = f"ctd-{cid}.scope"
+        sd.sh(ENV + f"{CTR} run -d --runc-binary {ctr_binary(kind)} --runc-systemd-cgroup "
+              f"--cgroup system.slice:ctd:{cid} --memory-limit 50000000 --rootfs {ROOTFS} "
+              f"{cid} /bin/sleep 100")
+        try:
             props = show(sd, unit)
             assert props["ActiveState"] == "active" and props["Delegate"] == "yes"
             assert props["MemoryLimit"] == "50000000" and props["Slice"] == "system.slice"
             limit = sd.sh(f"cat /sys/fs/cgroup/memory/system.slice/{unit}/"
                           "memory.limit_in_bytes").stdout.strip()
             seen[kind] = ({k: v.replace(unit, "UNIT") for k, v in props.items()}, limit)
-            sd.sh(env + f"{ctr} task kill -s KILL {cid}; for i in $(seq 50); do {ctr} task ls "
-                  f"| grep -q '{cid} .*RUNNING' || break; sleep 0.1; done; "
-                  f"{ctr} task delete {cid}; {ctr} container delete {cid}")
-            assert gone(sd, unit)
-            assert sd.sh(f"ls -d /sys/fs/cgroup/*/system.slice/{unit}", check=False).stdout == ""
-        if "runc" in seen:
-            assert seen["runner"] == seen["runc"]
-    finally:
-        sd.sh("kill $(cat /tmp/ctd/pid)", check=False)  # the containerd started above
+        finally:
+            ctr_remove(sd, cid)
+        assert gone(sd, unit)
+        assert sd.sh(f"ls -d /sys/fs/cgroup/*/system.slice/{unit}", check=False).stdout == ""
+    if "runc" in seen:
+        assert seen["runner"] == seen["runc"]
+
+
+def test_containerd_cri_pod_shape(ctd):
+    """What containerd's CRI plugin with SystemdCgroup = true does through the runc shim
+    (critest, by hand, passes the same for both runtimes), in a form CI can run without
+    cri-tools: a pod sandbox and a container joining its namespaces, each a
+    cri-containerd-ID.scope in the pod's kubelet-style nested slice; exec through the shim
+    in the scope; the shim's metrics read from the scope's cgroup; UpdateContainerResources
+    (`update --resources -`, the shim's call) through systemd; pause/resume through the
+    shim; both scopes gone after the pod. Side by side with runc."""
+    sd = ctd
+    seen = {}
+    for kind in ("runner", "runc") if RUNC else ("runner",):
+        pod = f"kubepods-besteffort-pod{kind}.slice"
+        sb, app = f"sb{kind}", f"app{kind}"
+        run = ENV + f"{CTR} run -d --runc-binary {ctr_binary(kind)} --runc-systemd-cgroup "
+        try:
+            sd.sh(run + f"--cgroup {pod}:cri-containerd:{sb} --rootfs {ROOTFS} {sb} "
+                  "/bin/sleep 1000")
+            sbpid = init_pid_ctr(sd, sb)
+            joins = " ".join(f"--with-ns {ns}:/proc/{sbpid}/ns/{f}"
+                             for ns, f in (("network", "net"), ("ipc", "ipc"), ("uts", "uts")))
+            sd.sh(run + f"--cgroup {pod}:cri-containerd:{app} --memory-limit 60000000 {joins} "
+                  f"--rootfs {ROOTFS} {app} /bin/sleep 1000")
+            apppid = init_pid_ctr(sd, app)
+            unit = f"cri-containerd-{app}.scope"
+            cg = (f"/kubepods.slice/kubepods-besteffort.slice/{pod}/{unit}")
+            props = show(sd, unit)
+            assert props["Slice"] == pod and props["ControlGroup"] == cg, props
+            assert show(sd, f"cri-containerd-{sb}.scope")["ActiveState"] == "active"
+            assert sd.sh(f"readlink /proc/{sbpid}/ns/net").stdout == \
+                sd.sh(f"readlink /proc/{apppid}/ns/net").stdout
+            # (/bin/cat: ctr gives a rootfs container no PATH; runc then finds no `cat`
+            # where the runner searches its default PATH, process.DEFAULT_PATH)
+            out = sd.sh(ENV + f"{CTR} task exec --exec-id e1 {app} /bin/cat /proc/self/cgroup"
+                        ).stdout
+            assert f":memory:{cg}" in out, out
+            metrics = sd.sh(ENV + f"{CTR} task metrics {app}").stdout
+            limit = [x.split()[1] for x in metrics.splitlines()
+                     if x.startswith("memory.limit_in_bytes")]
+            assert limit == ["59998208"], metrics  # page-rounded, read by the shim
+            root = "/run/containerd/runc/default"  # the shim's --root for ctr's namespace
+            rt = f"{ctr_binary(kind)} --root {root}"
+            sd.sh(f"echo '{{\"memory\": {{\"limit\": 80000000}}, \"cpu\": {{\"shares\": "
+                  f"256}}}}' | {rt} update --resources - {app}")
+            upd = show(sd, unit)
+            assert upd["MemoryLimit"] == "80000000" and upd["CPUShares"] == "256", upd
+            sd.sh(ENV + f"{CTR} task pause {app}")
+            paused = sd.sh(ENV + f"{CTR} task ls").stdout
+            sd.sh(ENV + f"{CTR} task resume {app}")
+            assert any(x.split()[::2] == [app, "PAUSED"] for x in paused.splitlines()), paused
+            seen[kind] = ({k: v.replace(kind, "KIND") for k, v in upd.items()},
+                          out.replace(kind, "KIND"), limit)
+        finally:
+            ctr_remove(sd, app, sb)
+        for c in (app, sb):
+            assert gone(sd, f"cri-containerd-{c}.scope")
+            assert sd.sh(f"ls -d /sys/fs/cgroup/*/kubepods.slice/*/{pod}/cri-containerd-{c}.scope",
+                         check=False).stdout == ""
+    if "runc" in seen:
+        assert seen["runner"] == seen["runc"]
+
+
+def init_pid_ctr(sd, cid: str) -> int:
+    for line in sd.sh(ENV + f"{CTR} task ls").stdout.splitlines():
+        if line.split()[:1] == [cid]:
+            return int(line.split()[1])
+    raise AssertionError(f"no task {cid}")
 
 
 def test_annotations_set_unit_properties(sd):
