@@ -752,3 +752,21 @@ def test_rootless_without_the_user_bus(sdu, env, says):
     assert "--systemd-cgroup" in r.stderr and says in r.stderr, r.stderr
     assert sdu.sh(f"{user_runtime('runner')} list -q").stdout.strip() == ""
     assert user_gone(sdu, "runner-ubus.scope")
+
+
+def test_rootless_on_hybrid_is_refused(sd):
+    """A user's systemd delegates no v1 controller: rootless --systemd-cgroup on a hybrid
+    systemd is refused by both runtimes, the runner naming the flag, nothing left."""
+    sd.sh(f"id {USER} >/dev/null 2>&1 || useradd -m -u {UID} {USER}; "
+          f"install -d -o {UID} -g {UID} -m 700 /run/user/{UID}")  # the state roots' parent
+    for kind in ("runner", "runc") if RUNC else ("runner",):
+        cid = f"uh{kind}"
+        r = sd.sh(f"{user_runtime(kind)} --systemd-cgroup run -d --bundle "
+                  f"{user_bundle(sd, cid)} {cid}", check=False)
+        assert r.returncode != 0, (kind, r.stdout)
+        if kind == "runner":
+            assert "--systemd-cgroup" in r.stderr and "cgroup v2" in r.stderr, r.stderr
+        else:  # "cannot use rootless systemd cgroups manager on cgroup v1"
+            assert "cgroup v1" in r.stderr, r.stderr
+        assert sd.sh(f"{user_runtime(kind)} list -q", check=False).stdout.strip() == ""
+        assert sd.sh("systemctl list-units --all --no-legend '*uh*'").stdout == ""
