@@ -2,10 +2,12 @@
 started and stopped over D-Bus) and without, side by side with runc 1.1, inside a real
 systemd (252, PID 1 of a container the runner runs: tests/integration/systemdkit.py).
 
-    .venv/bin/python tests/bench/bench_systemd.py [--runs N]
+    .venv/bin/python tests/bench/bench_systemd.py [--runs N] [--rootless]
 
 Runs are interleaved round-robin inside the systemd container (one shell loop, so the
 outer exec's cost is paid once); medians in ms and the runner's ratio to runc.
+--rootless: systemd in unified mode, both runtimes run by a user (a user namespace, the
+scope started by the user's `systemd --user`), with --systemd-cgroup and without.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ ROOTFS = os.path.join(REPO, "build", "bundle", "rootfs")
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "20")))
+    ap.add_argument("--rootless", action="store_true")
     args = ap.parse_args()
     runc = shutil.which("runc")
     if not runc:
@@ -39,16 +42,22 @@ def main() -> int:
         return 0
     from libcontainer.default_spec import default_config
 
-    cfg = default_config(terminal=False)
+    uid, user = 1501, "benchuser"
+    ids = [{"containerID": 0, "hostID": uid, "size": 1}]
+    cfg = default_config(terminal=False, rootless=args.rootless, uid_mappings=ids,
+                         gid_mappings=ids)
     cfg["ociVersion"] = "1.0.2"
     cfg["root"] = {"path": ROOTFS, "readonly": True}
     cfg["process"]["args"] = ["true"]
-    runner = f"{REPO}/.venv/bin/runner --root /run/bench-runner"
-    rc = "/usr/local/sbin/runc --root /run/bench-runc"
+    who = systemdkit.as_user(uid, user) + " " if args.rootless else ""
+    state = f"/run/user/{uid}" if args.rootless else "/run"
+    runner = f"{who}{REPO}/.venv/bin/runner --root {state}/bench-runner"
+    rc = f"{who}/usr/local/sbin/runc --root {state}/bench-runc"
     cases = [("runner --systemd-cgroup", f"{runner} --systemd-cgroup"),
              ("runc --systemd-cgroup", f"{rc} --systemd-cgroup"),
              ("runner (cgroupfs)", runner), ("runc (cgroupfs)", rc)]
-    loop = [f"mkdir -p /tmp/bb && printf %s '{json.dumps(cfg)}' > /tmp/bb/config.json"]
+    loop = [f"mkdir -p /tmp/bb && printf %s '{json.dumps(cfg)}' > /tmp/bb/config.json "
+            "&& chmod -R a+rX /tmp/bb"]
     body = []
     for i, (_, cmd) in enumerate(cases):
         body.append(f"s=$(date +%s%N); {cmd} run --bundle /tmp/bb b{i}-$n >/dev/null 2>&1 "
@@ -58,7 +67,10 @@ def main() -> int:
         with systemdkit.Systemd([f"{REPO}/.venv/bin/python", "-m", "runner"], work,
                                 f"bench-sd-{os.getpid()}",
                                 [systemdkit._bind(REPO), systemdkit._bind(
-                                    os.path.realpath(runc), "/usr/local/sbin/runc")]) as sd:
+                                    os.path.realpath(runc), "/usr/local/sbin/runc")],
+                                unified=args.rootless) as sd:
+            if args.rootless:
+                systemdkit.user_session(sd, uid, user)
             out = sd.sh(" && ".join(loop), timeout=60 + args.runs * 10).stdout
     times: dict = {i: [] for i in range(len(cases))}
     for line in out.splitlines():
@@ -68,7 +80,8 @@ def main() -> int:
             return 1
         times[int(words[0])].append(int(words[1]) / 1000)
     med = {i: sorted(t[2:])[len(t[2:]) // 2] for i, t in times.items()}  # 2 warm-up runs
-    print(f"run of /bin/true inside systemd 252, {args.runs} runs each (median ms):")
+    what = "rootless (a user's systemd --user, unified)" if args.rootless else "as root"
+    print(f"run of /bin/true inside systemd 252, {what}, {args.runs} runs each (median ms):")
     for i, (name, _) in enumerate(cases):
         print(f"  {name:26s} {med[i]:8.1f}")
     print(f"  ratio runner/runc: --systemd-cgroup {med[0] / med[1]:.2f}, "

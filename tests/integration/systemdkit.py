@@ -228,3 +228,21 @@ class Systemd:
         if self.mounted:
             subprocess.run(["umount", "-l", self.mounted], capture_output=True)
             self.mounted = ""
+
+
+def user_session(box: Systemd, uid: int, name: str) -> str:
+    """A user with lingering on (unified mode): its user@UID.service runs `systemd --user`
+    on a delegated subtree, with a session bus at $XDG_RUNTIME_DIR/bus
+    (dbus-user-session). → the prefix that runs a command as that user in its session's
+    environment."""
+    box.sh(f"useradd -m -u {uid} {name} && loginctl enable-linger {name} && "
+           f"for i in $(seq 100); do test -S /run/user/{uid}/bus && "
+           f"systemctl is-active -q user@{uid}.service && break; sleep 0.1; done; "
+           f"test -S /run/user/{uid}/bus")
+    return as_user(uid, name)
+
+
+def as_user(uid: int, name: str) -> str:
+    """The prefix that runs a command as the user, in its session's environment."""
+    return (f"setpriv --reuid={uid} --regid={uid} --init-groups env -i HOME=/home/{name} "
+            f"PATH=/usr/bin:/bin XDG_RUNTIME_DIR=/run/user/{uid}")

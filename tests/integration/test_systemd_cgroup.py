@@ -599,21 +599,15 @@ def test_a_taken_unit_name_is_refused_and_left_alone(sd):
 
 UID = 1500
 USER = "sdtuser"
-AS_USER = (f"setpriv --reuid={UID} --regid={UID} --init-groups env -i HOME=/home/{USER} "
-           f"PATH=/usr/bin:/bin XDG_RUNTIME_DIR=/run/user/{UID}")
+AS_USER = systemdkit.as_user(UID, USER)
 USER_PROPS = PROPS + ("DevicePolicy", "DeviceAllow", "IOAccounting", "TasksMax", "MemoryMax")
 MANAGER_CG = f"/user.slice/user-{UID}.slice/user@{UID}.service"
 
 
 @pytest.fixture(scope="module")
 def sdu(sd2):
-    """A user with lingering on in the unified systemd: its user@UID.service runs
-    `systemd --user` on a delegated subtree, with a session bus at $XDG_RUNTIME_DIR/bus
-    (dbus-user-session)."""
-    sd2.sh(f"useradd -m -u {UID} {USER} && loginctl enable-linger {USER} && "
-           f"for i in $(seq 100); do test -S /run/user/{UID}/bus && "
-           f"systemctl is-active -q user@{UID}.service && break; sleep 0.1; done; "
-           f"test -S /run/user/{UID}/bus")
+    """A user with lingering on in the unified systemd (systemdkit.user_session)."""
+    systemdkit.user_session(sd2, UID, USER)
     if sd2.sh(f"{AS_USER} test -x {PY} -a -r {ROOTFS}/bin/busybox", check=False).returncode:
         pytest.skip(f"{USER} cannot reach {PY} or {ROOTFS} (a checkout under a private "
                     "directory)")
