@@ -58,11 +58,18 @@ def main() -> int:
              ("runner (cgroupfs)", runner), ("runc (cgroupfs)", rc)]
     loop = [f"mkdir -p /tmp/bb && printf %s '{json.dumps(cfg)}' > /tmp/bb/config.json "
             "&& chmod -R a+rX /tmp/bb"]
-    body = []
-    for i, (_, cmd) in enumerate(cases):
-        body.append(f"s=$(date +%s%N); {cmd} run --bundle /tmp/bb b{i}-$n >/dev/null 2>&1 "
-                    f"|| echo FAIL {i}; e=$(date +%s%N); echo {i} $(( (e-s)/1000 ))")
-    loop.append(f"for n in $(seq {args.runs + 2}); do " + "; ".join(body) + "; done")
+    # Two phases, each interleaved round-robin: the scopes, then cgroupfs. While scopes come
+    # and go, systemd (hybrid) re-realizes the root slice's v1 controllers and trims the
+    # empty cgroups at the root of those hierarchies: a cgroupfs container being made then
+    # loses its directories (runc's too, in a narrower window).
+    for phase in ((0, 1), (2, 3)):
+        body = []
+        for i in phase:
+            body.append(f"s=$(date +%s%N); {cases[i][1]} run --bundle /tmp/bb b{i}-$n "
+                        f">/dev/null 2>/tmp/e || echo FAIL {i} run $n: $(head -c 400 /tmp/e "
+                        f"| tr '\\n' ' '); e=$(date +%s%N); echo {i} $(( (e-s)/1000 ))")
+        loop.append(f"for n in $(seq {args.runs + 2}); do " + "; ".join(body) + "; done; "
+                    "sleep 1")
     with tempfile.TemporaryDirectory(prefix="bench-systemd-") as work:
         with systemdkit.Systemd([f"{REPO}/.venv/bin/python", "-m", "runner"], work,
                                 f"bench-sd-{os.getpid()}",
@@ -76,7 +83,7 @@ def main() -> int:
     for line in out.splitlines():
         words = line.split()
         if words[0] == "FAIL":
-            print(f"bench_systemd: {cases[int(words[1])][0]} failed")
+            print(f"bench_systemd: {cases[int(words[1])][0]} failed: {' '.join(words[2:])}")
             return 1
         times[int(words[0])].append(int(words[1]) / 1000)
     med = {i: sorted(t[2:])[len(t[2:]) // 2] for i, t in times.items()}  # 2 warm-up runs
