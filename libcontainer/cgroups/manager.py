@@ -406,7 +406,7 @@ class Manager:
                         f"{where}/freezer.state), then delete again")
                 raise ContainerError(f"processes {' '.join(map(str, sorted(left)))} of the "
                                      f"container did not die within {timeout:g} s of SIGKILL")
-            time.sleep(delay)
+            _until_exit(left, delay)
             delay = min(delay * 2, 0.05)
 
     def _populated(self) -> bool:
@@ -465,3 +465,26 @@ class Manager:
         from . import stats
 
         return stats.collect(self)
+
+
+def _until_exit(pids: list, delay: float) -> None:
+    """Sleep `delay`, or less: with one process left (the usual case, the init), until it
+    exits: its pidfd polls readable then. A SIGKILLed process dies when it next gets a CPU,
+    at any point of a doubling delay; a loaded machine's few ms each time were most of a
+    `delete -f` otherwise."""
+    if len(pids) == 1 and hasattr(os, "pidfd_open"):
+        try:
+            fd = os.pidfd_open(pids[0])
+        except ProcessLookupError:
+            return
+        except OSError:  # no pidfds here (Linux < 5.3, a seccomp filter)
+            time.sleep(delay)
+            return
+        try:
+            import select
+
+            select.select([fd], [], [], delay)
+        finally:
+            os.close(fd)
+        return
+    time.sleep(delay)
