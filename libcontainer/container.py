@@ -109,11 +109,11 @@ class Container:
 
         return cgroups.load(info)
 
-    def state(self) -> dict:
+    def state(self, owner_names: dict | None = None) -> dict:
         """The OCI state (runtime.md: ociVersion, id, status, pid, bundle, annotations) with
         runc's extra fields in runc's order and types: rootfs, created (RFC 3339 with
         nanoseconds, as Go prints a time), owner (a user name); annotations only when
-        there are some (runc's omitempty)."""
+        there are some (runc's omitempty). `owner_names`: see owners.owner_name."""
         status = self.status()
         out = {
             "ociVersion": specmod.OCI_VERSION,
@@ -129,7 +129,7 @@ class Container:
             out["annotations"] = annotations
         from .owners import owner_name
 
-        out["owner"] = owner_name(self._state.get("owner", ""))
+        out["owner"] = owner_name(self._state.get("owner", ""), owner_names)
         return out
 
     def _poststart_state(self) -> dict:
