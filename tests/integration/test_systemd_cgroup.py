@@ -216,6 +216,26 @@ def test_update_through_systemd(sd):
             delete(sd, kind, cid)
 
 
+def test_update_the_kernel_refuses_puts_the_unit_back(sd):
+    """A limit the kernel refuses after systemd took it (memory below what the container
+    uses: EBUSY): the update fails, the files and the unit's properties are as before —
+    the values systemd had, not ones recomputed (TasksMax was never ours to set)."""
+    rt = runtime("runner")
+    path = bundle(sd, "updk", {"memory": {"limit": 64 << 20}},
+                  args=("sh", "-c", "x=$(head -c 3000000 /dev/zero | tr '\\0' a); "
+                        "sleep 1000"))
+    sd.sh(f"{rt} --systemd-cgroup run -d --bundle {path} updk")
+    try:
+        before = show(sd, "runner-updk.scope")
+        files = limits(sd, cgroup_of(sd, init_pid(sd, "runner", "updk")))
+        r = sd.sh(f"{rt} update --memory 65536 --pids-limit 20 updk", check=False)
+        assert r.returncode != 0 and "memory" in r.stderr, r.stderr
+        assert show(sd, "runner-updk.scope") == before
+        assert limits(sd, cgroup_of(sd, init_pid(sd, "runner", "updk"))) == files
+    finally:
+        delete(sd, "runner", "updk")
+
+
 def test_slice_made_as_systemd_would(sd):
     got = both(sd, "sl", {"pids": {"limit": 10}},
                lambda kind, cid: f"sdt{kind}-sub.slice:pfx:{cid}")
