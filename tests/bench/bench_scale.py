@@ -16,6 +16,10 @@ adds "runner API": the same through `libcontainer` in this process (`run(detach=
 `list_containers`, `load(id).state()`, `load(id).delete(force=True)`): no interpreter
 start-up per call.
 
+Each time is printed twice: wall time, and below it CPU time (user + sys of the command
+and all it ran, `getrusage` of the children around the call; in the bench process for the
+API), which a loaded machine stretches far less (crun's wrapper taken off both).
+
 Where the memory goes, beside MemAvailable: the kernel's own counters over N (slab,
 per-cpu, kernel stacks, page tables, shmem), what one container keeps (processes and their
 PSS, its state files, cgroup directories, mounts in its namespace), sampled on a few
@@ -61,10 +65,10 @@ class Runtime:
         # output to files, not pipes: a created container's init keeps the stdio it was
         # given, and a pipe would not reach EOF until it exits
         with tempfile.TemporaryFile(dir="/dev/shm") as out:
-            t = time.perf_counter_ns()
+            c, t = cpu_ns(), time.perf_counter_ns()
             r = subprocess.run(self.argv(*args), stdin=subprocess.DEVNULL, stdout=out,
                                stderr=subprocess.STDOUT)
-            dt = time.perf_counter_ns() - t
+            dt, dc = time.perf_counter_ns() - t, cpu_ns() - c
             out.seek(0)
             text = out.read()
         if check and r.returncode:
@@ -72,11 +76,23 @@ class Runtime:
                                f"{text.decode(errors='replace').strip()}")
         if verb:
             self.times.setdefault(verb, []).append(dt)
+            self.times.setdefault(verb + " CPU", []).append(dc)
             if self.wrapped:  # the wrapper alone, at the same moment: taken off this verb
-                t = time.perf_counter_ns()
+                c, t = cpu_ns(), time.perf_counter_ns()
                 subprocess.run(bench._crun_wrapper("/bin/true"), check=True)
                 self.times.setdefault(verb + " wrapper", []).append(time.perf_counter_ns() - t)
+                self.times.setdefault(verb + " CPU wrapper", []).append(cpu_ns() - c)
         return text
+
+
+def cpu_ns() -> int:
+    """User + sys of this process and of every child it waited for, ns: a command's CPU
+    time is the difference around it (the load stretches wall time, not this)."""
+    import resource
+
+    return int(sum(r.ru_utime + r.ru_stime for r in (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN))) * 1e9)
 
 
 def wrapper_time(rounds: int) -> float:
@@ -108,6 +124,31 @@ def mem_available() -> int:
     return meminfo()["MemAvailable"]
 
 
+def lifecycle(rts: list, rounds: int, tag: str) -> None:
+    n = 0
+    for rnd in range(rounds + 1):  # round 0 warms up
+        for k in range(len(rts)):
+            rt = rts[(rnd + k) % len(rts)]
+            n += 1
+            cid = f"{tag}-v{n}"
+            verb = (lambda v: v) if rnd else (lambda v: "")
+            try:
+                rt.call("create", "--bundle", str(rt.bundle / "sleep"), cid, verb=verb("create"))
+                rt.call("start", cid, verb=verb("start"))
+                rt.call("state", cid, verb=verb("state"))
+                rt.call("kill", cid, "KILL", verb=verb("kill"))
+                for _ in range(200):  # the init reaped by its parent: stopped
+                    if b'"stopped"' in rt.call("state", cid):
+                        break
+                    time.sleep(0.005)
+                rt.call("delete", cid, verb=verb("delete"))
+                rt.call("run", "--bundle", str(rt.bundle / "true"), f"{cid}r", verb=verb("run"))
+            finally:
+                rt.call("delete", "-f", cid, check=False)
+                rt.call("delete", "-f", f"{cid}r", check=False)
+                bench.remove_cgroups(bench.cgroups_named(cid, exact=False))
+
+
 class ApiRuntime(Runtime):
     """The runner through `libcontainer` in this process: each verb is a call, no exec."""
 
@@ -120,7 +161,7 @@ class ApiRuntime(Runtime):
 
     def call(self, *args: str, verb: str = "", check: bool = True) -> bytes:
         lc, root = self.lc, str(self.root)
-        t = time.perf_counter_ns()
+        c, t = cpu_ns(), time.perf_counter_ns()
         try:
             if args[0] == "run":  # run -d --bundle B ID
                 lc.run(args[3], args[4], root=root, detach=True,
@@ -142,6 +183,7 @@ class ApiRuntime(Runtime):
             return b""
         if verb:
             self.times.setdefault(verb, []).append(time.perf_counter_ns() - t)
+            self.times.setdefault(verb + " CPU", []).append(cpu_ns() - c)
         return out
 
 
@@ -278,12 +320,15 @@ def table(rts: list, rows: list, wrapper_ns: float, unit: str = "ms") -> None:
                 continue
             v = bench.median(xs)
             if rt.wrapped and row != "memory":
-                v = max(v - bench.median(rt.times[row + " wrapper"]), 1.0)
+                # at or below the wrapper's own median: the call is lost in the wrapper's
+                # noise, no number (a 1 ns floor made ratios of millions)
+                v = v - bench.median(rt.times[row + " wrapper"])
+                v = v if v > 0 else None
             vals[rt.name] = v
         if not vals:
             continue
         fmt = (lambda v: f"{v / 1024:>9.0f} KiB") if row == "memory" else \
-              (lambda v: f"{v / 1e6:>9.1f} ms")
+              (lambda v: f"{v / 1e6:>9.1f} ms" if v is not None else "   (noise)")
         line = f"{row:<22}" + "".join(f"{fmt(vals[n]) if n in vals else '':>12}" for n in names)
         for a, b in pairs:
             r = vals[a] / vals[b] if vals.get(a) and vals.get(b) else float("nan")
@@ -327,7 +372,8 @@ def main() -> int:
                   f"median of its wrapper alone, timed after each call, taken off; the "
                   f"wrapper now: {wrapper_ns / 1e6:.1f} ms)")
             lifecycle(rts, args.rounds, tag)
-            table(rts, ["create", "start", "state", "kill", "delete", "run"], wrapper_ns)
+            verbs = ["create", "start", "state", "kill", "delete", "run"]
+            table(rts, verbs + [v + " CPU" for v in verbs], wrapper_ns)
         if args.api:
             b = work / "bundles" / "api"
             bench.make_bundle(b, "sleep", sleep_cfg)
@@ -340,8 +386,10 @@ def main() -> int:
             print(f"\n{n} containers `run -d sleep`, one runtime after the other (list and "
                   f"state: median of 5; load average {load})")
             found = population(rts, n, f"{tag}{n}")
-            table(rts, ["run -d", "memory", "list of 1", f"list of {n + 1}", "state of 1",
-                        f"state of {n + 1}", "delete -f"], wrapper_ns)
+            rows = ["run -d", "list of 1", f"list of {n + 1}", "state of 1",
+                    f"state of {n + 1}", "delete -f"]
+            table(rts, rows[:1] + ["memory"] + rows[1:] + [r + " CPU" for r in rows],
+                  wrapper_ns)
             report_population(found, n)
         return 0
     finally:
