@@ -50,35 +50,33 @@ class _Lower:
                 return True
         return False
 
-    def lookup(self, rel: str):
-        """(stat, path) of rel in the view, or None."""
+    def _layers_with(self, rel: str):
+        """(layer's path of rel, its lstat) for each layer, top first, that has rel, until
+        one hides it below (an opaque or non-directory ancestor)."""
         for layer in self.layers:
             p = os.path.join(layer, rel.lstrip("/"))
             try:
-                st = os.lstat(p)
+                yield p, os.lstat(p)
             except (FileNotFoundError, NotADirectoryError):
                 if self._hidden(layer, rel):
-                    return None
-                continue
+                    return
+
+    def lookup(self, rel: str):
+        """(stat, path) of rel in the view, or None."""
+        for p, st in self._layers_with(rel):
             return None if _whiteout(st) else (st, p)
         return None
 
     def children(self, rel: str) -> set:
         names: set = set()
         gone: set = set()
-        for layer in self.layers:
-            p = os.path.join(layer, rel.lstrip("/"))
-            try:
-                entries = os.listdir(p)
-            except (FileNotFoundError, NotADirectoryError):
-                if self._hidden(layer, rel):
-                    break
-                continue
-            for n in entries:
-                if n in names or n in gone:
-                    continue
-                (gone if _whiteout(os.lstat(os.path.join(p, n))) else names).add(n)
-            if _is_opaque(p) or not os.path.isdir(p):
+        for p, st in self._layers_with(rel):
+            if not stat.S_ISDIR(st.st_mode):
+                break
+            for n in os.listdir(p):
+                if n not in names and n not in gone:
+                    (gone if _whiteout(os.lstat(os.path.join(p, n))) else names).add(n)
+            if _is_opaque(p):
                 break
         return names
 
