@@ -25,3 +25,7 @@ class NotModified(EngineError):
 
 class Forbidden(EngineError):
     status = 403
+
+
+class Unavailable(EngineError):
+    status = 503

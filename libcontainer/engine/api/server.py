@@ -138,10 +138,10 @@ def make_app(daemon_obj: Daemon) -> web.Application:
                           handler_args={"max_field_size": 65536})
     app["daemon"] = daemon_obj
     app["pool"] = daemon_obj.pool
-    from . import containers, images, system, volumes, networks
+    from . import containers, images, system, volumes, networks, swarm
 
     routes: list = []
-    for mod in (system, images, containers, volumes, networks):
+    for mod in (system, images, containers, volumes, networks, swarm):
         routes += mod.ROUTES
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
