@@ -13,8 +13,23 @@ import tarfile
 from .errors import BadRequest, NotFound
 
 
-def resolve(root: str, path: str, follow_last: bool = True) -> str:
-    """`path` of the container → a host path under `root` (symlinks resolved within)."""
+def _host(root: str, parts: list, mounts: tuple) -> str:
+    """The host path of container path /parts: under the deepest mount (volume or bind)
+    whose destination contains it, else under root."""
+    path = "/" + "/".join(parts)
+    best = ("", root)
+    for dest, source in mounts:
+        dest = "/" + dest.strip("/")
+        if (path == dest or path.startswith(dest.rstrip("/") + "/")) and len(dest) > len(best[0]):
+            best = (dest, source)
+    rest = path[len(best[0]):].lstrip("/") if best[0] else path.lstrip("/")
+    return os.path.join(best[1], rest) if rest else best[1]
+
+
+def resolve(root: str, path: str, follow_last: bool = True, mounts: tuple = ()) -> str:
+    """`path` of the container → a host path under `root` or under the source of one of
+    `mounts` ((destination, source) pairs: its volumes and binds, as dockerd mounts them for
+    docker cp), symlinks resolved as the container sees them."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
     done: list = []
     hops = 0
@@ -24,7 +39,7 @@ def resolve(root: str, path: str, follow_last: bool = True) -> str:
             if done:
                 done.pop()
             continue
-        full = os.path.join(root, *done, comp)
+        full = _host(root, done + [comp], mounts)
         if os.path.islink(full) and (parts or follow_last):
             hops += 1
             if hops > 40:
@@ -35,11 +50,11 @@ def resolve(root: str, path: str, follow_last: bool = True) -> str:
             parts = [p for p in target.split("/") if p not in ("", ".")] + parts
             continue
         done.append(comp)
-    return os.path.join(root, *done)
+    return _host(root, done, mounts)
 
 
-def stat_header(root: str, path: str) -> str:
-    host = resolve(root, path, follow_last=False)
+def stat_header(root: str, path: str, mounts: tuple = ()) -> str:
+    host = resolve(root, path, follow_last=False, mounts=mounts)
     try:
         st = os.lstat(host)
     except FileNotFoundError:
@@ -58,8 +73,8 @@ def stat_header(root: str, path: str) -> str:
     return base64.b64encode(json.dumps(info).encode()).decode()
 
 
-def get(root: str, path: str) -> bytes:
-    host = resolve(root, path)
+def get(root: str, path: str, mounts: tuple = ()) -> bytes:
+    host = resolve(root, path, mounts=mounts)
     if not os.path.lexists(host):
         raise NotFound(f"Could not find the file {path} in container")
     buf = io.BytesIO()
@@ -73,12 +88,15 @@ def get(root: str, path: str) -> bytes:
     return buf.getvalue()
 
 
-def put(root: str, path: str, data: bytes) -> None:
-    dest = resolve(root, path)
+def put(root: str, path: str, data: bytes, mounts: tuple = ()) -> None:
+    dest = resolve(root, path, mounts=mounts)
     if not os.path.isdir(dest):
         raise NotFound(f"Could not find the file {path} in container") if not os.path.exists(dest) \
             else BadRequest(f"extraction point is not a directory: {path}")
-    real_root = os.path.realpath(root)
+    # the tree the extraction point is in: the root, or the volume or bind it is under
+    real_root = next((os.path.realpath(src) for _, src in sorted(mounts, key=lambda m: -len(m[0]))
+                      if dest == src or dest.startswith(src.rstrip("/") + "/")),
+                     os.path.realpath(root))
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as t:
             for m in t.getmembers():
@@ -89,8 +107,8 @@ def put(root: str, path: str, data: bytes) -> None:
                     raise BadRequest(f"the archive has a hard link outside it: {m.name!r}")
                 if m.isdev():
                     raise BadRequest(f"the archive has a device: {m.name!r}")
-                parent = resolve(root, os.path.join(os.path.relpath(dest, root), os.path.dirname(m.name)))
-                os.makedirs(parent, exist_ok=True)
-                t.extract(m, parent if False else dest, set_attrs=True)
+                os.makedirs(resolve(root, os.path.join(path, os.path.dirname(m.name)), mounts=mounts),
+                            exist_ok=True)
+                t.extract(m, dest, set_attrs=True)
     except tarfile.TarError as e:
         raise BadRequest(f"not a tar archive: {e}") from None

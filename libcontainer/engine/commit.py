@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import BadRequest, Conflict, NotFound
+from .errors import BadRequest, Conflict, EngineError, NotFound
 
 # what dockerd's merge() fills from the container's config
 _MERGED = ("User", "ExposedPorts", "Env", "Labels", "Cmd", "Entrypoint", "Healthcheck",
@@ -77,14 +77,21 @@ def commit(engine, ref: str, repo: str = "", tag: str = "", comment: str = "", a
     if not isinstance(user, dict):
         raise BadRequest("the request body is not a container config (a JSON object)")
     # paused as dockerd does it (state and events): pause, commit, then unpause
-    paused = pause and rec["State"].get("Status") == "running"
-    if paused:
-        engine.pause(cid)
+    paused = False
+    if pause and rec["State"].get("Status") == "running":
+        try:
+            engine.pause(cid)
+            paused = True
+        except EngineError:
+            pass  # it exited meanwhile: nothing to hold still
     try:
         return _commit(engine, rec, name, comment, author, changes, user, container_cfg)
     finally:
         if paused:
-            engine.unpause(cid)
+            try:
+                engine.unpause(cid)
+            except EngineError:
+                pass
 
 
 def _commit(engine, rec, name, comment, author, changes, user, container_cfg) -> str:

@@ -37,6 +37,10 @@ def short_image_name(name: str) -> str:
     return name
 
 
+# the OCI runtimes a container may name (HostConfig.Runtime): ours, also under runc's name,
+# whose command line and behaviour it follows (compose files and clients that ask for runc)
+RUNTIMES = ("runner", "runc")
+
 class Engine:
     def __init__(self, data_root: str, exec_root: str = ""):
         self.root = os.path.abspath(data_root)
@@ -159,11 +163,14 @@ class Engine:
         mounts = oci.mounts_of(body, hc)
         log_cfg = (hc.get("LogConfig") or {})
         if log_cfg.get("Type") not in (None, "", "json-file", "none"):
-            raise BadRequest(f"HostConfig.LogConfig.Type: logging driver {log_cfg['Type']!r} "
-                             "is not supported (json-file, none)")
+            # dockerd 20.10's words: a driver it does not know is looked for among plugins
+            raise BadRequest(f"error looking up logging plugin {log_cfg['Type']}: plugin "
+                             f"\"{log_cfg['Type']}\" not found")
         _size_opt((log_cfg.get("Config") or {}).get("max-size", ""))
         netmode = hc.get("NetworkMode") or "default"
         self.networks.check_mode(netmode)
+        if hc.get("Runtime") and hc["Runtime"] not in RUNTIMES:
+            raise BadRequest(f"Unknown runtime specified {hc['Runtime']}")
         cid = new_id()
         name = check_name(name) if name else ""
         with self.lock:
@@ -197,9 +204,9 @@ class Engine:
 
         bundle = os.path.join(d, "bundle")
         env = [e for e in body.get("Env") or [] if isinstance(e, str)]
-        for e in env:
-            if "=" not in e:
-                raise BadRequest(f"Config.Env: {e!r} is not KEY=VALUE")
+        # dockerd: a bare NAME unsets NAME in the process (the image's too), stays in Config.Env
+        unset = [e for e in env if "=" not in e]
+        env = [e for e in env if "=" in e]
         try:
             spec = make_bundle(img.id, bundle, storage=self.store.root, args=cmd,
                                   entrypoint=ep, env=env, user=body.get("User") or None,
@@ -210,7 +217,15 @@ class Engine:
             if type(e).__name__ in ("InvalidArgument", "ConfigError"):
                 raise BadRequest(str(e)) from None
             raise
+        if unset:
+            spec["process"]["env"] = [e for e in spec["process"]["env"]
+                                      if e.partition("=")[0] not in unset]
         hostname = body.get("Hostname") or cid[:12]
+        config_env = spec["process"]["env"] + unset
+        if not any(e.startswith("HOSTNAME=") for e in spec["process"]["env"]):
+            # dockerd's process environment: PATH, HOSTNAME, then the config's
+            at = 1 if spec["process"]["env"][:1] and spec["process"]["env"][0].startswith("PATH=") else 0
+            spec["process"]["env"].insert(at, f"HOSTNAME={hostname}")
         etc = self._etc_files(d, hostname, body, hc)
         resolved = self.volumes.resolve(mounts, os.path.join(bundle, "rootfs"))
         oci_mounts = []
@@ -243,7 +258,7 @@ class Engine:
                   "AttachStderr": bool(body.get("AttachStderr")),
                   "ExposedPorts": body.get("ExposedPorts") or ic.get("ExposedPorts"),
                   "Tty": bool(body.get("Tty")), "OpenStdin": bool(body.get("OpenStdin")),
-                  "StdinOnce": bool(body.get("StdinOnce")), "Env": spec["process"]["env"],
+                  "StdinOnce": bool(body.get("StdinOnce")), "Env": config_env,
                   "Cmd": cmd, "Healthcheck": body.get("Healthcheck") or ic.get("Healthcheck"),
                   "Image": body["Image"], "Volumes": body.get("Volumes"),
                   "WorkingDir": body.get("WorkingDir") or ic.get("WorkingDir", ""),
@@ -253,6 +268,7 @@ class Engine:
                   "StopTimeout": body.get("StopTimeout")}
         hc_out = dict(hc)
         hc_out.setdefault("NetworkMode", netmode)
+        hc_out["Runtime"] = hc.get("Runtime") or "runner"
         hc_out.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
         hc_out.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
         if not hc_out["LogConfig"].get("Type"):
@@ -271,7 +287,9 @@ class Engine:
                "Mounts": [{"Type": m["Type"], "Name": m.get("Name", ""), "Source": m["Source"],
                            "Anonymous": m["Type"] == "volume" and not m.get("Named"),
                            "Destination": m["Target"], "Driver": "local" if m["Type"] == "volume" else "",
-                           "Mode": "", "RW": not m["ReadOnly"], "Propagation": m.get("Propagation", "")}
+                           "Mode": "", "RW": not m["ReadOnly"],
+                           # dockerd shows a bind's default propagation
+                           "Propagation": m.get("Propagation") or ("rprivate" if m["Type"] == "bind" else "")}
                           for m in resolved if m["Type"] != "tmpfs"],
                "Config": config, "NetworkSettings": self.networks.settings(cid, netmode, body),
                "GraphDriver": {"Name": "overlay2", "Data": {}}}

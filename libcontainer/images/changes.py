@@ -147,8 +147,8 @@ def changes(upper: str, lowers: list) -> list:
     return out
 
 
-def bundle_changes(bundle: str, storage: str | None = None) -> list:
-    """The changes of a bundle made from an image of the store (images.bundle.create)."""
+def _overlay_of(bundle: str, storage: str | None):
+    """(store, mount record, upper dir) of a bundle made from an image (bundle.create)."""
     from .bundle import _key, _read
     from .errors import ImageError
     from .store import Store
@@ -162,6 +162,33 @@ def bundle_changes(bundle: str, storage: str | None = None) -> list:
     if rec.get("driver") != "overlay":
         raise ImageError(f"{bundle}: its rootfs is a copy (driver {rec.get('driver')}); "
                          "its changes need the overlay driver")
+    return store, rec, store.path("containers", key, "upper")
+
+
+def bundle_changes(bundle: str, storage: str | None = None) -> list:
+    """The changes of a bundle made from an image of the store (images.bundle.create)."""
+    store, rec, upper = _overlay_of(bundle, storage)
     with store.shared():
         lowers = [store.layer_dir(d) for d in reversed(rec.get("layers") or [])]
-        return changes(store.path("containers", key, "upper"), lowers)
+        return changes(upper, lowers)
+
+
+def rw_size(bundle: str, storage: str | None = None) -> int:
+    """Bytes of the files a bundle's container wrote (its upper dir; a hard link once), as
+    dockerd's SizeRw; 0 where there is none."""
+    try:
+        _, _, upper = _overlay_of(bundle, storage)
+    except Exception:
+        return 0
+    seen: set = set()
+    total = 0
+    for base, _dirs, files in os.walk(upper):
+        for n in files:
+            try:
+                st = os.lstat(os.path.join(base, n))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total

@@ -776,3 +776,99 @@ def test_search(cli, client, tmp_path):
         for p in (stub, reg):
             p.terminate()
             p.wait(10)
+
+
+# ---- what docker-py's own tests ask --------------------------------------------------------
+
+def test_cp_through_volumes_of_a_stopped_container(cli, client, tmp_path):
+    """docker cp sees the container's volumes and binds, also when it is stopped (dockerd
+    mounts them for the copy)."""
+    src = tmp_path / "bound"
+    src.mkdir()
+    ok(cli, "run", "--name", "cpv1", "-v", "/vol1", "-v", f"{src}:/bound", IMAGE, "sh", "-c",
+       "echo in-volume > /vol1/data.txt; echo in-bind > /bound/b.txt")
+    assert ok(cli, "cp", "cpv1:/vol1/data.txt", "-") != ""
+    out = tmp_path / "out"
+    ok(cli, "cp", "cpv1:/vol1/data.txt", str(out))
+    assert out.read_text() == "in-volume\n"
+    ok(cli, "cp", "cpv1:/bound/b.txt", str(tmp_path / "b"))
+    assert (tmp_path / "b").read_text() == "in-bind\n"
+    (tmp_path / "up.txt").write_text("uploaded\n")
+    ok(cli, "cp", str(tmp_path / "up.txt"), "cpv1:/vol1/")
+    ok(cli, "cp", str(tmp_path / "up.txt"), "cpv1:/bound/")
+    assert (src / "up.txt").read_text() == "uploaded\n"
+    vol = [m for m in client.api.inspect_container("cpv1")["Mounts"] if m["Destination"] == "/vol1"][0]
+    assert ok(cli, "run", "--rm", "-v", f"{vol['Name']}:/v", IMAGE, "cat", "/v/up.txt") == "uploaded\n"
+    bind = [m for m in client.api.inspect_container("cpv1")["Mounts"] if m["Destination"] == "/bound"][0]
+    assert bind["Propagation"] == "rprivate" and vol["Propagation"] == ""
+
+
+def test_env_unset_runtime_and_log_driver_errors(cli, client):
+    """A bare NAME in Env unsets it in the process and stays in Config.Env; HostConfig.Runtime
+    is shown (runc is a name we answer to), an unknown one and an unknown log driver are
+    refused in dockerd's words."""
+    api = client.api
+    c = api.create_container(IMAGE, ["/bin/sh", "-c", "env"], hostname="envhost",
+                             environment={"PATH": None, "Other": "one", "Blank": ""},
+                             host_config=api.create_host_config(runtime="runc"))
+    env = api.inspect_container(c)["Config"]["Env"]
+    assert "PATH" in env and "Other=one" in env and "Blank=" in env
+    assert not any(e.startswith(("HOSTNAME=", "PATH=")) for e in env)
+    assert api.inspect_container(c)["HostConfig"]["Runtime"] == "runc"
+    api.start(c)
+    api.wait(c)
+    out = api.logs(c).decode().split()
+    assert "Other=one" in out and "Blank=" in out and "HOSTNAME=envhost" in out
+    assert not any(e.startswith("PATH=/usr") for e in out)
+    r = cli.docker("create", "--runtime", "nosuch-rt", IMAGE, "true")
+    assert r.returncode != 0 and "Unknown runtime specified nosuch-rt" in r.stderr
+    r = cli.docker("create", "--log-driver", "asdf", IMAGE, "true")
+    assert r.returncode != 0 and 'error looking up logging plugin asdf: plugin "asdf" not found' in r.stderr
+
+
+def test_no_swarm_and_no_plugins(cli, client):
+    """Outside a swarm (runner daemon never is in one) swarm-scoped requests get dockerd's
+    503s, docker-py's leave_swarm(force=True) succeeds; no plugins are installed."""
+    r = cli.docker("node", "ls")
+    assert r.returncode != 0 and "This node is not a swarm manager" in r.stderr
+    r = cli.docker("service", "ls")
+    assert r.returncode != 0 and "This node is not a swarm manager" in r.stderr
+    r = cli.docker("swarm", "leave", "--force")
+    assert r.returncode != 0 and "This node is not part of a swarm" in r.stderr
+    assert client.api.leave_swarm(force=True) is True
+    with pytest.raises(docker_py.errors.APIError) as e:
+        client.api.inspect_swarm()
+    assert e.value.status_code == 503
+    assert ok(cli, "plugin", "ls", "-q") == ""
+    r = cli.docker("plugin", "inspect", "vieux/sshfs:latest")
+    assert r.returncode != 0 and "No such plugin: vieux/sshfs:latest" in r.stderr
+
+
+def test_load_names_and_container_prune_space(cli, client, tmp_path):
+    """docker load names what the archive names (an archive saved by id: the id only), not
+    the other names the image has; container prune counts the space the removed containers
+    wrote."""
+    ok(cli, "tag", IMAGE, "runner-test/other-name:1")
+    iid = client.images.get(IMAGE).id
+    ok(cli, "save", "-o", str(tmp_path / "by-id.tar"), iid)
+    ok(cli, "save", "-o", str(tmp_path / "by-name.tar"), IMAGE)
+    assert ok(cli, "load", "-i", str(tmp_path / "by-id.tar")).strip() == f"Loaded image ID: {iid}"
+    assert ok(cli, "load", "-i", str(tmp_path / "by-name.tar")).strip() == f"Loaded image: {IMAGE}"
+    with open(tmp_path / "by-id.tar", "rb") as f:
+        assert [i.id for i in client.images.load(f.read())] == [iid]
+    ok(cli, "rmi", "runner-test/other-name:1")
+    ok(cli, "run", "--name", "pr1", IMAGE, "sh", "-c", "head -c 100000 /dev/zero > /big")
+    ok(cli, "run", "-d", "--name", "pr2", IMAGE, "sleep", "60")
+    res = client.api.prune_containers()
+    ids = [client.api.inspect_container("pr2")["Id"]]
+    assert res["ContainersDeleted"] and ids[0] not in res["ContainersDeleted"]
+    assert res["SpaceReclaimed"] >= 100000
+
+
+def test_build_failing_run_in_dockerds_words(cli, tmp_path):
+    (tmp_path / "Dockerfile").write_text(f"FROM {IMAGE}\nRUN exit 3\n")
+    env = {"DOCKER_BUILDKIT": "0"}
+    r = subprocess.run([DOCKER, "-H", cli.host, "build", "-q", str(tmp_path)], capture_output=True,
+                       text=True, timeout=120, env=dict(os.environ, **env))
+    assert r.returncode != 0
+    assert "The command '/bin/sh -c exit 3' returned a non-zero code: 3" in r.stderr, r.stderr

@@ -413,17 +413,23 @@ async def rename(request):
 
 
 async def prune(request):
+    from ...images.changes import rw_size
+
     d = daemon(request)
     gone = []
+    reclaimed = 0
     for rec in d.engine.list():
         if rec["State"]["Status"] in ("exited", "created", "dead") and _match(rec, {
                 k: v for k, v in qfilters(request).items() if k == "label"}):
+            size = await blocking(request, rw_size, os.path.join(d.engine._dir(rec["Id"]), "bundle"),
+                                  d.engine.store.root)
             try:
                 await blocking(request, d.engine.remove, rec["Id"])
                 gone.append(rec["Id"])
+                reclaimed += size
             except Conflict:
                 pass
-    return jresp({"ContainersDeleted": gone or None, "SpaceReclaimed": 0})
+    return jresp({"ContainersDeleted": gone or None, "SpaceReclaimed": reclaimed})
 
 
 async def update(request):
@@ -560,15 +566,21 @@ def _rootfs(d, ref: str) -> tuple:
     return rec, root
 
 
+def _mounts(rec) -> tuple:
+    """(destination, source) of the container's volumes and binds: docker cp sees them."""
+    return tuple((m["Destination"], m["Source"]) for m in rec.get("Mounts") or ()
+                 if m.get("Source") and m.get("Destination"))
+
+
 async def archive_head(request):
     from .. import archive
 
     d = daemon(request)
-    _, root = _rootfs(d, request.match_info["id"])
+    rec, root = _rootfs(d, request.match_info["id"])
     path = request.query.get("path", "")
     if not path:
         raise BadRequest("path: not given")
-    hdr = await blocking(request, archive.stat_header, root, path)
+    hdr = await blocking(request, archive.stat_header, root, path, _mounts(rec))
     return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": hdr})
 
 
@@ -576,12 +588,12 @@ async def archive_get(request):
     from .. import archive
 
     d = daemon(request)
-    _, root = _rootfs(d, request.match_info["id"])
+    rec, root = _rootfs(d, request.match_info["id"])
     path = request.query.get("path", "")
     if not path:
         raise BadRequest("path: not given")
-    hdr = await blocking(request, archive.stat_header, root, path)
-    data = await blocking(request, archive.get, root, path)
+    hdr = await blocking(request, archive.stat_header, root, path, _mounts(rec))
+    data = await blocking(request, archive.get, root, path, _mounts(rec))
     return web.Response(body=data, headers={"X-Docker-Container-Path-Stat": hdr,
                                             "Content-Type": "application/x-tar"})
 
@@ -590,12 +602,12 @@ async def archive_put(request):
     from .. import archive
 
     d = daemon(request)
-    _, root = _rootfs(d, request.match_info["id"])
+    rec, root = _rootfs(d, request.match_info["id"])
     path = request.query.get("path", "")
     if not path:
         raise BadRequest("path: not given")
     data = await request.read()
-    await blocking(request, archive.put, root, path, data)
+    await blocking(request, archive.put, root, path, data, _mounts(rec))
     return web.Response(status=200)
 
 

@@ -367,12 +367,28 @@ async def load(request):
 
         def work(prog):
             img = eng.store.pull("docker-archive:" + path, progress=None if quiet else prog)
-            eng.events.emit("image", "load", "sha256:" + img.id, {"name": img.names[0] if img.names else ""})
-            return [{"stream": f"Loaded image: {short_image_name(n)}\n"} for n in img.names] or \
+            tags = _archive_tags(path)
+            eng.events.emit("image", "load", "sha256:" + img.id, {"name": tags[0] if tags else ""})
+            # as dockerd: the names the archive gives (not others the image already had)
+            return [{"stream": f"Loaded image: {t}\n"} for t in tags] or \
                 [{"stream": f"Loaded image ID: sha256:{img.id}\n"}]
         return await _stream(request, work)
     finally:
         os.unlink(path)
+
+
+def _archive_tags(path: str) -> list:
+    """The RepoTags of a docker-archive's manifest.json."""
+    import tarfile
+
+    try:
+        with tarfile.open(path) as t:
+            m = t.extractfile("manifest.json")
+            entries = json.loads(m.read(16 << 20)) if m else []
+    except (KeyError, OSError, ValueError, tarfile.TarError):
+        return []
+    return [tag for e in entries if isinstance(e, dict) for tag in e.get("RepoTags") or []
+            if isinstance(tag, str)]
 
 
 async def prune(request):
@@ -524,6 +540,10 @@ async def build(request):
                                    storage=eng.store.root, progress=progress)
             except Exception as e:
                 if type(e).__name__ == "BuildError":
+                    if getattr(e, "code", None) is not None:
+                        # dockerd's words for a RUN that failed (clients match them)
+                        raise BadRequest(f"The command '{' '.join(e.argv)}' returned a non-zero "
+                                         f"code: {e.code}") from None
                     raise BadRequest(str(e)) from None
                 raise
             for t in tags[1:]:

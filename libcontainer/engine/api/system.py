@@ -9,6 +9,7 @@ import time
 
 from aiohttp import web
 
+from ..daemon import RUNTIMES
 from ..events import matches
 from ..records import parse_time
 from .base import API_VERSION, MIN_API_VERSION, blocking, daemon, jresp, qfilters
@@ -78,7 +79,7 @@ async def info(request):
         "NCPU": os.cpu_count(), "MemTotal": mem, "DockerRootDir": eng.root, "HttpProxy": "",
         "HttpsProxy": "", "NoProxy": "", "Name": u.nodename, "Labels": [],
         "ExperimentalBuild": False, "ServerVersion": _version()["Version"],
-        "Runtimes": {"runner": {"path": "libcontainer"}}, "DefaultRuntime": "runner",
+        "Runtimes": {n: {"path": "libcontainer"} for n in RUNTIMES}, "DefaultRuntime": "runner",
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                   "ControlAvailable": False, "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": "", "InitBinary": "docker-init",

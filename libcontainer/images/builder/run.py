@@ -127,6 +127,8 @@ def run(workdir: str, rootfs: str, argv: list, env: list, cwd: str, user: str,
                 pass
     if code != 0:
         shown = "\n".join(tail.rstrip("\n").splitlines()[-40:])
-        raise BuildError(f"{ins.file}:{ins.line}: RUN: the command {json.dumps(argv)} exited "
+        err = BuildError(f"{ins.file}:{ins.line}: RUN: the command {json.dumps(argv)} exited "
                          f"with code {code}" + (f"; its output ended with:\n{shown}" if shown else
                                                 " (no output)"))
+        err.argv, err.code = list(argv), code  # for those who word it their way (the daemon)
+        raise err
