@@ -54,6 +54,7 @@ class Engine:
         self.rootless = os.geteuid() != 0
         self.events = Events()
         self.lock = threading.RLock()
+        self._cleanup_locks: dict = {}  # container id → its runtime cleanup lock
         self.containers: dict = {}
         self.names: dict = {}
         self.on_change = lambda cid: None
@@ -384,13 +385,18 @@ class Engine:
                     image=rec["Config"]["Image"])
 
     def _cleanup_runtime(self, cid: str) -> None:
-        """The runtime's record of an earlier run (stopped) goes before a new start."""
+        """The runtime's record of an earlier run (stopped) goes before a new start. One at a
+        time per container: a remove racing the exit's cleanup waits for its poststop hooks
+        (the network's DEL), which must run before the network may go."""
         import libcontainer
 
-        try:
-            libcontainer.load(cid, self.runtime_root).delete(force=True)
-        except libcontainer.NotFound:
-            pass
+        with self.lock:
+            lock = self._cleanup_locks.setdefault(cid, threading.Lock())
+        with lock:
+            try:
+                libcontainer.load(cid, self.runtime_root).delete(force=True)
+            except libcontainer.NotFound:
+                pass
 
     def _oom_killed(self, cid: str) -> bool:
         """The kernel's OOM count of the container's cgroup, before it goes."""
@@ -422,8 +428,13 @@ class Engine:
             import logging
 
             logging.getLogger("runner.daemon").warning("cleanup of %s: %s", cid[:12], e)
+        with self.lock:
+            if self.containers.get(cid) is not rec or rec["State"]["Status"] == "removing":
+                return  # a remove (rm -f) took it meanwhile: its network and record are its own
         self.networks.after_stop(rec)
         with self.lock:
+            if self.containers.get(cid) is not rec or rec["State"]["Status"] == "removing":
+                return
             st = rec["State"]
             st.update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                       ExitCode=ex["ExitCode"], FinishedAt=ex["FinishedAt"], OOMKilled=oom)
@@ -607,6 +618,7 @@ class Engine:
         with self.lock:
             self.containers.pop(cid, None)
             self.names.pop(rec["Name"].lstrip("/"), None)
+            self._cleanup_locks.pop(cid, None)
             rec["State"]["Status"] = "removed"
         self.events.emit("container", "destroy", cid, self._attrs(rec))
         self.on_change(cid)

@@ -872,3 +872,24 @@ def test_build_failing_run_in_dockerds_words(cli, tmp_path):
                        text=True, timeout=120, env=dict(os.environ, **env))
     assert r.returncode != 0
     assert "The command '/bin/sh -c exit 3' returned a non-zero code: 3" in r.stderr, r.stderr
+
+
+def test_network_reused_after_force_remove(cli, client):
+    """rm -f of a container just after (or as) it exits, then its network removed at once,
+    over and over: each time the next container gets the same address of a fresh network and
+    starts (the first's teardown, its network's DEL, finished before the rm returned)."""
+    api = client.api
+    for i in range(8):
+        net = api.create_network(f"reuse{i}", ipam=docker_py.types.IPAMConfig(
+            pool_configs=[docker_py.types.IPAMPool(subnet="10.199.7.0/24")]))["Id"]
+        c = api.create_container(IMAGE, ["sleep", "0.5"] if i % 2 else ["true"],
+                                 host_config=api.create_host_config(network_mode=f"reuse{i}"))
+        api.start(c)
+        addr = api.inspect_container(c)["NetworkSettings"]["Networks"][f"reuse{i}"]["IPAddress"]
+        assert addr in ("", "10.199.7.2")  # empty once it exited
+        if i % 2 == 0:
+            api.wait(c)
+        else:
+            time.sleep(0.3 + 0.05 * i)
+        api.remove_container(c, force=True, v=True)
+        api.remove_network(net)
