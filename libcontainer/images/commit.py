@@ -126,3 +126,37 @@ def commit_bundle(bundle: str, store: Store, image: str = "", changes: list | No
         hist.append(entry)
         out["history"] = hist
         return store.add_image(out, name=image)
+
+
+def import_tar(store: Store, stream, image: str = "", changes: list | None = None,
+               message: str = "", source: str = "-") -> Image:
+    """docker import: a filesystem tar (gzip, bzip2, xz or plain) → an image of that one layer,
+    its config the `changes` (Dockerfile instructions) applied to an empty one, its history
+    "Imported from SOURCE" (or `message`), as dockerd records it."""
+    import bz2
+    import gzip
+    import lzma
+
+    from .builder.stage import rfc3339
+
+    cfg: dict = {}
+    _changes(cfg, changes or [])  # a bad change fails before anything is read
+    head = stream.peek(6)[:6] if hasattr(stream, "peek") else b""
+    if head.startswith(b"\x1f\x8b"):
+        stream = gzip.GzipFile(fileobj=stream)
+    elif head.startswith(b"BZh"):
+        stream = bz2.BZ2File(stream)
+    elif head.startswith(b"\xfd7zXZ\x00"):
+        stream = lzma.LZMAFile(stream)
+    try:
+        diff_id = store.add_layer_tar(stream)
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise ImageError(f"import: the source is not a (compressed) tar archive: {e}") from None
+    now = rfc3339(time.time())
+    out = {"architecture": "amd64", "os": "linux", "created": now,
+           "config": {k: v for k, v in cfg.items() if v not in (None, "", [], {})},
+           "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+           "history": [{"created": now, "comment": message or f"Imported from {source}"}]}
+    if message:
+        out["comment"] = message
+    return store.add_image(out, name=image)

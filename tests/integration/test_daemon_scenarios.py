@@ -893,3 +893,29 @@ def test_network_reused_after_force_remove(cli, client):
             time.sleep(0.3 + 0.05 * i)
         api.remove_container(c, force=True, v=True)
         api.remove_network(net)
+
+
+def test_import(cli, client, tmp_path):
+    """docker import (POST /images/create?fromSrc=-): a (gzipped) rootfs tar as a one-layer
+    image, --change and --message applied; what is not a tar is refused and leaves no image."""
+    import tarfile
+
+    from daemonkit import ROOTFS
+
+    tgz = tmp_path / "rootfs.tar.gz"
+    with tarfile.open(tgz, "w:gz") as t:
+        for n in sorted(os.listdir(ROOTFS)):
+            t.add(os.path.join(ROOTFS, n), arcname=n)
+    out = ok(cli, "import", "-c", 'CMD ["/bin/echo", "imported"]', "-c", "USER 1000", "-m", "my import",
+             str(tgz), "runner-test/imported:1").strip()
+    assert out.startswith("sha256:")
+    assert ok(cli, "run", "--rm", "runner-test/imported:1") == "imported\n"
+    img = client.api.inspect_image("runner-test/imported:1")
+    assert img["Id"] == out and img["Config"]["User"] == "1000"
+    assert img["Config"]["Cmd"] == ["/bin/echo", "imported"] and len(img["RootFS"]["Layers"]) == 1
+    assert client.api.history("runner-test/imported:1")[0]["Comment"] == "my import"
+    before = len(client.images.list(all=True))
+    (tmp_path / "not.tar").write_bytes(b"this is not a tar archive at all\n" * 50)
+    r = cli.docker("import", str(tmp_path / "not.tar"), "runner-test/imported:2")
+    assert r.returncode != 0 and len(client.images.list(all=True)) == before
+    ok(cli, "rmi", "runner-test/imported:1")

@@ -326,7 +326,7 @@ async def create(request):
     eng = daemon(request).engine
     src = request.query.get("fromSrc")
     if src:
-        raise BadRequest("import (fromSrc) is not supported; use load")
+        return await import_image(request, src)
     image = request.query.get("fromImage", "")
     if not image:
         raise BadRequest("fromImage: no image given")
@@ -354,6 +354,61 @@ async def create(request):
     # a missing image fails before the 200, as dockerd answers 404 for an unknown repository
     return await _stream(request, work, first=[{"status": f"Pulling from {image.split(':')[0]}",
                                                  "id": tag_ or "latest"}])
+
+
+async def import_image(request, src: str):
+    """docker import (POST /images/create?fromSrc=-|URL&repo=&tag=&changes=&message=): the
+    request body (or what the URL answers) as the one layer of a new image."""
+    from ...images.commit import import_tar
+    from ...images.errors import ImageError
+
+    eng = daemon(request).engine
+    q = request.query
+    repo, tag_ = q.get("repo", ""), q.get("tag", "")
+    name = ""
+    if repo:
+        last = repo.rsplit("/", 1)[-1]
+        name = repo if (":" in last or "@" in repo or not tag_) else f"{repo}:{tag_}"
+    if src != "-" and not src.startswith(("http://", "https://")):
+        src = "http://" + src  # as dockerd: a bare host/path is fetched over HTTP
+    fd, path = tempfile.mkstemp(prefix="import-", suffix=".tar", dir=eng.root)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if src == "-":
+                async for chunk in request.content.iter_chunked(1 << 20):
+                    await asyncio.get_running_loop().run_in_executor(request.app["pool"], f.write, chunk)
+
+        def work(prog):
+            import io
+            import urllib.request
+
+            if src != "-":
+                try:
+                    with urllib.request.urlopen(src, timeout=60) as r, open(path, "wb") as out:
+                        while True:
+                            chunk = r.read(1 << 20)
+                            if not chunk:
+                                break
+                            out.write(chunk)
+                except OSError as e:
+                    raise BadRequest(f"import: {src}: {e}") from None
+                prog.put({"status": "Downloading from " + src})
+            try:
+                with open(path, "rb") as f:
+                    img = import_tar(eng.store, io.BufferedReader(f), image=name,
+                                     changes=[c for c in q.getall("changes", []) if c],
+                                     message=q.get("message", ""), source=src)
+            except ImageError as e:
+                raise BadRequest(str(e)) from None
+            except Exception as e:
+                if type(e).__name__ in ("InvalidArgument", "LexError"):
+                    raise BadRequest(str(e)) from None
+                raise
+            eng.events.emit("image", "import", "sha256:" + img.id, {"name": name})
+            return [{"status": "sha256:" + img.id}]
+        return await _stream(request, work)
+    finally:
+        os.unlink(path)
 
 
 async def load(request):
