@@ -192,22 +192,38 @@ __attribute__((noreturn)) static void init_main(int sync, int op, int search, co
     sys3(NR_close, sync, 0, 0);
     int status = 0, done = 0;
     long info[16];  /* siginfo_t: 128 bytes */
+    int forwarding = 1;
     while (!done) {
-        long sig = sys4(NR_rt_sigtimedwait, (long)&all, (long)info, 0, 8);
-        if (sig <= 0)
-            continue;
-        if (sig != SIGCHLD_) {
+        long sig = SIGCHLD_;
+        if (forwarding) {
+            sig = sys4(NR_rt_sigtimedwait, (long)&all, (long)info, 0, 8);
+            if (sig == -4 /* EINTR */ || sig == -11 /* EAGAIN */ || sig == 0)
+                continue;
+            if (sig < 0)  /* refused (a seccomp profile): only wait, never spin */
+                forwarding = 0;
+        }
+        if (forwarding && sig != SIGCHLD_) {
             sys3(NR_kill, child, sig, 0);
             continue;
         }
         for (;;) {
             int st = 0;
-            long pid = sys4(NR_wait4, -1, (long)&st, WNOHANG_, 0);
+            long pid = sys4(NR_wait4, -1, (long)&st, forwarding ? WNOHANG_ : 0, 0);
+            if (pid == -4)
+                continue;
+            if (pid == -10 /* ECHILD: cannot be, the command is ours */) {
+                if (!done)
+                    status = 1 << 8;
+                done = 1;
+                break;
+            }
             if (pid <= 0)
                 break;
             if (pid == child) {
                 status = st;
                 done = 1;
+                if (!forwarding)
+                    break;
             }
         }
     }

@@ -121,3 +121,15 @@ def test_libcontainer_run_with_init(bundle, tmp_path):
         c.delete(force=True)
     with pytest.raises(libcontainer.InvalidArgument, match="init_status_fd"):
         libcontainer.run(bundle.path, new_id(), root=bundle.root, init=True, init_status_fd=1)
+
+
+def test_init_under_a_profile_refusing_its_signal_wait(bundle):
+    """A seccomp profile that refuses rt_sigtimedwait: the init only waits (no forwarding)
+    and still ends with the command, though a process it left behind lives on."""
+    need_root()
+    import libcontainer
+
+    bundle.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["rt_sigtimedwait"], "action": "SCMP_ACT_ERRNO"}]}
+    bundle.sh("sleep 100 & exit 4").write()
+    assert libcontainer.run(bundle.path, new_id(), root=bundle.root, init=True) == 4
