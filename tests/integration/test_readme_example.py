@@ -29,7 +29,15 @@ def test_readme_library_example_runs(bundle, tmp_path, capsys):
                         f"    setattr(libcontainer, _n, functools.partial(getattr(libcontainer, _n), "
                         f"root={bundle.root!r}))")
     bundle.last_id = web
-    exec(compile(code, "README.md", "exec"), {})
+    import libcontainer
+
+    # (the partials replace the package's own names: put them back for the tests after)
+    saved = {n: getattr(libcontainer, n) for n in ("run", "create", "load")}
+    try:
+        exec(compile(code, "README.md", "exec"), {})
+    finally:
+        for n, f in saved.items():
+            setattr(libcontainer, n, f)
     out = capsys.readouterr().out.split("\n")
     assert any(line.startswith("running ") for line in out)
     assert out[-3:] == ["0", "137", ""]
