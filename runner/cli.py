@@ -32,7 +32,7 @@ VERBS = {
     "build": "build", "commit": "build",
     "push": "ship", "save": "ship", "load": "ship", "tag": "ship", "login": "ship",
     "logout": "ship", "search": "ship", "system": "system",
-    "daemon": "daemon",
+    "daemon": "daemon", "warm-server": "warm",
 }
 
 # Verbs that allocate a bounded amount and exit (run and exec may wait long, allocating
@@ -76,6 +76,8 @@ verbs:
    search    search a registry's repositories (HOST/TERM), or list tags (--list-tags)
    system    system prune: remove what the image store holds for nothing
    daemon    serve the Docker Engine API (docker CLI, docker-py, docker-compose)
+   warm-server  serve start/state/kill/delete/... of this --root without an interpreter
+             start-up per call (the installed launcher hands them over; see README)
 
 global flags:
 """

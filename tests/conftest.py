@@ -14,6 +14,14 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOTFS = os.path.join(REPO, "build", "bundle", "rootfs")
 RUNNER = [sys.executable, "-m", "runner"]
+# The installed command (the ELF launcher `pip install .` makes: csrc/launcher.c).
+LAUNCHER = os.path.join(os.path.dirname(sys.executable), "runner")
+# RUNNER_TEST_WARM=1: every `runner` of the tests is the launcher, and each test's state
+# root has a warm server (runner/warm.py): the same tests, passed both ways, show the
+# runner behaves the same with and without it.
+WARM = os.environ.get("RUNNER_TEST_WARM") == "1"
+if WARM:
+    RUNNER = [LAUNCHER]
 
 sys.path.insert(0, REPO)
 from libcontainer.default_spec import default_config  # noqa: E402
@@ -81,6 +89,62 @@ class Bundle:
         return self.runner("run", "--bundle", self.path, *extra, cid, **kw)
 
 
+class WarmServer:
+    """`runner --root ROOT --debug warm-server` for the time of a with-block; log() is what
+    it said (a line per call served or refused). `pre`: what it runs under (nsenter into an
+    engine's namespaces: it serves only callers in its own)."""
+
+    def __init__(self, root: str, *extra: str, pre: tuple = ()):
+        self.root, self.extra, self.pre = root, extra, list(pre)
+        self.sock = os.path.join(root, ".warm.sock")
+
+    def __enter__(self) -> "WarmServer":
+        import tempfile
+        import time
+
+        os.makedirs(self.root, exist_ok=True)
+        self.logfile = tempfile.NamedTemporaryFile(prefix="warm-log-", dir="/dev/shm")
+        self.proc = subprocess.Popen([*self.pre, LAUNCHER, "--root", self.root, "--debug",
+                                      "warm-server", *self.extra], stdin=subprocess.DEVNULL,
+                                     stdout=self.logfile, stderr=self.logfile)
+        for _ in range(600):
+            if "serving " + self.sock in self.log() or self.proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        if self.proc.poll() is not None or not os.path.exists(self.sock):
+            self.__exit__(None, None, None)
+            raise AssertionError(f"the warm server did not start: {self.log()}")
+        return self
+
+    def log(self) -> str:
+        if self.logfile.closed:
+            return self.final
+        with open(self.logfile.name) as f:
+            return f.read()
+
+    def served(self) -> list:
+        return [line for line in self.log().splitlines() if " serving pid " in line]
+
+    def refused(self) -> list:
+        return [line for line in self.log().splitlines() if " refused pid " in line]
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.final = self.log()
+        self.logfile.close()
+
+
+def state_entries(root: str) -> list:
+    """What a state root holds, but a warm server's socket (RUNNER_TEST_WARM=1)."""
+    return [n for n in os.listdir(root) if n != ".warm.sock"]
+
+
 def new_id() -> str:
     return "t-" + uuid.uuid4().hex[:12]
 
@@ -94,7 +158,12 @@ def bundle(tmp_path, rootfs_template):
     os.chmod(tmp_path, 0o755)
     subprocess.run(["cp", "-a", rootfs_template, str(path / "rootfs")], check=True)
     b = Bundle(str(path), str(tmp_path / "state"))
-    yield b
+    if WARM:
+        with WarmServer(b.root) as server:
+            yield b
+        assert " refused pid " not in server.log(), server.log()
+    else:
+        yield b
     left = leftovers(b.root, getattr(b, "last_id", None), str(path), b.mark)
     if left:
         subprocess.run(RUNNER + ["--root", b.root, "delete", "--force", b.last_id],

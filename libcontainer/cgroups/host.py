@@ -47,7 +47,10 @@ def detect(mountinfo: str = "/proc/self/mountinfo", cgroup: str = "/proc/self/cg
     mounted and can be reached. A mount covered by a later one (the cgroup2 mount point of
     a hybrid host under a plain tmpfs, as crun is run there) is not there for us."""
     global _host
-    default = mountinfo == "/proc/self/mountinfo"
+    # another process's cgroups (the warm server's caller: cgroup=/proc/PID/cgroup) in our
+    # mounts: not cached
+    ours = mountinfo == "/proc/self/mountinfo"
+    default = ours and cgroup == "/proc/self/cgroup"
     if default and _host is not None:
         return _host
     own, v1_mounts, unified = {}, {}, ""
@@ -64,7 +67,7 @@ def detect(mountinfo: str = "/proc/self/mountinfo", cgroup: str = "/proc/self/cg
                 continue
             fields = left.split()
             root, mnt = fields[3], fields[4].replace("\\040", " ")
-            if default and not _shows(mnt, fields[2]):
+            if ours and not _shows(mnt, fields[2]):
                 continue
             if fstype == "cgroup2":
                 if not unified:

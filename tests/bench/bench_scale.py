@@ -5,6 +5,10 @@ ratios from this one run.
     .venv/bin/python tests/bench/bench_scale.py [--rounds N] [--containers N[,N…]] [--api]
     .venv/bin/python tests/bench/bench_scale.py --rounds 0 --containers 1000,3000 --api
 
+The runner twice: plain (each call an interpreter) and `runner warm` (a `runner
+warm-server` on its state root, which the launcher hands the verbs that make no process:
+runner/warm.py; create and run stay plain).
+
 Table 1, per verb (median of --rounds lifecycles, round-robin over the runtimes): create,
 start, state, kill (SIGKILL), delete of a `sleep` container, and `run` of /bin/true.
 Table 2, a population: N × `run -d sleep` (per container), memory per running container
@@ -93,6 +97,21 @@ def cpu_ns() -> int:
     return int(sum(r.ru_utime + r.ru_stime for r in (
         resource.getrusage(resource.RUSAGE_SELF),
         resource.getrusage(resource.RUSAGE_CHILDREN))) * 1e9)
+
+
+def start_warm_server(runner: str, root: Path) -> subprocess.Popen:
+    """`runner warm-server` for the `runner warm` column's state root (runner/warm.py)."""
+    root.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([runner, "--root", str(root), "warm-server"],
+                            stdin=subprocess.DEVNULL)
+    for _ in range(1000):
+        if (root / ".warm.sock").exists() or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        raise RuntimeError("runner warm-server did not start")
+    time.sleep(0.5)  # past its imports: serving
+    return proc
 
 
 def wrapper_time(rounds: int) -> float:
@@ -350,6 +369,7 @@ def main() -> int:
         return 1
     missing = bench.ensure_packages("runc", "crun")
     tag = f"bs-{uuid.uuid4().hex[:6]}"
+    warm = None
     work = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir="/tmp"))
     shm = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir="/dev/shm"))
     try:
@@ -358,14 +378,17 @@ def main() -> int:
         sleep_cfg = bench.bench_config()
         sleep_cfg["process"]["args"] = ["sleep", "100000"]
         rts = []
-        for name, exe in (("runner", runner), ("runc", shutil.which("runc") or ""),
+        for name, exe in (("runner", runner), ("runner warm", runner),
+                          ("runc", shutil.which("runc") or ""),
                           ("crun", shutil.which("crun") or "")):
             if name in missing or not exe:
                 continue
-            b = work / "bundles" / name
+            b = work / "bundles" / name.replace(" ", "-")
             bench.make_bundle(b, "true")
             bench.make_bundle(b, "sleep", sleep_cfg)
-            rts.append(Runtime(name, exe, shm / name, b / "bundles", wrapped=name == "crun"))
+            rts.append(Runtime(name, exe, shm / name.replace(" ", "-"), b / "bundles",
+                               wrapped=name == "crun"))
+        warm = start_warm_server(runner, shm / "runner-warm")
         wrapper_ns = wrapper_time(max(args.rounds, 10))
         if args.rounds:
             print(f"\nper verb, median of {args.rounds} lifecycles, round-robin (crun: the "
@@ -393,6 +416,9 @@ def main() -> int:
             report_population(found, n)
         return 0
     finally:
+        if warm is not None:
+            warm.terminate()
+            warm.wait()
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(shm, ignore_errors=True)
         left = bench.remove_cgroups(bench.cgroups_named(tag + "-", exact=False))

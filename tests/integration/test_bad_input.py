@@ -4,7 +4,7 @@ process of that container."""
 import os
 
 import pytest
-from conftest import assert_nothing_left, new_id
+from conftest import assert_nothing_left, new_id, state_entries
 
 
 def _drop_ns(kind):
@@ -207,7 +207,7 @@ def test_bad_container_id(bundle, cid, words):
     r = bundle.runner("run", "-b", bundle.path, cid)
     assert r.returncode == 1
     assert r.stderr.startswith("runner: container id") and words in r.stderr
-    assert not os.path.exists(bundle.root) or os.listdir(bundle.root) == []
+    assert not os.path.exists(bundle.root) or state_entries(bundle.root) == []
 
 
 def test_missing_container_id(bundle):

@@ -14,7 +14,8 @@ import uuid
 import zipfile
 
 import pytest
-from conftest import REPO, RUNNER, assert_nothing_left, need_root, new_id
+from conftest import (REPO, RUNNER, assert_nothing_left, need_root, new_id,
+                      state_entries)
 
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "runner")
 
@@ -117,7 +118,7 @@ def test_rootless_flag_takes_runcs_values(bundle):
         assert r.returncode == 0, r.stderr
     r = bundle.runner("--rootless", "maybe", "run", "--bundle", bundle.path, new_id())
     assert r.returncode == 1 and "--rootless" in r.stderr and "'maybe'" in r.stderr, r.stderr
-    assert not os.path.exists(bundle.root) or not os.listdir(bundle.root)
+    assert not os.path.exists(bundle.root) or not state_entries(bundle.root)
 
 
 def test_run_help(tmp_path):
@@ -333,7 +334,7 @@ def test_installed_commands_copied_elsewhere(installed, bundle, tmp_path):
     host, ctr = Netns(), Netns()
     try:
         conf = {"cniVersion": "1.0.0", "name": "copied", "type": "runner-cni",
-                "bridge": "cp" + uuid.uuid4().hex[:8], "stateDir": str(tmp_path / "state"),
+                "bridge": "cp" + uuid.uuid4().hex[:8], "stateDir": str(tmp_path / "cni-state"),
                 "ipam": {"type": "host-local", "subnet": "10.79.0.0/24"}}
         exe = [str(cni_bin / "runner-cni")]
         res = ok(exe, "ADD", conf, host, cid="c1", netns=ctr.path,
@@ -341,7 +342,7 @@ def test_installed_commands_copied_elsewhere(installed, bundle, tmp_path):
         assert res["ips"][0]["address"] == "10.79.0.2/24"
         assert "eth0" in ctr.links()
         ok(exe, "DEL", conf, host, cid="c1", netns=ctr.path)
-        assert veths(host) == [] and allocation_files(str(tmp_path / "state")) == []
+        assert veths(host) == [] and allocation_files(str(tmp_path / "cni-state")) == []
     finally:
         ctr.close()
         host.close()

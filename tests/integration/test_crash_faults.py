@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import REPO, RUNNER, cgroup_dir_of, cgroup_dirs, marked_pids, new_id
+from conftest import (REPO, RUNNER, cgroup_dir_of, cgroup_dirs, marked_pids, new_id,
+                      state_entries)
 
 
 def runner(b, *args, env=None, timeout=60):
@@ -51,7 +52,7 @@ def fds_into(*paths) -> list:
 def what_is_left(b, cid: str) -> list:
     left = []
     if os.path.isdir(b.root):
-        entries = sorted(os.listdir(b.root))
+        entries = sorted(state_entries(b.root))
         if entries:
             left.append("state " + ",".join(
                 f"{e}[{','.join(sorted(os.listdir(os.path.join(b.root, e))))}]"
@@ -344,12 +345,12 @@ def test_delete_regex_removes_every_match(bundle, tmp_path):
         assert runner(bundle, "run", "-d", "--bundle", bundle.path, cid).returncode == 0
     r = runner(bundle, "delete", "--force", "--regex", f"^{tag}-")
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(bundle.root)) == [f"other-{tag}"]
+    assert sorted(state_entries(bundle.root)) == [f"other-{tag}"]
     assert not cgroup_dirs(ids[0]) and not cgroup_dirs(ids[1])
     r = runner(bundle, "delete", "--regex", "(")
     assert r.returncode == 1 and "not a regular expression" in r.stderr, r.stderr
     assert runner(bundle, "delete", "-f", "-r", tag).returncode == 0
-    assert not os.listdir(bundle.root) and not marked_pids(bundle.mark)
+    assert not state_entries(bundle.root) and not marked_pids(bundle.mark)
 
 
 def test_create_killed_after_swept_delays(bundle, tmp_path):
@@ -378,7 +379,7 @@ def test_create_killed_after_swept_delays(bundle, tmp_path):
                 return 0, 0
             first = None  # when something first shows in the state root
             while p.poll() is None:
-                if first is None and os.path.isdir(bundle.root) and os.listdir(bundle.root):
+                if first is None and os.path.isdir(bundle.root) and state_entries(bundle.root):
                     first = time.monotonic() - t
                 time.sleep(0.0005)
             return first or 0, time.monotonic() - t

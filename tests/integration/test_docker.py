@@ -19,7 +19,7 @@ import time
 import uuid
 
 import pytest
-from conftest import cgroup_dirs as named_cgroup_dirs, need_root
+from conftest import WARM, WarmServer, cgroup_dirs as named_cgroup_dirs, need_root
 from dockerkit import DOCKER, IMAGE, T, Dockerd, missing, pids_mentioning, sh
 from test_engines import _counter_script, _frozen_then_thawed, remove_cgroups
 
@@ -37,11 +37,19 @@ def dockerd(rootfs_template):
     base = tempfile.mkdtemp(prefix="runner-docker-", dir="/tmp")
     os.chmod(base, 0o755)
     d = Dockerd(base)
+    warm = None
     try:
         d.start()
         d.import_image(rootfs_template)
+        if WARM:  # the shims call the runner in dockerd's network and mount namespaces
+            warm = WarmServer(os.path.join(d.exec_root, "runtime-runner", "moby"),
+                              pre=("nsenter", "-t", str(d.pid), "-n", "-m")).__enter__()
         yield d
+        if warm is not None:
+            assert warm.served() and not warm.refused(), warm.log()
     finally:
+        if warm is not None:
+            warm.__exit__(None, None, None)
         d.stop()
         left = remove_cgroups(d.cgroup_name)
         shutil.rmtree(base, ignore_errors=True)

@@ -27,7 +27,7 @@ import time
 import uuid
 
 import pytest
-from conftest import REPO, RUNNER, need_root
+from conftest import REPO, RUNNER, WARM, WarmServer, need_root
 from dockerkit import pids_mentioning
 
 IMAGE = "localhost/busybox-test:latest"
@@ -666,8 +666,11 @@ def containerd(rootfs_template):
     host = HostPaths(CONTAINERD_HOST_PATHS)
     base = tempfile.mkdtemp(prefix="runner-ctrd-", dir="/tmp")
     c = Containerd(base)
+    warm = None
     try:
         c.start()
+        if WARM:  # the runtime's state root the shims name (--runc-root, namespace)
+            warm = WarmServer(os.path.join(c.runc_root, "default")).__enter__()
         archive = os.path.join(base, "busybox.tar")
         docker_archive(rootfs_template, IMAGE, archive)
         r = c.ctr("images", "import", archive)
@@ -676,7 +679,11 @@ def containerd(rootfs_template):
         c.rootfs = os.path.join(base, "rootfs")
         ok(["cp", "-a", rootfs_template, c.rootfs])
         yield c
+        if warm is not None:
+            assert warm.served() and not warm.refused(), warm.log()
     finally:
+        if warm is not None:
+            warm.__exit__(None, None, None)
         c.stop()
         left = remove_cgroups(c.cgroup_name)
         mounts = mounts_under(base)

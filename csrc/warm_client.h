@@ -1,0 +1,202 @@
+/* The launcher's side of the warm server (runner/warm.py, spec/PERFORMANCE.md): for the
+ * verbs that make no process, hand the call to a `runner warm-server` of the same state
+ * root, if one is there, and exit with its status; else return, and the plain path (the
+ * interpreter) runs. Included by launcher.c, which has the syscalls.
+ *
+ * Only verbs that start no process are handed over (start, state, kill, delete, list, ps,
+ * pause, resume, update, features, spec): the init of `create`/`run` and a detached `exec`
+ * must be this process's descendants, or an engine's subreaper (containerd's shim,
+ * conmon) would never see them exit. Any doubt — an option this does not know, a state
+ * root it cannot name, the server's uid not ours, a refusal, no reply at all before the
+ * server took the call — and the plain path runs: the server is only ever a shortcut.
+ *
+ * The request: a 16-byte header ("RWM1", argc, envc, length), then argv's and envp's
+ * strings as the kernel laid them out (contiguous, NUL-terminated), with stdin, stdout,
+ * stderr and an O_PATH fd of the working directory over SCM_RIGHTS. Replies are 8 bytes:
+ * 'A' (accepted: the work begins), then 'E' status or 'S' signal; 'R' is a refusal. */
+
+#define AF_UNIX_ 1
+#define SOCK_STREAM_ 1
+#define SOCK_CLOEXEC_ 02000000
+#define SOL_SOCKET_ 1
+#define SO_PEERCRED_ 17
+#define SCM_RIGHTS_ 1
+#define MSG_NOSIGNAL_ 0x4000
+#define O_PATH_ 010000000
+#define O_DIRECTORY_ 0200000
+#define O_CLOEXEC_ 02000000
+#define EINTR_ 4
+
+struct iovec_ { void *base; unsigned long len; };
+struct msghdr_ {
+    void *name; unsigned int namelen; struct iovec_ *iov; unsigned long iovlen;
+    void *control; unsigned long controllen; int flags;
+};
+struct cmsg4_ { unsigned long len; int level, type; int fds[4]; };
+struct ucred_ { int pid; unsigned int uid, gid; };
+struct sockaddr_un_ { unsigned short family; char path[108]; };
+
+static int same(const char *a, const char *b)
+{
+    while (*a && *a == *b)
+        a++, b++;
+    return *a == *b;
+}
+
+static int starts(const char *s, const char *prefix)
+{
+    while (*prefix)
+        if (*s++ != *prefix++)
+            return 0;
+    return 1;
+}
+
+/* the verbs runner/warm.py serves: keep the two lists the same */
+static int served(const char *verb)
+{
+    static const char *const verbs[] = {"start", "state", "kill", "delete", "list", "ps",
+                                        "pause", "resume", "update", "features", "spec", 0};
+    for (int i = 0; verbs[i]; i++)
+        if (same(verb, verbs[i]))
+            return 1;
+    return 0;
+}
+
+/* The socket of the state root this call names: --root, else the default that
+ * libcontainer/state.py picks, where the launcher can tell it without guessing; as a
+ * directory and the rest of the path. 0 when it is not a call to hand over. */
+static const char *call_root(long argc, char **argv, char **envp, const char **tail)
+{
+    const char *root = 0, *xdg = 0;
+    long i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-')
+            break;
+        if (same(a, "--root")) {
+            if (++i >= argc)
+                return 0;
+            root = argv[i];
+        } else if (starts(a, "--root=")) {
+            root = a + 7;
+        } else if (same(a, "--log") || same(a, "--log-format") || same(a, "--rootless")) {
+            i++;
+        } else if (!(starts(a, "--log=") || starts(a, "--log-format=") ||
+                     starts(a, "--rootless=") || same(a, "--debug") ||
+                     starts(a, "--debug=") || same(a, "--systemd-cgroup") ||
+                     starts(a, "--systemd-cgroup="))) {
+            return 0;  /* --help, --version, or what runner.cli will reject */
+        }
+    }
+    if (i >= argc || !served(argv[i]))
+        return 0;
+    *tail = "/.warm.sock";
+    if (root)
+        return root[0] ? root : 0;
+    for (char **e = envp; *e; e++)
+        if (starts(*e, "XDG_RUNTIME_DIR="))
+            xdg = *e + 16;
+    /* root in a user namespace with XDG_RUNTIME_DIR set: only the plain path can tell */
+    if (sys3(NR_geteuid, 0, 0, 0) == 0)
+        return xdg && xdg[0] ? 0 : "/run/runner";
+    *tail = "/runner/.warm.sock";
+    return xdg && xdg[0] == '/' ? xdg : 0;
+}
+
+static void warm(long argc, char **argv, char **envp)
+{
+    const char *tail = 0, *root;
+    char **e;
+    for (e = envp; *e; e++)
+        if (starts(*e, "RUNNER_WARM=") && same(*e + 12, "0"))
+            return;
+    if (argc < 2 || !same(COMMAND, "runner") || !(root = call_root(argc, argv, envp, &tail)))
+        return;
+    struct sockaddr_un_ addr;
+    unsigned long rl = len(root), tl = len(tail), i, n = 0;
+    /* a path too long for sun_path: the plain path */
+    if (rl + tl >= sizeof addr.path)
+        return;
+    addr.family = AF_UNIX_;
+    for (i = 0; i < rl; i++)
+        addr.path[n++] = root[i];
+    for (i = 0; i <= tl; i++)
+        addr.path[n++] = tail[i];
+
+    /* argv's and envp's strings, as one block: the kernel lays them out one after the
+     * other; anything else (a libc that moved them) is the plain path */
+    long envc = 0;
+    char *end = argv[0];
+    for (i = 0; i < (unsigned long)argc; i++) {
+        if (argv[i] != end)
+            return;
+        end += len(argv[i]) + 1;
+    }
+    for (e = envp; *e; e++, envc++) {
+        if (*e != end)
+            return;
+        end += len(*e) + 1;
+    }
+
+    long fd = sys3(NR_socket, AF_UNIX_, SOCK_STREAM_ | SOCK_CLOEXEC_, 0);
+    if (fd < 0)
+        return;
+    struct ucred_ cred;
+    unsigned int credlen = sizeof cred;
+    long cwd = -1;
+    if (sys3(NR_connect, fd, &addr, sizeof addr) < 0 ||
+        sys5(NR_getsockopt, fd, SOL_SOCKET_, SO_PEERCRED_, (long)&cred, (long)&credlen) < 0 ||
+        cred.uid != (unsigned int)sys3(NR_geteuid, 0, 0, 0))
+        goto plain;  /* no server, or not ours: never hand it our fds */
+    cwd = sys4(NR_openat, AT_FDCWD_, ".", O_PATH_ | O_DIRECTORY_ | O_CLOEXEC_, 0);
+    if (cwd < 0)
+        goto plain;
+
+    unsigned int head[4] = {0x314d5752 /* "RWM1" */, (unsigned int)argc, (unsigned int)envc,
+                            (unsigned int)(end - argv[0])};
+    struct iovec_ iov[2] = {{head, sizeof head}, {argv[0], (unsigned long)(end - argv[0])}};
+    struct cmsg4_ cm = {sizeof cm, SOL_SOCKET_, SCM_RIGHTS_, {0, 1, 2, (int)cwd}};
+    struct msghdr_ msg = {0, 0, iov, 2, &cm, sizeof cm, 0};
+    long sent = sys3(NR_sendmsg, fd, &msg, MSG_NOSIGNAL_);
+    sys3(NR_close, cwd, 0, 0);
+    /* a closed stdio fd (EBADF), or a short send: the plain path, whose own error it is */
+    if (sent != (long)(sizeof head + (end - argv[0])))
+        goto plain;
+
+    int accepted = 0;
+    for (;;) {
+        unsigned char reply[8];
+        long got = 0, r;
+        while (got < 8) {
+            r = sys3(NR_read, fd, reply + got, 8 - got);
+            if (r == -EINTR_)
+                continue;
+            if (r <= 0)
+                break;
+            got += r;
+        }
+        if (got < 8) {
+            if (!accepted)
+                goto plain;  /* gone before it took the call (exiting idle): nothing done */
+            say(COMMAND ": the warm server went away during the call\n");
+            sys3(NR_exit_group, 1, 0, 0);
+        }
+        int value = reply[4] | reply[5] << 8 | reply[6] << 16 | reply[7] << 24;
+        if (reply[0] == 'A' && !accepted) {
+            accepted = 1;
+        } else if (reply[0] == 'E' && accepted) {
+            sys3(NR_exit_group, value, 0, 0);
+        } else if (reply[0] == 'S' && accepted) {
+            /* the plain path's interpreter would have died of it */
+            sys3(NR_kill, sys3(NR_getpid, 0, 0, 0), value, 0);
+            sys3(NR_exit_group, 128 + value, 0, 0);
+        } else if (!accepted) {
+            goto plain;  /* 'R': refused (another namespace, cgroup it cannot join, ...) */
+        } else {
+            say(COMMAND ": unexpected reply from the warm server\n");
+            sys3(NR_exit_group, 1, 0, 0);
+        }
+    }
+plain:
+    sys3(NR_close, fd, 0, 0);
+}

@@ -1,0 +1,423 @@
+"""`runner warm-server`: the verbs that make no process, served by an interpreter that has
+already started, for the installed launcher (csrc/warm_client.h) to hand its call to.
+
+The interpreter's start-up and imports are most of a `runner state` (~14 ms of ~16): here
+they are paid once. Each call is served by a forked worker that first becomes the caller
+(runner/warm_peer.py: the security boundary, and what it adopts), then runs runner's own
+`main` with the caller's argv, environment, working directory and stdio, exactly the code
+of the plain path. The server writes the worker's exit status (or the signal it died of)
+back; the launcher exits with it. A caller that goes away (an engine killing `runner
+kill`) takes its worker with it: SIGKILL, as the plain path's interpreter would have died.
+
+One server per uid and state root: the socket is ROOT/.warm.sock (0600; names starting
+with "." are not containers). `create`, `run` and `exec` are never served: their process
+must be the caller's descendant for the engines' subreapers (spec/PERFORMANCE.md).
+"""
+from __future__ import annotations
+
+import io
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+from libcontainer.errors import InvalidArgument
+
+from . import warm_peer
+from .args import Flag, flag_help, parse
+
+# what the launcher hands over (csrc/warm_client.h's list, and cli's verb names)
+SERVED = frozenset(("start", "state", "kill", "delete", "list", "ps", "pause", "resume",
+                    "update", "features", "spec"))
+SOCKET_NAME = ".warm.sock"
+MAGIC = 0x314D5752  # "RWM1"
+FLAGS = [
+    Flag("--idle-exit", "idle_exit", True, "0", "exit after this many seconds without a call "
+         "(0: never)"),
+    Flag("--help,-h", "help"),
+]
+# Imported before serving, so that no worker imports them: what the served verbs load
+# (runner --debug warm-server names what a worker still imported).
+PRELOAD = ("runner.lifecycle", "runner.info", "runner.cgroup_verbs", "libcontainer.container",
+           "libcontainer.cgroups", "libcontainer.cgroups.manager", "libcontainer.cgroups.fs",
+           "libcontainer.cgroups.tree", "libcontainer.cgroups.stats", "libcontainer.hooks",
+           "libcontainer.teardown", "libcontainer.owners", "libcontainer.timefmt",
+           "libcontainer.features", "libcontainer.spec", "libcontainer.jsonio", "subprocess",
+           "traceback", "json", "pwd")
+
+
+def cmd_warm_server(ctx, argv: list) -> int:
+    opts, pos = parse(argv, FLAGS)
+    if opts["help"]:
+        return flag_help("warm-server", FLAGS)
+    if pos:
+        raise InvalidArgument(f"warm-server: unexpected argument {pos[0]!r}")
+    try:
+        idle = float(opts["idle_exit"])
+    except ValueError:
+        raise InvalidArgument(f"--idle-exit: {opts['idle_exit']!r} is not a number") from None
+    return Server(ctx.root, idle, ctx.debug).serve()
+
+
+SPARES = 2  # workers waiting in accept(): a call wakes one, no fork on its path
+
+
+class Server:
+    """The parent keeps SPARES forked workers blocked in accept() on the socket; the one a
+    call wakes tells the parent (a datagram with its pid and, over SCM_RIGHTS, the
+    connection), serves the call and writes the reply itself, and the parent forks another.
+    Only the launcher and one worker are on a call's path. The parent writes the reply of
+    a worker that died of a signal (or failed before its reply) on the connection it was
+    given."""
+
+    def __init__(self, root: str, idle: float, debug: bool):
+        self.root, self.idle, self.debug = root, idle, debug
+        self.path = os.path.join(root, SOCKET_NAME)
+        self.spares: set = set()
+        self.busy: dict = {}  # worker pid → its connection
+        self.exited: dict = {}  # spares reaped (a call they took may still be announced)
+        self.stop = False
+
+    def log(self, msg: str) -> None:
+        if self.debug:
+            os.write(self.logfd, f"runner warm-server: {msg}\n".encode())
+
+    def serve(self) -> int:
+        from libcontainer.state import make_root
+
+        make_root(self.root)
+        self.logfd = os.dup(2)
+        os.set_inheritable(self.logfd, False)
+        self.listener = self._listen()
+        ino = os.stat(self.path).st_ino
+        for name in PRELOAD:
+            __import__(name)
+        self.own = warm_peer.identity()
+        self.taken_r, self.taken_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.parent_fds = [wake_r, wake_w, self.taken_r.fileno()]
+        signal.set_wakeup_fd(wake_w)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        os.chdir("/")
+        import gc
+
+        gc.collect()
+        gc.freeze()  # what the workers share with this process stays shared
+        self.log(f"serving {self.path} (pid {os.getpid()})")
+        poll = select.poll()
+        poll.register(self.taken_r, select.POLLIN)
+        poll.register(wake_r, select.POLLIN)
+        last = time.monotonic()
+        try:
+            while not self.stop or self.busy:
+                if self.stop:
+                    self._stop_spares()
+                else:
+                    while len(self.spares) < SPARES:
+                        self._fork_spare()
+                wait = None
+                if self.idle and not self.busy and not self.stop:
+                    wait = max(0.0, last + self.idle - time.monotonic())
+                events = poll.poll(None if wait is None else wait * 1000)
+                if not events and wait is not None and not self.busy:
+                    self.log("idle: exiting")
+                    break
+                for fd, _ in events:
+                    if fd == wake_r:
+                        try:
+                            os.read(wake_r, 512)
+                        except BlockingIOError:
+                            pass
+                        self._reap()
+                    else:
+                        self._taken()
+                        last = time.monotonic()
+        finally:
+            signal.set_wakeup_fd(-1)
+            self._unlink(ino)
+            self._stop_spares()
+            for pid in self.spares:
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
+        return 0
+
+    def _on_signal(self, sig, frame) -> None:
+        if sig != signal.SIGCHLD:
+            self.stop = True
+
+    def _listen(self) -> socket.socket:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            probe.connect(self.path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            pass
+        else:
+            raise InvalidArgument(f"warm-server: one already serves {self.root} ({self.path})")
+        finally:
+            probe.close()
+        try:
+            os.unlink(self.path)  # a stale socket of a server that died
+        except FileNotFoundError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o177)
+        try:
+            s.bind(self.path)
+        finally:
+            os.umask(old)
+        s.listen(128)
+        return s
+
+    def _unlink(self, ino: int) -> None:
+        try:
+            if os.stat(self.path).st_ino == ino:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def _stop_spares(self) -> None:
+        """No more calls: the idle workers go (one that took a call meanwhile is in busy
+        once its datagram is read; a connection it had not announced closes unanswered,
+        and its launcher goes the plain way)."""
+        for pid in self.spares:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.listener.close()
+
+    def _fork_spare(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = self._spare()
+            finally:
+                os._exit(code)
+        self.spares.add(pid)
+
+    def _taken(self) -> None:
+        """A worker took a call: it is busy, with the connection to answer if it dies."""
+        try:
+            data, fds, _, _ = socket.recv_fds(self.taken_r, 8, 1, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        if len(data) != 4:
+            return
+        pid = struct.unpack("<i", data)[0]
+        self.spares.discard(pid)
+        conn = socket.socket(fileno=fds[0]) if fds else None
+        if pid in self.exited:  # reaped before its datagram was read: answer for it now
+            self._answer(conn, self.exited.pop(pid))
+        else:
+            self.busy[pid] = conn
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.spares:
+                self.spares.discard(pid)
+                # a spare that exited before announcing a call it took: its datagram may
+                # still be queued; keep its status for _taken
+                self.exited[pid] = status
+                continue
+            if pid in self.busy:
+                self._answer(self.busy.pop(pid), status)
+
+    def _answer(self, conn, status: int) -> None:
+        """The worker wrote its own reply when it exited 0; else the launcher is told how
+        it ended."""
+        if conn is None:
+            return
+        if os.WIFSIGNALED(status):
+            reply = struct.pack("<4si", b"S", os.WTERMSIG(status))
+        elif os.waitstatus_to_exitcode(status):
+            reply = struct.pack("<4si", b"E", os.waitstatus_to_exitcode(status))
+        else:
+            reply = b""
+        if reply:
+            try:
+                conn.send(reply, socket.MSG_NOSIGNAL)
+            except OSError:
+                pass  # the caller is gone (or fell back after a refusal)
+        conn.close()
+
+    # ---- in a forked worker ----
+
+    def _spare(self) -> int:
+        """Wait for a call, then serve it; the exit status is 0 once the reply is written."""
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.set_wakeup_fd(-1)
+        for fd in self.parent_fds:
+            os.close(fd)
+        for other in self.busy.values():
+            if other is not None:
+                other.close()
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+                break
+            except InterruptedError:
+                continue
+        self.listener.close()
+        socket.send_fds(self.taken_w, [struct.pack("<i", os.getpid())], [conn.fileno()])
+        self.taken_w.close()
+        pid, uid, _gid = struct.unpack("iII", conn.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        return self._work(conn, pid, uid)
+
+    def _work(self, conn: socket.socket, pid: int, uid: int) -> int:
+        conn.settimeout(5)
+        fds: list = []
+        try:
+            argv, env, fds = _receive(conn)
+            pidfd = warm_peer.peer_pidfd(conn, pid)
+            peer = warm_peer.check(self.own, pid, uid)
+            if not warm_peer.alive(pidfd):
+                raise warm_peer.Refused("the caller exited")
+            if len(argv) < 2 or _verb(argv[1:]) not in SERVED:
+                raise warm_peer.Refused(f"not a served call: {argv[1:3]}")
+            warm_peer.adopt(peer, pid)
+        except (warm_peer.Refused, OSError, ValueError) as e:
+            self.log(f"refused pid {pid}: {e}")
+            try:
+                conn.send(struct.pack("<4si", b"R", 0), socket.MSG_NOSIGNAL)
+            except OSError:
+                pass
+            return 0
+        before = set(sys.modules) if self.debug else ()
+        self.log(f"worker {os.getpid()} serving pid {pid}: {' '.join(argv[1:])}")
+        conn.settimeout(None)
+        _die_with(conn)
+        os.fchdir(fds[3])
+        for i in range(3):
+            os.dup2(fds[i], i)
+        for fd in fds:
+            os.close(fd)
+        os.environ.clear()
+        os.environ.update(env)
+        _refresh_from_env()
+        sys.argv = argv
+        _fresh_stdio()
+        conn.send(struct.pack("<4si", b"A", 0), socket.MSG_NOSIGNAL)
+        code = _run(argv[1:])
+        if self.debug and set(sys.modules) - before:
+            self.log(f"pid {pid}'s call imported {sorted(set(sys.modules) - before)}")
+        signal.signal(signal.SIGIO, signal.SIG_IGN)  # the caller exits on this reply
+        conn.send(struct.pack("<4si", b"E", code), socket.MSG_NOSIGNAL)
+        return 0
+
+
+def _die_with(conn: socket.socket) -> None:
+    """The caller killed (an engine's timeout) ends this worker as it would have ended the
+    plain path's interpreter: its hang-up makes the connection readable, and O_ASYNC turns
+    that into a SIGIO, whose default action ends the process. (The launcher writes nothing
+    after its request, so nothing else makes it readable.)"""
+    import fcntl
+
+    fcntl.fcntl(conn, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(conn, fcntl.F_SETFL, fcntl.fcntl(conn, fcntl.F_GETFL) | os.O_ASYNC)
+    p = select.poll()
+    p.register(conn, select.POLLIN | select.POLLRDHUP)
+    if p.poll(0):  # gone before O_ASYNC was on
+        os.kill(os.getpid(), signal.SIGIO)
+
+
+def _receive(conn: socket.socket):
+    """The launcher's request: (argv, environment dict, [stdin, stdout, stderr, cwd])."""
+    head, fds, flags, _ = socket.recv_fds(conn, 16, 4, socket.MSG_CMSG_CLOEXEC)
+    if len(fds) != 4 or len(head) != 16:
+        for fd in fds:
+            os.close(fd)
+        raise ValueError(f"a request with {len(fds)} fds, a {len(head)}-byte header")
+    magic, argc, envc, size = struct.unpack("<4I", head)
+    if magic != MAGIC or size > 1 << 24:
+        raise ValueError("not a launcher's request")
+    data = bytearray()
+    while len(data) < size:
+        chunk = conn.recv(min(size - len(data), 1 << 20))
+        if not chunk:
+            raise ValueError("a short request")
+        data += chunk
+    items = bytes(data).split(b"\0")[:-1]
+    if len(items) != argc + envc:
+        raise ValueError("argc and envc do not add up")
+    argv = [os.fsdecode(a) for a in items[:argc]]
+    env = {}
+    for item in items[argc:]:
+        k, eq, v = item.partition(b"=")
+        if eq and k:
+            env.setdefault(os.fsdecode(k), os.fsdecode(v))
+    return argv, env, fds
+
+
+def _verb(args: list) -> str:
+    """The verb, as runner.cli finds it after the global flags."""
+    from .cli import _takes_value
+
+    for i, a in enumerate(args):
+        if not a.startswith("-") and (i == 0 or not _takes_value(args[i - 1])):
+            return a
+    return ""
+
+
+def _refresh_from_env() -> None:
+    """What modules read from the environment when imported, read again: the server
+    imported them in its own."""
+    from libcontainer import state
+
+    crash = os.environ.get("RUNNER_CRASH_AT", "")
+    state._CRASH_AT = int(crash) if crash.isdigit() else 0
+    subids = sys.modules.get("libcontainer.subids")
+    if subids is not None:
+        subids.HELPER_PATH = os.pathsep.join((os.environ.get("PATH", ""), "/usr/bin",
+                                              "/usr/sbin", "/bin"))
+    time.tzset()
+
+
+def _fresh_stdio() -> None:
+    """sys.stdin/stdout/stderr over the caller's fds, buffered as the interpreter would
+    have made them for those fds (line-buffered on a terminal)."""
+    for fd, name, mode in ((0, "stdin", "rb"), (1, "stdout", "wb"), (2, "stderr", "wb")):
+        old = getattr(sys, name)
+        tty = os.isatty(fd)
+        raw = io.FileIO(fd, mode, closefd=False)
+        buf = io.BufferedReader(raw) if mode == "rb" else io.BufferedWriter(raw)
+        setattr(sys, name, io.TextIOWrapper(buf, encoding=old.encoding, errors=old.errors,
+                                            line_buffering=tty or fd == 2,
+                                            write_through=fd == 2))
+
+
+def _run(args: list) -> int:
+    from . import __main__ as entry
+
+    try:
+        code = entry.main(args)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # as the interpreter would: the traceback, exit status 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except OSError:
+            pass
+    return code

@@ -1,0 +1,324 @@
+"""The warm server (runner/warm.py, csrc/warm_client.h): the installed launcher hands the
+verbs that make no process to it, and gets the plain path's answer; a caller it must not
+serve (another uid, namespace, capability set...) gets the plain path instead; the worker
+that serves a call does it as the caller (cgroup, gid and groups, rlimits, umask,
+environment, working directory, nice, oom_score_adj); a caller killed takes its worker
+along; `create` and `run` are never served (their process stays the caller's
+descendant). The conformance files run the same way with RUNNER_TEST_WARM=1 (conftest)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from conftest import LAUNCHER, REPO, WarmServer, new_id
+from test_lifecycle import create
+
+pytestmark = pytest.mark.skipif(not os.access(LAUNCHER, os.X_OK) or
+                                open(LAUNCHER, "rb").read(4) != b"\x7fELF",
+                                reason="no installed launcher (make venv)")
+
+
+def call(bundle, *args, pre=(), env=None, cwd=REPO, plain=False, timeout=60):
+    """The installed `runner --root ROOT ARGS`, behind the `pre` command (unshare, setpriv...);
+    plain: with the server bypassed (RUNNER_WARM=0)."""
+    env = dict(os.environ if env is None else env)
+    env.pop("RUNNER_WARM", None)
+    if plain:
+        env["RUNNER_WARM"] = "0"
+    return subprocess.run([*pre, LAUNCHER, "--root", bundle.root, *args], env=env, cwd=cwd,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def warm(bundle):
+    os.makedirs(bundle.root, exist_ok=True)
+    with WarmServer(bundle.root) as server:
+        yield server
+
+
+def sleeper(bundle, **hooks) -> str:
+    bundle.sh("sleep 300")
+    if hooks:
+        bundle.config["hooks"] = hooks
+    return create(bundle)
+
+
+def test_served_calls_answer_as_the_plain_path(bundle, warm):
+    cid = sleeper(bundle)
+    calls = [("state", cid), ("list",), ("list", "--format", "json"), ("ps", cid),
+             ("state", "no-such"), ("kill", "no-such", "KILL"), ("kill", cid, "NOSIG"),
+             ("delete", "no-such"), ("delete", cid), ("features",), ("--debug", "state", cid),
+             ("pause", "no-such"), ("update", "no-such")]
+    for args in calls:
+        before = len(warm.served())
+        w, p = call(bundle, *args), call(bundle, *args, plain=True)
+        assert (w.returncode, w.stdout, w.stderr) == (p.returncode, p.stdout, p.stderr), args
+        assert len(warm.served()) == before + 1, (args, warm.log())
+    assert call(bundle, "kill", cid, "KILL").returncode == 0
+    for _ in range(200):
+        if json.loads(call(bundle, "state", cid).stdout)["status"] == "stopped":
+            break
+        time.sleep(0.02)
+    assert call(bundle, "delete", cid).returncode == 0
+    assert not os.path.exists(os.path.join(bundle.root, cid))
+    assert "refused" not in warm.log()
+
+
+def test_spec_writes_in_the_callers_directory_with_its_umask(bundle, warm, tmp_path):
+    outs = []
+    for plain in (False, True):
+        d = tmp_path / f"spec-{plain}"
+        d.mkdir()
+        r = subprocess.run(["sh", "-c", f'umask 077; exec "$@"', "sh", LAUNCHER, "--root",
+                            bundle.root, "spec"], cwd=d, capture_output=True, text=True,
+                           env=dict(os.environ, RUNNER_WARM="0" if plain else "1"))
+        assert r.returncode == 0, r.stderr
+        st = os.stat(d / "config.json")
+        outs.append((stat.S_IMODE(st.st_mode), (d / "config.json").read_text()))
+    assert outs[0] == outs[1] and outs[0][0] == 0o600
+    assert len(warm.served()) == 1
+
+
+DUMP = r"""read -r state
+{ cat /proc/self/cgroup; grep -E '^(Umask|Gid|Groups):' /proc/self/status; cat /proc/self/limits
+  pwd; env | grep '^WARMTEST_' | sort; cat /proc/self/oom_score_adj; cut -d' ' -f19 /proc/self/stat
+} > "$1"
+"""
+
+
+def _cgroup_dir() -> str:
+    """A cgroup of this test's own: in the pids hierarchy of a v1 or hybrid host, else v2."""
+    name = f"warm-test-{uuid.uuid4().hex[:8]}"
+    base = "/sys/fs/cgroup/pids" if os.path.isdir("/sys/fs/cgroup/pids") else "/sys/fs/cgroup"
+    path = os.path.join(base, name)
+    os.mkdir(path)
+    return path
+
+
+def test_worker_is_the_caller(bundle, warm, tmp_path):
+    """cgroup, gid and groups, rlimits, umask, environment, working directory,
+    oom_score_adj and nice of the process that runs a poststop hook: the same when the
+    caller's delete is served warm as on the plain path, and the caller's."""
+    hook = tmp_path / "dump.sh"
+    hook.write_text(DUMP)
+    cg = _cgroup_dir()
+    work = tmp_path / "callers-dir"
+    work.mkdir()
+    dumps = {}
+    try:
+        for plain in (True, False):
+            out = tmp_path / f"dump-{plain}"
+            cid = sleeper(bundle, poststop=[{"path": "/bin/sh", "args": ["sh", str(hook),
+                                                                         str(out)]}])
+            script = (f'echo $$ > {cg}/cgroup.procs && umask 027 && ulimit -n 1000 && '
+                      f'echo 321 > /proc/self/oom_score_adj && exec "$@"')
+            pre = ["sh", "-c", script, "sh", "setpriv", "--regid", "100", "--clear-groups",
+                   "nice", "-n", "5"]
+            env = dict(os.environ, WARMTEST_A="a value", WARMTEST_B="")
+            r = call(bundle, "delete", "--force", cid, pre=pre, env=env, cwd=work,
+                     plain=plain)
+            assert r.returncode == 0, r.stderr
+            dumps[plain] = out.read_text()
+        assert len(warm.served()) == 1 and "refused" not in warm.log()
+        assert dumps[True] == dumps[False]
+        d = dumps[False]
+        rel = "/" + os.path.basename(cg)
+        assert (":pids:" + rel + "\n" if "/pids/" in cg else "0::" + rel + "\n") in d, d
+        assert "Umask:\t0027" in d and "Gid:\t100\t100\t100\t100" in d
+        assert re.search(r"^Groups:\s*$", d, re.M), d
+        assert any(line.startswith("Max open files") and line.split()[3:5] == ["1000", "1000"]
+                   for line in d.splitlines())
+        # working directory, environment, oom_score_adj, nice
+        assert d.splitlines()[-5:] == [str(work), "WARMTEST_A=a value", "WARMTEST_B=",
+                                       "321", "5"], d
+    finally:
+        for _ in range(100):
+            try:
+                os.rmdir(cg)
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+NAMESPACES = [("user", ["unshare", "-U", "-r"]), ("mnt", ["unshare", "-m"]),
+              ("pid", ["unshare", "-p", "-f"]), ("net", ["unshare", "-n"]),
+              ("cgroup", ["unshare", "-C"]), ("ipc", ["unshare", "-i"]),
+              ("uts", ["unshare", "-u"]), ("time", ["unshare", "-T", "-f"])]
+
+
+@pytest.mark.parametrize("ns,pre", NAMESPACES, ids=[n for n, _ in NAMESPACES])
+def test_another_namespace_is_refused(bundle, warm, ns, pre):
+    if not os.path.exists(f"/proc/self/ns/{ns}"):
+        pytest.skip(f"no {ns} namespaces here")
+    cid = sleeper(bundle)
+    try:
+        r = call(bundle, "state", cid, pre=pre)
+        assert r.returncode == 0 and json.loads(r.stdout)["id"] == cid, r.stderr
+        assert not warm.served(), warm.log()
+        assert f"another {ns} namespace" in warm.log(), warm.log()
+    finally:
+        call(bundle, "delete", "--force", cid, plain=True)
+
+
+@pytest.mark.parametrize("why,pre", [
+    ("CapBnd", ["setpriv", "--bounding-set", "-net_raw"]),
+    ("CapInh", ["setpriv", "--inh-caps", "+net_raw"]),
+    ("NoNewPrivs", ["setpriv", "--no-new-privs"]),
+], ids=["bounding-set", "inheritable-caps", "no-new-privs"])
+def test_other_credentials_are_refused(bundle, warm, why, pre):
+    cid = sleeper(bundle)
+    try:
+        r = call(bundle, "state", cid, pre=pre)
+        assert r.returncode == 0 and json.loads(r.stdout)["id"] == cid, r.stderr
+        assert not warm.served(), warm.log()
+        assert f"another {why} (" in warm.log(), warm.log()
+    finally:
+        call(bundle, "delete", "--force", cid, plain=True)
+
+
+def test_another_uid_cannot_reach_it_and_is_refused(tmp_path):
+    """The socket is 0600: another uid's launcher cannot connect and goes the plain way;
+    one that could (the mode opened up here) is refused by the server."""
+    import tempfile
+
+    top = tempfile.mkdtemp(prefix="warm-uid-", dir="/tmp")  # pytest's base is 0700
+    os.chmod(top, 0o711)
+    root = os.path.join(top, "state")
+    os.mkdir(root, 0o711)
+    try:
+        with WarmServer(root) as warm:
+            r = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534",
+                                "--clear-groups", LAUNCHER, "--root", root, "list"],
+                               capture_output=True, text=True, timeout=60)
+            # the plain path, as nobody: who may not read root's state root
+            assert r.returncode == 1 and "Permission denied" in r.stderr, r.stderr
+            assert not warm.served() and "refused" not in warm.log(), warm.log()
+            os.chmod(warm.sock, 0o666)
+            client = f"""
+import os, socket, struct
+os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
+s = socket.socket(socket.AF_UNIX)
+s.connect({warm.sock!r})
+data = b"runner\\0list\\0PATH=/bin\\0"
+cwd = os.open("/", os.O_PATH)
+socket.send_fds(s, [struct.pack("<4I", 0x314D5752, 2, 1, len(data)) + data], [0, 1, 2, cwd])
+print(s.recv(8)[:1].decode())
+"""
+            r = subprocess.run([sys.executable, "-c", client], capture_output=True, text=True,
+                               timeout=30)
+            assert r.stdout.strip() == "R", (r.stdout, r.stderr)
+            assert "uid 65534 is not the server's 0" in warm.log(), warm.log()
+            assert not warm.served()
+    finally:
+        import shutil
+
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_create_and_run_stay_the_callers_descendants(bundle, warm):
+    """An engine's shim is a subreaper: the container's init must be reparented to it when
+    `runner create` exits, so create is never served by the server."""
+    bundle.sh("sleep 300")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    script = f"""
+import ctypes, json, os, subprocess
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER, as containerd's shim
+quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+base = [{LAUNCHER!r}, "--root", {bundle.root!r}]
+subprocess.run(base + ["create", "--bundle", {bundle.path!r}, {cid!r}], check=True, **quiet)
+pid = json.loads(subprocess.run(base + ["state", {cid!r}], capture_output=True).stdout)["pid"]
+ppid = [l.split()[1] for l in open(f"/proc/{{pid}}/status") if l.startswith("PPid:")][0]
+print(int(ppid) == os.getpid())
+subprocess.run(base + ["delete", "--force", {cid!r}], check=True, **quiet)
+os.waitpid(pid, 0)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=60)
+    assert r.stdout.strip() == "True", (r.stdout, r.stderr)
+    served = " ".join(warm.served())
+    assert " state " in served and " delete " in served and " create " not in served
+
+
+def test_killed_caller_takes_its_worker_along(bundle, warm, tmp_path):
+    marker = f"warm-hook-{uuid.uuid4().hex[:8]}"
+    cid = sleeper(bundle, poststart=[{"path": "/bin/sh",
+                                      "args": ["sh", "-c", f"exec sleep 60 # {marker}"]}])
+    p = subprocess.Popen([LAUNCHER, "--root", bundle.root, "start", cid],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        for _ in range(500):
+            lines = warm.served()
+            if lines:
+                worker = int(lines[0].split("worker ")[1].split()[0])
+                break
+            time.sleep(0.01)
+        assert worker, warm.log()
+        time.sleep(0.2)
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == -signal.SIGTERM
+        for _ in range(500):
+            if not os.path.exists(f"/proc/{worker}") or \
+                    open(f"/proc/{worker}/stat").read().split(") ")[1][0] == "Z":
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError(f"worker {worker} outlived its caller")
+    finally:
+        p.kill()
+        p.wait()
+        subprocess.run(["pkill", "-KILL", "-f", marker])  # the hook (unique marker, ours)
+        call(bundle, "delete", "--force", cid, plain=True)
+
+
+def test_a_signal_death_is_the_callers(bundle, warm):
+    """RUNNER_CRASH_AT=1: the runtime SIGKILLs itself at its first crash point (read from
+    the caller's environment in the worker too); the caller dies of SIGKILL both ways."""
+    codes = []
+    for plain in (True, False):
+        cid = sleeper(bundle)
+        r = call(bundle, "start", cid, env=dict(os.environ, RUNNER_CRASH_AT="1"), plain=plain)
+        codes.append((r.returncode, r.stderr))
+        call(bundle, "delete", "--force", cid, plain=True)
+    assert codes[0] == codes[1] and codes[0][0] == -signal.SIGKILL, codes
+    assert len(warm.served()) == 1
+
+
+def test_without_a_live_server_the_plain_path_runs(bundle, tmp_path):
+    os.makedirs(bundle.root, exist_ok=True)
+    cid = sleeper(bundle)
+    with WarmServer(bundle.root) as server:
+        server.proc.kill()
+        server.proc.wait()
+        assert os.path.exists(server.sock)  # a stale socket: connect is refused
+        r = call(bundle, "state", cid)
+        assert r.returncode == 0 and json.loads(r.stdout)["id"] == cid
+        assert not server.served()
+    os.unlink(server.sock)
+    call(bundle, "delete", "--force", cid, plain=True)
+
+
+def test_idle_exit_and_one_server_per_root(bundle):
+    os.makedirs(bundle.root, exist_ok=True)
+    with WarmServer(bundle.root, "--idle-exit", "1") as server:
+        again = subprocess.run([LAUNCHER, "--root", bundle.root, "warm-server"],
+                               capture_output=True, text=True, timeout=30)
+        assert again.returncode != 0 and "already serves" in again.stderr
+        assert server.proc.wait(30) == 0
+        assert not os.path.exists(server.sock)
+        assert "idle" in server.log()
