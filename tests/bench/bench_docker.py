@@ -1,7 +1,9 @@
 """`make bench` (Docker): one private dockerd (tests/integration/dockerkit.py), the same image,
-`--runtime runc` side by side with `--runtime runner` and `--runtime runner-warm` (the same
-installed runner, with a `runner warm-server` on that runtime's state root, started in
-dockerd's namespaces: runner/warm.py):
+`--runtime runc` side by side with `--runtime runner`, twice: the runner plain (an interpreter
+per call), then with a `runner warm-server` on the runtimes' state root (Docker 20.10 gives
+every runtime exec-root/runtime-runc/moby), started in dockerd's network and mount
+namespaces, where the shims call the runtime (runner/warm.py). runc is measured again in
+the second phase: each ratio is against runc of the same phase.
 
   - `docker run --rm IMAGE true`, one at a time: median and p90 wall time of the client
     command (dockerd → containerd → shim → runtime create/start/delete, and the daemon's own
@@ -32,7 +34,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 from dockerkit import IMAGE, RUNNER_BIN, Dockerd, missing  # noqa: E402
 
 ROOTFS = REPO / "build" / "bundle" / "rootfs"
-RUNTIMES = ("runc", "runner", "runner-warm")
+RUNTIMES = ("runc", "runner")
 TTY = sys.stderr.isatty()
 
 
@@ -56,7 +58,7 @@ def run_rm(d: Dockerd, runs: int) -> dict:
     for rt in RUNTIMES:  # warm-up: page cache, the image's first overlay
         timed(d, "run", "--rm", "--runtime", rt, IMAGE, "true")
     for i in range(runs):
-        for rt in RUNTIMES[i % 3:] + RUNTIMES[:i % 3]:
+        for rt in (RUNTIMES if i % 2 == 0 else RUNTIMES[::-1]):
             progress(f"docker run --rm: {i + 1}/{runs} {rt}")
             times[rt].append(timed(d, "run", "--rm", "--runtime", rt, IMAGE, "true"))
     return times
@@ -99,14 +101,17 @@ def main() -> int:
         return 1
     base = tempfile.mkdtemp(prefix="bench-docker-", dir="/tmp")
     os.chmod(base, 0o755)
-    d = Dockerd(base, ("--add-runtime", "runner-warm=" + RUNNER_BIN))
+    d = Dockerd(base)
     warm = None
+    rm, n = {}, {}
     try:
         d.start()
         d.import_image(str(ROOTFS))
+        rm["plain"] = run_rm(d, args.runs)
+        n["plain"] = many(d, args.containers)
         warm = start_warm(d)
-        rm = run_rm(d, args.runs)
-        n = many(d, args.containers)
+        rm["warm"] = run_rm(d, args.runs)
+        n["warm"] = many(d, args.containers)
     finally:
         progress("")
         if warm is not None:
@@ -120,27 +125,28 @@ def main() -> int:
                     os.rmdir(sub)
         shutil.rmtree(base, ignore_errors=True)
 
-    print("\nDocker 20.10 (Debian docker.io), one dockerd, --runtime runc vs runner vs "
-          "runner-warm (ratios: / runc)")
-    print(f"  {'':<38} {'runc':>10} {'runner':>10} {'warm':>10} {'runner':>7} {'warm':>7}")
-
-    def row(label: str, vals: list, scale: float, fmt: str) -> None:
-        a = vals[0]
-        print(f"  {label:<38}" + "".join(format(v * scale, fmt) for v in vals) +
-              "".join(f"{v / a:6.2f}x" for v in vals[1:]))
-
-    row("docker run --rm true, median (ms)", [statistics.median(rm[rt]) for rt in RUNTIMES],
-        1000, "10.0f")
-    row(f"  p90 (ms), {args.runs} runs", [p90(rm[rt]) for rt in RUNTIMES], 1000, "10.0f")
-    for i, label in enumerate(("docker run -d", "docker rm -f")):
-        row(f"{args.containers} x {label} (s)", [n[rt][i] for rt in RUNTIMES], 1, "10.1f")
+    print("\nDocker 20.10 (Debian docker.io), one dockerd, --runtime runc vs --runtime runner, "
+          "without and with the warm server")
+    print(f"  {'':<38} {'runc':>10} {'runner':>10} {'ratio':>7}")
+    for phase in ("plain", "warm"):
+        print(f"  runner {phase}:")
+        a, b = statistics.median(rm[phase]["runc"]), statistics.median(rm[phase]["runner"])
+        print(f"  {'docker run --rm true, median (ms)':<38} {a * 1000:10.0f} {b * 1000:10.0f} "
+              f"{b / a:6.2f}x")
+        a, b = p90(rm[phase]["runc"]), p90(rm[phase]["runner"])
+        print(f"  {'  p90 (ms), ' + str(args.runs) + ' runs':<38} {a * 1000:10.0f} "
+              f"{b * 1000:10.0f} {b / a:6.2f}x")
+        for i, label in enumerate(("docker run -d", "docker rm -f")):
+            a, b = n[phase]["runc"][i], n[phase]["runner"][i]
+            print(f"  {f'{args.containers} x {label} (s)':<38} {a:10.1f} {b:10.1f} "
+                  f"{b / a:6.2f}x")
     return 0
 
 
 def start_warm(d: Dockerd) -> subprocess.Popen:
-    """The warm server of the runner-warm runtime's state root, in dockerd's network and
-    mount namespaces (the shims call the runtime there; it serves no other)."""
-    root = os.path.join(d.exec_root, "runtime-runner-warm", "moby")
+    """The warm server of the runtimes' state root, in dockerd's network and mount
+    namespaces (the shims call the runtime there; it serves no other)."""
+    root = os.path.join(d.exec_root, "runtime-runc", "moby")
     os.makedirs(root, exist_ok=True)
     proc = subprocess.Popen(["nsenter", "-t", str(d.pid), "-n", "-m", RUNNER_BIN, "--root",
                              root, "warm-server"], stdin=subprocess.DEVNULL)

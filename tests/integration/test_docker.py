@@ -42,7 +42,8 @@ def dockerd(rootfs_template):
         d.start()
         d.import_image(rootfs_template)
         if WARM:  # the shims call the runner in dockerd's network and mount namespaces
-            warm = WarmServer(os.path.join(d.exec_root, "runtime-runner", "moby"),
+            # (Docker 20.10 gives every runtime the state root of runc)
+            warm = WarmServer(os.path.join(d.exec_root, "runtime-runc", "moby"),
                               pre=("nsenter", "-t", str(d.pid), "-n", "-m")).__enter__()
         yield d
         if warm is not None:

@@ -322,3 +322,15 @@ def test_idle_exit_and_one_server_per_root(bundle):
         assert server.proc.wait(30) == 0
         assert not os.path.exists(server.sock)
         assert "idle" in server.log()
+
+
+def test_the_lifecycle_conformance_file_passes_with_a_server_on_every_root():
+    """The same tests both ways: test_lifecycle.py (run plainly by the suite itself) again
+    with RUNNER_TEST_WARM=1, where every `runner` is the launcher and every test's state
+    root has a warm server (conftest.WarmServer; a refusal fails the test). `make
+    test-warm` does this for every runtime file."""
+    env = dict(os.environ, RUNNER_TEST_WARM="1")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        os.path.join(REPO, "tests", "integration", "test_lifecycle.py")],
+                       env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
