@@ -89,6 +89,17 @@ class Bundle:
         return self.runner("run", "--bundle", self.path, *extra, cid, **kw)
 
 
+def terminate(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM, and SIGKILL after `timeout` seconds; reaped either way."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class WarmServer:
     """`runner --root ROOT --debug warm-server` for the time of a with-block; log() is what
     it said (a line per call served or refused). `pre`: what it runs under (nsenter into an
@@ -129,13 +140,7 @@ class WarmServer:
         return [line for line in self.log().splitlines() if " refused pid " in line]
 
     def __exit__(self, *exc) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.final = self.log()
         self.logfile.close()
 
