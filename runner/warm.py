@@ -5,9 +5,10 @@ The interpreter's start-up and imports are most of a `runner state` (~14 ms of ~
 they are paid once. Each call is served by a forked worker that first becomes the caller
 (runner/warm_peer.py: the security boundary, and what it adopts), then runs runner's own
 `main` with the caller's argv, environment, working directory and stdio, exactly the code
-of the plain path. The server writes the worker's exit status (or the signal it died of)
-back; the launcher exits with it. A caller that goes away (an engine killing `runner
-kill`) takes its worker with it: SIGKILL, as the plain path's interpreter would have died.
+of the plain path. The worker's exit status (or the signal it died of) goes back; the
+launcher exits with it (or dies of the signal). A caller that goes away (an engine killing
+`runner kill`) takes its worker with it, as it would have taken the plain path's
+interpreter (see _die_with).
 
 One server per uid and state root: the socket is ROOT/.warm.sock (0600; names starting
 with "." are not containers). `create`, `run` and `exec` are never served: their process
@@ -182,22 +183,23 @@ class Server:
             pass
 
     def _stop_spares(self) -> None:
-        """No more calls: the idle workers go (one that took a call meanwhile is in busy
-        once its datagram is read; a connection it had not announced closes unanswered,
-        and its launcher goes the plain way)."""
-        for pid in self.spares:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """No more calls: shutdown() of the listening socket ends every accept() waiting
+        on it (EINVAL), so the idle workers exit, and a worker that took a call serves it
+        to the end; a connection not yet accepted is refused, and its launcher goes the
+        plain way. (Never a signal: it could catch a worker that has just taken a call.)"""
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
 
     def _fork_spare(self) -> None:
+        server = os.getpid()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                code = self._spare()
+                code = self._spare(server)
             finally:
                 os._exit(code)
         self.spares.add(pid)
@@ -205,7 +207,8 @@ class Server:
     def _taken(self) -> None:
         """A worker took a call: it is busy, with the connection to answer if it dies."""
         try:
-            data, fds, _, _ = socket.recv_fds(self.taken_r, 8, 1, socket.MSG_DONTWAIT)
+            data, fds, _, _ = socket.recv_fds(self.taken_r, 8, 1,
+                                              socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
         except BlockingIOError:
             return
         if len(data) != 4:
@@ -255,24 +258,31 @@ class Server:
 
     # ---- in a forked worker ----
 
-    def _spare(self) -> int:
-        """Wait for a call, then serve it; the exit status is 0 once the reply is written."""
+    def _spare(self, server: int) -> int:
+        """Wait for a call, then serve it; the exit status is 0 once the reply is written.
+        A spare ends with the server (SIGKILL'd, it cannot stop them); a worker that took
+        a call serves it to the end."""
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a ^C to the server: it stops them
         signal.set_wakeup_fd(-1)
         for fd in self.parent_fds:
             os.close(fd)
         for other in self.busy.values():
             if other is not None:
                 other.close()
+        prctl = _libc().prctl
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != server:
+            return 0
         _prefault()
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-                break
-            except InterruptedError:
-                continue
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return 0  # the server stops (_stop_spares)
+        # (a server dying before this: the launcher saw no reply, and goes the plain way)
+        prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as the plain path's
         self.listener.close()
         socket.send_fds(self.taken_w, [struct.pack("<i", os.getpid())], [conn.fileno()])
         self.taken_w.close()
@@ -322,6 +332,15 @@ class Server:
         return 0
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _prefault() -> None:
     """The pages this fork shares with the server, made its own now rather than one
     copy-on-write fault at a time while it serves a call (~400 of them, ~2 ms of a
@@ -329,7 +348,7 @@ def _prefault() -> None:
     mappings, ~7 MB. An older kernel says EINVAL, and the faults stay where they were."""
     import ctypes
 
-    madvise = ctypes.CDLL(None, use_errno=True).madvise
+    madvise = _libc().madvise
     madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     with open("/proc/self/maps") as f:
         for line in f:

@@ -297,7 +297,7 @@ def test_a_signal_death_is_the_callers(bundle, warm):
     assert len(warm.served()) == 1
 
 
-def test_without_a_live_server_the_plain_path_runs(bundle, tmp_path):
+def test_without_a_live_server_the_plain_path_runs(bundle):
     os.makedirs(bundle.root, exist_ok=True)
     cid = sleeper(bundle)
     with WarmServer(bundle.root) as server:
@@ -332,3 +332,20 @@ def test_the_lifecycle_conformance_file_passes_with_a_server_on_every_root():
                         os.path.join(REPO, "tests", "integration", "test_lifecycle.py")],
                        env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+
+
+def test_a_killed_server_leaves_no_worker_waiting(bundle):
+    os.makedirs(bundle.root, exist_ok=True)
+    with WarmServer(bundle.root) as server:
+        spares = [int(p) for p in open(f"/proc/{server.proc.pid}/task/{server.proc.pid}"
+                                       "/children").read().split()]
+        assert spares
+        server.proc.kill()
+        server.proc.wait()
+        for _ in range(500):
+            if not any(os.path.exists(f"/proc/{p}") for p in spares):
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError(f"workers {spares} outlived their server")
+    os.unlink(server.sock)
