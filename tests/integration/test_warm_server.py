@@ -337,8 +337,12 @@ def test_the_lifecycle_conformance_file_passes_with_a_server_on_every_root():
 def test_a_killed_server_leaves_no_worker_waiting(bundle):
     os.makedirs(bundle.root, exist_ok=True)
     with WarmServer(bundle.root) as server:
-        spares = [int(p) for p in open(f"/proc/{server.proc.pid}/task/{server.proc.pid}"
-                                       "/children").read().split()]
+        children = f"/proc/{server.proc.pid}/task/{server.proc.pid}/children"
+        for _ in range(500):  # its workers waiting for calls (forked once it serves)
+            spares = [int(p) for p in open(children).read().split()]
+            if len(spares) == 2:
+                break
+            time.sleep(0.01)
         assert spares
         server.proc.kill()
         server.proc.wait()
