@@ -58,6 +58,14 @@ class Runtime:
         self.name, self.exe, self.root, self.bundle, self.wrapped = (name, exe, root, bundle,
                                                                       wrapped)
         self.times: dict = {}
+        self.server_log = None  # runner warm: its server's --debug log (the workers' CPU)
+
+    def server_cpu(self) -> int:
+        """The CPU time the warm server's worker reported for the last call, ns."""
+        if self.server_log is None:
+            return 0
+        took = [line for line in self.server_log.read().splitlines() if " ms CPU" in line]
+        return int(float(took[-1].split(" took ")[1].split()[0]) * 1e6) if took else 0
 
     def argv(self, *args: str) -> list:
         cmd = [self.exe, "--root", str(self.root), *args]
@@ -72,7 +80,7 @@ class Runtime:
             c, t = cpu_ns(), time.perf_counter_ns()
             r = subprocess.run(self.argv(*args), stdin=subprocess.DEVNULL, stdout=out,
                                stderr=subprocess.STDOUT)
-            dt, dc = time.perf_counter_ns() - t, cpu_ns() - c
+            dt, dc = time.perf_counter_ns() - t, cpu_ns() - c + self.server_cpu()
             out.seek(0)
             text = out.read()
         if check and r.returncode:
@@ -99,11 +107,15 @@ def cpu_ns() -> int:
         resource.getrusage(resource.RUSAGE_CHILDREN))) * 1e9)
 
 
-def start_warm_server(runner: str, root: Path) -> subprocess.Popen:
-    """`runner warm-server` for the `runner warm` column's state root (runner/warm.py)."""
+def start_warm_server(runner: str, root: Path, rt: Runtime) -> subprocess.Popen:
+    """`runner warm-server` for the `runner warm` column's state root (runner/warm.py).
+    Its CPU rows add what the server's worker reports for each call (--debug: the CPU
+    time of the worker since its fork) to the launcher's."""
     root.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([runner, "--root", str(root), "warm-server"],
-                            stdin=subprocess.DEVNULL)
+    log = tempfile.TemporaryFile(mode="w+", dir="/dev/shm")
+    rt.server_log = open(f"/proc/self/fd/{log.fileno()}")
+    proc = subprocess.Popen([runner, "--root", str(root), "--debug", "warm-server"],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     for _ in range(1000):
         if (root / ".warm.sock").exists() or proc.poll() is not None:
             break
@@ -335,8 +347,8 @@ def table(rts: list, rows: list, wrapper_ns: float, unit: str = "ms") -> None:
         vals = {}
         for rt in rts:
             xs = rt.times.get(row)
-            if not xs or (rt.name == "runner warm" and "CPU" in row):
-                continue  # (a warm call's work is done by the server's worker: not our child)
+            if not xs:
+                continue
             v = bench.median(xs)
             if rt.wrapped and row != "memory":
                 # at or below the wrapper's own median: the call is lost in the wrapper's
@@ -388,7 +400,8 @@ def main() -> int:
             bench.make_bundle(b, "sleep", sleep_cfg)
             rts.append(Runtime(name, exe, shm / name.replace(" ", "-"), b / "bundles",
                                wrapped=name == "crun"))
-        warm = start_warm_server(runner, shm / "runner-warm")
+        warm = start_warm_server(runner, shm / "runner-warm",
+                                 next(rt for rt in rts if rt.name == "runner warm"))
         wrapper_ns = wrapper_time(max(args.rounds, 10))
         if args.rounds:
             print(f"\nper verb, median of {args.rounds} lifecycles, round-robin (crun: the "
