@@ -23,7 +23,6 @@ import concurrent.futures
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,8 +34,10 @@ REPO = Path(__file__).resolve().parents[2]
 OURS = str(REPO / ".venv" / "bin" / "runner-cni")
 REF = "/usr/lib/cni"
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "integration"))  # netnskit
 
 from libcontainer.network.netns import setns  # noqa: E402
+from netnskit import Netns  # noqa: E402
 
 TTY = sys.stderr.isatty()
 
@@ -45,26 +46,6 @@ def progress(msg: str) -> None:
     if TTY:
         sys.stderr.write(f"\r\033[K{msg}")
         sys.stderr.flush()
-
-
-class Holder:
-    """A network namespace held by a sleeping process."""
-
-    def __init__(self):
-        self.proc = subprocess.Popen(["unshare", "--net", "sleep", "3600"])
-        mine = os.readlink("/proc/self/ns/net")
-        while True:
-            try:
-                if os.readlink(f"/proc/{self.proc.pid}/ns/net") != mine:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.002)
-        self.path = f"/proc/{self.proc.pid}/ns/net"
-
-    def close(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
 
 
 def confs(state: str, ours: bool, maps: list) -> list:
@@ -125,7 +106,7 @@ def pct(xs: list, p: float) -> float:
 def latency(state: str, runs: int, maps: list, label: str) -> dict:
     """Interleaved: ours and the reference take turns, so noise falls on both alike."""
     out = {}
-    ns = Holder()
+    ns = Netns(hold=3600)
     try:
         times = {k: {"ADD": [], "DEL": [], "ADD cpu": [], "DEL cpu": [], "ADD+DEL": [],
                      "ADD+DEL cpu": []} for k in ("ours", "ref")}
@@ -159,7 +140,7 @@ def throughput(state: str, n: int) -> dict:
     out = {}
     for k, ours in (("ref", False), ("ours", True)):
         chain = confs(f"{state}-{k}-tp", ours, [])
-        nss = [Holder() for _ in range(n)]
+        nss = [Netns(hold=3600) for _ in range(n)]
         try:
             progress(f"throughput ({k}): {n} ADDs at once")
             with concurrent.futures.ThreadPoolExecutor(n) as pool:
@@ -219,7 +200,7 @@ def main() -> int:
             print(f"bench_network: {p} is missing (make venv; containernetworking-plugins)")
             return 1
     tmp = tempfile.mkdtemp(prefix="bench-net-")
-    host = Holder()
+    host = Netns(hold=3600)
     home = os.open("/proc/self/ns/net", os.O_RDONLY)
     fd = os.open(host.path, os.O_RDONLY)
     try:
@@ -254,7 +235,7 @@ def main() -> int:
             row(f"{c} {label}", o[0], r[0])
             print(f"  {'':<34} (p90 {o[1]:.1f})     (p90 {r[1]:.1f})")
             o, r = res["ours"][c + " cpu"], res["ref"][c + " cpu"]
-            row(f"  CPU time (user+sys)", o[0], r[0])
+            row("  CPU time (user+sys)", o[0], r[0])
     n = args.containers
     for i, c in enumerate(("ADD", "DEL")):
         o, r = tp["ours"][i], tp["ref"][i]
