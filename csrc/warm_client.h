@@ -141,6 +141,10 @@ static void warm(long argc, char **argv, char **envp)
     long fd = sys3(NR_socket, AF_UNIX_, SOCK_STREAM_ | SOCK_CLOEXEC_, 0);
     if (fd < 0)
         return;
+    /* the lowest free fd: 0, 1 or 2 when one of them is closed, which the plain path
+     * must see closed (handed over, it would be this socket) */
+    if (fd <= 2)
+        goto plain;
     struct ucred_ cred;
     unsigned int credlen = sizeof cred;
     long cwd = -1;

@@ -353,3 +353,20 @@ def test_a_killed_server_leaves_no_worker_waiting(bundle):
         else:
             raise AssertionError(f"workers {spares} outlived their server")
     os.unlink(server.sock)
+
+
+def test_a_closed_stdio_fd_is_the_plain_paths_business(bundle, warm):
+    """The launcher cannot hand over an fd it does not have (sendmsg says EBADF): the
+    plain path runs, and answers as it does without a server."""
+    cid = sleeper(bundle)
+    try:
+        outs = []
+        for plain in (False, True):
+            r = subprocess.run(["sh", "-c", 'exec "$@" <&-', "sh", LAUNCHER, "--root",
+                                bundle.root, "state", cid], capture_output=True, text=True,
+                               env=dict(os.environ, RUNNER_WARM="0" if plain else "1"))
+            outs.append((r.returncode, r.stdout, r.stderr))
+        assert outs[0] == outs[1] and outs[0][0] == 0, outs
+        assert not warm.served() and not warm.refused(), warm.log()
+    finally:
+        call(bundle, "delete", "--force", cid, plain=True)
