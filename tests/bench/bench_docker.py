@@ -8,8 +8,8 @@ the second phase: each ratio is against runc of the same phase.
   - `docker run --rm IMAGE true`, one at a time: median and p90 wall time of the client
     command (dockerd → containerd → shim → runtime create/start/delete, and the daemon's own
     work around it, which both runtimes share);
-  - 50 × `docker run -d IMAGE sleep 1000`, then `docker rm -f` of all 50, one command at a time:
-    wall time of each phase.
+  - 50 × `docker run -d IMAGE sleep 1000`, then `docker rm -f` of all 50, one command at a time,
+    the runtimes taking turns: wall time of each phase.
 
     .venv/bin/python tests/bench/bench_docker.py [--runs N] [--containers N]
 
@@ -65,19 +65,18 @@ def run_rm(d: Dockerd, runs: int) -> dict:
 
 
 def many(d: Dockerd, n: int) -> dict:
-    out = {}
-    for rt in RUNTIMES:
-        names = [f"bench-{rt}-{i}" for i in range(n)]
-        t0 = time.perf_counter()
-        for i, name in enumerate(names):
-            progress(f"{n} x docker run -d: {i + 1}/{n} {rt}")
-            timed(d, "run", "-d", "--runtime", rt, "--name", name, IMAGE, "sleep", "1000")
-        started = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        for i, name in enumerate(names):
-            progress(f"{n} x docker rm -f: {i + 1}/{n} {rt}")
-            timed(d, "rm", "-f", name)
-        out[rt] = (started, time.perf_counter() - t0)
+    """n × `docker run -d` per runtime, then `docker rm -f` of each, the runtimes taking
+    turns container by container (load that drifts falls on both alike): the summed wall
+    time of each phase, per runtime."""
+    names = {rt: [f"bench-{rt}-{i}" for i in range(n)] for rt in RUNTIMES}
+    out = {rt: [0.0, 0.0] for rt in RUNTIMES}
+    for phase, args in ((0, ("run", "-d", "--runtime", "{rt}", "--name", "{name}", IMAGE,
+                             "sleep", "1000")), (1, ("rm", "-f", "{name}"))):
+        for i in range(n):
+            for rt in (RUNTIMES if i % 2 == 0 else RUNTIMES[::-1]):
+                progress(f"{n} x docker {args[0]}: {i + 1}/{n} {rt}")
+                out[rt][phase] += timed(d, *(a.format(rt=rt, name=names[rt][i])
+                                             for a in args))
     return out
 
 
