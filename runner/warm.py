@@ -297,7 +297,9 @@ class Server:
             argv, env, fds = _receive(conn)
             pidfd = warm_peer.peer_pidfd(conn, pid)
             peer = warm_peer.check(self.own, pid, uid)
-            if not warm_peer.alive(pidfd):
+            gone = not warm_peer.alive(pidfd)
+            os.close(pidfd)
+            if gone:
                 raise warm_peer.Refused("the caller exited")
             if len(argv) < 2 or _verb(argv[1:]) not in SERVED:
                 raise warm_peer.Refused(f"not a served call: {argv[1:3]}")
