@@ -8,8 +8,8 @@ import os
 import shutil
 import signal
 import threading
-import time
 
+from ..state import crash_point
 from . import monitor, oci
 from .errors import BadRequest, Conflict, EngineError, NotFound, NotModified
 from .events import Events
@@ -72,8 +72,8 @@ class Engine:
     def _dir(self, cid: str) -> str:
         return os.path.join(self.cdir, cid)
 
-    def save(self, rec: dict) -> None:
-        write_json(os.path.join(self._dir(rec["Id"]), "config.v2.json"), rec)
+    def save(self, rec: dict, sync: bool = True) -> None:
+        write_json(os.path.join(self._dir(rec["Id"]), "config.v2.json"), rec, sync)
 
     def get(self, ref: str) -> dict:
         """A container by id, id prefix or name (docker's lookup order)."""
@@ -92,11 +92,15 @@ class Engine:
 
     def load(self) -> None:
         """Adopt what the last daemon left: records, live monitors, exits that happened while
-        no daemon ran; half-made containers (no record) are removed."""
+        no daemon ran; half-made containers (no record) and half-removed ones (renamed
+        away, record and all) are removed."""
+        from ..state import sweep
+
+        sweep(self.runtime_root)  # what a killed create or delete of the runtime left
         for cid in os.listdir(self.cdir):
             d = self._dir(cid)
             rec = read_json(os.path.join(d, "config.v2.json"))
-            if not rec:
+            if not rec or rec.get("Id") != cid:
                 self._remove_leftover(cid)
                 continue
             self.containers[cid] = rec
@@ -106,6 +110,8 @@ class Engine:
                     self.volumes.users.setdefault(m["Name"], set()).add(cid)
         for cid, rec in list(self.containers.items()):
             st = rec["State"]
+            if st["Status"] not in ("running", "paused") and monitor.orphan(self._dir(cid)):
+                self._end_orphan(cid)
             if st["Status"] in ("running", "paused", "restarting"):
                 mon = rec.get("Monitor") or {}
                 if monitor.alive(mon.get("pid", 0), mon.get("start")):
@@ -117,8 +123,25 @@ class Engine:
                         watch(self, cid)
                 else:
                     self.exited(cid)
-            elif st["Status"] == "removing":
+            elif st["Status"] == "removing" or rec["HostConfig"].get("AutoRemove"):
+                # as dockerd's restore: a --rm container that is not running goes
                 self.remove(cid, force=True)
+
+    def _end_orphan(self, cid: str) -> None:
+        """A start the last daemon did not live to record: its container goes (the client
+        saw the start fail) and its monitor with it."""
+        mon = monitor.orphan(self._dir(cid)) or {}
+        try:
+            self._cleanup_runtime(cid)
+        except Exception as e:
+            import logging
+
+            logging.getLogger("runner.daemon").warning("orphan of %s: %s", cid[:12], e)
+        monitor.wait_gone(mon.get("pid", 0), mon.get("start"), 10)
+        try:
+            os.unlink(os.path.join(self._dir(cid), monitor.MONITOR_FILE))
+        except FileNotFoundError:
+            pass
 
     def _remove_leftover(self, cid: str) -> None:
         d = self._dir(cid)
@@ -187,6 +210,7 @@ class Engine:
         d = self._dir(cid)
         try:
             os.makedirs(d, mode=0o711)
+            crash_point("container dir made")
             rec = self._make(cid, name, d, body, hc, img, image_config, ep, cmd, mounts, netmode)
         except BaseException:
             with self.lock:
@@ -221,6 +245,7 @@ class Engine:
         if unset:
             spec["process"]["env"] = [e for e in spec["process"]["env"]
                                       if e.partition("=")[0] not in unset]
+        crash_point("bundle made")
         hostname = body.get("Hostname") or cid[:12]
         config_env = spec["process"]["env"] + unset
         if not any(e.startswith("HOSTNAME=") for e in spec["process"]["env"]):
@@ -252,6 +277,7 @@ class Engine:
                 self.volumes.users.setdefault(m["Name"], set()).add(cid)
         with open(os.path.join(bundle, "config.json"), "w") as f:
             f.write(jsonio.dumps(spec, indent=1))
+        crash_point("config.json written")
         ic = image_config.get("config") or {}
         config = {"Hostname": hostname, "Domainname": body.get("Domainname", ""),
                   "User": body.get("User", ""), "AttachStdin": bool(body.get("AttachStdin")),
@@ -297,6 +323,7 @@ class Engine:
         if config["Healthcheck"] and (config["Healthcheck"].get("Test") or [""])[0] not in ("NONE",):
             rec["State"]["Health"] = {"Status": "starting", "FailingStreak": 0, "Log": []}
         self.save(rec)
+        crash_point("container recorded")
         return rec
 
     def _etc_files(self, d: str, hostname: str, body: dict, hc: dict) -> list:
@@ -345,6 +372,7 @@ class Engine:
             info = monitor.spawn(d, os.path.join(d, "bundle"), cid, self.runtime_root,
                                  rec["Config"]["Tty"], rec["Config"]["OpenStdin"], max_size,
                                  max_file, hold)
+            crash_point("started, not recorded")
         except BaseException as e:
             with self.lock:
                 rec["State"]["Status"] = "created" if rec["State"]["StartedAt"] == ZERO_TIME else "exited"
@@ -368,7 +396,10 @@ class Engine:
                       ExitCode=0, Error="", StartedAt=now(), FinishedAt=ZERO_TIME, OOMKilled=False)
             rec["Monitor"] = {"pid": info["monitor"], "start": info["monitor_start"]}
             rec.pop("_stopping", None)
-            self.save(rec)
+            # not synced: a daemon crash keeps it (page cache); a power cut ends the container
+            # anyway, and then an unsynced start reads back as the state before it
+            self.save(rec, sync=False)
+        crash_point("start recorded")
         self.networks.after_start(rec)
         if rec["State"].get("Health") is not None:
             rec["State"]["Health"].update(Status="starting", FailingStreak=0)
@@ -422,6 +453,7 @@ class Engine:
         d = self._dir(cid)
         ex = monitor.read_exit(d) or {"ExitCode": 255, "FinishedAt": now()}
         oom = self._oom_killed(cid)
+        crash_point("exit read")
         try:
             self._cleanup_runtime(cid)
         except Exception as e:
@@ -442,7 +474,9 @@ class Engine:
                 st["Health"]["Status"] = "unhealthy"
             rec.pop("Monitor", None)
             stopping = rec.pop("_stopping", False)
-            self.save(rec)
+            # a --rm container is removed next (a crash before that: load() removes it)
+            self.save(rec, sync=not rec["HostConfig"].get("AutoRemove"))
+        crash_point("exit recorded")
         if oom:
             self.events.emit("container", "oom", cid, self._attrs(rec))
         self.events.emit("container", "die", cid, dict(self._attrs(rec), exitCode=str(ex["ExitCode"])))
@@ -586,17 +620,20 @@ class Engine:
                 raise Conflict(f"removal of container {cid} is already in progress")
             rec["State"]["Status"] = "removing"
             rec["_stopping"] = True
-            self.save(rec)
+            # lost only at a power cut: then the next start finds the container as it was
+            # and a half-removed bundle, which a later remove tolerates
+            self.save(rec, sync=False)
+        crash_point("removal recorded")
         if status in ("running", "paused"):
             mon = rec.get("Monitor") or {}
             try:
                 self._signal(rec, signal.SIGKILL)
             except EngineError:
                 pass
-            deadline = time.time() + 10
-            while monitor.alive(mon.get("pid", 0), mon.get("start")) and time.time() < deadline:
-                time.sleep(0.02)
+            monitor.wait_gone(mon.get("pid", 0), mon.get("start"), 10)
+            crash_point("removal: killed")
         self._cleanup_runtime(cid)
+        crash_point("removal: runtime cleaned")
         self.networks.after_stop(rec)
         self.networks.forget(rec)
         d = self._dir(cid)
@@ -607,6 +644,7 @@ class Engine:
             remove_bundle(os.path.join(d, "bundle"), storage=self.store.root)
         except ImageError:
             pass
+        crash_point("removal: bundle removed")
         for m in rec.get("Mounts") or []:
             if m["Type"] == "volume":
                 self.volumes.users.get(m["Name"], set()).discard(cid)
@@ -614,7 +652,15 @@ class Engine:
             for m in rec.get("Mounts") or []:
                 if m["Type"] == "volume" and m.get("Anonymous"):
                     self.volumes.remove(m["Name"], force=True)
-        shutil.rmtree(d, ignore_errors=True)
+        # its files go after the answer: renamed away first (a record-less directory, which
+        # the next start's load() removes if this daemon dies before it did)
+        gone = os.path.join(self.cdir, ".gone-" + cid)
+        try:
+            os.rename(d, gone)
+            crash_point("removal: renamed away")
+            self.schedule(0, lambda: shutil.rmtree(gone, ignore_errors=True))
+        except OSError:
+            shutil.rmtree(d, ignore_errors=True)
         with self.lock:
             self.containers.pop(cid, None)
             self.names.pop(rec["Name"].lstrip("/"), None)

@@ -38,7 +38,7 @@ class Zygote:
                                      stdin=subprocess.DEVNULL, close_fds=False,
                                      # fds are not inherited unless marked: only this one is
                                      preexec_fn=lambda: os.dup2(theirs.fileno(), 3),
-                                     env=dict(os.environ, PYTHONPATH=_pythonpath()))
+                                     env=_child_env())
         theirs.close()
         self.sock = mine
 
@@ -81,7 +81,7 @@ def spawn(cdir: str, bundle: str, cid: str, runtime_root: str, tty: bool, stdin:
     r, w = os.pipe()
     args = {"dir": cdir, "bundle": bundle, "id": cid, "root": runtime_root, "tty": tty,
             "stdin": stdin, "max_size": max_size, "max_file": max_file, "hold": hold}
-    for name in ("exit.json", "exit.json.tmp"):
+    for name in ("exit.json", "exit.json.tmp", MONITOR_FILE):
         try:
             os.unlink(os.path.join(cdir, name))
         except FileNotFoundError:
@@ -103,7 +103,7 @@ def spawn(cdir: str, bundle: str, cid: str, runtime_root: str, tty: bool, stdin:
             p = subprocess.Popen([sys.executable, "-m", "libcontainer.engine.spawn", json.dumps(args)],
                                  pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                  start_new_session=True, preexec_fn=None,
-                                 env=dict(os.environ, PYTHONPATH=_pythonpath()))
+                                 env=_child_env())
     finally:
         os.close(w)
     p.wait()
@@ -132,10 +132,28 @@ def _status(r: int, cdir: str) -> dict:
     return status
 
 
+def _child_env() -> dict:
+    """The spawner's environment: the daemon's, with our modules on the path and without
+    the crash-point trigger (a test's RUNNER_CRASH_AT is for the daemon's own count)."""
+    env = dict(os.environ, PYTHONPATH=_pythonpath())
+    env.pop("RUNNER_CRASH_AT", None)
+    return env
+
+
 def _pythonpath() -> str:
     here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     old = os.environ.get("PYTHONPATH", "")
     return here + (os.pathsep + old if old else "")
+
+
+MONITOR_FILE = "monitor.json"
+
+
+def orphan(cdir: str) -> dict | None:
+    """The monitor a spawner made for a start the daemon never recorded (it died between
+    the spawn and saving the record): {"pid", "start"} if it still runs."""
+    mon = read_json(os.path.join(cdir, MONITOR_FILE)) or {}
+    return mon if alive(mon.get("pid", 0), mon.get("start")) else None
 
 
 def alive(pid: int, start: int | None) -> bool:
@@ -150,6 +168,28 @@ def alive(pid: int, start: int | None) -> bool:
         return False
     rest = data[data.rindex(b")") + 2:].split()
     return rest[0] not in (b"Z", b"X") and int(rest[19]) == start
+
+
+def wait_gone(pid: int, start: int | None, timeout: float) -> bool:
+    """Block until the monitor `pid` (started at `start`) has exited, or `timeout` passes;
+    True if it is gone. A pidfd wakes us at its exit (no polling)."""
+    import select
+
+    if not alive(pid, start):
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return not alive(pid, start)
+    try:
+        if not alive(pid, start):  # the pid was reused between the check and the open
+            return True
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        p.poll(timeout * 1000)
+    finally:
+        os.close(fd)
+    return not alive(pid, start)
 
 
 def read_exit(cdir: str) -> dict | None:

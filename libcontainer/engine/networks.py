@@ -10,6 +10,7 @@ import sys
 import threading
 
 from .errors import BadRequest, Conflict, NotFound
+from ..state import crash_point
 from .records import now, read_json, write_json
 
 BRIDGE_SUBNET = "172.17.0.0/16"
@@ -37,6 +38,28 @@ class Networks:
             os.makedirs(d, 0o700, exist_ok=True)
         self.meta_path = os.path.join(root, "networks.json")
         self.meta = read_json(self.meta_path) or {}
+        if not rootless:
+            self._reconcile()
+
+    def _reconcile(self) -> None:
+        """A daemon killed between a network's config and its record (create writes the
+        config first, remove drops it first): a config without a record goes, a record
+        without a config too."""
+        from ..network import netconf
+
+        confs = set(self.names())
+        for name in confs - set(self.meta):
+            try:
+                netconf.remove(name, self.conf_dir, force=True)
+            except Exception as e:
+                import logging
+
+                logging.getLogger("runner.daemon").warning("network %s: %s", name, e)
+        stale = set(self.meta) - confs
+        for name in stale:
+            del self.meta[name]
+        if stale:
+            self._save_meta()
 
     # ---- networks ----------------------------------------------------------------------
 
@@ -68,6 +91,7 @@ class Networks:
                 raise Conflict(f"network with name {name} already exists") from None
             except InvalidArgument as e:
                 raise BadRequest(str(e)) from None
+            crash_point("network config written")
             import secrets
 
             self.meta[name] = {"Id": secrets.token_hex(32), "Created": now(),
@@ -144,6 +168,7 @@ class Networks:
                 raise Conflict(f"error while removing network: network {name} id "
                                f"{self.meta[name]['Id']} has active endpoints")
             netconf.remove(name, self.conf_dir, force=True)
+            crash_point("network config removed")
             del self.meta[name]
             self._save_meta()
 

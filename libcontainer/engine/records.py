@@ -48,12 +48,16 @@ def random_name() -> str:
     return f"{secrets.choice(_ADJ)}_{secrets.choice(_NOUN)}{secrets.randbelow(1000)}"
 
 
-def write_json(path: str, obj) -> None:
+def write_json(path: str, obj, sync: bool = True) -> None:
+    """Atomically (a reader or a crash sees the old file or the new one); `sync=False` for
+    marks whose loss at a power cut the next start tolerates (it is not lost to a daemon
+    crash: the page cache has it)."""
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
     os.rename(tmp, path)
 
 

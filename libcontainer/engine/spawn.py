@@ -92,6 +92,14 @@ def main(args: dict) -> int:
         fds = [f for f in (out, err, inp, attach.fileno()) if f >= 0]
         for f in fds:
             os.set_inheritable(f, True)
+        # where the next daemon finds this monitor if the daemon dies before it records the
+        # start (written before the status: then a dead reader means nobody will)
+        from .monitor import MONITOR_FILE, proc_start_time
+        from .records import write_json
+
+        write_json(os.path.join(d, MONITOR_FILE), {"pid": os.getpid(),
+                                                   "start": proc_start_time(os.getpid())}, sync=False)
+        # a daemon killed meanwhile closed the pipe: EPIPE, and the container goes (below)
         os.write(status, json.dumps({"pid": c.pid, "monitor": os.getpid()}).encode())
         os.close(status)
         argv = [MONITOR, d, str(c.pid), str(out), str(err), str(inp), "1" if args["tty"] else "0",
@@ -104,6 +112,10 @@ def main(args: dict) -> int:
                 c.delete(force=True)
             except Exception:
                 pass
+        try:
+            os.unlink(os.path.join(d, "monitor.json"))
+        except OSError:
+            pass
         msg = str(e) or type(e).__name__
         try:
             os.write(status, json.dumps({"error": msg}).encode())

@@ -9,6 +9,7 @@ import shutil
 import threading
 
 from .errors import BadRequest, Conflict, NotFound
+from ..state import crash_point
 from .records import now, read_json, write_json
 
 VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -18,8 +19,17 @@ class Volumes:
     def __init__(self, root: str):
         self.root = root
         os.makedirs(root, 0o711, exist_ok=True)
+        self._sweep()
         self.lock = threading.RLock()
         self.users: dict = {}  # volume name → set of container ids (filled by the engine)
+
+    def _sweep(self) -> None:
+        """What a killed daemon left half-made or half-removed: a directory without
+        meta.json (written last by create; removal renames the directory away first)."""
+        for n in os.listdir(self.root):
+            d = os.path.join(self.root, n)
+            if n.startswith(".gone-") or not os.path.exists(os.path.join(d, "meta.json")):
+                shutil.rmtree(d, ignore_errors=True)
 
     def _meta(self, name: str) -> dict | None:
         return read_json(os.path.join(self.root, name, "meta.json"))
@@ -41,6 +51,7 @@ class Volumes:
                 return self.inspect(name), False
             d = os.path.join(self.root, name)
             os.makedirs(os.path.join(d, "_data"), 0o755, exist_ok=True)
+            crash_point("volume dir made")
             meta = {"Name": name, "Labels": dict(labels or {}), "CreatedAt": now(),
                     "Anonymous": anonymous}
             write_json(os.path.join(d, "meta.json"), meta)
@@ -74,7 +85,10 @@ class Volumes:
                 raise NotFound(f"get {name}: no such volume")
             if self.in_use(name):
                 raise Conflict(f"remove {name}: volume is in use - [{', '.join(sorted(self.users[name]))}]")
-            shutil.rmtree(os.path.join(self.root, name))
+            gone = os.path.join(self.root, ".gone-" + name)  # not a volume name: [a-zA-Z0-9] first
+            os.rename(os.path.join(self.root, name), gone)
+            crash_point("volume renamed away")
+            shutil.rmtree(gone)
 
     def resolve(self, mounts: list, rootfs: str) -> list:
         """Volume mounts get a Source (made when new, with the image's files copied in)."""
