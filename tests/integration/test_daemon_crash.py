@@ -14,7 +14,6 @@ network namespace, half-written record, store temp, or blob whose digest is wron
 everything removed, nothing is left at all."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ import time
 
 import pytest
 
-from daemonkit import DOCKER, IMAGE, RunnerDaemon, busybox_archive
+from daemonkit import DOCKER, IMAGE, RunnerDaemon, busybox_archive, loaded_daemon
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.skipif(not os.path.exists(DOCKER), reason="no /usr/bin/docker")]
@@ -35,43 +34,14 @@ IMAGE2 = "runner-test/busybox2:latest"
 ID = re.compile(r"^[0-9a-f]{64}$")
 
 
-class HeldNetns:
-    """A network namespace held by a sleeping process (no /run/netns bind mount)."""
-
-    def __init__(self):
-        self.proc = subprocess.Popen(["unshare", "--net", "sleep", "3600"])
-        mine = os.readlink("/proc/self/ns/net")
-        for _ in range(400):
-            try:
-                if os.readlink(f"/proc/{self.proc.pid}/ns/net") != mine:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.005)
-        self.path = f"/proc/{self.proc.pid}/ns/net"
-        self.sh("ip", "link", "set", "lo", "up")
-
-    def sh(self, *cmd) -> str:
-        return subprocess.run(["nsenter", f"--net={self.path}", *cmd], check=True,
-                              capture_output=True, text=True).stdout
+class CrashDaemon(RunnerDaemon):
+    """runner daemon (in a network namespace of its own), started with a crash point or
+    without."""
 
     def links(self) -> set:
-        return {i["ifname"] for i in json.loads(self.sh("ip", "-j", "link") or "[]")}
-
-    def remove(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
-
-class CrashDaemon(RunnerDaemon):
-    """runner daemon in a held network namespace, started with a crash point or without."""
-
-    def __init__(self, base: str, ns: HeldNetns | None):
-        super().__init__(base)
-        self.held = ns
-
-    def _ns(self) -> list:
-        return ["nsenter", f"--net={self.held.path}"] if self.held else []
+        out = subprocess.run([*self._ns(), "ip", "-j", "link"], capture_output=True, text=True,
+                             check=True).stdout
+        return {i["ifname"] for i in json.loads(out or "[]")}
 
     def start(self, extra=()) -> "CrashDaemon":
         self._api = None  # no connection kept across daemons
@@ -102,36 +72,24 @@ class CrashDaemon(RunnerDaemon):
         return False
 
 
-@contextlib.contextmanager
 def _daemon(tmp_path_factory, netns: bool):
+    archive = busybox_archive(str(tmp_path_factory.mktemp("img") / "bb.tar"))
     base = f"/tmp/daemon-crash-{os.getpid()}-{'n' if netns else 'h'}"
-    ns = HeldNetns() if netns else None
-    d = CrashDaemon(base, ns).start()
-    try:
+    with loaded_daemon(CrashDaemon, base, archive, netns) as d:
         d.seen = set()  # every container id the data root ever held (for the cgroup audit)
-        d.archive = str(tmp_path_factory.mktemp("img") / "bb.tar")
-        busybox_archive(d.archive)
-        d.docker("load", "-i", d.archive, check=True)
         yield d
-    finally:
-        d.cleanup()
-        if ns:
-            ns.remove()
-    assert not os.path.exists(base)
 
 
 @pytest.fixture(scope="module")
 def cd(tmp_path_factory):
-    with _daemon(tmp_path_factory, True) as d:
-        yield d
+    yield from _daemon(tmp_path_factory, True)
 
 
 @pytest.fixture(scope="module")
 def cd_host(tmp_path_factory):
     """In the host's network namespace, to reach a registry on its loopback (containers
     there use --network none)."""
-    with _daemon(tmp_path_factory, False) as d:
-        yield d
+    yield from _daemon(tmp_path_factory, False)
 
 
 # ---- the audit -----------------------------------------------------------------------------
@@ -253,8 +211,8 @@ def clean(d, what: str) -> None:
         if i != keep:
             api.remove_image(i, force=True)
     audit(d, what + " (all removed)")
-    if d.held:
-        assert d.held.links() <= {"lo", "runner0"}, f"{what}: links {d.held.links()}"
+    if d.netns:
+        assert d.links() <= {"lo", "runner0"}, f"{what}: links {d.links()}"
 
 
 # ---- the crash-point sweep ----------------------------------------------------------------
@@ -286,11 +244,11 @@ OPS = {
 
 
 def _points() -> list:
-    """K = 1, 2, ... 12, then every third (a removal passes ~30, most of them the runtime's
-    state files one by one); RUNNER_CRASH_SWEEP=full: every one."""
+    """K = 1, 2, ... 6, then every fourth (a removal passes ~30, most of them the runtime's
+    state files one by one: the suite's time); RUNNER_CRASH_SWEEP=full: every one."""
     if os.environ.get("RUNNER_CRASH_SWEEP") == "full":
         return list(range(1, 80))
-    return list(range(1, 13)) + list(range(14, 80, 3))
+    return list(range(1, 7)) + list(range(8, 80, 4))
 
 
 @pytest.mark.parametrize("op", list(OPS))
@@ -323,7 +281,7 @@ def test_killed_at_each_crash_point(cd, op):
 
 # ---- the delay sweep ------------------------------------------------------------------------
 
-DELAYS = (0.0, 0.05, 0.15, 0.3, 0.6, 1.2)
+DELAYS = (0.0, 0.1, 0.3, 0.8)
 
 
 def _kill_during(d, args: list, delay: float) -> None:
