@@ -60,6 +60,19 @@ def qint(request: web.Request, name: str, default: int = 0) -> int:
         raise BadRequest(f"invalid value for {name}: {v!r} is not an integer") from None
 
 
+def qtime(request: web.Request, name: str) -> float:
+    """since/until: Unix seconds (fractions allowed) or RFC 3339; 0 when not given."""
+    v = request.query.get(name)
+    if not v:
+        return 0.0
+    try:
+        return float(v)
+    except ValueError:
+        from ..records import parse_time
+
+        return parse_time(v)
+
+
 def qfilters(request: web.Request) -> dict:
     """?filters={"key":["v"]} or the old {"key":{"v":true}} form → {key: [values]}."""
     raw = request.query.get("filters")
@@ -80,6 +93,22 @@ def qfilters(request: web.Request) -> dict:
         else:
             out[k] = [str(v)]
     return out
+
+
+def labels_match(labels: dict | None, wanted: list) -> bool:
+    """docker's `label` filter: every `key` is there, every `key=value` has that value."""
+    labels = labels or {}
+    return all(k in labels and (not eq or labels[k] == v)
+               for k, eq, v in (w.partition("=") for w in wanted))
+
+
+def filtered(items, filters: dict, tests: dict) -> list:
+    """The items that every filter holds for; `tests`: filter name → fn(item, values). A
+    filter with no test is refused before any item is looked at, as dockerd does."""
+    for k in filters:
+        if k not in tests:
+            raise BadRequest(f"invalid filter '{k}'")
+    return [i for i in items if all(tests[k](i, vals) for k, vals in filters.items())]
 
 
 def daemon(request: web.Request):

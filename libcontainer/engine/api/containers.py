@@ -12,7 +12,8 @@ from .. import execs
 from ..errors import BadRequest, Conflict
 from ..records import parse_time
 from . import streams
-from .base import Hijacked, blocking, body_json, daemon, go_fields, jresp, qbool, qfilters, qint
+from .base import (Hijacked, blocking, body_json, daemon, go_fields, jresp, labels_match, qbool,
+                   qfilters, qint, qtime)
 
 PRIVATE = ("Monitor", "_stopping")
 ACTIVE = ("running", "paused", "restarting", "starting")
@@ -88,10 +89,7 @@ def _match(rec: dict, filters: dict) -> bool:
 
             ok = any(re.search(v, rec["Name"].lstrip("/")) or re.search(v, rec["Name"]) for v in vals)
         elif k == "label":
-            labels = rec["Config"].get("Labels") or {}
-            ok = all(v.partition("=")[0] in labels and
-                     (not v.partition("=")[1] or labels[v.partition("=")[0]] == v.partition("=")[2])
-                     for v in vals)
+            ok = labels_match(rec["Config"].get("Labels"), vals)
         elif k == "status":
             ok = rec["State"]["Status"] in vals
         elif k == "exited":
@@ -280,8 +278,8 @@ async def logs(request):
         raise BadRequest("Bad parameters: you must choose at least one stream")
     tail_s = request.query.get("tail", "all")
     tail = -1 if tail_s in ("all", "") else int(tail_s) if tail_s.lstrip("-").isdigit() else -1
-    since = _ts(request.query.get("since"))
-    until = _ts(request.query.get("until"))
+    since = qtime(request, "since")
+    until = qtime(request, "until")
     tty = rec["Config"]["Tty"]
     resp = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream"
                                        if tty else "application/vnd.docker.multiplexed-stream"})
@@ -302,15 +300,6 @@ async def logs(request):
     except ConnectionError:
         pass
     return resp
-
-
-def _ts(v) -> float:
-    if not v:
-        return 0.0
-    try:
-        return float(v)
-    except ValueError:
-        return parse_time(v)
 
 
 async def attach(request):
@@ -572,28 +561,29 @@ def _mounts(rec) -> tuple:
                  if m.get("Source") and m.get("Destination"))
 
 
-async def archive_head(request):
-    from .. import archive
-
-    d = daemon(request)
-    rec, root = _rootfs(d, request.match_info["id"])
+def _cp_target(request) -> tuple:
+    """(rootfs, path, volumes and binds) of a `docker cp` request."""
+    rec, root = _rootfs(daemon(request), request.match_info["id"])
     path = request.query.get("path", "")
     if not path:
         raise BadRequest("path: not given")
-    hdr = await blocking(request, archive.stat_header, root, path, _mounts(rec))
+    return root, path, _mounts(rec)
+
+
+async def archive_head(request):
+    from .. import archive
+
+    root, path, mounts = _cp_target(request)
+    hdr = await blocking(request, archive.stat_header, root, path, mounts)
     return web.Response(status=200, headers={"X-Docker-Container-Path-Stat": hdr})
 
 
 async def archive_get(request):
     from .. import archive
 
-    d = daemon(request)
-    rec, root = _rootfs(d, request.match_info["id"])
-    path = request.query.get("path", "")
-    if not path:
-        raise BadRequest("path: not given")
-    hdr = await blocking(request, archive.stat_header, root, path, _mounts(rec))
-    data = await blocking(request, archive.get, root, path, _mounts(rec))
+    root, path, mounts = _cp_target(request)
+    hdr = await blocking(request, archive.stat_header, root, path, mounts)
+    data = await blocking(request, archive.get, root, path, mounts)
     return web.Response(body=data, headers={"X-Docker-Container-Path-Stat": hdr,
                                             "Content-Type": "application/x-tar"})
 
@@ -601,13 +591,9 @@ async def archive_get(request):
 async def archive_put(request):
     from .. import archive
 
-    d = daemon(request)
-    rec, root = _rootfs(d, request.match_info["id"])
-    path = request.query.get("path", "")
-    if not path:
-        raise BadRequest("path: not given")
+    root, path, mounts = _cp_target(request)
     data = await request.read()
-    await blocking(request, archive.put, root, path, data, _mounts(rec))
+    await blocking(request, archive.put, root, path, data, mounts)
     return web.Response(status=200)
 
 

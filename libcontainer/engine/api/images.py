@@ -12,7 +12,7 @@ from aiohttp import web
 from ..daemon import short_image_name
 from ..errors import BadRequest, Conflict, NotFound
 from ..records import parse_time
-from .base import blocking, body_json, daemon, jresp, qbool, qfilters
+from .base import blocking, body_json, daemon, jresp, labels_match, qbool, qfilters
 
 
 def _tags(img) -> list:
@@ -59,10 +59,7 @@ def _list(eng, filters: dict, all_: bool) -> list:
             elif k == "dangling":
                 ok = (s["RepoTags"] == ["<none>:<none>"]) == (vals[0] in ("true", "1"))
             elif k == "label":
-                labels = s["Labels"]
-                ok = all((v.partition("=")[0] in labels) and
-                         (not v.partition("=")[1] or labels[v.partition("=")[0]] == v.partition("=")[2])
-                         for v in vals)
+                ok = labels_match(s["Labels"], vals)
             if not ok:
                 break
         if ok:

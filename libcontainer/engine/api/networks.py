@@ -4,39 +4,24 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..errors import BadRequest
-from .base import blocking, body_json, daemon, jresp, qfilters
+from .base import blocking, body_json, daemon, filtered, jresp, labels_match, qfilters
+
+
+_BUILTIN = ("bridge", "host", "none")
+FILTERS = {
+    "name": lambda n, vals: any(v in n["Name"] for v in vals),
+    "id": lambda n, vals: any(n["Id"].startswith(v) for v in vals),
+    "label": lambda n, vals: labels_match(n["Labels"], vals),
+    "driver": lambda n, vals: n["Driver"] in vals,
+    "type": lambda n, vals: any((v == "builtin") == (n["Name"] in _BUILTIN) for v in vals),
+    "scope": lambda n, vals: "local" in vals,
+}
 
 
 async def list_networks(request):
-    eng = daemon(request).engine
     filters = qfilters(request)
-    nets = await blocking(request, eng.networks.list)
-    out = []
-    for n in nets:
-        ok = True
-        for k, vals in filters.items():
-            if k == "name":
-                ok = any(v in n["Name"] for v in vals)
-            elif k == "id":
-                ok = any(n["Id"].startswith(v) for v in vals)
-            elif k == "label":
-                labels = n["Labels"] or {}
-                ok = all(x.partition("=")[0] in labels and (not x.partition("=")[1] or
-                         labels[x.partition("=")[0]] == x.partition("=")[2]) for x in vals)
-            elif k == "driver":
-                ok = n["Driver"] in vals
-            elif k == "type":
-                builtin = n["Name"] in ("bridge", "host", "none")
-                ok = any((v == "builtin") == builtin for v in vals)
-            elif k == "scope":
-                ok = "local" in vals
-            else:
-                raise BadRequest(f"invalid filter '{k}'")
-            if not ok:
-                break
-        if ok:
-            out.append(n)
-    return jresp(out)
+    nets = await blocking(request, daemon(request).engine.networks.list)
+    return jresp(filtered(nets, filters, FILTERS))
 
 
 async def create(request):

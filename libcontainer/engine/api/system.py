@@ -12,7 +12,7 @@ from aiohttp import web
 from ..daemon import RUNTIMES
 from ..events import matches
 from ..records import parse_time
-from .base import API_VERSION, MIN_API_VERSION, blocking, daemon, jresp, qfilters
+from .base import API_VERSION, MIN_API_VERSION, blocking, daemon, jresp, qfilters, qtime
 
 PING_HEADERS = {"API-Version": API_VERSION, "Docker-Experimental": "false", "Ostype": "linux",
                 "Builder-Version": "1", "Cache-Control": "no-cache, no-store, must-revalidate",
@@ -100,20 +100,11 @@ def _os_name() -> str:
     return "Linux"
 
 
-def _ts(v: str) -> float:
-    if not v:
-        return 0.0
-    try:
-        return float(v)
-    except ValueError:
-        return parse_time(v)
-
-
 async def events(request):
     d = daemon(request)
     filters = qfilters(request)
-    since = _ts(request.query.get("since", ""))
-    until = _ts(request.query.get("until", ""))
+    since = qtime(request, "since")
+    until = qtime(request, "until")
     queue: asyncio.Queue = asyncio.Queue()
     loop = asyncio.get_running_loop()
 

@@ -4,34 +4,18 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..errors import BadRequest
-from .base import blocking, body_json, daemon, jresp, qbool, qfilters
+from .base import blocking, body_json, daemon, filtered, jresp, labels_match, qbool, qfilters
 
 
 async def list_volumes(request):
     eng = daemon(request).engine
     filters = qfilters(request)
     vols = await blocking(request, eng.volumes.list)
-    out = []
-    for v in vols:
-        ok = True
-        for k, vals in filters.items():
-            if k == "name":
-                ok = any(x in v["Name"] for x in vals)
-            elif k == "dangling":
-                ok = (not eng.volumes.in_use(v["Name"])) == (vals[0] in ("true", "1"))
-            elif k == "label":
-                labels = v["Labels"] or {}
-                ok = all(x.partition("=")[0] in labels and (not x.partition("=")[1] or
-                         labels[x.partition("=")[0]] == x.partition("=")[2]) for x in vals)
-            elif k == "driver":
-                ok = "local" in vals
-            else:
-                raise BadRequest(f"invalid filter '{k}'")
-            if not ok:
-                break
-        if ok:
-            out.append(v)
-    return jresp({"Volumes": out, "Warnings": None})
+    tests = {"name": lambda v, vals: any(x in v["Name"] for x in vals),
+             "dangling": lambda v, vals: (not eng.volumes.in_use(v["Name"])) == (vals[0] in ("true", "1")),
+             "label": lambda v, vals: labels_match(v["Labels"], vals),
+             "driver": lambda v, vals: "local" in vals}
+    return jresp({"Volumes": filtered(vols, filters, tests), "Warnings": None})
 
 
 async def create(request):
