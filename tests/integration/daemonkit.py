@@ -3,6 +3,7 @@ dockerd (with its own containerd, runc), started by a test and removed after; a 
 image as a docker-archive (docker save's format) both load the same way."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -120,6 +121,30 @@ class Daemon:
         # nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup hierarchies
         return ["nsenter", f"--net={self.netns}"] if self.netns else []
 
+    def stop(self, grace: float = 30) -> None:
+        """SIGTERM; after `grace` s SIGKILL (to its process group where it leads one, with
+        what it started)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                if os.getpgid(self.proc.pid) == self.proc.pid:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                else:
+                    self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def remove_all(self, networks: bool = True) -> None:
+        """Every container (force) and, with `networks`, every user-defined network."""
+        ids = self.docker("ps", "-aq").stdout.split()
+        if ids:
+            self.docker("rm", "-f", *ids)
+        if networks:
+            for n in self.docker("network", "ls", "-q", "--filter", "type=custom").stdout.split():
+                self.docker("network", "rm", n)
+
 
 class RunnerDaemon(Daemon):
     kind = "runner"
@@ -133,15 +158,8 @@ class RunnerDaemon(Daemon):
         _wait_socket(self.sock, self.proc)
         return self
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+    def stop(self, grace: float = 20) -> None:
+        super().stop(grace)
 
     def kill(self) -> None:
         if self.proc:
@@ -153,12 +171,7 @@ class RunnerDaemon(Daemon):
         """Every container (force), then the daemon, then the directory."""
         if self.proc is None:
             self.start()
-        r = self.docker("ps", "-aq")
-        ids = r.stdout.split()
-        if ids:
-            self.docker("rm", "-f", *ids)
-        for n in self.docker("network", "ls", "-q", "--filter", "type=custom").stdout.split():
-            self.docker("network", "rm", n)
+        self.remove_all()
         self.stop()
         _umount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
@@ -184,23 +197,9 @@ class Dockerd(Daemon):
         _wait_socket(self.sock, self.proc, 60)
         return self
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
-
     def cleanup(self) -> None:
         if self.proc is not None:
-            ids = self.docker("ps", "-aq").stdout.split()
-            if ids:
-                self.docker("rm", "-f", *ids)
-            for n in self.docker("network", "ls", "-q", "--filter", "type=custom").stdout.split():
-                self.docker("network", "rm", n)
+            self.remove_all()
         self.stop()
         _umount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
@@ -237,6 +236,22 @@ def daemon_netns() -> Netns:
     """A throw-away network namespace for a daemon's bridges, held for as long as a test
     module with a daemon may run."""
     return Netns(hold=3600, lo_up=True)
+
+
+@contextlib.contextmanager
+def loaded_daemon(cls, base: str, archive: str, netns: bool = True):
+    """A `cls` daemon on private `base` — in a throw-away network namespace, or the host's
+    (to reach a registry on its loopback) — with `archive` loaded; all of it gone after."""
+    ns = daemon_netns() if netns else None
+    d = cls(base, netns=ns.path if ns else "").start()
+    try:
+        d.docker("load", "-i", archive, check=True)
+        yield d
+    finally:
+        d.cleanup()
+        if ns:
+            ns.close()
+    assert not os.path.exists(base)
 
 
 PODMAN_HOST_PATHS = ["/run/containers", "/var/lib/containers/cache", "/var/lib/containers",
@@ -279,21 +294,9 @@ class PodmanService(Daemon):
         _wait_socket(self.sock, self.proc, 60)
         return self
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
-
     def cleanup(self) -> None:
         if self.proc is not None:
-            ids = self.docker("ps", "-aq").stdout.split()
-            if ids:
-                self.docker("rm", "-f", *ids)
+            self.remove_all(networks=False)  # `system reset` below takes them
         self.stop()
         subprocess.run(["podman", *self.flags, "system", "reset", "--force"], env=self.env,
                        capture_output=True, timeout=120)

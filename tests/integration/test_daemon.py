@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from daemonkit import DOCKER, IMAGE, REPO, RunnerDaemon, busybox_archive, daemon_netns
+from daemonkit import DOCKER, IMAGE, REPO, RunnerDaemon, busybox_archive, loaded_daemon
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.skipif(not os.path.exists(DOCKER), reason="no /usr/bin/docker")]
@@ -31,19 +31,10 @@ def archive(tmp_path_factory):
 
 
 def _rd(archive, netns: bool):
-    base = f"/tmp/daemon-rd-{os.getpid()}"
     # in a network namespace of its own: a container on the default network gets a bridge
     # there, never on the host
-    ns = daemon_netns() if netns else None
-    d = RunnerDaemon(base, netns=ns.path if ns else "").start()
-    try:
-        d.docker("load", "-i", archive, check=True)
+    with loaded_daemon(RunnerDaemon, f"/tmp/daemon-rd-{os.getpid()}", archive, netns) as d:
         yield d
-    finally:
-        d.cleanup()
-        if ns:
-            ns.close()
-    assert not os.path.exists(base)
 
 
 @pytest.fixture
