@@ -97,6 +97,10 @@ class Engine:
         from ..state import sweep
 
         sweep(self.runtime_root)  # what a killed create or delete of the runtime left
+        if os.path.isdir(self.store.path("builds")):
+            from ..images.builder.workspace import sweep as sweep_builds
+
+            sweep_builds(self.store)  # a killed build's workspace: its overlay mounts, its runs
         for cid in os.listdir(self.cdir):
             d = self._dir(cid)
             rec = read_json(os.path.join(d, "config.v2.json"))
