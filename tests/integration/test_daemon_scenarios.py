@@ -619,6 +619,29 @@ CMD ["httpd", "-f", "-p", "80", "-h", "/www"]
 
 
 @pytest.mark.skipif(not shutil.which("docker-compose"), reason="no docker-compose")
+def test_network_and_volume_ls_filters(cli):
+    """`network ls` / `volume ls` --filter: label (key, key=value), name, type; an unknown
+    filter is refused."""
+    for args in (("network", "create", "--label", "f=1", "fnet1"), ("network", "create", "fnet2"),
+                 ("volume", "create", "--label", "f=1", "fvol1"), ("volume", "create", "fvol2")):
+        ok(cli, *args)
+    try:
+        nets = lambda *f: ok(cli, "network", "ls", "--format", "{{.Name}}", *f).split()  # noqa
+        assert nets("--filter", "label=f=1") == ["fnet1"]
+        assert nets("--filter", "label=f", "--filter", "name=fnet") == ["fnet1"]
+        assert nets("--filter", "label=f=2") == []
+        custom = nets("--filter", "type=custom")
+        assert "fnet1" in custom and "fnet2" in custom and "bridge" not in custom
+        assert sorted(ok(cli, "volume", "ls", "-q", "--filter", "name=fvol").split()) == ["fvol1", "fvol2"]
+        assert ok(cli, "volume", "ls", "-q", "--filter", "label=f=1").split() == ["fvol1"]
+        for what in ("network", "volume"):
+            r = cli.docker(what, "ls", "--filter", "bogus=1")
+            assert r.returncode != 0 and "invalid filter 'bogus'" in r.stderr.lower(), r.stderr
+    finally:
+        cli.docker("network", "rm", "fnet1", "fnet2")
+        cli.docker("volume", "rm", "fvol1", "fvol2")
+
+
 def test_compose_project(cli, tmp_path):
     """A two-service project with a build, a named volume, a network, a published port and
     a healthcheck comes up, answers (by name too), and `down -v` leaves nothing."""
