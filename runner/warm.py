@@ -47,7 +47,7 @@ PRELOAD = ("runner.lifecycle", "runner.info", "runner.cgroup_verbs", "libcontain
            "libcontainer.cgroups.tree", "libcontainer.cgroups.stats", "libcontainer.hooks",
            "libcontainer.teardown", "libcontainer.owners", "libcontainer.timefmt",
            "libcontainer.features", "libcontainer.spec", "libcontainer.jsonio", "subprocess",
-           "traceback", "json", "pwd", "ctypes", "fcntl")
+           "libcontainer.recovery", "traceback", "json", "pwd", "ctypes", "fcntl")
 
 
 def cmd_warm_server(ctx, argv: list) -> int:
