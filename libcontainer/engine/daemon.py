@@ -11,7 +11,7 @@ import threading
 
 from ..state import crash_point
 from . import monitor, oci
-from .errors import BadRequest, Conflict, EngineError, NotFound, NotModified
+from .errors import BadRequest, Conflict, EngineError, NotFound, NotModified, bad_input
 from .events import Events
 from .records import (ZERO_TIME, check_name, new_id, now, random_name, read_json, write_json)
 
@@ -228,7 +228,6 @@ class Engine:
 
     def _make(self, cid, name, d, body, hc, img, image_config, ep, cmd, mounts, netmode) -> dict:
         from ..images.bundle import create as make_bundle
-        from ..images.errors import ImageError
         from .. import jsonio
 
         bundle = os.path.join(d, "bundle")
@@ -236,16 +235,10 @@ class Engine:
         # dockerd: a bare NAME unsets NAME in the process (the image's too), stays in Config.Env
         unset = [e for e in env if "=" not in e]
         env = [e for e in env if "=" in e]
-        try:
+        with bad_input("ConfigError"):
             spec = make_bundle(img.id, bundle, storage=self.store.root, args=cmd,
-                                  entrypoint=ep, env=env, user=body.get("User") or None,
-                                  cwd=body.get("WorkingDir") or None, terminal=bool(body.get("Tty")))
-        except ImageError as e:
-            raise BadRequest(str(e)) from None
-        except Exception as e:
-            if type(e).__name__ in ("InvalidArgument", "ConfigError"):
-                raise BadRequest(str(e)) from None
-            raise
+                               entrypoint=ep, env=env, user=body.get("User") or None,
+                               cwd=body.get("WorkingDir") or None, terminal=bool(body.get("Tty")))
         if unset:
             spec["process"]["env"] = [e for e in spec["process"]["env"]
                                       if e.partition("=")[0] not in unset]

@@ -357,7 +357,7 @@ async def import_image(request, src: str):
     """docker import (POST /images/create?fromSrc=-|URL&repo=&tag=&changes=&message=): the
     request body (or what the URL answers) as the one layer of a new image."""
     from ...images.commit import import_tar
-    from ...images.errors import ImageError
+    from ..errors import bad_input
 
     eng = daemon(request).engine
     q = request.query
@@ -390,17 +390,10 @@ async def import_image(request, src: str):
                 except OSError as e:
                     raise BadRequest(f"import: {src}: {e}") from None
                 prog.put({"status": "Downloading from " + src})
-            try:
-                with open(path, "rb") as f:
-                    img = import_tar(eng.store, io.BufferedReader(f), image=name,
-                                     changes=[c for c in q.getall("changes", []) if c],
-                                     message=q.get("message", ""), source=src)
-            except ImageError as e:
-                raise BadRequest(str(e)) from None
-            except Exception as e:
-                if type(e).__name__ in ("InvalidArgument", "LexError"):
-                    raise BadRequest(str(e)) from None
-                raise
+            with bad_input("LexError"), open(path, "rb") as f:
+                img = import_tar(eng.store, io.BufferedReader(f), image=name,
+                                 changes=[c for c in q.getall("changes", []) if c],
+                                 message=q.get("message", ""), source=src)
             eng.events.emit("image", "import", "sha256:" + img.id, {"name": name})
             return [{"status": "sha256:" + img.id}]
         return await _stream(request, work)
