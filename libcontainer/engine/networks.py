@@ -72,7 +72,8 @@ class Networks:
         return [c["name"] for c in netconf.list_all(self.conf_dir)]
 
     def create(self, name: str, subnet: str = "", gateway: str = "", labels=None,
-               driver: str = "bridge", internal: bool = False, options=None) -> dict:
+               driver: str = "bridge", internal: bool = False, options=None,
+               ipam_options=None) -> dict:
         from ..errors import AlreadyExists, InvalidArgument
         from ..network import netconf
 
@@ -96,7 +97,9 @@ class Networks:
 
             self.meta[name] = {"Id": secrets.token_hex(32), "Created": now(),
                                "Labels": dict(labels or {}), "Internal": internal,
-                               "Options": dict(options or {})}
+                               "Options": dict(options or {}),
+                               # shown back as given (dockerd: null when the request had none)
+                               "IPAMOptions": dict(ipam_options) if isinstance(ipam_options, dict) else None}
             self._save_meta()
             return self.meta[name]
 
@@ -145,7 +148,7 @@ class Networks:
                       for cid, m in self.members.get(name, {}).items()}
         return {"Name": name, "Id": meta["Id"], "Created": meta["Created"], "Scope": "local",
                 "Driver": "bridge", "EnableIPv6": False,
-                "IPAM": {"Driver": "default", "Options": {}, "Config": cfg},
+                "IPAM": {"Driver": "default", "Options": meta.get("IPAMOptions"), "Config": cfg},
                 "Internal": meta.get("Internal", False), "Attachable": False, "Ingress": False,
                 "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": containers,
                 "Options": meta.get("Options") or {},
@@ -262,7 +265,7 @@ class Networks:
         for net, ep in (ns.get("Networks") or {}).items():
             if net in ("host", "none"):
                 continue
-            r = records.load(self.state_dir, net, rec["Id"], "eth0") or {}
+            r = records.load(self.state_dir, net, rec["Id"], self._ifname(rec, net)) or {}
             res = r.get("result") or {}
             ips = res.get("ips") or []
             if not ips:
@@ -291,6 +294,17 @@ class Networks:
         ns["Ports"] = ports
 
     def after_stop(self, rec: dict) -> None:
+        from .. import network
+
+        for net in rec.pop("_late_nets", None) or ():
+            # connected while it ran: the runtime's poststop hooks do not know it (DEL is
+            # fine after the namespace is gone, and twice)
+            try:
+                network.detach(rec["Id"], net, ifname=self._ifname(rec, net), config_dir=self.conf_dir)
+            except Exception as e:
+                import logging
+
+                logging.getLogger("runner.daemon").warning("detach %s from %s: %s", rec["Id"][:12], net, e)
         touched = []
         with self.lock:
             for net, members in self.members.items():
@@ -363,6 +377,8 @@ class Networks:
 
             network.attach(f"/proc/{rec['State']['Pid']}/ns/net", rec["Id"], net,
                            ifname=self._ifname(rec, net), config_dir=self.conf_dir)
+            # the runtime's poststop hooks are those it started with: this one is ours to DEL
+            rec.setdefault("_late_nets", []).append(net)
             self.after_start(rec)
 
     def disconnect(self, rec: dict, bundle: str, ref: str) -> None:
@@ -375,6 +391,8 @@ class Networks:
 
             network.detach(rec["Id"], net, ifname=self._ifname(rec, net),
                            netns=f"/proc/{rec['State']['Pid']}/ns/net", config_dir=self.conf_dir)
+            if net in (rec.get("_late_nets") or ()):
+                rec["_late_nets"].remove(net)
             with self.lock:
                 self.members.get(net, {}).pop(rec["Id"], None)
             self._rewrite_hosts(net)

@@ -942,3 +942,44 @@ def test_import(cli, client, tmp_path):
     r = cli.docker("import", str(tmp_path / "not.tar"), "runner-test/imported:2")
     assert r.returncode != 0 and len(client.images.list(all=True)) == before
     ok(cli, "rmi", "runner-test/imported:1")
+
+
+def test_network_connect_disconnect_leaves_nothing(cli, client):
+    """connect and disconnect of a running container (also its first network, and force),
+    then rm -f and the network removed: the container shows in the network while connected,
+    and a new network's container takes the same address (nothing of the first is left)."""
+    api = client.api
+    for i, force in enumerate((False, True)):
+        ok(cli, "network", "create", f"cd{i}")
+        ok(cli, "run", "-d", "--name", f"cdc{i}", "--network", f"cd{i}", IMAGE, "sleep", "60")
+        ok(cli, "network", "disconnect", *(["-f"] if force else []), f"cd{i}", f"cdc{i}")
+        assert not api.inspect_network(f"cd{i}")["Containers"]
+        ok(cli, "network", "connect", f"cd{i}", f"cdc{i}")
+        cid = api.inspect_container(f"cdc{i}")["Id"]
+        assert list(api.inspect_network(f"cd{i}")["Containers"]) == [cid]
+        ok(cli, "network", "create", f"cdx{i}")
+        ok(cli, "network", "connect", f"cdx{i}", f"cdc{i}")
+        assert list(api.inspect_network(f"cdx{i}")["Containers"]) == [cid]
+        ok(cli, "rm", "-f", f"cdc{i}")
+        ok(cli, "network", "rm", f"cd{i}", f"cdx{i}")
+        ok(cli, "network", "create", f"cdn{i}")
+        ok(cli, "run", "-d", "--name", f"cdn{i}", "--network", f"cdn{i}", IMAGE, "sleep", "60")
+        ok(cli, "rm", "-f", f"cdn{i}")
+        ok(cli, "network", "rm", f"cdn{i}")
+
+
+def test_network_ipam_shown(cli, client):
+    """A network's IPAM as created: the CLI sends Options {}, docker-py none (null back)."""
+    ok(cli, "network", "create", "--subnet", "10.199.9.0/24", "--gateway", "10.199.9.254", "ipamshow")
+    api = client.api
+    api.create_network("ipamshow2", ipam=docker_py.types.IPAMConfig(
+        pool_configs=[docker_py.types.IPAMPool(subnet="10.199.10.0/24", gateway="10.199.10.254")]))
+    try:
+        assert api.inspect_network("ipamshow")["IPAM"] == {
+            "Driver": "default", "Options": {},
+            "Config": [{"Subnet": "10.199.9.0/24", "Gateway": "10.199.9.254"}]}
+        assert api.inspect_network("ipamshow2")["IPAM"] == {
+            "Driver": "default", "Options": None,
+            "Config": [{"Subnet": "10.199.10.0/24", "Gateway": "10.199.10.254"}]}
+    finally:
+        ok(cli, "network", "rm", "ipamshow", "ipamshow2")

@@ -15,7 +15,7 @@ from . import streams
 from .base import (Hijacked, blocking, body_json, daemon, go_fields, jresp, labels_match, qbool,
                    qfilters, qint, qtime)
 
-PRIVATE = ("Monitor", "_stopping")
+PRIVATE = ("Monitor", "_stopping", "_late_nets")
 ACTIVE = ("running", "paused", "restarting", "starting")
 
 

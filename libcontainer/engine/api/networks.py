@@ -34,7 +34,8 @@ async def create(request):
     gw = (cfg[0] or {}).get("Gateway", "") if cfg else ""
     meta = await blocking(request, eng.networks.create, body["Name"], subnet, gw,
                           body.get("Labels"), body.get("Driver") or "bridge",
-                          bool(body.get("Internal")), body.get("Options"))
+                          bool(body.get("Internal")), body.get("Options"),
+                          (body.get("IPAM") or {}).get("Options"))
     eng.events.emit("network", "create", meta["Id"], {"name": body["Name"], "type": "bridge"})
     return jresp({"Id": meta["Id"], "Warning": ""}, 201)
 
