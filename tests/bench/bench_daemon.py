@@ -3,7 +3,8 @@ against `runner daemon`, dockerd (+ containerd + shim + runc) and `podman system
 (+ conmon + runc), each on private paths in a throw-away network namespace:
 
   - `docker run --rm --network none IMAGE true`, one at a time: median and p90 wall time;
-  - N × `docker run -d IMAGE sleep 1000`, then `docker rm -f` of all N: wall time of each phase;
+  - N × `docker run -d IMAGE sleep 1000`, then `docker rm -f` of all N: wall time of each phase
+    (each container's run and rm round-robin across the daemons);
   - memory of what stays per running container: runner-monitor vs containerd-shim-runc-v2
     vs conmon (PSS from /proc/PID/smaps_rollup, averaged over the N containers).
 
@@ -89,23 +90,30 @@ def main() -> int:
             p90 = ts[int(len(ts) * 0.9) - 1]
             print(f"  {k:8s} median {med * 1000:7.1f} ms  p90 {p90 * 1000:7.1f} ms  ratio {med / base:.2f}")
         print(f"\n{a.containers} x docker run -d IMAGE sleep 1000, then docker rm -f of each")
-        phases = {}
+        # round-robin, one container at a time per daemon: load on the machine falls on all alike
+        before = {k: set(children_named(MONITOR[k])) for k in daemons}
+        up = {k: 0.0 for k in daemons}
+        down = dict(up)
+        ids: dict = {k: [] for k in daemons}
+        for _ in range(a.containers):
+            for k, d in daemons.items():
+                t = time.perf_counter()
+                ids[k].append(d.docker("run", "-d", "--network", "none", IMAGE, "sleep", "1000",
+                                       check=True).stdout.strip())
+                up[k] += time.perf_counter() - t
         mem = {}
-        for k, d in daemons.items():
-            before = set(children_named(MONITOR[k]))
-            t = time.perf_counter()
-            ids = [d.docker("run", "-d", "--network", "none", IMAGE, "sleep", "1000", check=True).stdout.strip()
-                   for _ in range(a.containers)]
-            up = time.perf_counter() - t
-            mons = [p for p in children_named(MONITOR[k]) if p not in before]
-            mem[k] = (sum(pss_kb(p) for p in mons) / max(len(ids), 1), len(mons))
-            t = time.perf_counter()
-            for i in ids:
-                d.docker("rm", "-f", i, check=True)
-            phases[k] = (up, time.perf_counter() - t)
-        for k, (up, down) in phases.items():
-            bu, bd = phases["dockerd"]
-            print(f"  {k:8s} run -d {up:6.1f} s (ratio {up / bu:.2f})   rm -f {down:6.1f} s (ratio {down / bd:.2f})")
+        for k in daemons:
+            mons = [p for p in children_named(MONITOR[k]) if p not in before[k]]
+            mem[k] = (sum(pss_kb(p) for p in mons) / max(len(ids[k]), 1), len(mons))
+        for i in range(a.containers):
+            for k, d in daemons.items():
+                t = time.perf_counter()
+                d.docker("rm", "-f", ids[k][i], check=True)
+                down[k] += time.perf_counter() - t
+        for k in daemons:
+            bu, bd = up["dockerd"], down["dockerd"]
+            print(f"  {k:8s} run -d {up[k]:6.1f} s (ratio {up[k] / bu:.2f})   rm -f {down[k]:6.1f} s "
+                  f"(ratio {down[k] / bd:.2f})")
         print("\nmemory per running container of what stays with it (PSS)")
         for k, (kb, n) in mem.items():
             print(f"  {k:8s} {MONITOR[k]:24s} {kb:8.0f} KiB/container ({n} processes)"
