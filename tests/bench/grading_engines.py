@@ -102,10 +102,13 @@ class Dockerd:
         self.netns = Netns(hold=7200)
         self.cgroup_parent = f"/{TAG}-docker"
         self.log = open(os.path.join(self.top, "dockerd.log"), "w")
+        conf = os.path.join(self.top, "daemon.json")  # so /etc/docker/key.json is not written
+        with open(conf, "w") as f:
+            f.write('{"deprecated-key-path": "%s/key.json"}' % self.top)
         self.proc = subprocess.Popen(
             [*self.netns.enter(), "unshare", "-m", "--propagation",
              "private",
-             "/usr/sbin/dockerd", "--data-root", os.path.join(self.top, "data"),
+             "/usr/sbin/dockerd", "--config-file", conf, "--data-root", os.path.join(self.top, "data"),
              "--exec-root", os.path.join(self.top, "exec"), "-H", f"unix://{self.sock}",
              "--pidfile", os.path.join(self.top, "dockerd.pid"), "--bridge", "none",
              "--iptables=false", "--ip6tables=false", "--ip-masq=false",

@@ -102,14 +102,10 @@ class Buildah:
         self.work = work
 
     def cmd(self, *args, check=True, timeout=600, env=None) -> subprocess.CompletedProcess:
-        made = not os.path.exists(kit.CONTAINERS_DIR)
-        try:
+        with kit.host_dirs_removed():
             r = subprocess.run(["buildah", "--root", self.root, "--runroot", self.runroot,
                                 "--storage-driver", "overlay", *args], capture_output=True,
                                text=True, timeout=timeout, env=env)
-        finally:
-            if made:
-                shutil.rmtree(kit.CONTAINERS_DIR, ignore_errors=True)
         if check and r.returncode != 0:
             raise AssertionError(f"buildah {args} failed ({r.returncode}): {r.stderr}{r.stdout}")
         return r
@@ -129,14 +125,9 @@ class Buildah:
     def tree(self, tag: str) -> dict:
         layout = os.path.join(self.work, "buildah-out")
         dest = os.path.join(self.work, f"buildah-unpack-{tag.replace('/', '_').replace(':', '_')}")
-        made = not os.path.exists(kit.CONTAINERS_DIR)
-        try:
-            kit.sh("skopeo", "copy", "--quiet",
+        kit.skopeo("copy", "--quiet",
                    f"containers-storage:[overlay@{self.root}+{self.runroot}]{tag}",
                    f"oci:{layout}:{tag.replace('/', '_').replace(':', '_')}")
-        finally:
-            if made:
-                shutil.rmtree(kit.CONTAINERS_DIR, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)
         kit.sh("umoci", "unpack", "--image", f"{layout}:{tag.replace('/', '_').replace(':', '_')}", dest)
         t = kit.tree(os.path.join(dest, "rootfs"))

@@ -184,9 +184,15 @@ class Dockerd(Daemon):
 
     def start(self, extra=()) -> "Dockerd":
         b = self.base
+        # its own config file: neither /etc/docker/daemon.json read nor /etc/docker/key.json
+        # written; and a cgroup parent of its own, not the host's /docker
+        conf = os.path.join(b, "daemon.json")
+        with open(conf, "w") as f:
+            json.dump({"deprecated-key-path": os.path.join(b, "key.json")}, f)
         self.log = open(os.path.join(b, "dockerd.log"), "ab")
         self.proc = subprocess.Popen(self._ns() + [
-            DOCKERD, "-H", self.host, "--data-root", os.path.join(b, "data"),
+            DOCKERD, "--config-file", conf, "--cgroup-parent", "/" + self.cgroup_parent,
+            "-H", self.host, "--data-root", os.path.join(b, "data"),
             "--exec-root", os.path.join(b, "exec"), "--pidfile", os.path.join(b, "dockerd.pid"),
             "--containerd-namespace", "daemon-test", "--containerd-plugins-namespace", "daemon-test-p",
             # in its own network namespace it may write its rules there; never on the host
@@ -197,29 +203,34 @@ class Dockerd(Daemon):
         _wait_socket(self.sock, self.proc, 60)
         return self
 
+    @property
+    def cgroup_parent(self) -> str:
+        return "daemon-dockerd-" + os.path.basename(self.base)
+
     def cleanup(self) -> None:
         if self.proc is not None:
             self.remove_all()
         self.stop()
         _umount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
+        remove_cgroup_parents(self.cgroup_parent)
 
 
-def remove_cgroup_parents() -> None:
-    """runner daemon's cgroup parent (/runner-daemon, kept by the library for the next
-    container, as dockerd keeps /docker), where nothing uses it any more."""
+def remove_cgroup_parents(name: str = "runner-daemon") -> None:
+    """A daemon's cgroup parent (runner daemon's /runner-daemon, kept by the library for the
+    next container, as dockerd keeps its own), where nothing uses it any more."""
     root = "/sys/fs/cgroup"
     if not os.path.isdir(root):
         return
     for ctl in os.listdir(root):
-        d = os.path.join(root, ctl, "runner-daemon")
+        d = os.path.join(root, ctl, name)
         if os.path.isdir(d):
             try:
                 os.rmdir(d)
             except OSError:
                 pass  # in use (another daemon's containers) or not ours to empty
     try:
-        os.rmdir(os.path.join(root, "runner-daemon"))
+        os.rmdir(os.path.join(root, name))
     except OSError:
         pass
 

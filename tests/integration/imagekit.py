@@ -5,6 +5,7 @@ distribution registry) serving on 127.0.0.1. Plus a writer of OCI layouts with c
 (hostile) layers, and a tree snapshot to compare an unpacked rootfs with umoci's."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -31,17 +32,25 @@ def sh(*cmd, **kw) -> subprocess.CompletedProcess:
 
 
 CONTAINERS_DIR = "/var/lib/containers"
+# what the containers/ tools (skopeo, buildah) make on the host whatever their --root says:
+# skopeo's blob-info cache, buildah's network run dir (/run/containers/networks)
+HOST_DIRS = (CONTAINERS_DIR, "/run/containers")
+
+
+@contextlib.contextmanager
+def host_dirs_removed():
+    """Those of HOST_DIRS a tool makes inside the block are removed after it."""
+    made = [d for d in HOST_DIRS if not os.path.exists(d)]
+    try:
+        yield
+    finally:
+        for d in made:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def skopeo(*args) -> subprocess.CompletedProcess:
-    """skopeo as root keeps a blob-info cache in /var/lib/containers/cache (there is no flag to
-    move it): what it makes there for a test is removed after."""
-    made = not os.path.exists(CONTAINERS_DIR)
-    try:
+    with host_dirs_removed():
         return sh("skopeo", *args)
-    finally:
-        if made:
-            shutil.rmtree(CONTAINERS_DIR, ignore_errors=True)
 
 
 def runner(*args, timeout=120, input=None) -> subprocess.CompletedProcess:

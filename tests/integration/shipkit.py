@@ -165,7 +165,9 @@ class Dockerd:
         self.sock = os.path.join(self.base, "docker.sock")
         with open(os.path.join(self.base, "daemon.json"), "w") as f:
             n = _hard(resource.RLIMIT_NOFILE, 1024)
-            f.write('{"default-ulimits": {"nofile": {"Name": "nofile", "Hard": %d, "Soft": %d}}}' % (n, n))
+            # deprecated-key-path: dockerd 20.10 writes its key.json there, not in /etc/docker
+            f.write('{"default-ulimits": {"nofile": {"Name": "nofile", "Hard": %d, "Soft": %d}}, '
+                    '"deprecated-key-path": "%s/key.json"}' % (n, n, self.base))
         self.log = open(os.path.join(self.base, "dockerd.log"), "w")
         self.proc = subprocess.Popen(
             [*self.netns.enter(), DOCKERD,

@@ -37,6 +37,13 @@ def cd(containerd):  # noqa: F811
     yield containerd
 
 
+def _is_mount_point(path: str) -> bool:
+    """From mountinfo: a bind mount of a directory on itself is on the same device as its
+    parent, which os.path.ismount cannot tell."""
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
 def test_ctr_run_cni(cd, tmp_path):
     exe = ours_command()
     if len(exe) != 1:
@@ -101,6 +108,9 @@ def test_podman_cni_backend(podman, tmp_path):  # noqa: F811
     env = dict(podman.env, CONTAINERS_CONF=str(conf))
     flags = [f for f in podman.run_flags if f not in ("--network", "none")]
     host_paths = HostPaths(["/run/netns"] + LIBCNI_PATHS)
+    # podman bind-mounts /run/netns on itself the first time (the directory may be there
+    # already, unmounted): that mount is undone if it was not there before
+    netns_mounted = _is_mount_point("/run/netns")
     host = Netns()
     try:
         host.sh("ip", "link", "set", "lo", "up")
@@ -128,6 +138,6 @@ def test_podman_cni_backend(podman, tmp_path):  # noqa: F811
         assert host.nft_rules() == []
     finally:
         host.close()
-        if "/run/netns" in host_paths.new:
-            sh(["umount", "/run/netns"], timeout=10)  # podman made it a mount of its own
+        if not netns_mounted and _is_mount_point("/run/netns"):
+            sh(["umount", "/run/netns"], timeout=10)
         host_paths.remove()

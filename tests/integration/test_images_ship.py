@@ -266,22 +266,23 @@ def test_buildah_push_pulled_and_run_by_the_runner(image, registry, tmp_path):
     env = dict(os.environ, BUILDAH_ISOLATION="chroot", CONTAINERS_CONF=os.path.join(base, "c.conf"))
     os.makedirs(base)
     open(env["CONTAINERS_CONF"], "w").close()
-    try:
-        def bh(*args):
-            r = shipkit.run(["buildah", *flags, *args], env=env)
-            assert r.returncode == 0, f"buildah {args}: {r.stderr}"
-            return r.stdout.strip()
+    with kit.host_dirs_removed():  # buildah makes /run/containers
+        try:
+            def bh(*args):
+                r = shipkit.run(["buildah", *flags, *args], env=env)
+                assert r.returncode == 0, f"buildah {args}: {r.stderr}"
+                return r.stdout.strip()
 
-        ctr = bh("from", "scratch")
-        bh("copy", ctr, kit.ROOTFS + "/", "/")
-        bh("config", "--env", "MADE_BY=buildah", "--cmd", "/bin/sh", ctr)
-        bh("commit", "-q", ctr, "localhost/bh/img:1")
-        bh("push", "--tls-verify=false", "localhost/bh/img:1", f"docker://{registry.addr}/bh/img:1")
-        bh("rm", ctr)
-    finally:
-        shipkit.run(["buildah", *flags, "rmi", "--all", "--force"], env=env)
-        shipkit.run(["umount", "-R", f"{base}/root"])
-        shutil.rmtree(base, ignore_errors=True)
+            ctr = bh("from", "scratch")
+            bh("copy", ctr, kit.ROOTFS + "/", "/")
+            bh("config", "--env", "MADE_BY=buildah", "--cmd", "/bin/sh", ctr)
+            bh("commit", "-q", ctr, "localhost/bh/img:1")
+            bh("push", "--tls-verify=false", "localhost/bh/img:1", f"docker://{registry.addr}/bh/img:1")
+            bh("rm", ctr)
+        finally:
+            shipkit.run(["buildah", *flags, "rmi", "--all", "--force"], env=env)
+            shipkit.run(["umount", "-R", f"{base}/root"])
+            shutil.rmtree(base, ignore_errors=True)
     store = str(tmp_path / "store")
     _ok("pull", "--storage", store, "--tls-verify=false", f"docker://{registry.addr}/bh/img:1")
     out = shipkit.run_from_store(store, f"{registry.addr}/bh/img:1", str(tmp_path), 'echo "$MADE_BY"')
