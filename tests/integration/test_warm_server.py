@@ -252,9 +252,10 @@ os.waitpid(pid, 0)
 
 
 def test_killed_caller_takes_its_worker_along(bundle, warm, tmp_path):
-    marker = f"warm-hook-{uuid.uuid4().hex[:8]}"
+    # the hook's pid in a file: once it execs sleep, no marker in its command line finds it
+    hook_pid = tmp_path / "hook.pid"
     cid = sleeper(bundle, poststart=[{"path": "/bin/sh",
-                                      "args": ["sh", "-c", f"exec sleep 60 # {marker}"]}])
+                                      "args": ["sh", "-c", f"echo $$ > {hook_pid}; exec sleep 60"]}])
     p = subprocess.Popen([LAUNCHER, "--root", bundle.root, "start", cid],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
@@ -280,7 +281,10 @@ def test_killed_caller_takes_its_worker_along(bundle, warm, tmp_path):
     finally:
         p.kill()
         p.wait()
-        subprocess.run(["pkill", "-KILL", "-f", marker])  # the hook (unique marker, ours)
+        try:
+            os.kill(int(hook_pid.read_text()), signal.SIGKILL)  # the hook, still its sleep
+        except (OSError, ValueError):
+            pass
         call(bundle, "delete", "--force", cid, plain=True)
 
 
