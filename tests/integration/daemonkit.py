@@ -15,6 +15,7 @@ import sys
 import tarfile
 import time
 
+from hostpaths import PODMAN_HOST_PATHS, HostPaths
 from netnskit import Netns
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -265,10 +266,6 @@ def loaded_daemon(cls, base: str, archive: str, netns: bool = True):
     assert not os.path.exists(base)
 
 
-PODMAN_HOST_PATHS = ["/run/containers", "/var/lib/containers/cache", "/var/lib/containers",
-                     "/dev/shm/libpod_lock"]
-
-
 class PodmanService(Daemon):
     """`podman system service` (podman 4.3's Docker-compatible API) on private --root,
     --runroot, --tmpdir, with runc (podman refuses crun on this hybrid host) and cgroupfs;
@@ -279,7 +276,7 @@ class PodmanService(Daemon):
         import resource
 
         b = self.base
-        self.new_host_paths = [p for p in PODMAN_HOST_PATHS if not os.path.lexists(p)]
+        self.host_paths = HostPaths(PODMAN_HOST_PATHS)
         def hard(res, cap):
             h = resource.getrlimit(res)[1]
             return cap if h == resource.RLIM_INFINITY else min(h, cap)
@@ -313,8 +310,4 @@ class PodmanService(Daemon):
                        capture_output=True, timeout=120)
         _umount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
-        for p in self.new_host_paths:
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, ignore_errors=True)
-            elif os.path.lexists(p):
-                os.unlink(p)
+        self.host_paths.remove()

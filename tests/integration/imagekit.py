@@ -5,7 +5,6 @@ distribution registry) serving on 127.0.0.1. Plus a writer of OCI layouts with c
 (hostile) layers, and a tree snapshot to compare an unpacked rootfs with umoci's."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -18,6 +17,8 @@ import sys
 import tarfile
 import time
 import urllib.request
+
+from hostpaths import HostPaths
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ROOTFS = os.path.join(REPO, "build", "bundle", "rootfs")
@@ -37,15 +38,9 @@ CONTAINERS_DIR = "/var/lib/containers"
 HOST_DIRS = (CONTAINERS_DIR, "/run/containers")
 
 
-@contextlib.contextmanager
-def host_dirs_removed():
-    """Those of HOST_DIRS a tool makes inside the block are removed after it."""
-    made = [d for d in HOST_DIRS if not os.path.exists(d)]
-    try:
-        yield
-    finally:
-        for d in made:
-            shutil.rmtree(d, ignore_errors=True)
+def host_dirs_removed() -> HostPaths:
+    """Those of HOST_DIRS a tool makes inside the `with` block are removed after it."""
+    return HostPaths(list(HOST_DIRS))
 
 
 def skopeo(*args) -> subprocess.CompletedProcess:

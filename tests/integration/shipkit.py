@@ -14,6 +14,7 @@ import time
 import uuid
 
 import imagekit as kit
+from hostpaths import PODMAN_HOST_PATHS, HostPaths
 from netnskit import Netns
 
 T = 120
@@ -81,10 +82,6 @@ class _Line:
 
 # ---- podman (runc, a private store) ----------------------------------------------------------
 
-PODMAN_HOST_PATHS = ["/run/containers", "/var/lib/containers/cache", "/var/lib/containers",
-                     "/dev/shm/libpod_lock"]
-
-
 def _hard(res: int, cap: int) -> int:
     hard = resource.getrlimit(res)[1]
     return cap if hard == resource.RLIM_INFINITY else min(hard, cap)
@@ -92,7 +89,7 @@ def _hard(res: int, cap: int) -> int:
 
 class Podman:
     def __init__(self):
-        self.new_host_paths = [p for p in PODMAN_HOST_PATHS if not os.path.lexists(p)]
+        self.host_paths = HostPaths(PODMAN_HOST_PATHS)
         self.base = tempfile.mkdtemp(prefix="ship-podman-", dir="/tmp")
         conf = os.path.join(self.base, "containers.conf")
         nofile, nproc = _hard(resource.RLIMIT_NOFILE, 1024), _hard(resource.RLIMIT_NPROC, 4096)
@@ -133,11 +130,7 @@ class Podman:
         self("rmi", "--all", "--force")
         run(["umount", "-R", f"{self.base}/root"], timeout=30)
         shutil.rmtree(self.base, ignore_errors=True)
-        for p in self.new_host_paths:
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, ignore_errors=True)
-            elif os.path.lexists(p):
-                os.unlink(p)
+        self.host_paths.remove()
         remove_cgroup(self.cgroup)
 
 

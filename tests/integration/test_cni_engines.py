@@ -22,7 +22,8 @@ import time
 
 import pytest
 from cni_helpers import Netns, allocation_files, ask, ours_command, veths
-from test_engines import (IMAGE, HostPaths, containerd, podman,  # noqa: F401  (fixtures)
+from hostpaths import HostPaths
+from test_engines import (IMAGE, containerd, podman,  # noqa: F401  (fixtures)
                           sh)
 
 

@@ -28,6 +28,7 @@ import uuid
 
 import pytest
 from conftest import REPO, RUNNER, WARM, WarmServer, need_root
+from hostpaths import PODMAN_HOST_PATHS, HostPaths
 from dockerkit import pids_mentioning
 
 IMAGE = "localhost/busybox-test:latest"
@@ -197,21 +198,6 @@ def state_dirs(root: str) -> list:
         return []
 
 
-class HostPaths:
-    """Paths outside our temp dirs that an engine creates on first use (and never removes).
-    Only those that did not exist before the engine ran here are removed."""
-
-    def __init__(self, paths: list):
-        self.new = [p for p in paths if not os.path.lexists(p)]
-
-    def remove(self) -> None:
-        for p in self.new:
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, ignore_errors=True)
-            elif os.path.lexists(p):
-                os.unlink(p)
-
-
 def check_clean(engine, cids=()) -> None:
     """After a test: no runner state, no container cgroups, no mounts of its containers."""
     assert state_dirs(engine.runtime.root) == [], "the runner kept containers' state"
@@ -324,10 +310,6 @@ class Podman:
         self("rm", "--all", "--force", "--time", "0", timeout=T)
         kill_pids(pids_mentioning(self.base))  # a conmon that outlived its container
         unmount_under(self.base)
-
-
-PODMAN_HOST_PATHS = ["/run/containers", "/var/lib/containers/cache",
-                     "/var/lib/containers", "/dev/shm/libpod_lock"]
 
 
 @pytest.fixture(scope="module")
