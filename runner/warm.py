@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import resource
 import select
 import signal
 import socket
@@ -27,7 +28,7 @@ import time
 
 from libcontainer.errors import InvalidArgument
 
-from . import warm_peer
+from . import warm_pages, warm_peer
 from .args import Flag, flag_help, parse
 
 # what the launcher hands over (csrc/warm_client.h's list, and cli's verb names)
@@ -80,6 +81,8 @@ class Server:
         self.spares: set = set()
         self.busy: dict = {}  # worker pid → its connection
         self.exited: dict = {}  # spares reaped (a call they took may still be announced)
+        self.learned = warm_pages.Learned()  # the pages calls write (warm_pages)
+        self.learning = True  # whether the spare being forked reports what its call wrote
         self.stop = False
 
     def log(self, msg: str) -> None:
@@ -195,21 +198,29 @@ class Server:
 
     def _fork_spare(self) -> None:
         server = os.getpid()
+        self.learning = self.learned.wants_report()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                warm_pages.populate(self.learned.ranges)  # before its own writes fault them
                 code = self._spare(server)
             finally:
                 os._exit(code)
         self.spares.add(pid)
 
     def _taken(self) -> None:
-        """A worker took a call: it is busy, with the connection to answer if it dies."""
+        """A worker took a call: it is busy, with the connection to answer if it dies.
+        (Or a worker that served one reports the pages it wrote: warm_pages.)"""
         try:
-            data, fds, _, _ = socket.recv_fds(self.taken_r, 8, 1,
+            data, fds, _, _ = socket.recv_fds(self.taken_r, 1 << 16, 1,
                                               socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
         except BlockingIOError:
+            return
+        if data.startswith(warm_pages.REPORT) and not fds:
+            new = self.learned.add(data)
+            self.log(f"learned {new} pages written by a call ({len(self.learned.pages)} "
+                     f"in {len(self.learned.ranges)} ranges)")
             return
         if len(data) != 4:
             return
@@ -275,17 +286,16 @@ class Server:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != server:
             return 0
-        _prefault()
         try:
             conn, _ = self.listener.accept()
         except OSError:
             return 0  # the server stops (_stop_spares)
+        self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt if self.debug else 0
         # (a server dying before this: the launcher saw no reply, and goes the plain way)
         prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as the plain path's
         self.listener.close()
         socket.send_fds(self.taken_w, [struct.pack("<i", os.getpid())], [conn.fileno()])
-        self.taken_w.close()
         pid, uid, _gid = struct.unpack("iII", conn.getsockopt(
             socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         return self._work(conn, pid, uid)
@@ -312,7 +322,8 @@ class Server:
                 pass
             return 0
         before = set(sys.modules) if self.debug else ()
-        self.log(f"worker {os.getpid()} serving pid {pid}: {' '.join(argv[1:])}")
+        if self.debug:
+            self.log(f"worker {os.getpid()} serving pid {pid}: {' '.join(argv[1:])}")
         conn.settimeout(None)
         _die_with(conn)
         os.fchdir(fds[3])
@@ -330,10 +341,20 @@ class Server:
         if self.debug and set(sys.modules) - before:
             self.log(f"pid {pid}'s call imported {sorted(set(sys.modules) - before)}")
         signal.signal(signal.SIGIO, signal.SIG_IGN)  # the caller exits on this reply
-        # (this process's CPU time since its fork: the wait for the call, the page copies
-        # made ahead and the call; tests/bench/bench_scale.py reads it)
-        self.log(f"pid {pid}'s call took {time.process_time_ns() / 1e6:.3f} ms CPU")
+        if self.debug:
+            # this process's CPU time since its fork (the wait for the call, the pages
+            # copied ahead, the call: tests/bench/bench_scale.py reads it), and the page
+            # faults since it took the call (warm_pages)
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - self.faults
+            self.log(f"pid {pid}'s call took {time.process_time_ns() / 1e6:.3f} ms CPU, "
+                     f"{faults} page faults")
         conn.send(struct.pack("<4si", b"E", code), socket.MSG_NOSIGNAL)
+        conn.close()
+        try:  # (the caller has its reply: this is off its path)
+            if self.learning:
+                self.taken_w.send(warm_pages.report(self.learned.pages))
+        except OSError:
+            pass
         return 0
 
 
@@ -344,24 +365,6 @@ def _libc():
     import ctypes
 
     return ctypes.CDLL(None, use_errno=True)
-
-
-def _prefault() -> None:
-    """The pages this fork shares with the server, made its own now rather than one
-    copy-on-write fault at a time while it serves a call (~400 of them, ~2 ms of a
-    `state`, measured): MADV_POPULATE_WRITE (Linux 5.14) over the writable private
-    mappings, ~7 MB. An older kernel says EINVAL, and the faults stay where they were."""
-    import ctypes
-
-    madvise = _libc().madvise
-    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    with open("/proc/self/maps") as f:
-        for line in f:
-            fields = line.split()
-            if fields[1] == "rw-p":
-                start, end = (int(x, 16) for x in fields[0].split("-"))
-                if madvise(start, end - start, 23) != 0:  # MADV_POPULATE_WRITE
-                    return
 
 
 def _die_with(conn: socket.socket) -> None:

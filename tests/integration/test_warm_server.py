@@ -374,3 +374,33 @@ def test_a_closed_stdio_fd_is_the_plain_paths_business(bundle, warm):
         assert not warm.served() and not warm.refused(), warm.log()
     finally:
         call(bundle, "delete", "--force", cid, plain=True)
+
+
+@pytest.mark.skipif(tuple(int(x) for x in os.uname().release.split(".")[:2]) < (5, 14),
+                    reason="MADV_POPULATE_WRITE is Linux 5.14")
+def test_workers_copy_ahead_just_the_pages_calls_write(bundle, warm):
+    """The server learns which of its pages served calls write (runner/warm_pages.py), and
+    the workers it forks later make those their own before they take a call: the calls'
+    copy-on-write faults leave their path, and the pages no call writes stay shared."""
+    cid = sleeper(bundle)
+    try:
+        for _ in range(12):
+            r = call(bundle, "state", cid)
+            assert r.returncode == 0, r.stderr
+        log = warm.log()
+        faults = [int(n) for n in re.findall(r"'s call took \S+ ms CPU, (\d+) page faults", log)]
+        learned = [int(n) for n in re.findall(r"learned \d+ pages written by a call \((\d+) in",
+                                              log)]
+        assert len(faults) == 12 and learned, log
+        # the first call's worker was forked before anything was learned
+        assert faults[0] > 4 * max(faults[-3:]), faults
+        writable = 0
+        with open(f"/proc/{warm.proc.pid}/maps") as f:
+            for line in f:
+                span, perms = line.split()[:2]
+                if perms == "rw-p":
+                    start, end = (int(x, 16) for x in span.split("-"))
+                    writable += (end - start) // os.sysconf("SC_PAGE_SIZE")
+        assert learned[-1] < writable / 2, (learned, writable)
+    finally:
+        call(bundle, "delete", "--force", cid, plain=True)
