@@ -183,6 +183,7 @@ def test_memory_bomb(box):
     box.host.assert_run_left_nothing()
     r = box.run(["tail", "/dev/zero"])
     assert r.status == "ML" and r.oom_killed
+    box.host.assert_run_left_nothing()
     assert not box.run(["true"]).oom_killed  # the counter is per run
 
 
@@ -273,15 +274,31 @@ def test_mount(box):
     box.host.assert_run_left_nothing()
 
 
+def _keys() -> bytes:
+    try:
+        with open("/proc/keys", "rb") as f:
+            return f.read()
+    except FileNotFoundError:  # a kernel without CONFIG_KEYS_DEBUG_PROC_KEYS
+        return b""
+
+
 def test_keyctl(box):
+    assert b" k: " not in _keys()
     r = box.run(["/bin/hostile", "keyctl"])
-    assert r.stdout == b"keyctl: EPERM\nadd_key: EPERM\n"
+    assert (r.status, r.stdout) == ("OK", b"keyctl: EPERM\nadd_key: EPERM\n")
+    # no key was added to a keyring of the host's (the user key "k" would show)
+    assert b" k: " not in _keys()
+    box.host.assert_run_left_nothing()
 
 
 def test_unshare(box):
+    ours = {n: os.readlink(f"/proc/self/ns/{n}") for n in ("mnt", "net", "user", "pid")}
     r = box.run(["/bin/hostile", "unshare"])
+    assert r.status == "OK"
     assert r.stdout == b"unshare user: EPERM\nunshare mount: EPERM\nunshare net: EPERM\n"
     assert box.run(["unshare", "-r", "true"]).status == "RE"
+    assert {n: os.readlink(f"/proc/self/ns/{n}") for n in ours} == ours
+    box.host.assert_run_left_nothing()
 
 
 def test_raw_sockets_and_network(box):
@@ -290,6 +307,9 @@ def test_raw_sockets_and_network(box):
     r = box.run(["cat", "/proc/net/dev"])
     ifaces = [line.split(b":")[0].strip() for line in r.stdout.splitlines()[2:]]
     assert ifaces == [b"lo"]
+    # nothing of the run's network namespace stays on the host's
+    assert not any(n.startswith("veth") for n in os.listdir("/sys/class/net"))
+    box.host.assert_run_left_nothing()
 
 
 def test_host_proc_1_environ(box):
@@ -306,6 +326,7 @@ def test_host_proc_1_environ(box):
         assert host_env not in r.stdout
     r = box.run(["sh", "-c", "ls /proc | grep -c '^[0-9]'"])
     assert int(r.stdout) <= 4  # init, sh, grep (ls has gone): none of the host's processes
+    box.host.assert_run_left_nothing()
 
 
 def test_writing_sys_and_proc(box):

@@ -199,8 +199,20 @@ def test_delegated_cgroup_holds_every_limit(user, delegated):
         out["mem"] = res(b.run(["hostile", "membomb"]))
         out["cpu"] = res(b.run(["sh", "-c", "hostile spin & hostile spin & wait"]))
         out["fork"] = res(b.run(["sh", "-c", "for i in $(seq 40); do sleep 5 & done; wait"]))
+        short = lim.but(wall_time=2, output=4096, disk="8m")
+        out["sleep"] = res(b.run(["sleep", "100"], limits=short))
+        out["big"] = res(b.run(["sh", "-c", "yes | head -c 50000000; echo done >&2"],
+                               limits=short))
+        out["big_trunc"] = b.run(["yes"], limits=short).output_truncated
+        out["tmp"] = res(b.run(["sh", "-c", "dd if=/dev/zero of=/tmp/f bs=1M count=50"],
+                               limits=short))
+        out["bg"] = res(b.run(["sh", "-c", "sleep 300 & setsid sleep 301 & echo bg"]))
+        out["bg_dur"] = b.run(["hostile", "daemon"]).duration
+        out["net"] = res(b.run(["ls", "/sys/class/net"]))
         b.flush()
         out["state"] = os.listdir(b._state)
+        out["left"] = [p for p in os.listdir("/proc") if p.isdigit() and p != str(os.getpid())
+                       and os.stat("/proc/" + p).st_uid == os.getuid()]
     print(json.dumps(out))
     """, cgroups=delegated)
     assert out["ok"]["status"] == "OK" and out["ok"]["out"] == "hi\n"
@@ -208,6 +220,16 @@ def test_delegated_cgroup_holds_every_limit(user, delegated):
     assert out["cpu"]["status"] == "TO" and not out["cpu"]["wall"]
     assert 1.0 <= out["cpu"]["cpu"] < 1.8  # two processes, one budget: the cgroup's
     assert "can't fork" in out["fork"]["err"] or "Resource temporarily" in out["fork"]["err"]
+    # the limits that need no cgroup hold as for root: the wall clock, the output cap
+    # (read past it and thrown away, no stall), the /tmp size; nothing outlives a run
+    assert out["sleep"]["status"] == "TO" and out["sleep"]["wall"]
+    assert out["big"]["status"] == "OK" and len(out["big"]["out"]) == 4096
+    assert out["big"]["err"] == "done\n" and out["big_trunc"] is True
+    assert "No space left" in out["tmp"]["err"] or "File too large" in out["tmp"]["err"] or \
+        out["tmp"]["sig"] == 25, out["tmp"]
+    assert out["bg"]["status"] == "OK" and out["bg"]["out"] == "bg\n" and out["bg_dur"] < 3
+    assert out["net"]["out"].split() == ["lo"]
+    assert out["left"] == [] and _user_pids(user.uid) == []
     assert out["state"] == []
     for d in delegated:  # the runs' cgroups are gone
         assert [s for s in os.listdir(d) if os.path.isdir(os.path.join(d, s))] == []
