@@ -46,6 +46,7 @@ class Workdir:
     code planted; write() never writes through one."""
 
     def __init__(self, path: str, uid: int, gid: int) -> None:
+        """Made by Sandbox.workdir(); `path` is the host's directory."""
         self.path = path
         self._uid, self._gid = uid, gid
 
@@ -58,7 +59,7 @@ class Workdir:
         """Put a file in the workdir, owned by the Sandbox's user."""
         hostfs.write_file(self.path, name, data, self._uid, self._gid, mode)
 
-    def listdir(self, name: str = ".") -> list:
+    def listdir(self, name: str = ".") -> "list[str]":
         """The names in a directory of the workdir (a link on the path is refused)."""
         return hostfs.list_dir(self.path, name)
 
@@ -196,13 +197,18 @@ class Sandbox:
         finally:
             self._give(slot)
 
-    async def arun(self, cmd: "list[str] | str", **kw) -> Result:
-        """run() for asyncio: in the loop's default executor, so many run at once."""
+    async def arun(self, cmd: "list[str] | str", *,
+                   files: "dict[str, bytes | str] | None" = None, stdin: bytes | str = b"",
+                   env: dict | None = None, workdir: Workdir | None = None,
+                   limits: Limits | None = None) -> Result:
+        """run() for asyncio: in the loop's default executor, so many run at once (the
+        arguments as for run())."""
         import asyncio
         import functools
 
         return await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(self.run, cmd, **kw))
+            None, functools.partial(self.run, cmd, files=files, stdin=stdin, env=env,
+                                    workdir=workdir, limits=limits))
 
     def _run(self, slot: _Slot, args, files, stdin, env, wd, limits) -> Result:
         if True:
@@ -471,9 +477,11 @@ class Sandbox:
         os.close(self._owner)
 
     def __enter__(self) -> "Sandbox":
+        """`with Sandbox(...) as box:` closes it at the end."""
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
+        """close()."""
         self.close()
 
     def __del__(self) -> None:

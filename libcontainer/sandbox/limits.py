@@ -95,4 +95,5 @@ class Limits:
         return replace(self, **changes)
 
     def to_json(self) -> dict:
+        """The limits as a dict of field → bytes, seconds or counts (None: lifted)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -18,7 +18,8 @@ class Result:
     timed_out: the CPU or wall limit ended it; oom_killed: the kernel's OOM killer killed a
     process of the run (its own counter); output_truncated: output past the cap was thrown
     away; status: OK, TO (time), ML (memory), SG (signal), RE (exit code not 0) or XX
-    (the sandbox failed); message: why, in words (isolate's meta "message")."""
+    (the sandbox failed: only `runner sandbox` reports it so, with exit status 2; run()
+    raises the error instead); message: why, in words (isolate's meta "message")."""
     exit_code: int | None = None
     signal: int | None = None
     stdout: bytes = b""
@@ -35,6 +36,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
+        """status is OK: the command exited 0 within every limit."""
         return self.status == OK
 
     def decide(self) -> None:
@@ -66,7 +68,7 @@ class Result:
              "max-rss": self.max_rss // 1024}
         if self.signal is not None:
             m["exitsig"] = self.signal
-        else:
+        elif self.exit_code is not None:  # (none when the sandbox failed: XX)
             m["exitcode"] = self.exit_code
         if self.status != OK:
             m["status"] = self.status
@@ -79,6 +81,8 @@ class Result:
         return m
 
     def to_json(self, with_output: bool = True) -> dict:
+        """The Result as JSON-ready values (`runner sandbox --json`); stdout and stderr
+        decoded as UTF-8 (bad bytes replaced) unless `with_output` is False."""
         out = {"status": self.status, "exit_code": self.exit_code, "signal": self.signal,
                "duration": round(self.duration, 6), "cpu_time": round(self.cpu_time, 6),
                "max_rss": self.max_rss, "timed_out": self.timed_out,

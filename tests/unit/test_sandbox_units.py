@@ -112,6 +112,8 @@ def test_listdir_refuses_links(tmp_path):
 
 
 def test_public_names_are_documented_and_typed():
+    """Every public name of the package, and every public method and property of its
+    classes, has a docstring and annotated parameters and return (the issue's last item)."""
     import inspect
 
     from libcontainer import sandbox
@@ -120,17 +122,27 @@ def test_public_names_are_documented_and_typed():
         obj = getattr(sandbox, name)
         if isinstance(obj, str):
             continue
-        assert obj.__doc__, name
-        members = [obj] if inspect.isfunction(obj) else [
-            m for n, m in vars(obj).items() if inspect.isfunction(m) and not n.startswith("_")
-            or n == "__init__" and inspect.isfunction(m)]
-        for fn in members:
+        assert obj.__doc__ and obj.__doc__.strip(), name
+        if inspect.isfunction(obj):
+            members = {name: obj}
+        else:
+            members = {n: m for n, m in vars(obj).items()
+                       if (inspect.isfunction(m) or isinstance(m, property))
+                       and (not n.startswith("_") or n in ("__init__", "__enter__", "__exit__"))}
+        for mname, m in members.items():
+            fn = m.fget if isinstance(m, property) else m
+            where = f"{name}.{mname}"
+            assert fn.__doc__ and fn.__doc__.strip() or mname == "__init__" and obj.__doc__, where
             sig = inspect.signature(fn)
-            for p in list(sig.parameters.values())[1 if fn is not obj else 0:]:
-                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                    assert p.annotation is not p.empty, f"{name}.{fn.__name__}({p.name})"
-            assert sig.return_annotation is not sig.empty or fn.__name__ == "__init__", \
-                f"{name}.{fn.__name__}"
+            for p in list(sig.parameters.values())[0 if fn is obj else 1:]:
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or mname == "__exit__":
+                    assert p.annotation is not p.empty, f"{where}({p.name})"
+            assert sig.return_annotation is not sig.empty, where
+    # arun takes what run takes, by name
+    from libcontainer.sandbox import Sandbox
+
+    run, arun = (inspect.signature(f) for f in (Sandbox.run, Sandbox.arun))
+    assert list(run.parameters) == list(arun.parameters)
 
 
 def test_sweep_removes_only_what_dead_owners_left(tmp_path):
