@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from libcontainer.errors import InvalidArgument
+from libcontainer.errors import ContainerError, InvalidArgument
 
 from .args import Flag, flag_help, parse
 
@@ -118,7 +118,15 @@ def cmd_sandbox(ctx, argv: list) -> int:
                          readonly_root=opts["readonly"] or rootless(), workdir=opts["workdir"],
                          storage=opts["storage"] or None, network=opts["network"] or False,
                          rlimits_only=opts["rlimits_only"]) as box:
-        r = box.run(cmd, files=files, stdin=stdin, env=env)
+        try:
+            r = box.run(cmd, files=files, stdin=stdin, env=env)
+        except InvalidArgument:
+            raise
+        except ContainerError as e:
+            # the sandbox itself failed, not the command (isolate's XX): told as a result,
+            # so that a script reading --json or the meta file sees it, exit status 2
+            r = sandbox.Result(status=sandbox.INTERNAL_ERROR,
+                               message=f"the sandbox failed: {e}")
     if opts["meta"]:
         _write_meta(opts["meta"], r)
     if opts["json"]:
@@ -131,7 +139,10 @@ def cmd_sandbox(ctx, argv: list) -> int:
         os.write(2, r.stderr) if r.stderr else None
         summary = "OK" if r.ok else r.message
         sys.stderr.write(f"{summary} ({r.cpu_time:.3f} sec real, {r.duration:.3f} sec wall)\n")
-    # isolate's exit status: 0 the program ran fine, 1 it did not (TO, SG, RE, ML)
+    # isolate's exit status: 0 the program ran fine, 1 it did not (TO, SG, RE, ML), 2 the
+    # sandbox failed (XX)
+    if r.status == sandbox.INTERNAL_ERROR:
+        return 2
     return 0 if r.ok else 1
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -74,4 +75,26 @@ def test_bad_input_names_the_flag_and_leaves_nothing():
                        (["--file", "a", ROOTFS, "true"], "--file")):
         r = sandbox(*args)
         assert r.returncode == 1 and word.encode() in r.stderr, (args, r.stderr)
+    assert _ours() == before
+
+
+def test_the_sandbox_failing_is_xx(tmp_path):
+    """The command never ran because the sandbox could not be made (here the image's /proc
+    is a file: proc cannot be mounted on it): isolate's XX, in --json and the meta file,
+    exit status 2 (1 is the command's failure), and nothing left behind."""
+    root = tmp_path / "rootfs"
+    shutil.copytree(ROOTFS, root, symlinks=True)
+    shutil.rmtree(root / "proc")
+    (root / "proc").write_text("not a directory\n")
+    meta = tmp_path / "meta"
+    before = _ours()
+    r = sandbox("--json", "--meta", str(meta), str(root), "--", "true")
+    assert r.returncode == 2, r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == "XX" and out["exit_code"] is None and out["signal"] is None
+    assert out["message"].startswith("the sandbox failed: ") and "proc" in out["message"]
+    lines = dict(line.split(":", 1) for line in meta.read_text().splitlines())
+    assert lines["status"] == "XX" and "exitcode" not in lines and "exitsig" not in lines
+    r = sandbox(str(root), "--", "true")
+    assert r.returncode == 2 and r.stderr.startswith(b"the sandbox failed: ")
     assert _ours() == before
