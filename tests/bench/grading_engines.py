@@ -19,6 +19,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 from netnskit import Netns
@@ -68,17 +69,26 @@ class SandboxEngine:
                                   memory=COMPILE_LIMITS["memory_mb"] << 20,
                                   pids=COMPILE_LIMITS["pids"])
         self.box = sandbox.Sandbox(image, self.run_limits)
+        # the CPU the runs themselves used (each run's cgroup: every process of it), to
+        # tell the workload's own cost from the engine's
+        self.cpu = 0.0
+        self._cpu_lock = threading.Lock()
+
+    def _count(self, r):
+        with self._cpu_lock:
+            self.cpu += r.cpu_time
+        return r
 
     def workdir(self):
         return self.box.workdir()
 
     def compile(self, sub, wd) -> bool:
-        r = self.box.run(sub.compile_cmd(), files={sub.filename: sub.source}, workdir=wd,
-                         limits=self.compile_limits)
+        r = self._count(self.box.run(sub.compile_cmd(), files={sub.filename: sub.source},
+                                     workdir=wd, limits=self.compile_limits))
         return r.status == "OK"
 
     def test(self, sub, wd, stdin: bytes) -> Outcome:
-        r = self.box.run(sub.run_cmd(), workdir=wd, stdin=stdin)
+        r = self._count(self.box.run(sub.run_cmd(), workdir=wd, stdin=stdin))
         v = {"OK": "OK", "TO": "TLE", "ML": "MLE"}.get(r.status, "RE")
         return Outcome(v, r.stdout)
 
