@@ -142,7 +142,7 @@ def _create(talk: "_Talk", req: CreateRequest, stdio, config_bytes: bytes,
                     state["cgroups"] = cg.state()
                     d.write(state)
             crash_point("create: cgroups made")
-            plan = talk.plan = planmod.make(
+            plan = talk.plan = _planner()(
                 spec, no_pivot=req.no_pivot, keep_fds=req.keep_fds, start_fifo_fd=fifo_fd,
                 hooks=hooks, new_keyring=req.new_keyring, warn=req.warn,
                 listen_fds=req.listen_fds, cgroup=cg,
@@ -347,6 +347,20 @@ def _cgroup_entry(cg, plan) -> bool:
         return True
     plan.cgroup_files = cg.self_join_files()
     return False  # and v2, if there is one, by clone3 with CLONE_INTO_CGROUP
+
+
+_plans = [0]  # containers this process planned
+
+
+def _planner():
+    """plan.make, or from this process's second container on the cache of plans by config
+    (plancache.py): a one-shot process (`runner run`) loads nothing more."""
+    _plans[0] += 1
+    if _plans[0] < 2:
+        return planmod.make
+    from . import plancache
+
+    return plancache.make
 
 
 _starts = [0]  # containers this process planned with a new network namespace

@@ -67,6 +67,9 @@ class Plan:
         # refused: (host path, mode, dev, host uid, host gid); each is bound in by the
         # parent (an `idmaps` entry without maps), so the node works (rootfs.make_nodes)
         self.host_nodes: list = []
+        # the ops of each `type: cgroup` mount, which name the container's own cgroup:
+        # (start, end, what rootfs plans them from); plancache.py plans them again per container
+        self.cgroup_mounts: list = []
 
     def add(self, label: str, *args, **kw) -> None:
         self.ops.append(op(*args, **kw))

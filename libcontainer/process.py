@@ -31,18 +31,23 @@ def plan_early(spec, plan) -> None:
                  flags=P.WRITE_EARLY)
 
 
+def needs_confine(spec, proc, for_exec: bool = False) -> bool:
+    """Whether `proc` asks for what security.confine plans (LSM labels, personality,
+    ioPriority, scheduler, memoryPolicy, execCPUAffinity, seccomp)."""
+    lx = spec.linux
+    return bool(proc.apparmor_profile or proc.selinux_label or proc.io_priority is not None or
+                proc.scheduler is not None or lx.personality is not None or
+                lx.seccomp is not None or lx.memory_policy is not None or lx.mount_label or
+                (for_exec and proc.exec_cpu_affinity is not None))
+
+
 def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
          proc=None, for_exec: bool = False, listen_fds: int = 0) -> None:
     """`proc` overrides spec.process (exec); `for_exec` skips what belongs to the container
     as a whole (hostname, domainname), which the joined namespaces already have."""
     proc = proc or spec.process
     conf = None
-    lx = spec.linux
-    affinity = for_exec and proc.exec_cpu_affinity is not None
-    if (proc.apparmor_profile or proc.selinux_label or proc.io_priority is not None or
-            proc.scheduler is not None or lx.personality is not None or
-            lx.seccomp is not None or lx.memory_policy is not None or lx.mount_label or
-            affinity):
+    if needs_confine(spec, proc, for_exec):
         # LSM, personality, ioPriority, scheduler, memoryPolicy, execCPUAffinity, seccomp:
         # checked (and the filter compiled) here, before anything runs; imported only for
         # configs that ask

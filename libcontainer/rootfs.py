@@ -222,7 +222,9 @@ def _plan_mount(spec, plan, ns, m, field: str, late: list, cgroup=None) -> None:
         target_is_file = 0 if stat.S_ISDIR(st.st_mode) else 1
         data = []
     elif fstype == "cgroup":
+        start = len(plan.ops)
         _plan_cgroup_mount(plan, ns, m, mo, field, cgroup)
+        plan.cgroup_mounts.append((start, len(plan.ops), (ns, m, mo, field)))
         return
     elif not fstype:
         raise ConfigError(f"{field}.type", "is required for a mount that is not a bind mount")
