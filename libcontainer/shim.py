@@ -67,26 +67,45 @@ def _op_layout():
 _OP = _op_layout()
 
 
+# Each op packed once: id(op) → (op, its packed bytes, the C strings they point to). A
+# warm process planning the same config again gets the same op tuples (plancache.py), so
+# only the ops naming the container's own cgroup are packed anew. The entry keeps the op,
+# so its id is not reused while the entry lives.
+_packed: dict = {}
+
+
+def _pack(o: tuple) -> tuple:
+    kind, path, src, fstype, data, flags, pflags, a, b, c, d, e = o
+    bufs: list = []
+    n = 0
+    if isinstance(data, bytes):
+        buf = ffi.new("char[]", data)
+        bufs.append(buf)
+        daddr, n = int(ffi.cast("uintptr_t", buf)), len(data)
+    else:
+        daddr = _addr(bufs, data)
+    raw = _OP.pack(kind, _addr(bufs, path), _addr(bufs, src), _addr(bufs, fstype), daddr,
+                   flags, pflags, a, b, c, d, e, n)
+    return (o, raw, bufs)
+
+
 def _ops(keep: list, plan_ops: list):
     ops = ffi.new("struct rc_op[]", len(plan_ops))
     if _OP is None:
         for i, o in enumerate(plan_ops):
             _set_op(keep, ops[i], *o)
         return ops
-    size, pack = _OP.size, _OP.pack_into
-    raw = bytearray(size * len(plan_ops))
-    at = 0
-    for kind, path, src, fstype, data, flags, pflags, a, b, c, d, e in plan_ops:
-        n = 0
-        if isinstance(data, bytes):
-            buf = ffi.new("char[]", data)
-            keep.append(buf)
-            daddr, n = int(ffi.cast("uintptr_t", buf)), len(data)
-        else:
-            daddr = _addr(keep, data)
-        pack(raw, at, kind, _addr(keep, path), _addr(keep, src), _addr(keep, fstype), daddr,
-             flags, pflags, a, b, c, d, e, n)
-        at += size
+    parts = []
+    for o in plan_ops:
+        got = _packed.get(id(o))
+        if got is None or got[0] is not o:
+            got = _pack(o)
+            if len(_packed) >= 4096:
+                _packed.clear()  # (a running spawn holds its ops' strings in `keep`)
+            _packed[id(o)] = got
+        parts.append(got[1])
+        keep.append(got[2])
+    raw = b"".join(parts)
     ffi.memmove(ops, raw, len(raw))
     return ops
 

@@ -55,12 +55,37 @@ def test_strings_are_shared_and_kept_alive():
     keep: list = []
     packed = shim._ops(keep, SAMPLE[:2])
     # every non-NULL pointer of the packed ops points into a buffer the caller keeps
-    kept = {int(ffi.cast("uintptr_t", b)) for b in keep}
+    kept = {int(ffi.cast("uintptr_t", b)) for b in _flat(keep)}
     for i in range(2):
         for k in ("path", "src", "fstype", "data"):
             p = getattr(packed[i], k)
             if p != ffi.NULL:
                 assert int(ffi.cast("uintptr_t", p)) in kept
+
+
+def _flat(keep: list) -> list:
+    """The C buffers in `keep` (an op's packed once are kept as its list of them)."""
+    out = []
+    for k in keep:
+        out += _flat(k) if isinstance(k, list) else [k]
+    return out
+
+
+def test_an_op_is_packed_once_and_its_strings_outlive_the_string_cache():
+    shim._packed.clear()
+    first: list = []
+    a = shim._ops(first, SAMPLE)
+    shim._cstrs.clear()  # (as when it fills): the packed ops keep their own strings
+    again: list = []
+    b = shim._ops(again, SAMPLE)
+    assert bytes(ffi.buffer(a)) == bytes(ffi.buffer(b))
+    for i in range(len(SAMPLE)):
+        assert _read(b[i]) == _read(a[i])
+    # an equal op that is another tuple is packed on its own (the cache is by identity)
+    copy = [tuple(list(o)) for o in SAMPLE[:1]]
+    assert shim._packed.get(id(copy[0])) is None
+    shim._ops([], copy)
+    assert shim._packed[id(copy[0])][0] is copy[0]
 
 
 def test_no_ops():
