@@ -45,9 +45,29 @@ class Rule:
         return f"Rule({'allow' if self.allow else 'deny'} {self.v1()})"
 
 
+# A warm process starting containers again (libcontainer.run in a loop) computes the usual
+# case once: the rules of a config with no rules of its own, by its linux.devices paths, and
+# the lines a fresh directory gets for a rule list of those (the same Rule objects).
+_MEMO_MAX = 64
+_default_rules: dict = {}
+_fresh_lines: dict = {}
+
+
 def rules(resources: dict, device_paths=()) -> list:
     """The full rule list for a container: deny all, the config's rules, the defaults
     but those whose path is among `device_paths` (those of linux.devices)."""
+    if resources.get("devices"):
+        return _rules(resources, device_paths)
+    key = tuple(device_paths)
+    got = _default_rules.get(key)
+    if got is None:
+        if len(_default_rules) >= _MEMO_MAX:
+            _default_rules.clear()
+        got = _default_rules[key] = tuple(_rules(resources, device_paths))
+    return list(got)
+
+
+def _rules(resources: dict, device_paths=()) -> list:
     out = [Rule(False)]
     for d in resources.get("devices") or ():
         out.append(Rule(d["allow"], d.get("type") or "a",
@@ -67,33 +87,56 @@ def v1_writes(rule_list: list, directory: str, fresh: bool = False) -> None:
     reset to "allow all" may deny for a moment (the kernel empties the exception list
     before it flips the default), which no order of writes avoids. A `fresh` directory (just
     made: nothing runs in it) gets the reset without a look at what it inherited."""
-    now = None if fresh else v1_current(directory)
-    want = Emulator()
-    for r in rule_list:
-        want.apply(r)
+    if fresh:
+        key = tuple(rule_list)
+        lines = _fresh_lines.get(key)
+        if lines is None:
+            if len(_fresh_lines) >= _MEMO_MAX:
+                _fresh_lines.clear()
+            lines = _fresh_lines[key] = _lines(_reset(_emulate(rule_list)))
+        _v1_write(lines, directory)
+        return
+    now = v1_current(directory)
+    want = _emulate(rule_list)
     if now is not None and not now.default_allow and not want.default_allow:
         writes = transition(now, want)
     else:
-        writes = [Rule(want.default_allow)] + [Rule(not want.default_allow, *key, access)
-                                               for key, access in want.exceptions.items()]
-    _v1_write(writes, directory)
+        writes = _reset(want)
+    _v1_write(_lines(writes), directory)
 
 
-def _v1_write(rule_list: list, directory: str) -> None:
+def _emulate(rule_list: list) -> "Emulator":
+    want = Emulator()
+    for r in rule_list:
+        want.apply(r)
+    return want
+
+
+def _reset(want: "Emulator") -> list:
+    """The rules that set `want` from any state: its default, then its exceptions."""
+    return [Rule(want.default_allow)] + [Rule(not want.default_allow, *key, access)
+                                         for key, access in want.exceptions.items()]
+
+
+def _lines(rule_list: list) -> list:
+    """(devices.allow or devices.deny, the line) of each rule."""
+    return [("devices.allow" if r.allow else "devices.deny", r.v1()) for r in rule_list]
+
+
+def _v1_write(lines: list, directory: str) -> None:
     from ..errors import ConfigError
 
     fds: dict = {}  # the kernel takes one rule per write(2), any number per open
     try:
-        for r in rule_list:
-            name = "devices.allow" if r.allow else "devices.deny"
+        for name, line in lines:
             try:
                 fd = fds.get(name)
                 if fd is None:
                     fd = fds[name] = os.open(os.path.join(directory, name),
                                              os.O_WRONLY | os.O_CLOEXEC)
-                os.write(fd, r.v1().encode())
+                os.write(fd, line.encode())
             except OSError as e:
-                raise ConfigError("linux.resources.devices", f"writing {r.v1()!r} to "
+                raise ConfigError("linux.resources.devices", f"writing {line!r} to "
                                   f"{directory}/{name}: {e.strerror}") from None
     finally:
         for fd in fds.values():

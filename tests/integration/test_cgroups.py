@@ -191,10 +191,9 @@ def test_device_update_never_denies_the_running_container(bundle, monkeypatch):
     writes = []  # (file, rule) as written, in order
     real = devices._v1_write
 
-    def spy(rules, directory):
-        writes.extend((f"{directory}/devices.{'allow' if r.allow else 'deny'}", r.v1())
-                      for r in rules)
-        return real(rules, directory)
+    def spy(lines, directory):
+        writes.extend((f"{directory}/{name}", line) for name, line in lines)
+        return real(lines, directory)
 
     monkeypatch.setattr(devices, "_v1_write", spy)
     c = libcontainer.load(cid, bundle.root)
