@@ -369,6 +369,9 @@ class Manager:
         empty. A bounded wait: ContainerError naming what is left after `timeout` seconds,
         and at once for a process frozen by a v1 freezer cgroup that is not ours (it takes
         no signal before someone thaws it)."""
+        if self.unified and _v2_empty(self.unified):
+            # nothing left (frozen tasks count as populated): the usual end of a run
+            return
         freezer = self.paths.get("freezer")
         if freezer and os.path.isdir(freezer) and v1.frozen(freezer):
             # a task frozen by our own freezer takes no signal until thawed (and a thaw
@@ -465,6 +468,14 @@ class Manager:
         from . import stats
 
         return stats.collect(self)
+
+
+def _v2_empty(d: str) -> bool:
+    """The v2 directory `d` holds no live process (False when it cannot be read)."""
+    try:
+        return v2.events(d).get("populated") == 0
+    except OSError:
+        return False
 
 
 def _until_exit(pids: list, delay: float) -> None:
