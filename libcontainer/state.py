@@ -153,15 +153,19 @@ class StateDir:
         __exit__)."""
         import _thread
 
-        make_root(self.root)
         tmp = os.path.join(self.root, f"{CREATING}{state.get('creator', os.getpid())}-"
                                       f"{state.get('creator_start')}-{_thread.get_ident()}")
         _rmtree(tmp)  # a crashed namesake's (pid reused): garbage
-        os.mkdir(tmp, 0o711)
+        try:
+            os.mkdir(tmp, 0o711)
+        except FileNotFoundError:  # the root's first container (the root is there after)
+            make_root(self.root)
+            os.mkdir(tmp, 0o711)
         try:
             lock = _Lock(self, new=True, path=tmp).__enter__()
             try:
-                write_atomic(os.path.join(tmp, "state.json"), jsonio.dumps(state))
+                # no reader sees the private directory before the rename: written in place
+                fileio.create(os.path.join(tmp, "state.json"), jsonio.dumps(state).encode())
                 crash_point("state dir made")
                 os.rename(tmp, self.path)  # onto nothing, or a bare directory left by hand
             except BaseException:
