@@ -36,24 +36,33 @@ def identity(pid: int | str = "self") -> dict:
     out: dict = {}
     for ns in NAMESPACES:
         try:
-            st = os.stat(f"/proc/{pid}/ns/{ns}")
-            out[ns] = (st.st_dev, st.st_ino)
+            # "user:[4026531837]": the namespace's inode on nsfs, as stat() would give it
+            # (one filesystem), at less than half the cost of a stat (~6 µs each)
+            out[ns] = os.readlink(f"/proc/{pid}/ns/{ns}")
         except FileNotFoundError:
             out[ns] = None  # a kernel without it: the same for both
     st = os.stat(f"/proc/{pid}/root/")
     out["root"] = (st.st_dev, st.st_ino)
     try:
-        with open(f"/proc/{pid}/attr/current", "rb") as f:
-            out["lsm"] = f.read()
+        out["lsm"] = read(f"/proc/{pid}/attr/current")
     except OSError:
         out["lsm"] = None
     out["status"] = status(pid)
     return out
 
 
+def read(path: str) -> bytes:
+    """A small /proc file in one read (no file object: this is on every call's path)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 1 << 16)
+    finally:
+        os.close(fd)
+
+
 def status(pid) -> dict:
-    with open(f"/proc/{pid}/status") as f:
-        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+    text = read(f"/proc/{pid}/status").decode()
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
 
 
 def peer_pidfd(conn: socket.socket, pid: int) -> int:
@@ -112,16 +121,17 @@ def adopt(peer: dict, pid: int) -> None:
             except (OSError, ValueError) as e:
                 raise Refused(f"cannot take on rlimit {res} {want}: {e}") from None
     _join_cgroups(pid)
-    with open(f"/proc/{pid}/oom_score_adj") as f:
-        oom = f.read().strip()
-    with open("/proc/self/oom_score_adj", "r+") as f:
-        if f.read().strip() != oom:
+    oom = read(f"/proc/{pid}/oom_score_adj").strip()
+    if read("/proc/self/oom_score_adj").strip() != oom:
+        try:
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC)
             try:
-                f.seek(0)
-                f.write(oom)
-                f.flush()
-            except OSError as e:
-                raise Refused(f"cannot take on oom_score_adj {oom}: {e.strerror}") from None
+                os.write(fd, oom)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise Refused(f"cannot take on oom_score_adj {oom.decode()}: {e.strerror}") \
+                from None
     try:
         nice = os.getpriority(os.PRIO_PROCESS, pid)
         if os.getpriority(os.PRIO_PROCESS, 0) != nice:
@@ -136,9 +146,8 @@ def adopt(peer: dict, pid: int) -> None:
 def _join_cgroups(pid: int) -> None:
     """Into the caller's cgroup in every hierarchy (where runc's default cgroup path is
     relative to, and where a hook it runs goes)."""
-    with open(f"/proc/{pid}/cgroup") as f, open("/proc/self/cgroup") as g:
-        if f.read() == g.read():
-            return  # the common case: started where its callers run
+    if read(f"/proc/{pid}/cgroup") == read("/proc/self/cgroup"):
+        return  # the common case: started where its callers run
     from libcontainer.cgroups import host
 
     mine = host.container_dirs(None, host.detect())

@@ -404,3 +404,25 @@ def test_workers_copy_ahead_just_the_pages_calls_write(bundle, warm):
         assert learned[-1] < writable / 2, (learned, writable)
     finally:
         call(bundle, "delete", "--force", cid, plain=True)
+
+
+def test_the_environment_is_the_callers_entry_for_entry(bundle, warm, tmp_path):
+    """A hook sees the environment the plain path's would: every entry, in the caller's
+    order (the worker's C environ is set to the caller's entries, not rebuilt name by
+    name), in a locale without one (the C locale) as in another."""
+    hook = tmp_path / "env.sh"
+    hook.write_text('read -r state; env > "$1"\n')
+    dumps = {}
+    for lang in ("C", "C.UTF-8"):
+        for plain in (True, False):
+            out = tmp_path / f"env-{lang}-{plain}"
+            cid = sleeper(bundle, poststop=[{"path": "/bin/sh", "args": ["sh", str(hook),
+                                                                         str(out)]}])
+            env = {"PATH": os.environ["PATH"], "ZED": "last first", "LANG": lang,
+                   "AB": "x=y", "EMPTY": "", "MID": "é"}
+            r = call(bundle, "delete", "--force", cid, env=env, plain=plain)
+            assert r.returncode == 0, r.stderr
+            dumps[lang, plain] = out.read_text().replace("RUNNER_WARM=0\n", "")
+        assert dumps[lang, True] == dumps[lang, False], (lang, dumps)
+        assert "ZED=last first\n" in dumps[lang, False]
+    assert len(warm.served()) == 2 and "refused" not in warm.log()
