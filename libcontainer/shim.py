@@ -179,6 +179,14 @@ def spawn(plan, stdio=None, cgroup_fd: int = -1, share_memory: bool = False) -> 
         p.stdio = ffi.NULL
     sock = ffi.new("int *")
     pid = lib.rc_spawn(p, sock)
+    if pid == -11:  # EAGAIN: a process limit; the error names the ones that apply
+        from .forklimits import clone_failed
+
+        try:
+            into = os.readlink(f"/proc/self/fd/{cgroup_fd}") if cgroup_fd >= 0 else ""
+        except OSError:
+            into = ""
+        raise clone_failed(-pid, into)
     if pid < 0:
         raise OSError(-pid, os.strerror(-pid), "clone")
     return Spawned(pid, sock[0])

@@ -414,3 +414,35 @@ def test_installed_commands_for_an_unprivileged_user(installed, rootfs_template)
         shutil.rmtree(home, ignore_errors=True)
     with open("/etc/passwd") as f:
         assert not any(line.startswith(name + ":") for line in f)
+
+
+def test_a_process_limit_names_the_limits_that_apply(bundle):
+    """clone3 of the init failing with EAGAIN (here: a pids cgroup of pids.max 1 that the
+    runner itself fills) says what could not be made and which limits apply, and leaves
+    nothing behind."""
+    need_root()
+    from libcontainer import cgroups
+
+    mnt = cgroups.detect().v1.get("pids")
+    if not mnt:
+        pytest.skip("no v1 pids hierarchy on this host")
+    bundle.sh("echo never").write()
+    cid = new_id()
+    bundle.last_id = cid
+    cg = os.path.join(mnt, f"test-eagain-{uuid.uuid4().hex[:8]}")
+    os.mkdir(cg)
+    try:
+        with open(os.path.join(cg, "pids.max"), "w") as f:
+            f.write("1")
+        r = subprocess.run(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$@"', "sh",
+                            SCRIPT, "--root", bundle.root, "run", "-b", bundle.path, cid],
+                           capture_output=True, text=True, cwd="/", timeout=60)
+    finally:
+        os.rmdir(cg)  # the runner has exited: the cgroup is empty
+    assert r.returncode == 1 and "never" not in r.stdout, (r.returncode, r.stdout, r.stderr)
+    msg = r.stderr.strip()
+    assert msg.startswith("runner: cannot make the container's init process: clone3: "
+                          "Resource temporarily unavailable (a process limit is reached"), msg
+    assert f"pids cgroup {cg}: 1 processes of pids.max 1" in msg, msg
+    assert "RLIMIT_NPROC" in msg and "kernel.pid_max" in msg and "kernel.threads-max" in msg
+    assert_nothing_left(bundle)

@@ -1,0 +1,86 @@
+"""Why the container's init could not be made: a clone that failed with EAGAIN hit a
+process limit, and the message names the ones that apply here (as runc names the fork it
+could not make): the pids cgroups the new process is counted in, RLIMIT_NPROC, and the
+kernel's kernel.pid_max and kernel.threads-max. Imported only when a clone failed."""
+from __future__ import annotations
+
+import os
+
+from .errors import StartError
+
+
+def clone_failed(errno: int, container_cgroup: str = "") -> StartError:
+    """The error for a failed clone of the init. `container_cgroup`: the v2 directory the
+    init was cloned into (CLONE_INTO_CGROUP), whose pids limits count it too."""
+    what = "cannot make the container's init process: clone3: " + os.strerror(errno)
+    if errno != 11:  # EAGAIN
+        return StartError(what, errno, "clone")
+    return StartError(f"{what} (a process limit is reached; the limits that apply: "
+                      f"{'; '.join(limits(container_cgroup))})", errno, "clone")
+
+
+def limits(container_cgroup: str = "") -> list:
+    """One phrase per limit a new process of this one is counted against."""
+    out = [f"pids cgroup {d}: {cur} processes of pids.max {mx}"
+           for d, cur, mx in _pids_cgroups(container_cgroup)]
+    if not out:
+        out.append("no pids cgroup limit")
+    out.append(_nproc())
+    out.append(_kernel())
+    return out
+
+
+def _pids_cgroups(container_cgroup: str) -> list:
+    """(directory, pids.current, pids.max) of every pids cgroup with a limit that a child
+    of this process is counted in: this process's own (v1 pids, v2) and their ancestors,
+    and the container's v2 directory and its ancestors."""
+    from .cgroups import detect
+
+    host = detect()
+    starts = []
+    if "pids" in host.v1:
+        starts.append((host.v1["pids"], host.own.get("pids", "/")))
+    if host.unified and "pids" in host.v2_controllers:
+        starts.append((host.unified, host.own.get("", "/")))
+        if container_cgroup.startswith(host.unified + "/"):
+            starts.append((host.unified, container_cgroup[len(host.unified):]))
+    seen, out = set(), []
+    for mnt, path in starts:
+        d = os.path.normpath(mnt + "/" + path.lstrip("/"))
+        while True:
+            if d not in seen:
+                seen.add(d)
+                mx = _read(os.path.join(d, "pids.max"))
+                if mx and mx != "max":
+                    out.append((d, _read(os.path.join(d, "pids.current")) or "?", mx))
+            if d == mnt or len(d) <= len(mnt):
+                break
+            d = os.path.dirname(d)
+    return out
+
+
+def _nproc() -> str:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
+    limit = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+    who = f"uid {os.getuid()}"
+    if os.geteuid() == 0:
+        return f"RLIMIT_NPROC {limit} of {who} (root is exempt)"
+    return f"RLIMIT_NPROC {limit} processes of {who}"
+
+
+def _kernel() -> str:
+    pid_max = _read("/proc/sys/kernel/pid_max") or "?"
+    threads_max = _read("/proc/sys/kernel/threads-max") or "?"
+    now = (_read("/proc/loadavg") or "").split()
+    total = now[3].partition("/")[2] if len(now) > 3 else "?"
+    return f"kernel.pid_max {pid_max} and kernel.threads-max {threads_max} ({total} threads now)"
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
