@@ -66,7 +66,7 @@ def create_from(req: CreateRequest) -> Container:
     # Intent before action: the cgroup directories are decided (and linux.resources
     # checked) now, and recorded with the first state, before any of them is made; so at
     # every instant delete --force can find from the state all that exists.
-    cg = _plan_cgroups(spec, req.id, req.systemd_cgroup)
+    cg = _plan_cgroups(spec, req.id, req.systemd_cgroup, req.cgroup_controllers)
     me = _own_stat()
     state = {"ociVersion": specmod.OCI_VERSION, "id": req.id, "status": "creating",
              "pid": 0, "bundle": spec.bundle, "annotations": spec.annotations,
@@ -385,9 +385,10 @@ def _netns_ahead(plan) -> None:
         plan.clone_flags &= ~net
 
 
-def _plan_cgroups(spec, container_id: str, systemd: bool = False):
+def _plan_cgroups(spec, container_id: str, systemd: bool = False, controllers: tuple = ()):
     """The container's cgroup, decided and checked (linux.resources: an error names the
-    field); Manager.make creates and limits it before the container's process runs."""
+    field); Manager.make creates and limits it before the container's process runs.
+    `controllers`: only these v1 hierarchies (not for a systemd scope)."""
     if systemd:
         from .cgroups.systemd import plan
 
@@ -396,7 +397,7 @@ def _plan_cgroups(spec, container_id: str, systemd: bool = False):
     from . import cgroups
 
     return cgroups.Manager.plan(container_id, spec.linux.cgroups_path, spec.linux.resources,
-                                devices=spec.linux.devices)
+                                devices=spec.linux.devices, controllers=controllers)
 
 
 def run(bundle, container_id: str = "", *, detach: bool = False, keep: bool = False,

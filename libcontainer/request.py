@@ -24,18 +24,22 @@ class CreateRequest:
     init of the shim's that is pid 1 instead of it: it forwards signals, reaps orphans, and
     exits with the process's exit code or 128 + the signal that ended it; with an
     `init_status_fd` (a pipe's write end of this process) it first writes the raw wait
-    status there (4 bytes, native order), so the caller can tell a signal from an exit."""
+    status there (4 bytes, native order), so the caller can tell a signal from an exit.
+    `cgroup_controllers`: the v1 cgroup hierarchies the container joins (devices always);
+    empty: every one the host has, as runc (libcontainer.sandbox asks for those its limits
+    and counters use)."""
 
     __slots__ = ("bundle", "id", "root", "stdio", "console_socket", "pid_file", "no_pivot",
                  "keep_fds", "new_keyring", "warn", "listen_fds", "notify_socket",
-                 "systemd_cgroup", "start_now", "foreground", "init", "init_status_fd")
+                 "systemd_cgroup", "start_now", "foreground", "init", "init_status_fd",
+                 "cgroup_controllers")
 
     def __init__(self, bundle: str, id: str, *, root: str | None = None, stdio=None,
                  console_socket: str = "", pid_file: str = "", no_pivot: bool = False,
                  keep_fds: int = 0, new_keyring: bool = True, warn=None, listen_fds: int = 0,
                  notify_socket: str = "", systemd_cgroup: bool = False,
                  start_now: bool = False, foreground: bool = False, init: bool = False,
-                 init_status_fd: int = -1):
+                 init_status_fd: int = -1, cgroup_controllers: "tuple[str, ...]" = ()):
         self.bundle, self.id, self.root, self.stdio = bundle, id, root, stdio
         self.console_socket, self.pid_file, self.no_pivot = console_socket, pid_file, no_pivot
         self.keep_fds, self.new_keyring, self.warn = keep_fds, new_keyring, warn
@@ -43,6 +47,7 @@ class CreateRequest:
         self.systemd_cgroup, self.start_now, self.foreground = (systemd_cgroup, start_now,
                                                                 foreground)
         self.init, self.init_status_fd = init, init_status_fd
+        self.cgroup_controllers = tuple(cgroup_controllers)
 
     def __repr__(self) -> str:
         return "CreateRequest(" + ", ".join(f"{k}={getattr(self, k)!r}"

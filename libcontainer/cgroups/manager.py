@@ -46,11 +46,14 @@ class Manager:
 
     @classmethod
     def plan(cls, container_id: str, cgroups_path: str = "", resources: dict | None = None,
-             devices=(), host: Host | None = None) -> "Manager | None":
+             devices=(), host: Host | None = None,
+             controllers: "tuple[str, ...]" = ()) -> "Manager | None":
         """Validate `resources` and decide every directory, making nothing yet. `created`
         lists the directories make() will create (those missing now): recorded in the state
         before make(), they let delete --force find all of it after a crash at any point.
-        None: a rootless runtime with no cgroup delegated to it, and no limits asked."""
+        None: a rootless runtime with no cgroup delegated to it, and no limits asked.
+        `controllers`: the v1 hierarchies to join (devices always); empty: every one, as
+        runc (each is a mkdir, a join and an rmdir per container)."""
         res = unset.strip(validate.resources(resources or {}))
         check_path(cgroups_path)
         host = host or detect()
@@ -60,6 +63,14 @@ class Manager:
         groups = _assign(host, res)
         writes = _plan_writes(host, res, groups)
         m = cls._layout(host, container_id, cgroups_path, groups, res, devices)
+        if controllers:
+            keep = set(controllers) | {"devices"}  # the device rules hold in any case
+            for g, where in groups.items():
+                if where == "v1" and g not in keep:
+                    raise ConfigError(_field_of_ctrl(g), f"the {g} cgroup is needed for this "
+                                      f"limit, and not among the controllers asked for "
+                                      f"({', '.join(sorted(keep))})")
+            m.paths = {c: p for c, p in m.paths.items() if c in keep}
         if rootless():
             # only what is delegated to this user; nothing at all is runc's rootless default
             from .delegation import restrict

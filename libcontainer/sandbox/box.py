@@ -245,7 +245,8 @@ class Sandbox:
             try:
                 c = creation.create_from(CreateRequest(
                     slot.bundle, cid, root=self._state, stdio=(in_r, out_w, err_w),
-                    start_now=True, foreground=True, init=True, init_status_fd=st_w))
+                    start_now=True, foreground=True, init=True, init_status_fd=st_w,
+                    cgroup_controllers=configs.CGROUP_CONTROLLERS))
             except ExecNotFound as e:
                 return _failed_exec(e, 127, started)
             except StartError as e:
