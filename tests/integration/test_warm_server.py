@@ -22,6 +22,7 @@ import uuid
 import pytest
 
 from conftest import LAUNCHER, REPO, WarmServer, new_id
+from runner.warm import SPARES
 from test_lifecycle import create
 
 pytestmark = pytest.mark.skipif(not os.access(LAUNCHER, os.X_OK) or
@@ -344,7 +345,7 @@ def test_a_killed_server_leaves_no_worker_waiting(bundle):
         children = f"/proc/{server.proc.pid}/task/{server.proc.pid}/children"
         for _ in range(500):  # its workers waiting for calls (forked once it serves)
             spares = [int(p) for p in open(children).read().split()]
-            if len(spares) == 2:
+            if len(spares) == SPARES:
                 break
             time.sleep(0.01)
         assert spares
@@ -426,3 +427,28 @@ def test_the_environment_is_the_callers_entry_for_entry(bundle, warm, tmp_path):
         assert dumps[lang, True] == dumps[lang, False], (lang, dumps)
         assert "ZED=last first\n" in dumps[lang, False]
     assert len(warm.served()) == 2 and "refused" not in warm.log()
+
+
+def test_a_burst_outlasting_the_spares_is_served_and_they_are_refilled(bundle, warm):
+    """The workers taken by a burst of calls are replaced once calls pause, and at once
+    when none is left (runner/warm.py's SPARES): more calls in a row than there are
+    spares are all served, and then SPARES wait again."""
+    children = f"/proc/{warm.proc.pid}/task/{warm.proc.pid}/children"
+
+    def waiting() -> int:
+        return len(open(children).read().split())
+
+    for _ in range(500):
+        if waiting() == SPARES:
+            break
+        time.sleep(0.01)
+    assert waiting() == SPARES
+    for i in range(SPARES + 3):
+        r = call(bundle, "state", "no-such")
+        assert r.returncode == 1 and "does not exist" in r.stderr, r.stderr
+    assert len(warm.served()) == SPARES + 3 and not warm.refused(), warm.log()
+    for _ in range(500):  # the workers that served exit; the pause refills
+        if waiting() == SPARES:
+            break
+        time.sleep(0.01)
+    assert waiting() == SPARES, open(children).read()
