@@ -295,7 +295,10 @@ class PodmanEngine(_CliEngine):
                             "--ulimit", f"nproc={self.nproc}:{self.nproc}",
                             "-v", f"{wd}:/box", "-w", "/box", IMAGE_TAG,
                             "timeout", str(limits["wall"]), *cmd]
-        return subprocess.run(args, input=stdin, capture_output=True, env=self.env)
+        # in the private directory: conmon writes an `oom` file into its working directory
+        # when a container is OOM-killed (found in the checkout after a bench)
+        return subprocess.run(args, input=stdin, capture_output=True, env=self.env,
+                              cwd=self.top)
 
     def close(self) -> None:
         subprocess.run(self.base + ["system", "reset", "--force"], capture_output=True,
