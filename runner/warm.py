@@ -69,7 +69,9 @@ def cmd_warm_server(ctx, argv: list) -> int:
 # a fork and its page copies (~2.5 ms of CPU) made while the next calls of a burst are
 # served compete with them for the CPUs (an engine calls start, state, kill, state,
 # delete back to back; measured: replacing each at once made those 1.3-1.9x slower).
-SPARES, REFILL_AFTER = 4, 0.02
+# SPARES wait at first; a longer burst seen raises it to the burst's length and one, up
+# to MAX_SPARES (each holds ~3 MB of copied pages: warm_pages).
+SPARES, MAX_SPARES, REFILL_AFTER = 4, 8, 0.02
 
 
 class Server:
@@ -89,6 +91,7 @@ class Server:
         self.exited: dict = {}  # spares reaped (a call they took may still be announced)
         self.learned = warm_pages.Learned()  # the pages calls write (warm_pages)
         self.learning = True  # whether the spare being forked reports what its call wrote
+        self.want, self.burst = SPARES, 0  # spares to keep; calls since the last pause
         self.stop = False
 
     def log(self, msg: str) -> None:
@@ -128,12 +131,12 @@ class Server:
                     self._stop_spares()
                 else:
                     paused = time.monotonic() >= last + REFILL_AFTER
-                    while not self.spares or (paused and len(self.spares) < SPARES):
+                    while not self.spares or (paused and len(self.spares) < self.want):
                         self._fork_spare()
                 wait = None
                 if self.idle and not self.busy and not self.stop:
                     wait = max(0.0, last + self.idle - time.monotonic())
-                if len(self.spares) < SPARES and not self.stop:  # (wake up to refill)
+                if len(self.spares) < self.want and not self.stop:  # (wake up to refill)
                     refill = max(0.0, last + REFILL_AFTER - time.monotonic())
                     wait = refill if wait is None else min(wait, refill)
                 events = poll.poll(None if wait is None else wait * 1000)
@@ -149,8 +152,13 @@ class Server:
                             pass
                         self._reap()
                     else:
-                        self._taken()
-                        last = time.monotonic()
+                        now = time.monotonic()
+                        if self._taken():
+                            self.burst = self.burst + 1 if now < last + REFILL_AFTER else 1
+                            if self.burst + 1 > self.want < MAX_SPARES:
+                                self.want = min(self.burst + 1, MAX_SPARES)
+                                self.log(f"a burst of {self.burst} calls: {self.want} spares")
+                        last = now
         finally:
             signal.set_wakeup_fd(-1)
             self._unlink(ino)
@@ -220,21 +228,21 @@ class Server:
                 os._exit(code)
         self.spares.add(pid)
 
-    def _taken(self) -> None:
+    def _taken(self) -> bool:
         """A worker took a call: it is busy, with the connection to answer if it dies.
-        (Or a worker that served one reports the pages it wrote: warm_pages.)"""
+        (Or a worker that served one reports the pages it wrote: warm_pages; → False.)"""
         try:
             data, fds, _, _ = socket.recv_fds(self.taken_r, 1 << 16, 1,
                                               socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
         except BlockingIOError:
-            return
+            return False
         if data.startswith(warm_pages.REPORT) and not fds:
             new = self.learned.add(data)
             self.log(f"learned {new} pages written by a call ({len(self.learned.pages)} "
                      f"in {len(self.learned.ranges)} ranges)")
-            return
+            return False
         if len(data) != 4:
-            return
+            return False
         pid = struct.unpack("<i", data)[0]
         self.spares.discard(pid)
         conn = socket.socket(fileno=fds[0]) if fds else None
@@ -242,6 +250,7 @@ class Server:
             self._answer(conn, self.exited.pop(pid))
         else:
             self.busy[pid] = conn
+        return True
 
     def _reap(self) -> None:
         while True:
