@@ -565,4 +565,14 @@ def test_store_image_layers_user_and_env(tmp_path):
             # the opaque /srv/data holds only the top layer's file; the whiteouts hide
             assert r.stdout.decode().split("\n")[:-1] == [
                 "app", "bar baz", "second pair", "new.txt", "c", "no-vi"]
+    # `runner sandbox IMAGE` names a store image as well as a directory
+    import json
+
+    from conftest import RUNNER
+
+    r = subprocess.run(RUNNER + ["sandbox", "--storage", store, "--json", "sbx-full:1", "--",
+                                 "sh", "-c", "id -un; echo $FOO"], capture_output=True,
+                       cwd=REPO, timeout=60)
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["status"] == "OK" and out["stdout"] == "app\nbar baz\n"
     assert os.listdir(os.path.join(store, "mounts")) == []
