@@ -90,10 +90,10 @@ class Container:
         freezer = (info.get("paths") or {}).get("freezer")
         try:
             if freezer:  # v1: FREEZING counts as paused, as Manager.paused says
-                return fileio.read(freezer + "/freezer.state").strip() != b"THAWED"
+                return fileio.read_once(freezer + "/freezer.state").strip() != b"THAWED"
             unified = info.get("unified")
             if unified:
-                for line in fileio.read(unified + "/cgroup.events").splitlines():
+                for line in fileio.read_once(unified + "/cgroup.events").splitlines():
                     if line.startswith(b"frozen "):
                         return line.split()[1] == b"1"
         except OSError:
@@ -420,9 +420,10 @@ def load(container_id: str, root: str | None = None) -> Container:
     """The container `container_id` under `root` (default: state.default_root(), as for
     every function here); NotFound if there is none."""
     d = StateDir(root, container_id)
-    if not d.exists():
-        raise NotFound(f"container does not exist: {container_id}")
-    return Container(d, d.read())
+    try:
+        return Container(d, d.read())  # (no stat first: read says when there is none)
+    except NotFound:
+        raise NotFound(f"container does not exist: {container_id}") from None
 
 
 def list_containers(root: str | None = None) -> list:

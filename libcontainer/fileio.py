@@ -29,6 +29,27 @@ def read(path: str) -> bytes:
         os.close(fd)
 
 
+def read_once(path: str) -> bytes:
+    """A file the kernel hands over whole in one read: a regular file (a short read of
+    one is its end), a one-record /proc file (/proc/PID/stat: seq_file fills the read
+    from one show), a one-value cgroup file. One read(2), not two (the one that says 0
+    costs as much): `list` reads three per container. A read that fills the buffer goes
+    on to the end."""
+    fd = os.open(path, _READ)
+    try:
+        data = os.read(fd, 65536)
+        if len(data) < 65536:
+            return data
+        chunks = [data]
+        while True:
+            more = os.read(fd, 65536)
+            if not more:
+                return b"".join(chunks)
+            chunks.append(more)
+    finally:
+        os.close(fd)
+
+
 def write(path: str, data: bytes) -> None:
     """One write(2) to an existing file: a cgroup or /proc file takes each write as one
     value, so it is never split (the kernel takes such a value whole or refuses it)."""

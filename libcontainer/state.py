@@ -125,7 +125,7 @@ DELETED = ".deleted-"     # + pid-thread: garbage at once
 def proc_stat(pid: int):
     """(state letter, start time) of a process, or None when there is none."""
     try:
-        data = fileio.read(f"/proc/{pid}/stat")
+        data = fileio.read_once(f"/proc/{pid}/stat")
     except OSError:
         return None
     rest = data[data.rindex(b")") + 2:].split()
@@ -194,8 +194,8 @@ class StateDir:
 
     def read(self) -> dict:
         try:
-            return jsonio.loads(fileio.read(os.path.join(self.path, "state.json")))
-        except FileNotFoundError:
+            return jsonio.loads(fileio.read_once(os.path.join(self.path, "state.json")))
+        except (FileNotFoundError, NotADirectoryError):
             if os.path.isdir(self.path):  # not made by this runtime's create: left by hand
                 raise DamagedState(f"container {self.id!r}: {self.path} has no state.json") from None
             raise NotFound(f"container {self.id!r} does not exist") from None

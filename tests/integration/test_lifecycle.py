@@ -388,6 +388,13 @@ def test_unknown_container(bundle):
         assert r.returncode == 1, verb
         assert "container does not exist" in r.stderr, (verb, r.stderr)
     assert bundle.runner("delete", "--force", "nosuch").returncode == 0
+    # a file, not a directory, in the root: no container either, and not in the list
+    os.makedirs(bundle.root, exist_ok=True)
+    open(os.path.join(bundle.root, "afile"), "w").close()
+    r = bundle.runner("state", "afile")
+    assert r.returncode == 1 and r.stderr.endswith("container does not exist: afile\n"), r.stderr
+    r = bundle.runner("list", "-q")
+    assert r.returncode == 0 and "afile" not in r.stdout, r.stdout
 
 
 def test_log_file_json(bundle, tmp_path):

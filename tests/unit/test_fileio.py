@@ -15,6 +15,21 @@ def test_read_gives_the_whole_file_past_one_chunk(tmp_path):
     assert fileio.read(str(tmp_path / "empty")) == b""
 
 
+def test_read_once_gives_what_the_kernel_makes_in_one_piece(tmp_path):
+    """read_once: one read for a regular file, /proc/PID/stat, a cgroup value; a read that
+    fills its buffer goes on to the end."""
+    p = tmp_path / "f"
+    for size in (0, 10, 65535, 65536, 65537, 200_000):
+        data = os.urandom(size)
+        p.write_bytes(data)
+        assert fileio.read_once(str(p)) == data, size
+    with open(f"/proc/{os.getpid()}/stat", "rb") as f:
+        stat = f.read()
+    assert fileio.read_once(f"/proc/{os.getpid()}/stat").split(b")")[0] == stat.split(b")")[0]
+    with pytest.raises(NotADirectoryError):
+        fileio.read_once(str(p / "state.json"))
+
+
 def test_read_of_a_proc_file_matches_open():
     with open("/proc/self/mountinfo", "rb") as f:
         expected = f.read()
