@@ -47,6 +47,7 @@
 #define NR_read 0
 #define NR_write 1
 #define NR_close 3
+#define NR_fcntl 72
 #define NR_getpid 39
 #define NR_socket 41
 #define NR_connect 42
@@ -74,6 +75,7 @@ __asm__(".text\n.global _start\n_start:\n xor %rbp,%rbp\n mov %rsp,%rdi\n and $-
 #define NR_read 63
 #define NR_write 64
 #define NR_close 57
+#define NR_fcntl 25
 #define NR_getpid 172
 #define NR_socket 198
 #define NR_connect 203
@@ -109,6 +111,7 @@ __asm__(".text\n.global _start\n_start:\n mov x0, sp\n bl launch\n");
 #define NR_read SYS_read
 #define NR_write SYS_write
 #define NR_close SYS_close
+#define NR_fcntl SYS_fcntl
 #define NR_getpid SYS_getpid
 #define NR_socket SYS_socket
 #define NR_connect SYS_connect

@@ -1,19 +1,23 @@
-/* The launcher's side of the warm server (runner/warm.py, spec/PERFORMANCE.md): for the
- * verbs that make no process, hand the call to a `runner warm-server` of the same state
- * root, if one is there, and exit with its status; else return, and the plain path (the
- * interpreter) runs. Included by launcher.c, which has the syscalls.
+/* The launcher's side of the warm server (runner/warm.py, spec/PERFORMANCE.md): hand the
+ * call to a `runner warm-server` of the same state root, if one is there, and exit with its
+ * status; else return, and the plain path (the interpreter) runs. Included by launcher.c,
+ * which has the syscalls.
  *
- * Only verbs that start no process are handed over (start, state, kill, delete, list, ps,
- * pause, resume, update, features, spec): the init of `create`/`run` and a detached `exec`
- * must be this process's descendants, or an engine's subreaper (containerd's shim,
- * conmon) would never see them exit. Any doubt — an option this does not know, a state
- * root it cannot name, the server's uid not ours, a refusal, no reply at all before the
- * server took the call — and the plain path runs: the server is only ever a shortcut.
+ * The verbs that make no process are served whole by the server's worker. `create` and
+ * `run` too, but their init must be this process's child (an engine's subreaper, containerd's
+ * shim or conmon, must see it exit; a foreground run waits for it): when the worker comes to
+ * the clone it replies 'P' with the path of warm-spawn (csrc/warm_spawn.c) and, over
+ * SCM_RIGHTS, a channel; this process execs it, and it clones the plan the worker sends
+ * and waits for what the worker asks (runner/warm_spawn.py). A detached `exec` is never
+ * served. Any doubt — an option this does not know, a state root it cannot name, the
+ * server's uid not ours, a refusal, no reply at all before the server took the call — and
+ * the plain path runs: the server is only ever a shortcut.
  *
  * The request: a 16-byte header ("RWM1", argc, envc, length), then argv's and envp's
  * strings as the kernel laid them out (contiguous, NUL-terminated), with stdin, stdout,
  * stderr and an O_PATH fd of the working directory over SCM_RIGHTS. Replies are 8 bytes:
- * 'A' (accepted: the work begins), then 'E' status or 'S' signal; 'R' is a refusal. */
+ * 'A' (accepted: the work begins), then 'E' status or 'S' signal, or 'P' (byte 1: forward
+ * signals; value: the length of the path that follows); 'R' is a refusal. */
 
 #define AF_UNIX_ 1
 #define SOCK_STREAM_ 1
@@ -33,6 +37,7 @@ struct msghdr_ {
     void *control; unsigned long controllen; int flags;
 };
 struct cmsg4_ { unsigned long len; int level, type; int fds[4]; };
+struct cmsg1_ { unsigned long len; int level, type; int fd, pad; };
 struct ucred_ { int pid; unsigned int uid, gid; };
 struct sockaddr_un_ { unsigned short family; char path[108]; };
 
@@ -55,7 +60,8 @@ static int starts(const char *s, const char *prefix)
 static int served(const char *verb)
 {
     static const char *const verbs[] = {"start", "state", "kill", "delete", "list", "ps",
-                                        "pause", "resume", "update", "features", "spec", 0};
+                                        "pause", "resume", "update", "features", "spec",
+                                        "create", "run", 0};
     for (int i = 0; verbs[i]; i++)
         if (same(verb, verbs[i]))
             return 1;
@@ -101,6 +107,42 @@ static const char *call_root(long argc, char **argv, char **envp, const char **t
         return xdg && xdg[0] ? 0 : "/run/runner";
     *tail = "/runner/.warm.sock";
     return xdg && xdg[0] == '/' ? xdg : 0;
+}
+
+static char *decimal(char *end, long n)
+{
+    *--end = 0;
+    do
+        *--end = (char)('0' + n % 10);
+    while ((n /= 10) > 0);
+    return end;
+}
+
+/* The worker has come to a create's clone: become warm-spawn (the path that follows the
+ * 'P' reply), with this connection (its final reply is still to come) and the channel. */
+__attribute__((noreturn)) static void spawn_helper(long conn, long chan, char *flags, long n,
+                                                   char **envp)
+{
+    char path[4096], a[24], b[24];
+    long got = 0, r;
+    while (got < n) {
+        r = sys3(NR_read, conn, path + got, n - got);
+        if (r == -EINTR_)
+            continue;
+        if (r <= 0)
+            break;
+        got += r;
+    }
+    path[got] = 0;
+    char *args[] = {path, decimal(a + sizeof a, conn), decimal(b + sizeof b, chan), flags, 0};
+    if (got == n && sys3(NR_fcntl, conn, 2 /* F_SETFD */, 0) == 0)
+        sys3(NR_execve, path, args, envp);
+    say(COMMAND ": cannot run the warm server's spawn helper ");
+    say(path);
+    say("\n");
+    sys3(NR_exit_group, 1, 0, 0);
+    for (;;)
+        ;
 }
 
 static void warm(long argc, char **argv, char **envp)
@@ -171,12 +213,18 @@ static void warm(long argc, char **argv, char **envp)
     for (;;) {
         unsigned char reply[8];
         long got = 0, r;
+        int passed = -1;
         while (got < 8) {
-            r = sys3(NR_read, fd, reply + got, 8 - got);
+            struct iovec_ riov = {reply + got, (unsigned long)(8 - got)};
+            struct cmsg1_ rcm = {0, 0, 0, -1, 0};
+            struct msghdr_ rmsg = {0, 0, &riov, 1, &rcm, sizeof rcm, 0};
+            r = sys3(NR_recvmsg, fd, &rmsg, 0);
             if (r == -EINTR_)
                 continue;
             if (r <= 0)
                 break;
+            if (rmsg.controllen >= 20 && rcm.level == SOL_SOCKET_ && rcm.type == SCM_RIGHTS_)
+                passed = rcm.fd;
             got += r;
         }
         if (got < 8) {
@@ -194,6 +242,8 @@ static void warm(long argc, char **argv, char **envp)
             /* the plain path's interpreter would have died of it */
             sys3(NR_kill, sys3(NR_getpid, 0, 0, 0), value, 0);
             sys3(NR_exit_group, 128 + value, 0, 0);
+        } else if (reply[0] == 'P' && accepted && passed >= 0 && value > 0 && value < 4096) {
+            spawn_helper(fd, passed, reply[1] ? "1" : "0", value, envp);
         } else if (!accepted) {
             goto plain;  /* 'R': refused (another namespace, cgroup it cannot join, ...) */
         } else {

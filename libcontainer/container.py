@@ -4,6 +4,7 @@ creation.py's, exec execute.py's, `delete --force` of what no state describes re
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from . import fileio, spec as specmod
@@ -322,9 +323,14 @@ class Container:
             report(f"killed {' '.join(map(str, sorted(pids)))}")
 
     def _reap(self) -> None:
-        """The init of a container this process created is its child: reap it."""
+        """The init of a container this process created is its child: reap it (through
+        launch.PARENT, which a warm server's worker points at its caller)."""
+        launch = sys.modules.get("libcontainer.launch")
         try:
-            os.waitpid(self.pid, os.WNOHANG)
+            if launch is not None:
+                launch.PARENT.waitpid(self.pid, os.WNOHANG)
+            else:
+                os.waitpid(self.pid, os.WNOHANG)
         except ChildProcessError:
             pass
 

@@ -22,6 +22,22 @@ FORWARDED_SIGNALS = (1, 2, 3, 10, 12, 15, 28)  # HUP INT QUIT USR1 USR2 TERM WIN
 SETUP_TIMEOUT = 30.0
 
 
+class OwnChildren:
+    """Who clones the child and waits for it: this process (the plain path). A warm
+    server's worker serving a create/run sets PARENT to its caller's (runner/warm_spawn.py),
+    whose process must be the init's parent."""
+
+    spawn = staticmethod(shim.spawn)
+    waitpid = staticmethod(os.waitpid)
+
+    @staticmethod
+    def wait_foreground(pid: int) -> int:
+        return os.waitpid(pid, 0)[1]
+
+
+PARENT = OwnChildren
+
+
 class Started:
     """A child that has passed every setup step: `pid` is the container's init (host pid);
     `fds` holds what the child sent (op label → fd), e.g. the console's pty master."""
@@ -44,7 +60,7 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
     that needs the parent for nothing either (see needs_parent) is then cloned sharing this
     process's memory, this thread waiting until the execve: no copy of the interpreter."""
     share = no_go and not needs_parent(plan)
-    spawned = shim.spawn(plan, stdio=stdio, cgroup_fd=cgroup_fd, share_memory=share)
+    spawned = PARENT.spawn(plan, stdio=stdio, cgroup_fd=cgroup_fd, share_memory=share)
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, spawned.sock)
     init = spawned.pid
     fds: dict = {}
@@ -71,7 +87,7 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
                 sock.send(b"g")
             elif kind == shim.MSG_CHILD:
                 init = pid
-                os.waitpid(spawned.pid, 0)
+                PARENT.waitpid(spawned.pid, 0)
                 crash_point("launch: init forked")
                 if go_pending:
                     go_pending = False
@@ -177,7 +193,7 @@ def kill_and_reap(*pids: int, timeout: float = 5.0) -> None:
     for pid in dict.fromkeys(pids):
         while True:
             try:
-                if os.waitpid(pid, os.WNOHANG)[0]:
+                if PARENT.waitpid(pid, os.WNOHANG)[0]:
                     break
             except ChildProcessError:
                 break
@@ -248,7 +264,7 @@ def wait_pid(pid: int) -> int:
     """The wait status of `pid`, retried across signals (the forwarder interrupts waitpid)."""
     while True:
         try:
-            return os.waitpid(pid, 0)[1]
+            return PARENT.wait_foreground(pid)
         except InterruptedError:
             continue
 

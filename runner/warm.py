@@ -11,8 +11,9 @@ launcher exits with it (or dies of the signal). A caller that goes away (an engi
 interpreter (see _die_with).
 
 One server per uid and state root: the socket is ROOT/.warm.sock (0600; names starting
-with "." are not containers). `create`, `run` and `exec` are never served: their process
-must be the caller's descendant for the engines' subreapers (spec/PERFORMANCE.md).
+with "." are not containers). `create` and `run` are served with the clone and the waits
+done in the caller's process, whose child the init must be for the engines' subreapers
+(runner/warm_spawn.py); `exec` is never served.
 """
 from __future__ import annotations
 
@@ -28,12 +29,12 @@ import time
 
 from libcontainer.errors import InvalidArgument
 
-from . import warm_pages, warm_peer
+from . import warm_pages, warm_peer, warm_spawn
 from .args import Flag, flag_help, parse
 
 # what the launcher hands over (csrc/warm_client.h's list, and cli's verb names)
 SERVED = frozenset(("start", "state", "kill", "delete", "list", "ps", "pause", "resume",
-                    "update", "features", "spec"))
+                    "update", "features", "spec", "create", "run"))
 SOCKET_NAME = ".warm.sock"
 MAGIC = 0x314D5752  # "RWM1"
 FLAGS = [
@@ -48,7 +49,9 @@ PRELOAD = ("runner.lifecycle", "runner.info", "runner.cgroup_verbs", "libcontain
            "libcontainer.cgroups.tree", "libcontainer.cgroups.stats", "libcontainer.hooks",
            "libcontainer.teardown", "libcontainer.owners", "libcontainer.timefmt",
            "libcontainer.features", "libcontainer.spec", "libcontainer.jsonio", "subprocess",
-           "libcontainer.recovery", "traceback", "json", "pwd", "ctypes", "fcntl")
+           "libcontainer.recovery", "traceback", "json", "pwd", "ctypes", "fcntl",
+           "libcontainer.creation", "libcontainer.launch", "libcontainer.plan",
+           "libcontainer.request", "runner.warm_spawn")
 
 
 def cmd_warm_server(ctx, argv: list) -> int:
@@ -331,11 +334,20 @@ class Server:
             os.close(pidfd)
             if gone:
                 raise warm_peer.Refused("the caller exited")
-            if len(argv) < 2 or _verb(argv[1:]) not in SERVED:
+            verb = _verb(argv[1:]) if len(argv) >= 2 else ""
+            if verb not in SERVED:
                 raise warm_peer.Refused(f"not a served call: {argv[1:3]}")
             warm_peer.adopt(peer, pid)
+            if verb in warm_spawn.SPAWNING:
+                os.fchdir(fds[3])  # (the bundle is found from the caller's cwd)
+                why = warm_spawn.servable(argv[1:], env)
+                if why:
+                    raise warm_spawn.PlainPath(f"{verb}: {why}")
         except (warm_peer.Refused, OSError, ValueError) as e:
-            self.log(f"refused pid {pid}: {e}")
+            if isinstance(e, warm_spawn.PlainPath):  # not a refusal: an option it leaves
+                self.log(f"plain path for pid {pid}: {e}")
+            else:
+                self.log(f"refused pid {pid}: {e}")
             try:
                 conn.send(struct.pack("<4si", b"R", 0), socket.MSG_NOSIGNAL)
             except OSError:
@@ -356,7 +368,14 @@ class Server:
         sys.argv = argv
         _fresh_stdio()
         conn.send(struct.pack("<4si", b"A", 0), socket.MSG_NOSIGNAL)
+        caller = None
+        if verb in warm_spawn.SPAWNING:
+            from libcontainer import launch
+
+            caller = launch.PARENT = warm_spawn.Caller(conn, forward=verb == "run")
         code = _run(argv[1:])
+        if caller is not None:
+            caller.close()
         if self.debug and set(sys.modules) - before:
             self.log(f"pid {pid}'s call imported {sorted(set(sys.modules) - before)}")
         signal.signal(signal.SIGIO, signal.SIG_IGN)  # the caller exits on this reply

@@ -3,8 +3,8 @@ verbs that make no process to it, and gets the plain path's answer; a caller it 
 serve (another uid, namespace, capability set...) gets the plain path instead; the worker
 that serves a call does it as the caller (cgroup, gid and groups, rlimits, umask,
 environment, working directory, nice, oom_score_adj); a caller killed takes its worker
-along; `create` and `run` are never served (their process stays the caller's
-descendant). The conformance files run the same way with RUNNER_TEST_WARM=1 (conftest)."""
+along; `create` and `run` are served with their init still the caller's child
+(runner/warm_spawn.py), and fall back to the plain path for what they leave to it. The conformance files run the same way with RUNNER_TEST_WARM=1 (conftest)."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from conftest import LAUNCHER, REPO, WarmServer, new_id
+from conftest import LAUNCHER, REPO, WarmServer, new_id, state_entries
 from runner.warm import MAX_SPARES, SPARES
 from test_lifecycle import create
 
@@ -226,9 +226,10 @@ print(s.recv(8)[:1].decode())
         shutil.rmtree(top, ignore_errors=True)
 
 
-def test_create_and_run_stay_the_callers_descendants(bundle, warm):
+def test_a_served_create_leaves_its_init_to_the_callers_subreaper(bundle, warm):
     """An engine's shim is a subreaper: the container's init must be reparented to it when
-    `runner create` exits, so create is never served by the server."""
+    `runner create` exits. A served create clones it in the caller's own process
+    (warm-spawn), so it is."""
     bundle.sh("sleep 300")
     bundle.write()
     cid = new_id()
@@ -249,7 +250,7 @@ os.waitpid(pid, 0)
                        timeout=60)
     assert r.stdout.strip() == "True", (r.stdout, r.stderr)
     served = " ".join(warm.served())
-    assert " state " in served and " delete " in served and " create " not in served
+    assert " state " in served and " delete " in served and " create " in served, warm.log()
 
 
 def test_killed_caller_takes_its_worker_along(bundle, warm, tmp_path):
@@ -456,3 +457,157 @@ def test_a_burst_outlasting_the_spares_is_served_and_they_are_refilled(bundle, w
             break
         time.sleep(0.01)
     assert waiting() == want, (open(children).read(), warm.log())
+
+
+# ---- create and run, served (runner/warm_spawn.py, csrc/warm_spawn.c) ----
+
+def _both_ways(bundle, warm, *args, **kw):
+    """The same call served and plain, under new ids (the id is the last argument);
+    (served, plain) results, the served one checked served."""
+    out = []
+    for plain in (False, True):
+        before = len(warm.served())
+        cid = new_id()
+        bundle.last_id = cid
+        r = call(bundle, *args, cid, plain=plain, **kw)
+        out.append((r, cid))
+        assert len(warm.served()) == before + (0 if plain else 1), warm.log()
+    return out
+
+
+def test_a_served_run_exits_as_the_plain_one(bundle, warm):
+    """The exit status, the output, and nothing left: a foreground run served (the init is
+    the caller's child, warm-spawn waits for it) and plain."""
+    bundle.sh("echo out; echo err >&2; exit 7")
+    bundle.write()
+    (w, wid), (p, pid_) = _both_ways(bundle, warm, "run", "--bundle", bundle.path)
+    assert (w.returncode, w.stdout, w.stderr) == (p.returncode, p.stdout, p.stderr) == \
+        (7, "out\n", "err\n")
+    assert state_entries(bundle.root) == []
+    assert "refused" not in warm.log() and "plain path" not in warm.log()
+
+
+def test_a_served_run_forwards_the_callers_signals(bundle, warm, tmp_path):
+    """SIGTERM to a served foreground run reaches the container (warm-spawn forwards it,
+    as launch.Forwarder does on the plain path); its exit status is the run's."""
+    ready = tmp_path / "ready"
+    bundle.sh("trap 'exit 42' TERM; touch /ready; sleep 60 & wait")
+    bundle.config["mounts"].append({"destination": "/ready", "type": "bind",
+                                    "source": str(ready), "options": ["bind"]})
+    bundle.write()
+    codes = []
+    for plain in (False, True):
+        ready.write_text("")
+        start = os.stat(ready).st_mtime_ns
+        cid = new_id()
+        bundle.last_id = cid
+        env = dict(os.environ, RUNNER_WARM="0" if plain else "1")
+        p = subprocess.Popen([LAUNCHER, "--root", bundle.root, "run", "--bundle", bundle.path,
+                              cid], env=env, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            for _ in range(1000):
+                if os.stat(ready).st_mtime_ns != start:
+                    break
+                time.sleep(0.01)
+            p.send_signal(signal.SIGTERM)
+            out, err = p.communicate(timeout=30)
+        finally:
+            p.kill()
+            p.wait()
+        codes.append((p.returncode, err))
+    assert codes[0] == codes[1] == (42, ""), codes
+    assert state_entries(bundle.root) == []
+    assert len(warm.served()) == 1 and " run " in warm.served()[0]
+
+
+def test_a_served_run_d_leaves_its_init_to_the_callers_subreaper(bundle, warm):
+    bundle.sh("sleep 300")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    script = f"""
+import ctypes, json, os, subprocess
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+base = [{LAUNCHER!r}, "--root", {bundle.root!r}]
+subprocess.run(base + ["run", "-d", "--bundle", {bundle.path!r}, {cid!r}], check=True, **quiet)
+pid = json.loads(subprocess.run(base + ["state", {cid!r}], capture_output=True).stdout)["pid"]
+ppid = [l.split()[1] for l in open(f"/proc/{{pid}}/status") if l.startswith("PPid:")][0]
+print(int(ppid) == os.getpid())
+subprocess.run(base + ["delete", "--force", {cid!r}], check=True, **quiet)
+os.waitpid(pid, 0)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=60)
+    assert r.stdout.strip() == "True", (r.stdout, r.stderr)
+    assert " run -d " in " ".join(warm.served()), warm.log()
+
+
+def test_served_create_and_run_run_the_hooks_as_the_plain_path(bundle, warm, tmp_path):
+    """Every stage's hook, with the state it is given, on a served run and a plain one."""
+    out = tmp_path / "hooks"
+    out.mkdir()
+    hooks = {}
+    for stage in ("prestart", "createRuntime", "createContainer", "startContainer",
+                  "poststart", "poststop"):
+        script = (f'read -r s; echo "$s" | sed -e "s/\\"pid\\":[0-9]*/\\"pid\\":P/" '
+                  f'-e "s/\\"created\\":\\"[^\\"]*\\"/\\"created\\":T/" >> {out}/{stage}')
+        if stage in ("createContainer", "startContainer"):  # in the container: no file
+            script = "read -r s; true"
+        hooks[stage] = [{"path": "/bin/sh", "args": ["sh", "-c", script]}]
+    bundle.config["hooks"] = hooks
+    bundle.sh("true")
+    bundle.write()
+    results = []
+    for plain in (False, True):
+        for f in out.iterdir():
+            f.unlink()
+        cid = "hooks-" + uuid.uuid4().hex[:8]
+        bundle.last_id = cid
+        r = call(bundle, "run", "--bundle", bundle.path, cid, plain=plain)
+        assert r.returncode == 0, r.stderr
+        results.append({f.name: f.read_text().replace(cid, "ID") for f in out.iterdir()})
+    assert results[0] == results[1] and len(results[0]) == 4, results
+    assert len(warm.served()) == 1 and not warm.refused(), warm.log()
+
+
+@pytest.mark.parametrize("verb", ["create", "run"])
+def test_a_bad_config_fails_served_as_plain_and_leaves_nothing(bundle, warm, verb):
+    for breakage in ({"process": {"args": ["/no/such/program"], "cwd": "/"}},
+                     {"linux": dict(default_linux(), resources={"memory": {"limit": "x"}})}):
+        bundle.config.update(breakage)
+        bundle.write()
+        (w, _), (p, _) = _both_ways(bundle, warm, verb, "--bundle", bundle.path)
+        assert (w.returncode, w.stdout, w.stderr) == (p.returncode, p.stdout, p.stderr)
+        assert w.returncode != 0 and w.stderr.startswith("runner: "), w.stderr
+        assert state_entries(bundle.root) == []
+    assert "refused" not in warm.log()
+
+
+def default_linux() -> dict:
+    from libcontainer.default_spec import default_config
+
+    return default_config(terminal=False)["linux"]
+
+
+def test_what_a_served_create_cannot_do_goes_the_plain_path(bundle, warm):
+    """--preserve-fds (fds of the caller), a foreground run's terminal (the pty relay is
+    its parent's): the launcher runs the plain path, and says why in the log."""
+    bundle.sh("true")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    r = call(bundle, "run", "--preserve-fds", "1", "--bundle", bundle.path, cid)
+    assert r.returncode == 0, r.stderr
+    bundle.process["terminal"] = True
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    r = subprocess.run(["script", "-qec", f"{LAUNCHER} --root {bundle.root} run --bundle "
+                        f"{bundle.path} {cid}", "/dev/null"], capture_output=True, text=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not warm.served() and not warm.refused(), warm.log()
+    assert warm.log().count("plain path for pid") == 2, warm.log()
+    assert state_entries(bundle.root) == []
