@@ -13,7 +13,8 @@
  * server's uid not ours, a refusal, no reply at all before the server took the call — and
  * the plain path runs: the server is only ever a shortcut.
  *
- * The request: a 16-byte header ("RWM1", argc, envc, length), then argv's and envp's
+ * The request: a 16-byte header ("RWM2": a launcher that knows 'P'; "RWM1" was one before
+ * it, whose create/run the server leaves to the plain path; argc, envc, length), then argv's and envp's
  * strings as the kernel laid them out (contiguous, NUL-terminated), with stdin, stdout,
  * stderr and an O_PATH fd of the working directory over SCM_RIGHTS. Replies are 8 bytes:
  * 'A' (accepted: the work begins), then 'E' status or 'S' signal, or 'P' (byte 1: forward
@@ -119,12 +120,14 @@ static char *decimal(char *end, long n)
 }
 
 /* The worker has come to a create's clone: become warm-spawn (the path that follows the
- * 'P' reply), with this connection (its final reply is still to come) and the channel. */
-__attribute__((noreturn)) static void spawn_helper(long conn, long chan, char *flags, long n,
-                                                   char **envp)
+ * 'P' reply), with this connection (its final reply is still to come) and the channel,
+ * named in RUNNER_WARM_SPAWN=CONN,CHAN,FLAGS; its argv is this one's, so that `ps` shows the
+ * command as it was called for as long as a foreground run lasts. */
+__attribute__((noreturn)) static void spawn_helper(long conn, long chan, const char *flags,
+                                                   long n, char **argv, char **envp)
 {
-    char path[4096], a[24], b[24];
-    long got = 0, r;
+    char path[4096], var[64] = "RUNNER_WARM_SPAWN=", a[24], b[24];
+    long got = 0, r, envc = 0, i = 0;
     while (got < n) {
         r = sys3(NR_read, conn, path + got, n - got);
         if (r == -EINTR_)
@@ -134,9 +137,22 @@ __attribute__((noreturn)) static void spawn_helper(long conn, long chan, char *f
         got += r;
     }
     path[got] = 0;
-    char *args[] = {path, decimal(a + sizeof a, conn), decimal(b + sizeof b, chan), flags, 0};
+    const char *parts[] = {decimal(a + sizeof a, conn), ",", decimal(b + sizeof b, chan), ",",
+                           flags, 0};
+    char *v = var + len(var);
+    for (const char *const *p = parts; *p; p++)
+        for (const char *c = *p; *c; c++)
+            *v++ = *c;
+    *v = 0;
+    while (envp[envc])
+        envc++;
+    char *env[envc + 2];
+    for (; i < envc; i++)
+        env[i] = envp[i];
+    env[i++] = var;
+    env[i] = 0;
     if (got == n && sys3(NR_fcntl, conn, 2 /* F_SETFD */, 0) == 0)
-        sys3(NR_execve, path, args, envp);
+        sys3(NR_execve, path, argv, env);
     say(COMMAND ": cannot run the warm server's spawn helper ");
     say(path);
     say("\n");
@@ -198,7 +214,7 @@ static void warm(long argc, char **argv, char **envp)
     if (cwd < 0)
         goto plain;
 
-    unsigned int head[4] = {0x314d5752 /* "RWM1" */, (unsigned int)argc, (unsigned int)envc,
+    unsigned int head[4] = {0x324d5752 /* "RWM2" */, (unsigned int)argc, (unsigned int)envc,
                             (unsigned int)(end - argv[0])};
     struct iovec_ iov[2] = {{head, sizeof head}, {argv[0], (unsigned long)(end - argv[0])}};
     struct cmsg4_ cm = {sizeof cm, SOL_SOCKET_, SCM_RIGHTS_, {0, 1, 2, (int)cwd}};
@@ -243,7 +259,7 @@ static void warm(long argc, char **argv, char **envp)
             sys3(NR_kill, sys3(NR_getpid, 0, 0, 0), value, 0);
             sys3(NR_exit_group, 128 + value, 0, 0);
         } else if (reply[0] == 'P' && accepted && passed >= 0 && value > 0 && value < 4096) {
-            spawn_helper(fd, passed, reply[1] ? "1" : "0", value, envp);
+            spawn_helper(fd, passed, reply[1] ? "1" : "0", value, argv, envp);
         } else if (!accepted) {
             goto plain;  /* 'R': refused (another namespace, cgroup it cannot join, ...) */
         } else {

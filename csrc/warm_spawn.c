@@ -10,7 +10,8 @@
  * child is set up by exactly the C of the plain path. The launcher itself stays without
  * libc (every verb pays its start-up); only a served create/run pays this exec (~0.5 ms).
  *
- * argv: warm-spawn CONN CHAN FLAGS. CONN is the launcher's connection to the server (its
+ * Its argv is the caller's (`ps` shows the command as called); RUNNER_WARM_SPAWN=CONN,CHAN,FLAGS
+ * names the rest. CONN is the launcher's connection to the server (its
  * final 8-byte reply, 'E' status or 'S' signal, ends this process as it ends the
  * launcher); CHAN is a SOCK_SEQPACKET socket to the worker, which asks, one message each:
  *   'C' clone:  u32 'C', u32 nfds, i32 worker's fd numbers [nfds], then the packed plan
@@ -356,11 +357,15 @@ __attribute__((noreturn)) static void finish(int conn)
     exit(1);
 }
 
-int main(int argc, char **argv)
+int main(void)
 {
-    if (argc != 4)
+    const char *fds = getenv("RUNNER_WARM_SPAWN");
+    int conn = -1, chan = -1, flags = 0;
+    if (!fds || sscanf(fds, "%d,%d,%d", &conn, &chan, &flags) != 3 || conn < 0 || chan < 0) {
+        fprintf(stderr, "runner: warm-spawn is run by the launcher of a served create or run\n");
         return 2;
-    int conn = atoi(argv[1]), chan = atoi(argv[2]), flags = atoi(argv[3]);
+    }
+    unsetenv("RUNNER_WARM_SPAWN");
     fcntl(conn, F_SETFD, FD_CLOEXEC);
     fcntl(chan, F_SETFD, FD_CLOEXEC);
     if (flags & 1) {

@@ -36,7 +36,8 @@ from .args import Flag, flag_help, parse
 SERVED = frozenset(("start", "state", "kill", "delete", "list", "ps", "pause", "resume",
                     "update", "features", "spec", "create", "run"))
 SOCKET_NAME = ".warm.sock"
-MAGIC = 0x314D5752  # "RWM1"
+# "RWM1": a launcher from before served create/run (its 'P' unknown to it); "RWM2": since
+MAGICS = {0x314D5752: 1, 0x324D5752: 2}
 FLAGS = [
     Flag("--idle-exit", "idle_exit", True, "0", "exit after this many seconds without a call "
          "(0: never)"),
@@ -327,7 +328,7 @@ class Server:
         conn.settimeout(5)
         fds: list = []
         try:
-            argv, env, fds = _receive(conn)
+            argv, env, fds, version = _receive(conn)
             pidfd = warm_peer.peer_pidfd(conn, pid)
             peer = warm_peer.check(self.own, pid, uid)
             gone = not warm_peer.alive(pidfd)
@@ -340,7 +341,8 @@ class Server:
             warm_peer.adopt(peer, pid)
             if verb in warm_spawn.SPAWNING:
                 os.fchdir(fds[3])  # (the bundle is found from the caller's cwd)
-                why = warm_spawn.servable(argv[1:], env)
+                why = warm_spawn.servable(argv[1:], env) if version >= 2 else \
+                    "a launcher from before served create/run"
                 if why:
                     raise warm_spawn.PlainPath(f"{verb}: {why}")
         except (warm_peer.Refused, OSError, ValueError) as e:
@@ -422,14 +424,15 @@ def _die_with(conn: socket.socket) -> None:
 
 def _receive(conn: socket.socket):
     """The launcher's request: (argv, the environment's entries as bytes, [stdin, stdout,
-    stderr, cwd]). (It comes in one sendmsg: one recvmsg reads it, most often.)"""
+    stderr, cwd], the protocol's version). (It comes in one sendmsg: one recvmsg reads it,
+    most often.)"""
     first, fds, flags, _ = socket.recv_fds(conn, 1 << 16, 4, socket.MSG_CMSG_CLOEXEC)
     if len(fds) != 4 or len(first) < 16:
         for fd in fds:
             os.close(fd)
         raise ValueError(f"a request with {len(fds)} fds, a {len(first)}-byte header")
     magic, argc, envc, size = struct.unpack("<4I", first[:16])
-    if magic != MAGIC or size > 1 << 24:
+    if magic not in MAGICS or size > 1 << 24:
         raise ValueError("not a launcher's request")
     data = bytearray(first[16:])
     while len(data) < size:
@@ -440,7 +443,7 @@ def _receive(conn: socket.socket):
     items = bytes(data).split(b"\0")
     if len(items) != argc + envc + 1 or items[-1]:
         raise ValueError("argc and envc do not add up")
-    return [os.fsdecode(a) for a in items[:argc]], items[argc:-1], fds
+    return [os.fsdecode(a) for a in items[:argc]], items[argc:-1], fds, MAGICS[magic]
 
 
 def _verb(args: list) -> str:

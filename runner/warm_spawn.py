@@ -41,11 +41,12 @@ def available() -> bool:
     return os.access(HELPER, os.X_OK)
 
 
-def servable(args: list, env: dict) -> str:
-    """'' if this create/run can be served; else why not (the plain path runs it)."""
+def servable(args: list, env: list) -> str:
+    """'' if this create/run can be served (`env`: the caller's entries, bytes); else why
+    not (the plain path runs it)."""
     if not available():
         return f"no {HELPER}"
-    if "LISTEN_FDS" in env or "NOTIFY_SOCKET" in env:
+    if any(e.startswith((b"LISTEN_FDS=", b"NOTIFY_SOCKET=")) for e in env):
         return "LISTEN_FDS or NOTIFY_SOCKET"
     from .args import parse
     from .cli import _takes_value

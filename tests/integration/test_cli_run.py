@@ -191,8 +191,11 @@ def _run_and_look(runner: str, bundle, *extra) -> list:
     bundle.sh("echo installed-ok; sleep 1").write()
     cid = new_id()
     bundle.last_id = cid
+    # the plain path's exec: a warm server's served run (RUNNER_TEST_WARM=1) runs as
+    # warm-spawn with the same argv instead (runner/warm_spawn.py)
     p = subprocess.Popen([runner, "--root", bundle.root, "run", "-b", bundle.path, *extra, cid],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+                         env=dict(os.environ, RUNNER_WARM="0"))
     try:
         assert p.stdout.readline() == "installed-ok\n", p.stderr.read()  # python is up
         with open(f"/proc/{p.pid}/cmdline", "rb") as f:

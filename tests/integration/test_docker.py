@@ -48,6 +48,8 @@ def dockerd(rootfs_template):
         yield d
         if warm is not None:
             assert warm.served() and not warm.refused(), warm.log()
+            # create too: its init cloned in the shim's own child (runner/warm_spawn.py)
+            assert any(" create " in line for line in warm.served()), warm.log()
     finally:
         if warm is not None:
             warm.__exit__(None, None, None)

@@ -663,6 +663,8 @@ def containerd(rootfs_template):
         yield c
         if warm is not None:
             assert warm.served() and not warm.refused(), warm.log()
+            # create too: its init cloned in the shim's own child (runner/warm_spawn.py)
+            assert any(" create " in line for line in warm.served()), warm.log()
     finally:
         if warm is not None:
             warm.__exit__(None, None, None)

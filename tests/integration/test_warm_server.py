@@ -611,3 +611,24 @@ def test_what_a_served_create_cannot_do_goes_the_plain_path(bundle, warm):
     assert not warm.served() and not warm.refused(), warm.log()
     assert warm.log().count("plain path for pid") == 2, warm.log()
     assert state_entries(bundle.root) == []
+
+
+def test_a_served_run_shows_the_command_as_called(bundle, warm):
+    """`ps` of a served foreground run: the caller's argv (warm-spawn keeps it)."""
+    bundle.sh("echo up; sleep 1")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    argv = [LAUNCHER, "--root", bundle.root, "run", "--bundle", bundle.path, cid]
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "up\n", p.stderr.read()
+        with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+            shown = [a.decode() for a in f.read().split(b"\0")[:-1]]
+        assert os.readlink(f"/proc/{p.pid}/exe").endswith("warm-spawn")
+    finally:
+        out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert shown == argv
+    assert len(warm.served()) == 1
