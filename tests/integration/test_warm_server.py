@@ -274,8 +274,11 @@ def test_killed_caller_takes_its_worker_along(bundle, warm, tmp_path):
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == -signal.SIGTERM
         for _ in range(500):
-            if not os.path.exists(f"/proc/{worker}") or \
-                    open(f"/proc/{worker}/stat").read().split(") ")[1][0] == "Z":
+            try:
+                with open(f"/proc/{worker}/stat") as f:
+                    if f.read().split(") ")[1][0] == "Z":
+                        break
+            except OSError:  # gone (ENOENT, or ESRCH while being read)
                 break
             time.sleep(0.01)
         else:
