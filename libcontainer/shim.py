@@ -179,17 +179,22 @@ def spawn(plan, stdio=None, cgroup_fd: int = -1, share_memory: bool = False) -> 
         p.stdio = ffi.NULL
     sock = ffi.new("int *")
     pid = lib.rc_spawn(p, sock)
-    if pid == -11:  # EAGAIN: a process limit; the error names the ones that apply
+    if pid < 0:
+        raise spawn_error(-pid, cgroup_fd)
+    return Spawned(pid, sock[0])
+
+
+def spawn_error(err: int, cgroup_fd: int = -1, borrowed: int = 0) -> Exception:
+    """What a failed rc_spawn (-err) raises (`borrowed`: see forklimits.clone_failed)."""
+    if err == 11:  # EAGAIN: a process limit; the error names the ones that apply
         from .forklimits import clone_failed
 
         try:
             into = os.readlink(f"/proc/self/fd/{cgroup_fd}") if cgroup_fd >= 0 else ""
         except OSError:
             into = ""
-        raise clone_failed(-pid, into)
-    if pid < 0:
-        raise OSError(-pid, os.strerror(-pid), "clone")
-    return Spawned(pid, sock[0])
+        return clone_failed(err, into, borrowed)
+    return OSError(err, os.strerror(err), "clone")
 
 
 def idmapped_mount(pid: int, plan, op: int, target: int) -> None:

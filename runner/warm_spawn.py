@@ -102,7 +102,7 @@ class Caller:
         return self.chan
 
     def spawn(self, plan, stdio=None, cgroup_fd: int = -1, share_memory: bool = False):
-        from libcontainer.shim import Spawned
+        from libcontainer.shim import Spawned, spawn_error
 
         blob, fds = pack(plan, stdio, cgroup_fd, share_memory)
         chan = self._channel()
@@ -118,8 +118,8 @@ class Caller:
         if pid < 0 or len(got) != 1:
             for fd in got:
                 os.close(fd)
-            err = -pid if pid < 0 else 5
-            raise OSError(err, os.strerror(err), "clone")
+            # (this worker is in the caller's cgroups: one process its count would not have)
+            raise spawn_error(-pid if pid < 0 else 5, cgroup_fd, borrowed=1)
         return Spawned(pid, got[0])
 
     def waitpid(self, pid: int, options: int, forward: bool = False):
