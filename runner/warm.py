@@ -381,6 +381,7 @@ class Server:
         if self.debug and set(sys.modules) - before:
             self.log(f"pid {pid}'s call imported {sorted(set(sys.modules) - before)}")
         signal.signal(signal.SIGIO, signal.SIG_IGN)  # the caller exits on this reply
+        warm_peer.leave_cgroups()
         if self.debug:
             # this process's CPU time since its fork (the wait for the call, the pages
             # copied ahead, the call: tests/bench/bench_scale.py reads it), and the page

@@ -160,4 +160,20 @@ def _join_cgroups(pid: int) -> None:
                 f.write(str(os.getpid()))
         except OSError as e:
             raise Refused(f"cannot join cgroup {path}: {e.strerror}") from None
+        if mnt in mine:
+            _joined.append(mine[mnt])
     host._host = None  # this process's own cgroups are the caller's now
+
+
+_joined: list = []  # the server's cgroups this worker left for the caller's
+
+
+def leave_cgroups() -> None:
+    """Back into the server's cgroups, before the reply: the caller's are empty once it
+    exits, as on the plain path (its rmdir of them must not find this worker there)."""
+    for path in _joined:
+        try:
+            with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            pass
