@@ -391,9 +391,9 @@ class Server:
                      f"{faults} page faults")
         conn.send(struct.pack("<4si", b"E", code), socket.MSG_NOSIGNAL)
         conn.close()
-        try:  # (the caller has its reply: this is off its path)
+        try:  # (the caller has its reply: this is off its path; a full queue drops it)
             if self.learning:
-                self.taken_w.send(warm_pages.report(self.learned.pages))
+                self.taken_w.send(warm_pages.report(self.learned.pages), socket.MSG_DONTWAIT)
         except OSError:
             pass
         return 0
