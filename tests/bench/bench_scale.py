@@ -7,7 +7,7 @@ ratios from this one run.
 
 The runner twice: plain (each call an interpreter) and `runner warm` (a `runner
 warm-server` on its state root, which the launcher hands the verbs that make no process:
-runner/warm.py; create and run stay plain).
+runner/warm.py; create and run too, with the clone in the caller: runner/warm_spawn.py).
 
 Table 1, per verb (median of --rounds lifecycles, round-robin over the runtimes): create,
 start, state, kill (SIGKILL), delete of a `sleep` container, and `run` of /bin/true.
