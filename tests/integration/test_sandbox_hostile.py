@@ -148,12 +148,18 @@ def test_a_run_joins_only_the_cgroups_it_needs(box):
     from libcontainer.errors import ConfigError
 
     host = cgroups.detect()
-    seen = []
+    seen: set = set()
 
     def look():
+        # every directory seen while the run lasts (they are made one after the other:
+        # a first look can come between two mkdirs)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not seen:
-            seen.extend(_cgroups_named(box.host.prefix))
+        first = None
+        while time.monotonic() < deadline and (first is None or time.monotonic() < first + 0.5):
+            now = _cgroups_named(box.host.prefix)
+            if now and first is None:
+                first = time.monotonic()
+            seen.update(now)
             time.sleep(0.01)
 
     t = threading.Thread(target=look)
