@@ -78,6 +78,7 @@ struct unpacked {
 };
 
 static int nfds, worker_fd[MAX_FDS], our_fd[MAX_FDS];
+static int conn = -1;  /* CONN: the server's final reply comes on it */
 
 /* the fd of ours that stands for the worker's fd `fd` (-1 stays -1) */
 static int map_fd(long long fd, int *out)
@@ -291,42 +292,6 @@ out:
     nfds = 0;
 }
 
-/* wait for `pid` as waitpid(pid, options), forwarding signals meanwhile; a worker gone
- * (its end of chan closed) ends a blocking wait */
-static void do_wait(int chan, const int32_t *req)
-{
-    pid_t pid = req[1];
-    int options = req[2] & WNOHANG, status = 0;
-    int32_t out[2] = { 0, 0 };
-    if (req[3])
-        attach(pid);
-    pid_t r;
-    if (options & WNOHANG) {
-        r = waitpid(pid, &status, WNOHANG);
-    } else {
-        int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        for (;;) {
-            if (pidfd >= 0) {
-                struct pollfd p[2] = { { pidfd, POLLIN, 0 }, { chan, POLLRDHUP, 0 } };
-                if (poll(p, 2, -1) < 0 && errno == EINTR)
-                    continue;
-                if (p[1].revents & (POLLHUP | POLLRDHUP | POLLERR))
-                    exit(1);  /* the worker died: the server's reply on CONN says how */
-            }
-            r = waitpid(pid, &status, pidfd >= 0 ? WNOHANG : 0);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r != 0)
-                break;
-        }
-        if (pidfd >= 0)
-            close(pidfd);
-    }
-    out[0] = r < 0 ? -errno : r;
-    out[1] = status;
-    send_reply(chan, out, sizeof out, -1);
-}
-
 /* the server's final reply on CONN: exit (or die) as the launcher would */
 __attribute__((noreturn)) static void finish(int conn)
 {
@@ -357,10 +322,46 @@ __attribute__((noreturn)) static void finish(int conn)
     exit(1);
 }
 
+/* wait for `pid` as waitpid(pid, options), forwarding signals meanwhile; a worker gone
+ * (its end of chan closed) ends a blocking wait */
+static void do_wait(int chan, const int32_t *req)
+{
+    pid_t pid = req[1];
+    int options = req[2] & WNOHANG, status = 0;
+    int32_t out[2] = { 0, 0 };
+    if (req[3])
+        attach(pid);
+    pid_t r;
+    if (options & WNOHANG) {
+        r = waitpid(pid, &status, WNOHANG);
+    } else {
+        int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        for (;;) {
+            if (pidfd >= 0) {
+                struct pollfd p[2] = { { pidfd, POLLIN, 0 }, { chan, POLLRDHUP, 0 } };
+                if (poll(p, 2, -1) < 0 && errno == EINTR)
+                    continue;
+                if (p[1].revents & (POLLHUP | POLLRDHUP | POLLERR))
+                    finish(conn);  /* the worker died: the server's reply says how */
+            }
+            r = waitpid(pid, &status, pidfd >= 0 ? WNOHANG : 0);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r != 0)
+                break;
+        }
+        if (pidfd >= 0)
+            close(pidfd);
+    }
+    out[0] = r < 0 ? -errno : r;
+    out[1] = status;
+    send_reply(chan, out, sizeof out, -1);
+}
+
 int main(void)
 {
     const char *fds = getenv("RUNNER_WARM_SPAWN");
-    int conn = -1, chan = -1, flags = 0;
+    int chan = -1, flags = 0;
     if (!fds || sscanf(fds, "%d,%d,%d", &conn, &chan, &flags) != 3 || conn < 0 || chan < 0) {
         fprintf(stderr, "runner: warm-spawn is run by the launcher of a served create or run\n");
         return 2;

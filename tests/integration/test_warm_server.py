@@ -635,3 +635,32 @@ def test_a_served_run_shows_the_command_as_called(bundle, warm):
     assert p.returncode == 0, err
     assert shown == argv
     assert len(warm.served()) == 1
+
+
+def test_a_worker_killed_during_a_served_run_is_its_callers_death(bundle, warm):
+    """The worker of a foreground run dies (SIGKILL) while warm-spawn waits for the
+    container: the caller dies of it, as the plain path's interpreter would have; the
+    container goes on, as it would have, and `delete --force` removes it."""
+    bundle.sh("echo up; sleep 60")
+    bundle.write()
+    cid = new_id()
+    bundle.last_id = cid
+    p = subprocess.Popen([LAUNCHER, "--root", bundle.root, "run", "--bundle", bundle.path, cid],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "up\n", p.stderr.read()
+        for _ in range(500):  # (a run's state is written once its process runs)
+            if json.loads(call(bundle, "state", cid).stdout)["status"] == "running":
+                break
+            time.sleep(0.01)
+        worker = int(warm.served()[0].split("worker ")[1].split()[0])
+        os.kill(worker, signal.SIGKILL)
+        assert p.wait(30) == -signal.SIGKILL
+        state = json.loads(call(bundle, "state", cid).stdout)
+        assert state["status"] == "running", state
+    finally:
+        p.kill()
+        p.wait()
+        assert call(bundle, "delete", "--force", cid).returncode == 0
+    assert state_entries(bundle.root) == []
