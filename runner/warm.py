@@ -52,7 +52,7 @@ PRELOAD = ("runner.lifecycle", "runner.info", "runner.cgroup_verbs", "libcontain
            "libcontainer.features", "libcontainer.spec", "libcontainer.jsonio", "subprocess",
            "libcontainer.recovery", "traceback", "json", "pwd", "ctypes", "fcntl",
            "libcontainer.creation", "libcontainer.launch", "libcontainer.plan",
-           "libcontainer.request", "runner.warm_spawn")
+           "libcontainer.request", "runner.warm_spawn", "_locale")
 
 
 def cmd_warm_server(ctx, argv: list) -> int:
@@ -112,6 +112,8 @@ class Server:
         ino = os.stat(self.path).st_ino
         for name in PRELOAD:
             __import__(name)
+        _c_environ()
+        _warm_user_database()
         self.own = warm_peer.identity()
         self.taken_r, self.taken_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -468,7 +470,7 @@ def _take_environment(entries: list) -> None:
     global _ENVIRON
     import ctypes
 
-    environ = ctypes.c_void_p.in_dll(ctypes.CDLL(None), "environ")
+    environ = _c_environ()
     data = getattr(os.environ, "_data", None)
     if not isinstance(data, dict):  # not CPython's os._Environ: the slow, sure way
         os.environ.clear()
@@ -494,6 +496,33 @@ def _take_environment(entries: list) -> None:
 
 
 _ENVIRON = None
+
+
+def _c_environ():
+    """libc's `environ` as a ctypes pointer: looked up once, by the server (warm_server
+    calls it before it forks), not by each worker (a dlopen and a symbol lookup)."""
+    global _C_ENVIRON
+    if _C_ENVIRON is None:
+        import ctypes
+
+        _C_ENVIRON = ctypes.c_void_p.in_dll(ctypes.CDLL(None), "environ")
+    return _C_ENVIRON
+
+
+_C_ENVIRON = None
+
+
+def _warm_user_database() -> None:
+    """One user lookup in the server, so that glibc's NSS set-up (nsswitch.conf read and
+    parsed, its databases opened) is done once and inherited: a worker's `state` or
+    `list` then only does the lookup itself, afresh, as the plain path does (glibc
+    re-reads nsswitch.conf when it changes)."""
+    import pwd
+
+    try:
+        pwd.getpwuid(os.geteuid())
+    except KeyError:
+        pass
 
 
 def _coerce_locale(entries: list):
