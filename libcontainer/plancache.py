@@ -6,8 +6,9 @@ A plan is a function of the parsed config (spec.load_with_bytes hands out the sa
 object for the same bytes of config.json: a changed config is a new Spec, and a miss), the
 create's options, the container's cgroup, and what planning looks at on the host. Only the
 plain case is kept: a run (no exec fifo to wait on), no hooks, no fds handed on, no user
-namespace and no namespace joined by path, nothing for security.confine (LSM labels,
-seccomp, …), no oomScoreAdj, and no warning while planning (a hit would not repeat it).
+namespace and no namespace joined by path, no LSM label or memoryPolicy (checked against
+the host's /sys), no oomScoreAdj, and no warning while planning (a hit would not repeat
+it). A seccomp profile is fine: it is the config's, compiled once (security.confine).
 
 On a hit the ops of each `type: cgroup` mount, which name the container's directories, are
 planned again and put in place, and every look planning took at the host is taken again
@@ -70,7 +71,11 @@ def _cacheable(spec, options: dict) -> bool:
         return False
     if any(n.path or n.type == "user" for n in lx.namespaces) or in_user_namespace():
         return False
-    return not process.needs_confine(spec, proc)
+    # of what security.confine plans, the LSM checks and memoryPolicy look at the host
+    # (/sys); seccomp (compiled once by confine itself; the kernel's flags are the boot's),
+    # personality, ioPriority and scheduler are the config's alone
+    return not (proc.apparmor_profile or proc.selinux_label or lx.mount_label or
+                lx.memory_policy is not None)
 
 
 def _kind(path: str, follow: bool) -> int:

@@ -112,6 +112,23 @@ def test_plans_that_warned_or_wait_or_have_hooks_are_not_kept(tmp_path):
     assert not plancache._plans
 
 
+def test_a_seccomp_profile_is_kept_and_lsm_or_mempolicy_are_not(tmp_path):
+    cfg = _cfg()
+    cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
+    sp, cg = spec.load(_bundle(tmp_path, cfg)), _cgroup("pc-a")
+    first = plancache.make(sp, cgroup=cg)
+    assert len(plancache._plans) == 1 and any(o[0] == O.SECCOMP for o in first.ops)
+    assert plancache.make(sp, cgroup=cg).ops == first.ops == _fresh(sp, cg).ops
+    plancache._plans.clear()
+    cfg["linux"]["memoryPolicy"] = {"mode": "MPOL_DEFAULT"}
+    sp = spec.load(_bundle(tmp_path, cfg))
+    assert not plancache._cacheable(sp, {})
+    cfg = _cfg()
+    cfg["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0"
+    assert not plancache._cacheable(spec.load(_bundle(tmp_path, cfg)), {})
+
+
 def test_every_host_look_is_rechecked():
     """The cache is right only while planning looks at the host in no other place than
     _looks checks again, plancache._cacheable excludes, or a hit plans again (the cgroup
@@ -120,13 +137,14 @@ def test_every_host_look_is_rechecked():
     import re
 
     from libcontainer import namespaces, process, rootfs
+    from libcontainer.security import confine, lsm
 
     pattern = (r"os\.path\.(?:exists|isdir|isfile|islink|lexists|realpath|getsize)\("
                r"|os\.(?:stat|lstat|fstat|access|listdir|scandir|readlink|geteuid|getuid)\("
                r"|\bopen\(|own_sets\(|_host_hard_limit\(|_has_effective_cap\("
                r"|in_user_namespace\(|rootless\(|detect\(")
     looks = {m.__name__.rsplit(".", 1)[1]: sorted(re.findall(pattern, inspect.getsource(m)))
-             for m in (P, namespaces, rootfs, process)}
+             for m in (P, namespaces, rootfs, process, confine, lsm)}
     assert looks == {
         # intelRdt (not cached)
         "plan": ["open(", "open("],
@@ -141,4 +159,8 @@ def test_every_host_look_is_rechecked():
         "process": ["_has_effective_cap(", "_has_effective_cap(", "_has_effective_cap(",
                     "_host_hard_limit(", "_host_hard_limit(", "open(", "open(",
                     "os.fstat(", "os.path.realpath(", "os.path.realpath(", "own_sets("],
+        # the online CPUs and NUMA nodes (memoryPolicy: not cached; execCPUAffinity: exec)
+        "confine": ["open("],
+        # AppArmor and SELinux (labels: not cached)
+        "lsm": ["open(", "os.path.exists(", "os.path.isdir("],
     }, looks
