@@ -114,6 +114,7 @@ class Server:
             __import__(name)
         _c_environ()
         _warm_user_database()
+        warm_pages.prepare()
         self.own = warm_peer.identity()
         self.taken_r, self.taken_w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

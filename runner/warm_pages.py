@@ -66,19 +66,32 @@ def _ranges(pages: list) -> list:
     return [tuple(r) for r in out]
 
 
+def prepare() -> None:
+    """madvise() as a ctypes function, made by the server before it forks: made in each
+    worker, the CDLL and its function class were ~85 copy-on-write faults before the first
+    page was populated."""
+    global _MADVISE, _ERRNO
+    import ctypes
+
+    _MADVISE = ctypes.CDLL(None, use_errno=True).madvise
+    _MADVISE.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    _ERRNO = ctypes.get_errno
+
+
+_MADVISE = _ERRNO = None
+
+
 def populate(ranges: list) -> None:
     """Make these pages this process's own now (a write fault each, taken ahead). A range
     no longer mapped (a buffer a worker had, since freed) is passed over; an older kernel
     (EINVAL) stops it: those faults stay where they were."""
     if not ranges:
         return
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    madvise = libc.madvise
-    madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    if _MADVISE is None:
+        prepare()
+    madvise, errno = _MADVISE, _ERRNO
     for start, length in ranges:
-        if madvise(start, length, MADV_POPULATE_WRITE) != 0 and ctypes.get_errno() == EINVAL:
+        if madvise(start, length, MADV_POPULATE_WRITE) != 0 and errno() == EINVAL:
             return
 
 
