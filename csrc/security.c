@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <sys/personality.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -35,8 +38,24 @@ int rc_security_op(const struct rc_op *op)
         return personality((unsigned long)op->a) < 0 ? -1 : 0;
     case RC_OP_IOPRIO:   /* IOPRIO_WHO_PROCESS, ourselves: inherited by what we exec */
         return syscall(SYS_ioprio_set, 1, 0, (int)op->a) < 0 ? -1 : 0;
-    case RC_OP_SCHED:    /* data: a struct sched_attr built by Python */
-        return syscall(SYS_sched_setattr, 0, op->data, 0) < 0 ? -1 : 0;
+    case RC_OP_SCHED: {  /* data: a struct sched_attr built by Python */
+        /* the policy at offset 4, sched_nice at 16. The kernel applies sched_nice only to
+         * SCHED_OTHER (0) and SCHED_BATCH (3); the spec's nice (0 when unset) holds for
+         * every policy, so the others set it apart, or a niced caller's would stay. */
+        uint32_t policy;
+        int32_t nice;
+        memcpy(&policy, (const char *)op->data + 4, sizeof policy);
+        memcpy(&nice, (const char *)op->data + 16, sizeof nice);
+        if (syscall(SYS_sched_setattr, 0, op->data, 0) < 0)
+            return -1;
+        if (policy != 0 && policy != 3) {
+            errno = 0;
+            int now = getpriority(PRIO_PROCESS, 0);
+            if (errno == 0 && now != nice && setpriority(PRIO_PROCESS, 0, nice) < 0)
+                return -1;
+        }
+        return 0;
+    }
     }
     errno = EINVAL;
     return -1;

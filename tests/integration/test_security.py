@@ -3,9 +3,10 @@ from inside the container (/proc/self/status, uname, ionice, /proc/self/stat).""
 import os
 import shutil
 import stat
+import subprocess
 
 import pytest
-from conftest import assert_nothing_left
+from conftest import RUNNER, assert_nothing_left, new_id
 
 import secprobe
 
@@ -181,6 +182,18 @@ def test_scheduler(bundle, sched, expect):
     bundle.process["scheduler"] = sched
     r, got = _sched(bundle)
     assert got == expect, r.stderr
+
+
+@pytest.mark.parametrize("policy, code", [("SCHED_IDLE", "5"), ("SCHED_OTHER", "0")])
+def test_scheduler_nice_is_not_the_callers(bundle, policy, code):
+    """The spec: a scheduler without nice means nice 0, whatever the caller's. The kernel
+    applies sched_attr's nice only to SCHED_OTHER and SCHED_BATCH, so under SCHED_IDLE a
+    niced caller's (here 13) would stay but for the runtime."""
+    bundle.process["scheduler"] = {"policy": policy}
+    bundle.sh("cut -d' ' -f19,40,41 /proc/self/stat").write()
+    r = subprocess.run(["nice", "-n", "13", *RUNNER, "--root", bundle.root, "run", "--bundle",
+                        bundle.path, new_id()], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["0", "0", code], r.stderr
 
 
 def test_scheduler_reset_on_fork(bundle):
