@@ -7,8 +7,9 @@ BUNDLE := build/bundle
 APT_PACKAGES := gcc make libc6-dev libseccomp-dev busybox-static python3-dev python3-venv uidmap \
 	iproute2 procps strace nftables
 # runc: tests compare with it side by side (test_state_fields.py); docker.io: its own dockerd
-# drives runc and the runner side by side (test_docker.py)
-ACCEPT_PACKAGES := podman containerd containernetworking-plugins runc docker.io
+# drives runc and the runner side by side (test_docker.py); docker-compose: a client of the
+# daemon (test_daemon_scenarios.py)
+ACCEPT_PACKAGES := podman containerd containernetworking-plugins runc docker.io docker-compose
 # the image tests build, copy and serve images with the real tools (tests/integration/test_images*.py);
 # buildah: the ship tests' peer (buildah push) and the build tests' (buildah bud); debootstrap:
 # the Debian base of the build comparison

@@ -618,7 +618,6 @@ CMD ["httpd", "-f", "-p", "80", "-h", "/www"]
 """
 
 
-@pytest.mark.skipif(not shutil.which("docker-compose"), reason="no docker-compose")
 def test_network_and_volume_ls_filters(cli):
     """`network ls` / `volume ls` --filter: label (key, key=value), name, type; an unknown
     filter is refused."""
@@ -642,6 +641,7 @@ def test_network_and_volume_ls_filters(cli):
         cli.docker("volume", "rm", "fvol1", "fvol2")
 
 
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="no docker-compose")
 def test_compose_project(cli, tmp_path):
     """A two-service project with a build, a named volume, a network, a published port and
     a healthcheck comes up, answers (by name too), and `down -v` leaves nothing."""
