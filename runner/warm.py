@@ -52,7 +52,7 @@ PRELOAD = ("runner.lifecycle", "runner.info", "runner.cgroup_verbs", "libcontain
            "libcontainer.features", "libcontainer.spec", "libcontainer.jsonio", "subprocess",
            "libcontainer.recovery", "traceback", "json", "pwd", "ctypes", "fcntl",
            "libcontainer.creation", "libcontainer.launch", "libcontainer.plan",
-           "libcontainer.request", "runner.warm_spawn", "_locale")
+           "libcontainer.request", "libcontainer.cgroups.devices", "runner.warm_spawn", "_locale")
 
 
 def cmd_warm_server(ctx, argv: list) -> int:
