@@ -14,19 +14,7 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 
 def read(path: str) -> bytes:
     """The whole file (a short read is not the end of a /proc or cgroup file: read to 0)."""
-    fd = os.open(path, _READ)
-    try:
-        data = os.read(fd, 65536)
-        if not data:
-            return data
-        chunks = [data]
-        while True:
-            more = os.read(fd, 65536)
-            if not more:
-                return b"".join(chunks)
-            chunks.append(more)
-    finally:
-        os.close(fd)
+    return _read(path, 1)
 
 
 def read_once(path: str) -> bytes:
@@ -35,10 +23,15 @@ def read_once(path: str) -> bytes:
     from one show), a one-value cgroup file. One read(2), not two (the one that says 0
     costs as much): `list` reads three per container. A read that fills the buffer goes
     on to the end."""
+    return _read(path, 65536)
+
+
+def _read(path: str, whole_below: int) -> bytes:
+    """A first read shorter than `whole_below` bytes is the whole file; else read to 0."""
     fd = os.open(path, _READ)
     try:
         data = os.read(fd, 65536)
-        if len(data) < 65536:
+        if len(data) < whole_below:
             return data
         chunks = [data]
         while True:
