@@ -105,6 +105,7 @@ class Server:
     def serve(self) -> int:
         from libcontainer.state import make_root
 
+        _close_inherited()
         make_root(self.root)
         self.logfd = os.dup(2)
         os.set_inheritable(self.logfd, False)
@@ -400,6 +401,20 @@ class Server:
         except OSError:
             pass
         return 0
+
+
+def _close_inherited() -> None:
+    """Close what the server's starter left open beyond stdio: a server that kept it would
+    hold, for as long as it lives, a pipe its starter reads to the end, or the lock of a
+    `flock` it was started under. An fd inherited across exec is inheritable; every fd
+    Python opened itself is not (PEP 446), so those are the ones closed."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and os.get_inheritable(fd):
+                os.close(fd)
+        except OSError:  # listdir's own fd, closed by now
+            pass
 
 
 PR_SET_PDEATHSIG = 1

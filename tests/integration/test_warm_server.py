@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from conftest import LAUNCHER, REPO, WarmServer, new_id, state_entries
+from conftest import LAUNCHER, REPO, WarmServer, new_id, state_entries, terminate
 from runner.warm import MAX_SPARES, SPARES
 from test_lifecycle import create
 
@@ -643,3 +643,30 @@ def test_a_worker_killed_during_a_served_run_is_its_callers_death(bundle, warm):
         p.wait()
         assert call(bundle, "delete", "--force", cid).returncode == 0
     assert state_entries(bundle.root) == []
+
+
+def test_the_server_keeps_no_fd_its_starter_left_open(bundle, tmp_path):
+    """A server started under `flock` (or with a pipe its starter reads to the end) must not
+    keep that fd: the lock would be held, or the read never end, for as long as it lives."""
+    r, w = os.pipe()
+    lock = open(tmp_path / "lock", "w")
+    try:
+        proc = subprocess.Popen([LAUNCHER, "--root", bundle.root, "--debug", "warm-server"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, pass_fds=(w, lock.fileno()))
+        os.close(w)
+        lock.close()
+        sock = os.path.join(bundle.root, ".warm.sock")
+        for _ in range(600):
+            if os.path.exists(sock) or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the warm server did not start"
+        held = {os.readlink(f"/proc/{proc.pid}/fd/{n}") for n in os.listdir(f"/proc/{proc.pid}/fd")}
+        assert str(tmp_path / "lock") not in held, held
+        os.set_blocking(r, False)
+        assert os.read(r, 1) == b""  # EOF: no other holder of the write end (else EAGAIN)
+    finally:
+        os.close(r)
+        terminate(proc)
+
