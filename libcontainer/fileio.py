@@ -26,6 +26,15 @@ def read_once(path: str) -> bytes:
     return _read(path, 65536)
 
 
+def text(path: str) -> str:
+    """A small kernel file's value as text, stripped; "" when it cannot be read (for a
+    message that names what it can)."""
+    try:
+        return read(path).decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
 def _read(path: str, whole_below: int) -> bytes:
     """A first read shorter than `whole_below` bytes is the whole file; else read to 0."""
     fd = os.open(path, _READ)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from . import fileio
 from .errors import StartError
 
 
@@ -54,9 +55,9 @@ def _pids_cgroups(container_cgroup: str, borrowed: int = 0) -> list:
         while True:
             if d not in seen:
                 seen.add(d)
-                mx = _read(os.path.join(d, "pids.max"))
+                mx = fileio.text(os.path.join(d, "pids.max"))
                 if mx and mx != "max":
-                    cur = _read(os.path.join(d, "pids.current")) or "?"
+                    cur = fileio.text(os.path.join(d, "pids.current")) or "?"
                     if i < own and borrowed and cur.isdigit():  # (this one's cgroups)
                         cur = str(max(int(cur) - borrowed, 0))
                     out.append((d, cur, mx))
@@ -78,16 +79,8 @@ def _nproc() -> str:
 
 
 def _kernel() -> str:
-    pid_max = _read("/proc/sys/kernel/pid_max") or "?"
-    threads_max = _read("/proc/sys/kernel/threads-max") or "?"
-    now = (_read("/proc/loadavg") or "").split()
+    pid_max = fileio.text("/proc/sys/kernel/pid_max") or "?"
+    threads_max = fileio.text("/proc/sys/kernel/threads-max") or "?"
+    now = (fileio.text("/proc/loadavg") or "").split()
     total = now[3].partition("/")[2] if len(now) > 3 else "?"
     return f"kernel.pid_max {pid_max} and kernel.threads-max {threads_max} ({total} threads now)"
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return ""
