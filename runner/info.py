@@ -103,7 +103,7 @@ def cmd_list(ctx, argv: list) -> int:
         return flag_help("list", LIST_FLAGS)
     fmt = _format_flag(opts)
     names: dict = {}  # owner uid → name, asked of the user database once each
-    states = [c.state(names) for c in lc.list_containers(ctx.root)]
+    states = [c.state(names) for c in lc.iter_containers(ctx.root)]
     if opts["quiet"]:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif fmt == "json":
