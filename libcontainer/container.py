@@ -73,7 +73,7 @@ class Container:
             return "creating" if alive or self._creator_alive() else "stopped"
         if not alive:
             return "stopped"
-        if os.path.exists(os.path.join(self._dir.path, FIFO)):
+        if os.path.exists(f"{self._dir.path}/{FIFO}"):
             return "created"
         if self._is_paused():
             return "paused"

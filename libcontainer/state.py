@@ -145,7 +145,9 @@ class StateDir:
         check_id(container_id)
         self.root = root or default_root()
         self.id = container_id
-        self.path = os.path.join(self.root, container_id)
+        # (f-strings, not os.path.join, on the paths a `list` takes per container: 3 of the
+        # 30 ms of a list of a thousand; the ID is checked to have no "/")
+        self.path = f"{self.root.rstrip('/')}/{container_id}"
 
     def create(self, state: dict) -> "_Lock":
         """Claim the ID with `state` already in place (see CREATING): of two concurrent
@@ -194,7 +196,7 @@ class StateDir:
 
     def read(self) -> dict:
         try:
-            return jsonio.loads(fileio.read_once(os.path.join(self.path, "state.json")))
+            return jsonio.loads(fileio.read_once(f"{self.path}/state.json"))
         except (FileNotFoundError, NotADirectoryError):
             if os.path.isdir(self.path):  # not made by this runtime's create: left by hand
                 raise DamagedState(f"container {self.id!r}: {self.path} has no state.json") from None

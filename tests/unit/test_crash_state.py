@@ -120,3 +120,12 @@ def test_a_lock_that_waited_through_a_delete(tmp_path, then):
 def test_crash_point_is_free_when_unset():
     assert S._CRASH_AT == 0 or "RUNNER_CRASH_AT" in os.environ
     S.crash_point("nothing happens")
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "//"])
+def test_a_root_given_with_a_trailing_slash_names_the_same_dir(tmp_path, suffix):
+    # the state dir's path is built with an f-string (a list's hot path), not os.path.join
+    d = S.StateDir(str(tmp_path) + suffix, "c1")
+    assert d.path == f"{tmp_path}/c1"
+    d.create(dict(me(), status="creating")).__exit__()
+    assert d.read()["status"] == "creating" and os.listdir(tmp_path) == ["c1"]
