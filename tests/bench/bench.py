@@ -204,6 +204,34 @@ def scenario_runner(work: Path, leaks: list, config: Optional[dict] = None,
                                        str(bundle), cid], cgroup_cleanup(leaks, "runner"))
 
 
+def start_warm_server(runner: str, root: Path, log=subprocess.DEVNULL,
+                      debug: bool = False) -> subprocess.Popen:
+    """`runner warm-server` on `root` (runner/warm.py), serving once this returns."""
+    root.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([runner, "--root", str(root), *(["--debug"] if debug else []),
+                             "warm-server"], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    for _ in range(1000):
+        if (root / ".warm.sock").exists() or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        raise RuntimeError("runner warm-server did not start")
+    time.sleep(0.5)  # past its imports: serving
+    return proc
+
+
+def scenario_runner_served(work: Path, leaks: list, runner: str) -> Scenario:
+    """The same runner with a warm server on its state root: the launcher hands the call
+    over and execs runner/warm-spawn, which clones the container; no Python in this
+    process (the server is started by main)."""
+    bundle = make_bundle(work, "runner-served")
+    root = work / "state" / "runner-served"
+    return Scenario("runner served", lambda cid: [runner, "--root", str(root), "run",
+                                                  "--bundle", str(bundle), cid],
+                    cgroup_cleanup(leaks, "runner served"),
+                    note="a `runner warm-server` on its root (runner/warm_spawn.py)")
+
+
 def scenario_runc(work: Path, leaks: list, config: Optional[dict] = None) -> Scenario:
     bundle, root = make_bundle(work, "runc", config), work / "state" / "runc"
     runc = shutil.which("runc")
@@ -413,19 +441,50 @@ def report(scenarios: list, runs: int) -> str:
 
     r = med["runner"]
     parts = [f"runner {r:.1f} ms"]
-    print()
-    for other in ("crun", "crun (raw)", "runc"):
-        if other in med:
-            line = (f"runner/{other:<11} time {r / med[other]:5.2f}x   "
-                    f"peak RSS {rss['runner'] / rss[other]:5.2f}x")
-            print(line)
-            if other != "crun (raw)":
-                parts.append(f"{r / med[other]:.2f}x {other} ({med[other]:.1f} ms)")
+    for ours in ("runner", "runner served"):
+        if ours not in med:
+            continue
+        print()
+        for other in ("crun", "crun (raw)", "runc"):
+            if other in med:
+                print(f"{ours + '/' + other:<25} time {med[ours] / med[other]:5.2f}x   "
+                      f"peak RSS {rss[ours] / rss[other]:5.2f}x")
+                if ours == "runner" and other != "crun (raw)":
+                    parts.append(f"{r / med[other]:.2f}x {other} ({med[other]:.1f} ms)")
     summary = (", ".join(parts) + f"; floor {med['floor']:.1f} ms, "
                f"python -c pass {med['python -c pass']:.1f} ms, "
                f"peak RSS runner {rss['runner']:.1f} MiB")
+    if "runner served" in med:
+        summary += (f"; served {med['runner served']:.1f} ms, peak RSS "
+                    f"{rss['runner served']:.1f} MiB")
     print(f"\nsummary: {summary}")
     return summary
+
+
+def memory_table(work: Path, leaks: list, scenarios: list, runner: str, server, missing: list,
+                 tag: str, runs: int = 7) -> str:
+    """Each runtime's peak RSS (the table above) plus the process its call keeps beside
+    the caller (tests/bench/memory.py); → the summary line."""
+    import memory
+
+    config = bench_config()
+    config["process"]["args"] = ["/bin/sleep", memory.SLEEP]
+    bundle = make_bundle(work / "mem", "sleep", config)
+    config["process"]["args"] = ["/bin/sleep", "600"]  # (killed when done)
+    beside = make_bundle(work / "mem", "sleep-long", config)
+    peak = {sc.name: max(sc.rss) for sc in scenarios}
+    served = memory.served_worker(runner, work / "state" / "runner-served", bundle,
+                                  server.pid, runs, f"{tag}-srv")
+    clean = cgroup_cleanup(leaks, "memory")
+    inits = {}
+    if "runc" not in missing:
+        inits["runc"] = memory.init_uss(["runc", "--root", str(work / "state" / "runc")],
+                                        bundle, beside, runs, f"{tag}-runc", clean)
+    if "crun" not in missing:
+        inits["crun"] = memory.init_uss(_crun_wrapper(
+            f'{shutil.which("crun")} --root {work / "state" / "crun"} "$@"') + ["sh"],
+            bundle, beside, runs, f"{tag}-crun", clean)
+    return "summary: " + memory.report(peak, served, inits)
 
 
 # ------------------------------------------------------------------------------- profiling
@@ -558,6 +617,7 @@ def main() -> int:
     shm = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir="/dev/shm"))
     (work / "state").symlink_to(shm)
     leaks: list = []
+    server = None
     try:
         if args.tables in ("all", "cli"):
             print("bench: pip install . into a fresh venv …", flush=True)
@@ -572,6 +632,8 @@ def main() -> int:
                 scenarios.append(scenario_runner(work, leaks, runner=baseline_runner,
                                                  name=f"runner@{args.baseline}"))
                 scenarios[-1].note = f"{args.baseline} as `pip install .` installs it"
+            scenarios.insert(1, scenario_runner_served(work, leaks, pip_runner))
+            server = start_warm_server(pip_runner, work / "state" / "runner-served")
             if "crun" not in missing:
                 scenarios += [scenario_crun(work, leaks), scenario_crun_wrapper(), scenario_true()]
             if "runc" not in missing:
@@ -586,6 +648,7 @@ def main() -> int:
                 print(f"bench: run failed: {e}", file=sys.stderr)
                 return 1
             report(scenarios, args.runs)
+            print(memory_table(work, leaks, scenarios, pip_runner, server, missing, tag))
             print(cgroup_manager_cost(args.runs, tag))
             stale = stale_modules()
             if stale:
@@ -616,6 +679,9 @@ def main() -> int:
             print("\nsummary: " + "\nsummary: ".join(lines))
         return 0
     finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(shm, ignore_errors=True)
         left = remove_cgroups(cgroups_named(tag + "-", exact=False))

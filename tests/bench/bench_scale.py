@@ -117,19 +117,9 @@ def start_warm_server(runner: str, root: Path, rt: Runtime) -> subprocess.Popen:
     """`runner warm-server` for the `runner warm` column's state root (runner/warm.py).
     Its CPU rows add what the server's worker reports for each call (--debug: the CPU
     time of the worker since its fork) to the launcher's."""
-    root.mkdir(parents=True, exist_ok=True)
     log = tempfile.TemporaryFile(mode="w+", dir="/dev/shm")
     rt.server_log = open(f"/proc/self/fd/{log.fileno()}")
-    proc = subprocess.Popen([runner, "--root", str(root), "--debug", "warm-server"],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    for _ in range(1000):
-        if (root / ".warm.sock").exists() or proc.poll() is not None:
-            break
-        time.sleep(0.01)
-    if proc.poll() is not None:
-        raise RuntimeError("runner warm-server did not start")
-    time.sleep(0.5)  # past its imports: serving
-    return proc
+    return bench.start_warm_server(runner, root, log, debug=True)
 
 
 def wrapper_time(rounds: int) -> float:
