@@ -427,10 +427,10 @@ def ms(ns: float) -> float:
 def report(scenarios: list, runs: int) -> str:
     by = {sc.name: sc for sc in scenarios}
     print(f"\n{runs} runs each, round-robin, after warm-up (wall ms; peak RSS = wait4 ru_maxrss)")
-    print(f"{'scenario':<18}{'median':>9}{'p90':>9}{'peak RSS':>12}   note")
+    print(f"{'scenario':<18}{'median':>9}{'p90':>9}{'peak RSS':>12}{'median':>11}   note")
     for sc in scenarios:
         print(f"{sc.name:<18}{ms(median(sc.times)):>9.1f}{ms(p90(sc.times)):>9.1f}"
-              f"{max(sc.rss) / 1024:>9.1f} MiB   {sc.note}")
+              f"{max(sc.rss) / 1024:>9.1f} MiB{median(sc.rss):>7.0f} KiB   {sc.note}")
     med = {name: ms(median(sc.times)) for name, sc in by.items()}
     rss = {name: max(sc.rss) / 1024 for name, sc in by.items()}
     if "crun (raw)" in med:
@@ -472,7 +472,7 @@ def memory_table(work: Path, leaks: list, scenarios: list, runner: str, server, 
     bundle = make_bundle(work / "mem", "sleep", config)
     config["process"]["args"] = ["/bin/sleep", "600"]  # (killed when done)
     beside = make_bundle(work / "mem", "sleep-long", config)
-    peak = {sc.name: max(sc.rss) for sc in scenarios}
+    peak = {sc.name: median(sc.rss) for sc in scenarios}
     served = memory.served_worker(runner, work / "state" / "runner-served", bundle,
                                   server.pid, runs, f"{tag}-srv")
     clean = cgroup_cleanup(leaks, "memory")

@@ -135,7 +135,7 @@ def init_uss(prefix: list, bundle: Path, beside: Path, runs: int, tag: str, clea
 
 
 def report(peak: dict, served: dict, inits: dict) -> str:
-    """peak: name → the first table's peak RSS (KiB); served: served_worker's; inits:
+    """peak: name → the first table's peak RSS (KiB, the median of its runs); served: served_worker's; inits:
     runtime → init_uss's. Prints the table; → its summary line."""
     rows = [("runner", peak.get("runner"), 0, "its child shares its memory until execve")]
     if served:
@@ -146,8 +146,8 @@ def report(peak: dict, served: dict, inits: dict) -> str:
                  "its child for the container, at its exec fifo (peak incl. the wrapper)"))
     rows = [r for r in rows if r[1] is not None and r[2] is not None]
     total = {name: caller + other for name, caller, other, _ in rows}
-    print("\nmemory of one `run` (MiB): the command's peak RSS (the table above) + the USS of "
-          "the process the call keeps beside it (tests/bench/memory.py)")
+    print("\nmemory of one `run` (MiB): the command's peak RSS (the table above, median) + the "
+          "USS of the process the call keeps beside it (tests/bench/memory.py)")
     print(f"{'':<15}{'peak RSS':>9}{'+ USS':>8}{'= total':>9}{'/runc':>7}   the other process")
     for name, caller, other, note in rows:
         ratio = f"{total[name] / total['runc']:6.2f}x" if "runc" in total else ""
