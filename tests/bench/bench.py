@@ -1,6 +1,8 @@
 """`make bench`: wall time and peak memory of `runner run` of a /bin/true container, side by
 side with `runc run` and `crun run`, plus the floors (the kernel's `unshare` + chroot, and the
-interpreter's own start-up).
+interpreter's own start-up). `runner served` is the same runner with a `runner warm-server`
+on its state root. Then the memory of one run like for like (tests/bench/memory.py): each
+peak RSS plus the private memory of the process the call keeps beside its caller.
 
     .venv/bin/python tests/bench/bench.py [--runs N] [--warmup N] [--profile]
 
