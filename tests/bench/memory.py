@@ -72,7 +72,12 @@ def served_worker(runner: str, root: Path, bundle: Path, server: int, runs: int,
                    "spare uss": [], "spares": []}
     for n in range(runs):
         time.sleep(0.1)  # the server refills its spares once calls pause
-        spares = [smaps(pid)["Private"] for pid in children(server)]
+        spares = []
+        for pid in children(server):
+            try:
+                spares.append(smaps(pid)["Private"])
+            except OSError:
+                pass  # the worker of the last call, exiting
         srv = smaps(server)
         found["server rss"].append(srv["Rss"])
         found["server uss"].append(srv["Private"])
