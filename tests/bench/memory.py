@@ -87,23 +87,28 @@ def served_worker(runner: str, root: Path, bundle: Path, server: int, runs: int,
         caller = subprocess.Popen([runner, "--root", str(root), "run", "--bundle", str(bundle),
                                    f"{tag}-mem-{n}"], cwd=bundle, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.DEVNULL)
-        worker, caller_hwm = 0, 0
-        while caller.poll() is None:
+        worker, caller_hwm, samples = 0, 0, []
+        deadline = time.monotonic() + 30
+        # sampled until the worker is gone: after its reply it still reports the pages it
+        # wrote (warm_pages)
+        while (caller.poll() is None or worker) and time.monotonic() < deadline:
             try:
-                if not worker:
+                if not worker and caller.poll() is None:
                     worker = next((c for c in children(server)
                                    if os.readlink(f"/proc/{c}/cwd") == str(bundle)), 0)
                 if worker:
-                    found.setdefault(n, []).append(smaps(worker)["Private"])
-                if os.readlink(f"/proc/{caller.pid}/exe").endswith("warm-spawn"):
+                    samples.append(smaps(worker)["Private"])
+                if caller.poll() is None and \
+                        os.readlink(f"/proc/{caller.pid}/exe").endswith("warm-spawn"):
                     caller_hwm = max(caller_hwm, smaps(caller.pid)["VmHWM"])
-            except (OSError, ValueError):
-                pass  # exited between the listing and the read
+            except (OSError, ValueError, KeyError):  # gone (a zombie has no smaps)
+                if caller.poll() is not None:
+                    worker = 0
             time.sleep(0.002)
-        if caller.returncode != 0 or not found.get(n):
+        if caller.wait() != 0 or not samples:
             raise RuntimeError(f"served run {tag}-mem-{n}: exit {caller.returncode}, "
-                               f"{len(found.get(n, []))} samples of its worker")
-        found["worker"].append(max(found.pop(n)))
+                               f"{len(samples)} samples of its worker")
+        found["worker"].append(max(samples))
         found["caller"].append(caller_hwm)
     return {key: median(values) for key, values in found.items()}
 
