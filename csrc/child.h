@@ -82,6 +82,7 @@ void exec_check(const struct rc_plan *plan, int from);
 __attribute__((noreturn)) void fail(int op, int err);
 void wait_go(int op);
 int send_fd(int fd, int op);
+int loopback_up(void);
 __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clone);
 
 #pragma GCC visibility pop

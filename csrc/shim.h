@@ -110,9 +110,9 @@ struct rc_msg {
  * end of the sync socket. The child waits for the parent's "go" before running its ops. */
 int rc_spawn(const struct rc_plan *plan, int *sock);
 
-/* A new network namespace, owned by this process's user namespace, as an fd (or -errno):
- * made by a short-lived child that shares this process's fd table, so that the calling
- * thread's own namespaces never change. */
+/* A new network namespace, owned by this process's user namespace, with its loopback
+ * device up, as an fd (or -errno): made by a short-lived child that shares this process's
+ * fd table, so that the calling thread's own namespaces never change. */
 int rc_netns_new(void);
 
 /* Bind src on the (O_PATH) fd target, which the child of `pid` sent, with its ids mapped

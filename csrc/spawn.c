@@ -214,7 +214,9 @@ static pid_t spawn_sharing_memory(const struct rc_plan *plan, struct rc_clone_ar
 
 static int netns_child(void *arg)
 {
-    int fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    /* lo up here, as the child entering the namespace would (RC_OP_LOOPBACK_UP): a
+     * container's namespace has it up before its process runs either way */
+    int fd = loopback_up() < 0 ? -1 : open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
     *(int *)arg = fd < 0 ? -errno : fd;
     return 0;
 }

@@ -7,7 +7,9 @@ waits. A process that starts containers one after another (libcontainer.run in a
 run_many) gets, from its second container on, a namespace that a worker thread made in the
 meantime on another CPU (the C call releases the GIL); the child enters it with setns
 instead of CLONE_NEWNET. What it gets is the same: a namespace of its own with only a
-loopback device, down, owned by the runtime's user namespace.
+loopback device, owned by the runtime's user namespace. The worker also brings lo up, which
+the child does in a namespace of its own making (~0.05 ms of its setup: the device's open
+and every protocol's notifier); the container sees it up either way.
 
 Only for a config without a user namespace (the network namespace must belong to the user
 namespace the container runs in, which does not exist yet) and for root. A one-shot process

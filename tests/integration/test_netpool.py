@@ -1,7 +1,7 @@
 """Network namespaces made ahead (netpool.py): from a process's second container on, the
 child enters a namespace a worker thread made, instead of CLONE_NEWNET. Seen from inside:
-each container has a fresh network namespace, not the host's, with only a loopback device
-at its default MTU although the container before changed it in its own (namespace inode
+each container has a fresh network namespace, not the host's, with only a loopback device,
+up, at its default MTU although the container before changed it in its own (namespace inode
 numbers are reused once a namespace is freed, so they cannot tell); from outside: the pool
 was used, the one-shot first start did not load it, and its namespaces are given back when
 idle."""
@@ -13,6 +13,7 @@ import textwrap
 from conftest import REPO, leftovers, make_reachable, new_id
 
 PROBE = ("echo ns=$(readlink /proc/self/ns/net) mtu=$(cat /sys/class/net/lo/mtu) "
+         "flags=$(cat /sys/class/net/lo/flags) "
          "devs=$(ls /sys/class/net | tr '\\n' ,); ip link set lo mtu 1234 && echo set=yes")
 
 
@@ -90,6 +91,8 @@ def test_each_container_gets_a_fresh_network_namespace_made_ahead(bundle):
     assert len(seen) == 5 and all(p["ns"] != host for p in seen), seen
     assert all(p["devs"] == "lo," and p["mtu"] == "65536" and p["set"] == "yes"
                for p in seen), seen
+    # lo up (IFF_UP) in each, the first made by the clone as in the ones made ahead
+    assert all(int(p["flags"], 16) & 1 for p in seen), seen
     stats = r.stdout.split("TAKEN", 1)[1].split()
     # the first start only counts (a `runner run` never loads the pool); from the third
     # on the worker has had the previous container's lifetime to make one
