@@ -152,6 +152,7 @@ class Manager:
         (another container's delete removed a shared parent) is added to `created`."""
         mounts = self._mounts(host)
         planned = set(self.created)
+        renamed = _spares_taken(self, host)
         for d in self._dirs():
             mnt = mounts[d]
             if d not in planned and os.path.isdir(d):
@@ -164,6 +165,9 @@ class Manager:
             for sub in reversed(chain):
                 if sub != d and sub not in planned:
                     continue  # there at plan(); if gone since, d's mkdir says so (ENOENT)
+                if sub in renamed:
+                    crash_point(f"cgroup made: {sub}")
+                    continue
                 for attempt in range(20):
                     try:
                         os.mkdir(sub, 0o755)
@@ -198,7 +202,7 @@ class Manager:
                         self.created.append(sub)
                     crash_point(f"cgroup made: {sub}")
                     break
-            if mnt == host.v1.get("cpuset"):
+            if mnt == host.v1.get("cpuset") and d not in renamed:  # a spare is filled
                 _cpuset_fill(chain[::-1], set(self.created))
             if d == self.unified:
                 self._enable_v2(host, mnt, chain, v2_needed)
@@ -479,6 +483,20 @@ class Manager:
         from . import stats
 
         return stats.collect(self)
+
+
+_makes = [0]  # cgroups this process made
+
+
+def _spares_taken(m: Manager, host: Host) -> set:
+    """From this process's second cgroup on, the v1 directories renamed from spares a
+    worker thread made ahead (spares.py); a one-shot process loads nothing more."""
+    _makes[0] += 1
+    if _makes[0] < 2 or os.geteuid() != 0 or rootless() or not m.paths:
+        return set()
+    from . import spares
+
+    return spares.take_for(m, host)
 
 
 def _v2_empty(d: str) -> bool:
