@@ -5,6 +5,7 @@ clone and execve is in launch.py; the made container is a container.Container.""
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from . import fileio, namespaces, plan as planmod, spec as specmod
@@ -202,6 +203,9 @@ def _create(talk: "_Talk", req: CreateRequest, stdio, config_bytes: bytes,
     c = Container(d, state)
     c._spec = spec
     c._master = master if _foreground else -1
+    spares = sys.modules.get("libcontainer.cgroups.spares")
+    if spares is not None:  # made from the second container on, if at all
+        spares.kick()
     if relay is not None:
         if _start_now:
             c._notify = relay
