@@ -8,7 +8,7 @@ import time
 from . import fs, unset, v1, v2, validate
 from .host import Host, _inner, check_path, detect
 from .tree import (_alive, _cpuset_fill, _freeze_flag, _rmdir, _sub_dir, _tree_procs,
-                   frozen_elsewhere)
+                   frozen_elsewhere, spares_taken)
 from .writes import _assign, _field_of_ctrl, _plan_writes, _v2_needed
 from ..errors import ConfigError
 from ..state import crash_point
@@ -152,7 +152,7 @@ class Manager:
         (another container's delete removed a shared parent) is added to `created`."""
         mounts = self._mounts(host)
         planned = set(self.created)
-        renamed = _spares_taken(self, host)
+        renamed = spares_taken(self, host)
         for d in self._dirs():
             mnt = mounts[d]
             if d not in planned and os.path.isdir(d):
@@ -483,20 +483,6 @@ class Manager:
         from . import stats
 
         return stats.collect(self)
-
-
-_makes = [0]  # cgroups this process made
-
-
-def _spares_taken(m: Manager, host: Host) -> set:
-    """From this process's second cgroup on, the v1 directories renamed from spares a
-    worker thread made ahead (spares.py); a one-shot process loads nothing more."""
-    _makes[0] += 1
-    if _makes[0] < 2 or os.geteuid() != 0 or rootless() or not m.paths:
-        return set()
-    from . import spares
-
-    return spares.take_for(m, host)
 
 
 def _v2_empty(d: str) -> bool:

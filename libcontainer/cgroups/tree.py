@@ -1,6 +1,6 @@
 """The cgroup directories themselves: a sub-cgroup's path, filling a new v1 cpuset,
 the processes below a directory and whether they are frozen elsewhere, removing
-directories we made."""
+directories we made, spares made ahead (spares.py) taken for them."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,7 @@ import time
 from . import fs, v1
 from .host import detect
 from ..errors import ConfigError
+from ..userns import rootless
 
 
 def _sub_dir(base: str, sub: str) -> str:
@@ -120,3 +121,18 @@ def _rmdir(d: str, leaf: bool) -> bool:
                 raise OSError(e.errno, f"removing {d}: {e.strerror}") from None
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
+
+
+_makes = [0]  # cgroups this process made
+
+
+def spares_taken(m, host) -> set:
+    """From this process's second cgroup on, the v1 directories of Manager `m` renamed
+    from spares a worker thread made ahead (spares.py); a one-shot process loads nothing
+    more."""
+    _makes[0] += 1
+    if _makes[0] < 2 or os.geteuid() != 0 or rootless() or not m.paths:
+        return set()
+    from . import spares
+
+    return spares.take_for(m, host)
