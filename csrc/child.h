@@ -63,6 +63,13 @@ int chdir_in_root(int rootfd, const char *path);
 void fdpath(char *buf, size_t sz, int fd);
 unsigned long locked_flags(const char *target);
 int remount(const char *target, unsigned long flags);
+int mount_on(int fd, int dir, const char *src, const char *fstype, unsigned long flags,
+             const void *data);
+int remount_on(int fd, int dir, unsigned long flags);
+unsigned long locked_flags_fd(int fd);
+void cwd_reset(void);
+int cwd_back(void);
+void cwd_forget(void);
 int do_mount(int rootfd, const struct rc_op *op, int index);
 int do_mask(int rootfd, const char *path);
 int do_readonly(int rootfd, const char *path);

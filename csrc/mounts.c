@@ -173,8 +173,6 @@ int do_mount(int rootfd, const struct rc_op *op, int index)
         fd = mkdir_in_root(rootfd, op->path, 0755);
     if (fd < 0)
         return -1;
-    char target[64];
-    fdpath(target, sizeof target, fd);
     unsigned long flags = op->flags;
     int rc;
     /* op->d: tmpcopyup (a tmpfs): keep a handle on the directory it will cover, mount,
@@ -190,8 +188,9 @@ int do_mount(int rootfd, const struct rc_op *op, int index)
             return -1;
         }
     }
+    int dir = op->a != 1;
     if (flags & MS_REMOUNT)
-        rc = remount(target, flags & ~(unsigned long)MS_REMOUNT);
+        rc = remount_on(fd, dir, flags & ~(unsigned long)MS_REMOUNT);
     else if (op->e) {
         /* id-mapped: only the runtime, in our mount namespace but the host's user
          * namespace, may make it (rc_idmapped_mount): it gets the target and mounts */
@@ -202,7 +201,7 @@ int do_mount(int rootfd, const struct rc_op *op, int index)
     else if (!op->src && !op->fstype && !flags)
         rc = 0;  /* only a propagation change (rootfsPropagation on "/") */
     else
-        rc = mount(op->src, target, op->fstype, flags, op->data);
+        rc = mount_on(fd, dir, op->src, op->fstype, flags, op->data);
     if (below >= 0) {
         int above = rc == 0 ? open_in_root(rootfd, op->path, O_RDONLY | O_DIRECTORY) : -1;
         if (rc == 0)
@@ -223,8 +222,7 @@ int do_mount(int rootfd, const struct rc_op *op, int index)
                             : open_in_root(rootfd, op->path, O_PATH | O_DIRECTORY);
             if (fd < 0)
                 return -1;
-            fdpath(target, sizeof target, fd);
-            rc = remount(target, MS_BIND | rest);
+            rc = remount_on(fd, dir, MS_BIND | rest);
         }
     }
     if (rc == 0 && (op->pflags || op->b || op->c)) {
@@ -232,10 +230,9 @@ int do_mount(int rootfd, const struct rc_op *op, int index)
         fd = open_in_root(rootfd, op->path, O_PATH);
         if (fd < 0)
             return -1;
-        fdpath(target, sizeof target, fd);
         for (unsigned long bit = 1; rc == 0 && bit; bit <<= 1)
             if ((op->pflags & ~(unsigned long)MS_REC) & bit)
-                rc = mount(NULL, target, NULL, bit | (op->pflags & MS_REC), NULL);
+                rc = mount_on(fd, dir, NULL, NULL, bit | (op->pflags & MS_REC), NULL);
         if (rc == 0 && (op->b || op->c)) {
             struct rc_mount_attr attr = { op->b, op->c, 0, 0 };
             rc = syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr);
@@ -253,11 +250,9 @@ int do_mask(int rootfd, const char *path)
     if (fd < 0)
         return errno == ENOENT ? 0 : -1;
     struct stat st;
-    char target[64];
-    fdpath(target, sizeof target, fd);
     int rc;
     if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        rc = mount("tmpfs", target, "tmpfs", MS_RDONLY, "size=0");
+        rc = mount_on(fd, 1, "tmpfs", "tmpfs", MS_RDONLY, "size=0");
     } else {
         /* the container's /dev/null, but only if it really is the null device: a rootfs
          * (or a bind-mounted /dev) where it is a symlink to, say, core_pattern would have
@@ -273,7 +268,7 @@ int do_mask(int rootfd, const char *path)
         } else {
             char src[64];
             fdpath(src, sizeof src, nfd);
-            rc = mount(src, target, NULL, MS_BIND, NULL);
+            rc = mount_on(fd, 0, src, NULL, MS_BIND, NULL);
         }
         int e = errno;
         if (nfd >= 0)
@@ -293,18 +288,17 @@ int do_readonly(int rootfd, const char *path)
         return errno == ENOENT ? 0 : -1;
     char target[64];
     fdpath(target, sizeof target, fd);
-    int rc = mount(target, target, NULL, MS_BIND | MS_REC, NULL);
+    int rc = mount_on(fd, 1, target, NULL, MS_BIND | MS_REC, NULL);
     close(fd);
     if (rc < 0)
         return -1;
     fd = open_in_root(rootfd, path, O_PATH);
     if (fd < 0)
         return -1;
-    fdpath(target, sizeof target, fd);
     /* read-only, nothing more: nosuid/nodev/noexec only where the path had them already
      * (runc's readonlyPath); a read-only /usr/bin still runs its programs */
-    unsigned long keep = locked_flags(target) & (MS_NOSUID | MS_NODEV | MS_NOEXEC);
-    rc = remount(target, MS_BIND | MS_REC | MS_RDONLY | keep);
+    unsigned long keep = locked_flags_fd(fd) & (MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    rc = remount_on(fd, 1, MS_BIND | MS_REC | MS_RDONLY | keep);
     int e = errno;
     close(fd);
     errno = e;

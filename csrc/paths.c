@@ -250,21 +250,121 @@ void fdpath(char *buf, size_t sz, int fd)
     snprintf(buf, sz, "/proc/self/fd/%d", fd);
 }
 
+/* ---- mounting on an fd: through the cwd ------------------------------------------------ */
+
+/* A mount on a directory the child holds an fd of goes through its cwd, fchdir(fd) and
+ * mount on ".", rather than through /proc/self/fd/N: that magic link's walk (/proc, self,
+ * this new process's pid directory made anew for every child, fd, N) is a good part of a
+ * small mount's cost, some forty times a container (A/B: shim.spawn -0.025 ms). "." is the
+ * fd's own {mount, directory}, exactly what the link leads to (neither goes on to a mount
+ * on top). The child's cwd is kept meanwhile (cwd_keep) and put back before any op that
+ * might resolve a relative path against it (child_main), and before a mount whose source
+ * is a relative path. Thread-local, like sync_fd: a CLONE_VM child runs on its cloning
+ * thread's copy, reset at its start (child_main: cwd_reset). */
+static __thread int cwd_keep = -2;  /* -2: not saved yet, -1: cannot be (then the link) */
+static __thread int cwd_moved;
+
+void cwd_reset(void)
+{
+    cwd_keep = -2;
+    cwd_moved = 0;
+}
+
+int cwd_back(void)
+{
+    if (!cwd_moved)
+        return 0;
+    if (fchdir(cwd_keep) < 0)
+        return -1;
+    cwd_moved = 0;
+    return 0;
+}
+
+/* after pivot_root or chroot, which set the cwd themselves: the one kept is the old root's */
+void cwd_forget(void)
+{
+    if (cwd_keep >= 0)
+        close(cwd_keep);
+    cwd_reset();
+}
+
+static int cwd_enter(int fd)
+{
+    if (cwd_keep == -2) {
+        cwd_keep = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (cwd_keep < 0)
+            cwd_keep = -1;
+    }
+    if (cwd_keep < 0 || fchdir(fd) < 0)
+        return -1;  /* (fchdir failing leaves the cwd as it was) */
+    cwd_moved = 1;
+    return 0;
+}
+
+/* a source that is no path relative to the cwd: none, absolute, or a filesystem's name */
+static int src_needs_no_cwd(const char *src, const char *fstype, unsigned long flags)
+{
+    static const char *const named[] = { "proc", "sysfs", "tmpfs", "devpts", "mqueue",
+                                         "cgroup", "cgroup2" };
+    if (!src || src[0] == '/')
+        return 1;
+    if ((flags & (MS_BIND | MS_MOVE)) || !fstype)
+        return 0;
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++)
+        if (!strcmp(fstype, named[i]))
+            return 1;
+    return 0;
+}
+
+/* mount(2) with the target an fd; `dir`: the fd is a directory's (else only the link) */
+int mount_on(int fd, int dir, const char *src, const char *fstype, unsigned long flags,
+             const void *data)
+{
+    int free_src = src_needs_no_cwd(src, fstype, flags);
+    if (dir && free_src && cwd_enter(fd) == 0)
+        return mount(src, ".", fstype, flags, data);
+    if (!free_src && cwd_back() < 0)
+        return -1;
+    char target[64];
+    fdpath(target, sizeof target, fd);
+    return mount(src, target, fstype, flags, data);
+}
+
+static unsigned long statvfs_flags(const struct statvfs *s)
+{
+    unsigned long f = 0;
+    if (s->f_flag & ST_NOSUID) f |= MS_NOSUID;
+    if (s->f_flag & ST_NODEV) f |= MS_NODEV;
+    if (s->f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+    if (s->f_flag & ST_RDONLY) f |= MS_RDONLY;
+    if (s->f_flag & ST_NOATIME) f |= MS_NOATIME;
+    if (s->f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+    if (s->f_flag & ST_RELATIME) f |= MS_RELATIME;
+    return f;
+}
+
+/* locked_flags of the mount the fd is on */
+unsigned long locked_flags_fd(int fd)
+{
+    struct statvfs s;
+    return fstatvfs(fd, &s) < 0 ? 0 : statvfs_flags(&s);
+}
+
+/* remount for an fd */
+int remount_on(int fd, int dir, unsigned long flags)
+{
+    if (mount_on(fd, dir, NULL, NULL, flags | MS_REMOUNT, NULL) == 0)
+        return 0;
+    if (errno != EPERM)
+        return -1;
+    return mount_on(fd, dir, NULL, NULL, flags | MS_REMOUNT | locked_flags_fd(fd), NULL);
+}
+
 /* A remount inside a user namespace must keep the flags the kernel locked on the mount. */
 unsigned long locked_flags(const char *target)
 {
     struct statvfs s;
-    unsigned long f = 0;
-    if (statvfs(target, &s) < 0)
-        return 0;
-    if (s.f_flag & ST_NOSUID) f |= MS_NOSUID;
-    if (s.f_flag & ST_NODEV) f |= MS_NODEV;
-    if (s.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
-    if (s.f_flag & ST_RDONLY) f |= MS_RDONLY;
-    if (s.f_flag & ST_NOATIME) f |= MS_NOATIME;
-    if (s.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
-    if (s.f_flag & ST_RELATIME) f |= MS_RELATIME;
-    return f;
+    return statvfs(target, &s) < 0 ? 0 : statvfs_flags(&s);
 }
 
 int remount(const char *target, unsigned long flags)

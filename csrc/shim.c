@@ -345,9 +345,20 @@ __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clo
     const char *rootfs = NULL;
     int lcap = last_cap();
     int cwd_pending = 0;
+    cwd_reset();
     for (int i = first; i < plan->nops; i++) {
         const struct rc_op *op = &plan->ops[i];
         int rc = 0;
+        /* the mounts may have moved the cwd (mount_on): back to the child's own before
+         * any op that could resolve a relative path against it */
+        switch (op->kind) {
+        case RC_OP_MOUNT: case RC_OP_MASK: case RC_OP_READONLY: case RC_OP_MKDIR:
+        case RC_OP_MKFILE: case RC_OP_MKNOD: case RC_OP_SYMLINK:
+            break;
+        default:
+            if (cwd_back() < 0)
+                fail(i, errno);
+        }
         switch (op->kind) {
         case RC_OP_ROOT_PROPAGATION:
             /* flags 0: no mount namespace of our own; "/" is the runtime's, never touched */
@@ -413,6 +424,8 @@ __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clo
         }
         case RC_OP_PIVOT:
             rc = pivot(op->path ? op->path : rootfs, (int)op->flags);
+            if (rc == 0)
+                cwd_forget();  /* the new root's "/" now: the one kept is the host's */
             if (rc == 0) {
                 close(rootfd);
                 rootfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);

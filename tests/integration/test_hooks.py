@@ -6,7 +6,7 @@ import json
 import os
 import stat
 
-from conftest import assert_nothing_left, new_id
+from conftest import REPO, assert_nothing_left, new_id
 from test_lifecycle import detached, state, wait_status
 
 HOST_HOOK = """#!/bin/sh
@@ -130,3 +130,21 @@ def test_hook_gets_the_state_on_stdin(bundle):
     assert st["id"] == bundle.last_id and st["pid"] > 0 and st["bundle"] == bundle.path
     assert st["status"] == "creating" and st["ociVersion"]
     assert stat.S_ISREG(os.stat(out).st_mode)
+
+
+def test_create_container_hook_runs_in_the_runtimes_cwd(bundle, tmp_path):
+    """The child mounts through its cwd (csrc/paths.c mount_on: fchdir to each mount
+    point, then "."), and puts its own cwd back before anything that may look at it: a
+    createContainer hook, run in the container's mount namespace after every mount,
+    starts in the cwd the runtime was started in, as startContainer's process does in
+    process.cwd."""
+    out = tmp_path / "cwd"
+    bundle.config["hooks"] = {"createContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", f"pwd -P > {out}"]}]}
+    bundle.config["mounts"].append({"destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs"})
+    bundle.process["cwd"] = "/mnt/t"
+    r = bundle.sh("pwd").run()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "/mnt/t\n"
+    assert out.read_text() == os.path.realpath(REPO) + "\n"
+    assert_nothing_left(bundle)
