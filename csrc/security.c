@@ -69,31 +69,68 @@ static char *utoa(char *buf, unsigned v)
     return p;
 }
 
-void rc_exec_trampoline(const struct rc_plan *plan, int index, int sync_fd, int init,
-                        int status_fd)
+/* This child's sealed trampoline, made by RC_OP_TRAMPOLINE before any seccomp filter is
+ * loaded, so that a profile refusing memfd_create cannot turn the protection off. Thread-
+ * local like sync_fd: a CLONE_VM child writes its cloning thread's copy, so it is reset at
+ * the child's start (rc_trampoline_reset), never trusted from an earlier child. */
+static __thread int tramp_fd = -1;
+static __thread int tramp_op = -1;
+
+void rc_trampoline_reset(void)
 {
-    if (rc_trampoline_len == 0)
-        return;
+    tramp_fd = -1;
+    tramp_op = -1;
+}
+
+int rc_trampoline_op(void)
+{
+    return tramp_op;
+}
+
+int rc_trampoline_make(const struct rc_plan *plan, int index)
+{
+    if (rc_trampoline_len == 0 || tramp_fd >= 0)
+        return 0;
+    tramp_op = index;
+    int init = 0;
+    for (int i = index; i < plan->nops; i++)
+        if (plan->ops[i].kind == RC_OP_EXEC)
+            init = plan->ops[i].a != 0;
     /* the name is the process's comm: pid 1 shows as "memfd:init" */
     const char *name = init ? "init" : "runner-exec";
     int fd = syscall(SYS_memfd_create, name, MFD_CLOEXEC | MFD_ALLOW_SEALING | RC_MFD_EXEC);
     if (fd < 0 && errno == EINVAL)  /* kernels before 6.3 know no MFD_EXEC */
         fd = syscall(SYS_memfd_create, name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
-        return;
+        return -1;
     size_t off = 0;
     while (off < rc_trampoline_len) {
         ssize_t n = write(fd, rc_trampoline + off, rc_trampoline_len - off);
         if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
             close(fd);
-            return;
+            errno = e;
+            return -1;
         }
         off += (size_t)n;
     }
     if (fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) < 0) {
+        int e = errno;
         close(fd);
-        return;
+        errno = e;
+        return -1;
     }
+    tramp_fd = fd;
+    return 0;
+}
+
+int rc_exec_trampoline(const struct rc_plan *plan, int index, int sync_fd, int init,
+                       int status_fd)
+{
+    if (rc_trampoline_len == 0)
+        return 0;
+    if (tramp_fd < 0 && rc_trampoline_make(plan, index) < 0)
+        return -1;  /* (a plan without RC_OP_TRAMPOLINE: made here, after any filter) */
     int argc = 0;
     while (plan->argv[argc])
         argc++;
@@ -114,17 +151,26 @@ void rc_exec_trampoline(const struct rc_plan *plan, int index, int sync_fd, int 
         targv[4 + i] = plan->argv[i];
     /* the trampoline reports a failed exec on the sync socket, then closes it on exec;
      * the init keeps the status fd (and no process it starts gets it) */
-    if (init && status_fd >= 0 && fcntl(status_fd, F_SETFD, 0) < 0) {
-        close(fd);
-        return;
-    }
-    if (fcntl(sync_fd, F_SETFD, 0) == 0) {
-        syscall(SYS_execveat, fd, "", targv, plan->envp, AT_EMPTY_PATH);
+    if (init && status_fd >= 0 && fcntl(status_fd, F_SETFD, 0) < 0)
+        return -1;
+    int e = 0;
+    if (fcntl(sync_fd, F_SETFD, 0) < 0) {
+        e = errno;
+    } else {
+        syscall(SYS_execveat, tramp_fd, "", targv, plan->envp, AT_EMPTY_PATH);
+        e = errno;
+        /* a seccomp profile may refuse execveat, which execve does not need: the same
+         * sealed file by its /proc link (an ELF: its close-on-exec fd is no obstacle) */
+        char link[40] = "/proc/self/fd/";
+        char num[16];
+        strcat(link, utoa(num, (unsigned)tramp_fd));
+        execve(link, (char *const *)targv, plan->envp);
         fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
     }
     if (init && status_fd >= 0)
         fcntl(status_fd, F_SETFD, FD_CLOEXEC);
-    close(fd);
+    errno = e;
+    return -1;
 }
 
 int rc_seccomp_flag_supported(unsigned long flag)

@@ -346,6 +346,7 @@ __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clo
     int lcap = last_cap();
     int cwd_pending = 0;
     cwd_reset();
+    rc_trampoline_reset();
     for (int i = first; i < plan->nops; i++) {
         const struct rc_op *op = &plan->ops[i];
         int rc = 0;
@@ -485,6 +486,7 @@ __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clo
         case RC_OP_NO_NEW_PRIVS: rc = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); break;
         case RC_OP_UMASK: umask((mode_t)op->a); break;
         case RC_OP_SECCOMP: rc = load_seccomp(op, i); break;
+        case RC_OP_TRAMPOLINE: rc = rc_trampoline_make(plan, i); break;
         case RC_OP_WAIT_START:
             /* a program that cannot be executed fails `create`, as the exec op's error */
             exec_check(plan, i);
@@ -495,8 +497,11 @@ __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clo
         case RC_OP_EXEC:
             /* through the sealed trampoline, so that /proc/self/exe is never the host's
              * interpreter when the container's program starts (CVE-2019-5736) */
-            rc_exec_trampoline(plan, i, sync_fd, op->a != 0, (int)op->b - 1);
-            if (op->a) {  /* the init is the trampoline: without it, no init */
+            if (rc_exec_trampoline(plan, i, sync_fd, op->a != 0, (int)op->b - 1) < 0)
+                /* never the direct exec then: /proc/self/exe would be the host's binary
+                 * (CVE-2019-5736); the error names the trampoline's op where there is one */
+                fail(rc_trampoline_op() >= 0 ? rc_trampoline_op() : i, errno);
+            if (op->a) {  /* no trampoline in this build: without it, no init */
                 errno = ENOSYS;
                 rc = -1;
                 break;

@@ -48,6 +48,7 @@ enum rc_op_kind {
     RC_OP_MEMPOLICY = 34, /* set_mempolicy(a = mode | flags, data = nodemask (NULL: none), b = maxnode) */
     RC_OP_AFFINITY = 35,  /* sched_setaffinity(0, len, data = cpu mask); as ops[0] it runs first of
                              all, before the namespaces are set up (execCPUAffinity.initial) */
+    RC_OP_TRAMPOLINE = 36,/* make the sealed exec trampoline (before any seccomp filter) */
 };
 
 #define RC_WRITE_EARLY 1

@@ -100,6 +100,11 @@ def plan(spec, plan, ns, keep_fds: int = 0, start_fifo_fd: int = -1, warn=None,
     plan.add(f"process.cwd: chdir to {proc.cwd} as uid {user.uid}", P.CHDIR, path=proc.cwd, a=2)
     if proc.no_new_privileges:
         plan.add("process.noNewPrivileges", P.NO_NEW_PRIVS)
+    # the exec trampoline's sealed copy (CVE-2019-5736), made before any seccomp filter:
+    # a profile refusing memfd_create must not leave the direct exec as the only way
+    plan.add("exec: the sealed exec trampoline (CVE-2019-5736), without which the container "
+             "does not start: linux.seccomp (and the host) must allow memfd_create, and "
+             "execveat or an execve of /proc/self/fd", P.TRAMPOLINE)
     if conf:
         confine.add_seccomp(conf, plan, before_start=True)
     if start_fifo_fd >= 0:

@@ -99,6 +99,47 @@ def test_cve_2019_5736_exec_resolving_to_proc_self_exe(python_capable, how):
         python_capable.runner("delete", "--force", cid)
 
 
+def _refusing(bundle, *names: str) -> None:
+    """A seccomp profile that allows everything but `names` (EPERM)."""
+    bundle.linux["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": list(names), "action": "SCMP_ACT_ERRNO"}]}
+
+
+@pytest.mark.parametrize("refused", [("memfd_create",), ("execveat",), ("fcntl",)])
+@pytest.mark.parametrize("how", ["symlink", "shebang"])
+def test_cve_2019_5736_a_profile_refusing_the_trampoline_syscalls(python_capable, how, refused):
+    """A seccomp profile that refuses memfd_create or execveat (hardened profiles refuse
+    the first) must not switch the protection off: the sealed trampoline is made before the
+    filter is loaded, and exec'd through its /proc/self/fd link where execveat is refused.
+    (Before: the child fell back to exec'ing the command directly, and the host's python
+    ran in the container with a handle on its own binary.)"""
+    _refusing(python_capable, *refused)
+    r = python_capable.set_args(*_entry(python_capable, how)).run()
+    assert "RAN" not in r.stdout, r.stdout
+    assert host_py_id() not in r.stdout
+    assert r.returncode != 0
+
+
+@pytest.mark.parametrize("refused", [("memfd_create",), ("execveat",)])
+def test_a_profile_refusing_the_trampoline_syscalls_still_runs_the_process(bundle, refused):
+    _refusing(bundle, *refused)
+    r = bundle.sh("readlink /proc/self/exe; echo ran").run()
+    assert r.returncode == 0 and r.stdout.splitlines() == ["/bin/busybox", "ran"], r
+
+
+def test_no_way_to_the_trampoline_fails_the_container_closed(bundle):
+    """execveat refused and no /proc to exec its link through: the container does not start
+    (the direct exec would be CVE-2019-5736's way in), says why, and leaves nothing."""
+    _refusing(bundle, "execveat")
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["destination"] != "/proc"]
+    bundle.linux.pop("maskedPaths", None)
+    bundle.linux.pop("readonlyPaths", None)
+    r = bundle.set_args("true").run()
+    assert r.returncode != 0
+    assert "sealed exec trampoline" in r.stderr and "CVE-2019-5736" in r.stderr, r.stderr
+    assert_nothing_left(bundle)
+
+
 def test_cve_2019_5736_runtime_process_is_out_of_reach(bundle):
     """CVE-2019-5736 via /proc/<pid>/exe: even sharing the host's pid namespace, the init
     cannot trace the runtime that started it, open its executable or read its memory."""
