@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from soak import children, status_field  # noqa: E402
+from soak import children, netns_fds_bounded, open_fds, status_field  # noqa: E402
 
 RSS_SLACK_KIB = 4096
 BASELINE_AFTER = 50
@@ -41,7 +41,8 @@ def cgroups_named(prefix: str) -> int:
 
 def measure(box) -> dict:
     box.flush()
-    return {"fds": len(os.listdir("/proc/self/fd")), "threads": status_field("Threads"),
+    fds, netns = open_fds()
+    return {"fds": fds, "netns_fds": netns, "threads": status_field("Threads"),
             "children": len(children()), "rss_kib": status_field("VmRSS"),
             # the base's own mount and each ready slot's two: anything more is a leak
             "mounts": len(mounts_under(box.path)) - 1 - 2 * len(box._ready),
@@ -109,6 +110,8 @@ def main() -> int:
           f"after {BASELINE_AFTER}: {base}; at the end: {end}")
     bad = [k for k in ("fds", "threads", "children", "mounts", "states", "cgroups")
            if end[k] != base[k]]
+    if not netns_fds_bounded(end):
+        bad.append("netns_fds")
     if end["slots"] > 2:
         bad.append(f"slots ({end['slots']} for serial runs)")
     if end["rss_kib"] - base["rss_kib"] > RSS_SLACK_KIB:
