@@ -72,6 +72,10 @@ _OP = _op_layout()
 # only the ops naming the container's own cgroup are packed anew. The entry keeps the op,
 # so its id is not reused while the entry lives.
 _packed: dict = {}
+# The ~11 cgroup ops of each container are new ones, so the dict fills at that pace and is
+# cleared when full: 512 entries (~0.4 MiB) hold a few configs' other ops between clears;
+# 4096 (~3.4 MiB) grew a warm process's RSS past `make soak`'s 2 MiB slack, for nothing.
+_PACKED_MAX = 512
 
 
 def _pack(o: tuple) -> tuple:
@@ -100,7 +104,7 @@ def _ops(keep: list, plan_ops: list):
         got = _packed.get(id(o))
         if got is None or got[0] is not o:
             got = _pack(o)
-            if len(_packed) >= 4096:
+            if len(_packed) >= _PACKED_MAX:
                 _packed.clear()  # (a running spawn holds its ops' strings in `keep`)
             _packed[id(o)] = got
         parts.append(got[1])
