@@ -58,6 +58,11 @@ extern int join_fds[32];
 int open_in_root(int rootfd, const char *path, int flags);
 int mkdir_in_root(int rootfd, const char *path, mode_t mode);
 int open_parent_in_root(int rootfd, const char *path, char *name, size_t namesz);
+/* the parent directory of the last MKNOD/SYMLINK op, kept for the next one in the same
+ * directory (/dev's devices and links); dropped at any other op */
+struct entry_dir { int fd; int reusable; char path[256]; };
+int entry_parent(struct entry_dir *d, int rootfd, const char *path, char *name, size_t namesz);
+void entry_parent_drop(struct entry_dir *d);
 int mkfile_in_root(int rootfd, const char *path);
 int chdir_in_root(int rootfd, const char *path);
 void fdpath(char *buf, size_t sz, int fd);

@@ -125,8 +125,19 @@ static int mkdir_in_root_depth(int rootfd, const char *path, mode_t mode, int de
         int parent = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
         *slash = '/';
         if (parent >= 0) {
-            int made = mkdirat(parent, slash + 1, mode);
+            const char *last = slash + 1;
+            int made = mkdirat(parent, last, mode);
             int e = errno;
+            /* a directory we just made, below a parent resolved in the root: open it from
+             * there (one component, no symlink followed) rather than walk the whole path
+             * again — what an existing entry is, a symlink perhaps, takes the walk */
+            if (made == 0 && strcmp(last, ".") && strcmp(last, "..")) {
+                fd = openat(parent, last, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                e = errno;
+                close(parent);
+                errno = e;
+                return fd;
+            }
             close(parent);
             if (made < 0 && e != EEXIST) {
                 errno = e;
@@ -201,6 +212,38 @@ int open_parent_in_root(int rootfd, const char *path, char *name, size_t namesz)
     else
         strcpy(buf, "/");
     return mkdir_in_root(rootfd, buf[0] ? buf : "/", 0755);
+}
+
+/* open_parent_in_root, reusing `d`'s directory when the previous entry op had the same
+ * parent. Only MKNOD and SYMLINK run between two calls: they unlink a non-directory and
+ * create entries, so what the parent's path resolves to cannot have changed meanwhile. */
+int entry_parent(struct entry_dir *d, int rootfd, const char *path, char *name, size_t namesz)
+{
+    const char *slash = strrchr(path, '/');
+    size_t plen = slash ? (size_t)(slash - path) : 0;
+    if (d->fd >= 0 && d->reusable && slash && slash[1] && plen < sizeof d->path &&
+        !strncmp(d->path, path, plen) && d->path[plen] == '\0' && strlen(slash + 1) < namesz) {
+        strcpy(name, slash + 1);
+        return d->fd;
+    }
+    entry_parent_drop(d);
+    int fd = open_parent_in_root(rootfd, path, name, namesz);
+    d->fd = fd;  /* dropped (closed) by the next call or op either way */
+    d->reusable = fd >= 0 && slash && slash[1] && plen < sizeof d->path;
+    if (d->reusable) {
+        memcpy(d->path, path, plen);
+        d->path[plen] = '\0';
+    }
+    return fd;
+}
+
+void entry_parent_drop(struct entry_dir *d)
+{
+    if (d->fd >= 0)
+        close(d->fd);
+    d->fd = -1;
+    d->reusable = 0;
+    d->path[0] = '\0';
 }
 
 /* Make sure a regular file exists at path (a bind target for a file); O_PATH fd of it. */

@@ -345,6 +345,7 @@ __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clo
     const char *rootfs = NULL;
     int lcap = last_cap();
     int cwd_pending = 0;
+    struct entry_dir pdir = { -1, 0, "" };
     cwd_reset();
     rc_trampoline_reset();
     for (int i = first; i < plan->nops; i++) {
@@ -360,6 +361,8 @@ __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clo
             if (cwd_back() < 0)
                 fail(i, errno);
         }
+        if (op->kind != RC_OP_MKNOD && op->kind != RC_OP_SYMLINK)
+            entry_parent_drop(&pdir);
         switch (op->kind) {
         case RC_OP_ROOT_PROPAGATION:
             /* flags 0: no mount namespace of our own; "/" is the runtime's, never touched */
@@ -389,15 +392,12 @@ __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clo
         }
         case RC_OP_MKNOD: {
             char name[256];
-            int dir = open_parent_in_root(rootfd, op->path, name, sizeof name);
+            int dir = entry_parent(&pdir, rootfd, op->path, name, sizeof name);
             if (dir < 0) { rc = -1; break; }
             unlinkat(dir, name, 0);
             rc = mknodat(dir, name, (mode_t)op->a, (dev_t)op->b);
             if (rc == 0) rc = fchownat(dir, name, (uid_t)op->c, (gid_t)op->d, AT_SYMLINK_NOFOLLOW);
             if (rc == 0) rc = fchmodat(dir, name, (mode_t)op->a & 07777, 0);
-            int e = errno;
-            close(dir);
-            errno = e;
             break;
         }
         case RC_OP_BIND_DEV: {
@@ -413,14 +413,11 @@ __attribute__((noreturn)) void child_main(const struct rc_plan *plan, int in_clo
         }
         case RC_OP_SYMLINK: {
             char name[256];
-            int dir = open_parent_in_root(rootfd, op->path, name, sizeof name);
+            int dir = entry_parent(&pdir, rootfd, op->path, name, sizeof name);
             if (dir < 0) { rc = -1; break; }
             rc = symlinkat(op->src, dir, name);
             if (rc < 0 && errno == EEXIST)
                 rc = 0;
-            int e = errno;
-            close(dir);
-            errno = e;
             break;
         }
         case RC_OP_PIVOT:

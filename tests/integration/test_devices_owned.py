@@ -70,3 +70,22 @@ def test_device_path_must_be_absolute(bundle):
     assert r.returncode == 1 and r.stderr.startswith("runner: linux.devices[0].path:")
     assert_nothing_left(bundle)
     assert not os.path.exists(os.path.join(bundle.rootfs, "dev", "foo"))
+
+
+def test_devices_in_alternating_directories_each_land_where_asked(bundle):
+    """The child keeps the last device's directory open for the next one in the same
+    directory (shim.c: entry_parent): devices that alternate between directories, one
+    whose directory's name starts like another's, and one reached through a symlink in
+    the rootfs each land where asked, and nothing is made outside the rootfs."""
+    os.symlink("/devx", os.path.join(bundle.rootfs, "lnk"))
+    paths = ["/devx/a", "/dev/b", "/devx/c", "/dev/d", "/de/e", "/dev/f", "/lnk/g"]
+    bundle.linux["devices"] = [{"path": p, "type": "c", "major": 1, "minor": 3}
+                               for p in paths]
+    bundle.config["root"]["readonly"] = False
+    r = bundle.sh("ls /devx /de; for d in /dev/b /dev/d /dev/f; do "
+                  "stat -c '%n %t:%T' $d; done").run()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["/de:", "e", "", "/devx:", "a", "c", "g",
+                                     "/dev/b 1:3", "/dev/d 1:3", "/dev/f 1:3"]
+    assert not os.path.exists("/devx") and not os.path.exists("/de")
+    assert_nothing_left(bundle)
