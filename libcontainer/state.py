@@ -80,18 +80,26 @@ def make_root(root: str) -> None:
 # Fault injection (tests/integration/test_crash_faults.py): RUNNER_CRASH_AT=K makes the runtime
 # SIGKILL itself at the K-th crash_point() it passes, as a crash or an impatient caller
 # would. Unset, a crash point costs one comparison: no syscall, no import.
+# RUNNER_PAUSE_AT=NAME=SECONDS makes it sleep at each crash point whose name starts with
+# NAME instead: a race's window held open (test_daemon.py).
 _crash_env = os.environ.get("RUNNER_CRASH_AT", "")
 _CRASH_AT = int(_crash_env) if _crash_env.isdigit() else 0
+_PAUSE_AT = os.environ.get("RUNNER_PAUSE_AT", "").rpartition("=")[::2]
+_FAULTS = bool(_CRASH_AT or _PAUSE_AT[0])
 _crash_count = 0
 
 
 def crash_point(name: str) -> None:
-    if _CRASH_AT:
+    if _FAULTS:
         _crash(name)
 
 
 def _crash(name: str) -> None:
     global _crash_count
+    if _PAUSE_AT[0] and name.startswith(_PAUSE_AT[0]):
+        import time
+
+        time.sleep(float(_PAUSE_AT[1] or 0))
     _crash_count += 1
     if _crash_count == _CRASH_AT:
         os.write(2, f"runner: crash point {_crash_count}: {name}\n".encode())

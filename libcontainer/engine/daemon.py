@@ -55,6 +55,9 @@ class Engine:
         self.events = Events()
         self.lock = threading.RLock()
         self._cleanup_locks: dict = {}  # container id → its runtime cleanup lock
+        # container id → held for the whole of a start: a remove (rm -f) that finds one in
+        # flight waits for it, then kills what it started, as dockerd's container lock does
+        self._start_locks: dict = {}
         self.containers: dict = {}
         self.names: dict = {}
         self.on_change = lambda cid: None
@@ -359,6 +362,11 @@ class Engine:
             if st["Status"] in ("removing", "dead"):
                 raise Conflict(f"container {cid[:12]} is marked for removal and cannot be started")
             st["Status"] = "starting"  # not docker's, never saved: a second start is 304
+            slock = self._start_locks.setdefault(cid, threading.RLock())
+        with slock:
+            return self._start(rec, cid, hold)
+
+    def _start(self, rec: dict, cid: str, hold: bool) -> dict:
         try:
             self._cleanup_runtime(cid)
             d = self._dir(cid)
@@ -372,8 +380,13 @@ class Engine:
             crash_point("started, not recorded")
         except BaseException as e:
             with self.lock:
-                rec["State"]["Status"] = "created" if rec["State"]["StartedAt"] == ZERO_TIME else "exited"
+                removing = rec["State"]["Status"] == "removing"
+                if not removing:
+                    rec["State"]["Status"] = "created" if rec["State"]["StartedAt"] == ZERO_TIME \
+                        else "exited"
             self.on_change(cid)
+            if removing:  # a remove waits for this start: the record is its own now
+                raise Conflict(f"container {cid[:12]} was removed while it started") from None
             if isinstance(e, EngineError):
                 msg = str(e)
                 rec["State"]["Error"] = msg
@@ -389,8 +402,10 @@ class Engine:
             raise
         with self.lock:
             st = rec["State"]
-            st.update(Status="running", Running=True, Paused=False, Restarting=False, Pid=info["pid"],
-                      ExitCode=0, Error="", StartedAt=now(), FinishedAt=ZERO_TIME, OOMKilled=False)
+            removing = st["Status"] == "removing"  # the remove waiting for us kills it next
+            st.update(Status="removing" if removing else "running", Running=True, Paused=False,
+                      Restarting=False, Pid=info["pid"], ExitCode=0, Error="", StartedAt=now(),
+                      FinishedAt=ZERO_TIME, OOMKilled=False)
             rec["Monitor"] = {"pid": info["monitor"], "start": info["monitor_start"]}
             rec.pop("_stopping", None)
             # not synced: a daemon crash keeps it (page cache); a power cut ends the container
@@ -507,7 +522,7 @@ class Engine:
                 try:
                     self.start(cid)
                 except EngineError:
-                    pass
+                    pass  # recorded in State.Error, or a remove took the container
             self.schedule(delay, go)
 
     # ---- signals -----------------------------------------------------------------------
@@ -620,7 +635,13 @@ class Engine:
             # lost only at a power cut: then the next start finds the container as it was
             # and a half-removed bundle, which a later remove tolerates
             self.save(rec, sync=False)
+            slock = self._start_locks.get(cid)
         crash_point("removal recorded")
+        if status == "starting" and slock is not None:
+            with slock:  # the start in flight ends first: running now, or failed
+                started = rec.get("Monitor") is not None
+            if started:
+                status = "running"
         if status in ("running", "paused"):
             mon = rec.get("Monitor") or {}
             try:
@@ -662,6 +683,7 @@ class Engine:
             self.containers.pop(cid, None)
             self.names.pop(rec["Name"].lstrip("/"), None)
             self._cleanup_locks.pop(cid, None)
+            self._start_locks.pop(cid, None)
             rec["State"]["Status"] = "removed"
         self.events.emit("container", "destroy", cid, self._attrs(rec))
         self.on_change(cid)

@@ -253,6 +253,37 @@ def test_requests_are_concurrent(rd):
         attach.wait()
 
 
+@pytest.fixture
+def rd_paused(archive, monkeypatch):
+    """A daemon that holds every start for 1.5 s between the container's spawn and its
+    record (RUNNER_PAUSE_AT, state.py): a race's window held open."""
+    monkeypatch.setenv("RUNNER_PAUSE_AT", "started, not recorded=1.5")
+    yield from _rd(archive, True)
+
+
+def test_remove_force_waits_for_the_start_in_flight(rd_paused):
+    """`rm -f` during a start: the remove waits for it and kills what it started, as
+    dockerd's container lock has it. Before, the remove went on beside the start, which
+    then wrote the record of a container already removed (a traceback, and a 500)."""
+    d = rd_paused
+    cid = d.docker("create", IMAGE, "sleep", "60", check=True).stdout.strip()
+    env = dict(os.environ, DOCKER_HOST=d.host, DOCKER_CONFIG=os.path.join(d.base, "cli"))
+    start = subprocess.Popen([DOCKER, "start", cid], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    time.sleep(0.7)  # inside the pause: spawned, not recorded
+    r = d.docker("rm", "-f", cid)
+    out, err = start.communicate(timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert start.returncode == 0 or "removed while it started" in err, err
+    assert cid not in d.docker("ps", "-aq", "--no-trunc", check=True).stdout.split()
+    assert not os.path.exists(os.path.join(d.data, "containers", cid))
+    assert not os.path.exists(os.path.join(d.data, "runtime", cid))
+    assert not os.path.exists(f"/sys/fs/cgroup/pids/runner-daemon/{cid}")  # nothing runs
+    with open(os.path.join(d.base, "daemon.log"), errors="replace") as f:
+        said = f.read()
+    assert "Traceback" not in said and "never retrieved" not in said, said
+
+
 # ---- live-restore --------------------------------------------------------------------------
 
 def test_live_restore_three_restarts(rd):

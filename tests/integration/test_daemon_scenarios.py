@@ -365,6 +365,35 @@ def test_restart_policy_on_failure(cli, client):
     assert c.attrs["RestartCount"] == 2 and c.status == "exited" and c.attrs["State"]["ExitCode"] == 1
 
 
+
+def test_remove_force_while_the_restart_policy_starts_it_again(cli):
+    """`rm -f` of a container whose restart policy is starting it again: the remove waits
+    for the start in flight and kills what it started, as dockerd's does; nothing is left,
+    and our daemon logs no traceback (it once wrote the record of a removed container,
+    and the restart's failure reached asyncio as an exception never retrieved)."""
+    log = os.path.join(cli.base, "daemon.log")
+    before = os.path.getsize(log) if cli.kind == "runner" else 0
+    ids = []
+    # the first restart comes 0.1 s after the exit: these land before, on and after it
+    for delay in (0, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3, 0.35, 0.4, 0.5):
+        cid = ok(cli, "run", "-d", "--restart", "always", IMAGE, "false").strip()
+        ids.append(cid)
+        time.sleep(delay)
+        r = cli.docker("rm", "-f", cid)
+        assert r.returncode == 0, r.stderr
+    time.sleep(1)  # a restart still scheduled would have run by now
+    assert not set(ok(cli, "ps", "-aq", "--no-trunc").split()) & set(ids)
+    if cli.kind == "runner":
+        with open(log, errors="replace") as f:
+            f.seek(before)
+            said = f.read()
+        assert "Traceback" not in said and "never retrieved" not in said, said
+        runtime = os.path.join(cli.data, "runtime")
+        assert not set(os.listdir(runtime)) & set(ids)
+        for cid in ids:
+            assert not os.path.exists(os.path.join(cli.data, "containers", cid))
+            assert not os.path.exists(f"/sys/fs/cgroup/pids/runner-daemon/{cid}")
+
 # ---- exec ----------------------------------------------------------------------------------
 
 def test_exec(cli, client):

@@ -27,6 +27,15 @@ log = logging.getLogger("runner.daemon")
 VERSION_RE = re.compile(r"^/v(\d+\.\d+)(/.*)$")
 
 
+def _logged(fn) -> None:
+    """A scheduled task (a restart, a removal's files): its failure goes to the log with
+    its traceback, not to asyncio's "exception was never retrieved"."""
+    try:
+        fn()
+    except Exception:
+        log.error("scheduled %s: %s", getattr(fn, "__qualname__", fn), traceback.format_exc())
+
+
 class Daemon:
     """The process-wide objects the routes share; the engine's hooks into the loop."""
 
@@ -40,7 +49,7 @@ class Daemon:
         engine.on_change = lambda cid: loop.call_soon_threadsafe(self._wake, cid)
         engine.on_running = lambda cid, pid, mon: loop.call_soon_threadsafe(self._watch, cid, mon)
         engine.schedule = lambda delay, fn: loop.call_soon_threadsafe(
-            loop.call_later, delay, lambda: loop.run_in_executor(pool, fn))
+            loop.call_later, delay, lambda: loop.run_in_executor(pool, _logged, fn))
 
     async def run(self, fn, *args):
         return await self.loop.run_in_executor(self.pool, lambda: fn(*args))
