@@ -111,6 +111,13 @@ struct rc_msg {
  * end of the sync socket. The child waits for the parent's "go" before running its ops. */
 int rc_spawn(const struct rc_plan *plan, int *sock);
 
+/* One message from the child on the parent's end of the sync socket, waiting up to
+ * timeout_ms for it: its length (0: the child's end closed, at its execve), -ETIMEDOUT, or
+ * -errno (-EINTR: the caller runs its signal handlers and asks again). *fd gets the fd it
+ * carried (SCM_RIGHTS), else -1. Here rather than through Python's socket module, which a
+ * `runner run` would load for this alone: 0.12 MiB of its peak RSS (tests/bench/rss_floor.py). */
+int rc_recv(int sock, void *buf, int size, int timeout_ms, int *fd);
+
 /* A new network namespace, owned by this process's user namespace, with its loopback
  * device up, as an fd (or -errno): made by a short-lived child that shares this process's
  * fd table, so that the calling thread's own namespaces never change. */

@@ -291,3 +291,34 @@ int rc_spawn(const struct rc_plan *plan, int *sock)
     *sock = sv[0];
     return pid;
 }
+
+int rc_recv(int sock, void *buf, int size, int timeout_ms, int *fd)
+{
+    /* room for one fd, as socket.recvmsg(size, CMSG_SPACE(4)) had: a message carrying more
+     * would have the rest closed by the kernel (MSG_CTRUNC), which the child never sends */
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = { buf, (size_t)size };
+    struct msghdr msg = { 0 };
+    struct pollfd p = { sock, POLLIN, 0 };
+    *fd = -1;
+    int r = poll(&p, 1, timeout_ms);
+    if (r < 0)
+        return -errno;
+    if (r == 0)
+        return -ETIMEDOUT;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = sizeof ctl.buf;
+    ssize_t n = recvmsg(sock, &msg, 0);
+    if (n < 0)
+        return -errno;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+            c->cmsg_len >= CMSG_LEN(sizeof(int)))
+            memcpy(fd, CMSG_DATA(c), sizeof(int));
+    return (int)n;
+}

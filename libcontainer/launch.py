@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 
 import _signal
-import _socket
 
 from . import namespaces, shim
 from .errors import ExecNotFound, ExecNotPermitted, StartError
@@ -61,7 +60,7 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
     process's memory, this thread waiting until the execve: no copy of the interpreter."""
     share = no_go and not needs_parent(plan)
     spawned = PARENT.spawn(plan, stdio=stdio, cgroup_fd=cgroup_fd, share_memory=share)
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET, 0, spawned.sock)
+    sock = spawned.sock
     init = spawned.pid
     fds: dict = {}
     # With a fork in the shim (a pid namespace entered after a setns), the forked init's
@@ -69,12 +68,11 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
     # waits for that pid, or the cgroups and the state would get the parent's.
     go_pending = False
     bound = SETUP_TIMEOUT + sum(o[9] for o in plan.ops if o[0] == HOOK)
-    sock.settimeout(bound)
     try:
         crash_point("launch: child cloned")
         while True:
             try:
-                data, anc, _, _ = sock.recvmsg(shim.MSG_SIZE, _socket.CMSG_SPACE(4))
+                data, fd = shim.recv(sock, bound)
             except TimeoutError:
                 raise StartError(f"the container's init (pid {init}) did not go on with its "
                                  f"setup for {bound:g} s (stopped or frozen?)", 0,
@@ -84,7 +82,7 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
             kind, op, err, pid = shim.decode(data)
             if kind == shim.MSG_USERNS:
                 namespaces.write_id_maps(spawned.pid, plan)
-                sock.send(b"g")
+                os.write(sock, b"g")
             elif kind == shim.MSG_CHILD:
                 init = pid
                 PARENT.waitpid(spawned.pid, 0)
@@ -92,33 +90,31 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
                 if go_pending:
                     go_pending = False
                     payload = before_go(init) if before_go is not None else None
-                    sock.send(payload or b"g")
+                    os.write(sock, payload or b"g")
             elif kind == shim.MSG_WAITGO:
                 if plan.needs_fork and init == spawned.pid:
                     go_pending = True
                     continue
                 payload = before_go(init) if before_go is not None else None
-                sock.send(payload or b"g")
+                os.write(sock, payload or b"g")
             elif kind == shim.MSG_SYNC:
                 payload = on_sync(init) if on_sync is not None else None
-                sock.send(payload or b"g")
+                os.write(sock, payload or b"g")
             elif kind == shim.MSG_FD:
-                for level, typ, raw in anc:
-                    if level == _socket.SOL_SOCKET and typ == _socket.SCM_RIGHTS:
-                        fd = int.from_bytes(raw[:4], "little")
-                        op_kind = plan.ops[op][0] if 0 <= op < len(plan.ops) else 0
-                        if op_kind == MOUNT:  # an id-mapped bind's target
-                            try:
-                                shim.idmapped_mount(init, plan, op, fd)
-                            finally:
-                                os.close(fd)
-                            continue
+                if fd >= 0:
+                    op_kind = plan.ops[op][0] if 0 <= op < len(plan.ops) else 0
+                    if op_kind == MOUNT:  # an id-mapped bind's target
+                        try:
+                            shim.idmapped_mount(init, plan, op, fd)
+                        finally:
+                            os.close(fd)
+                    else:
                         fds[plan.label(op)] = fd
                         if on_fd is not None:
                             on_fd(op_kind, fd)
                 # the child waits until the fd is dealt with: the seccomp listener is with
                 # its agent, the pty has its size
-                sock.send(b"g")
+                os.write(sock, b"g")
             elif kind == shim.MSG_CREATED:
                 break
             elif kind == shim.MSG_ERROR:
@@ -129,7 +125,7 @@ def start_plan(plan, *, stdio=None, before_go=None, on_fd=None, on_sync=None,
             close_quietly(fd)
         raise
     finally:
-        sock.close()
+        os.close(sock)
     return Started(init, fds)
 
 

@@ -1,7 +1,9 @@
 """Thin wrapper over the compiled cffi module: Plan → C structs → rc_spawn."""
 from __future__ import annotations
 
+import errno
 import os
+from time import monotonic
 
 from ._shim import ffi, lib
 
@@ -186,6 +188,25 @@ def spawn(plan, stdio=None, cgroup_fd: int = -1, share_memory: bool = False) -> 
     if pid < 0:
         raise spawn_error(-pid, cgroup_fd)
     return Spawned(pid, sock[0])
+
+
+def recv(sock: int, timeout: float) -> tuple:
+    """(one message from the child, the fd it carried or -1), waiting up to `timeout` s for
+    it (b"": the child's end closed, at its execve). TimeoutError past it, else OSError as
+    recvmsg's, as socket.recvmsg on a socket with that timeout did (rc_recv)."""
+    buf = ffi.new("char[]", MSG_SIZE)
+    fd = ffi.new("int *")
+    deadline = monotonic() + timeout
+    while True:
+        ms = int(-((monotonic() - deadline) * 1000 // 1))  # whole ms, rounded up, as socket's
+        n = lib.rc_recv(sock, buf, MSG_SIZE, max(ms, 0), fd)
+        if n >= 0:
+            return ffi.buffer(buf, n)[:], fd[0]
+        if n != -errno.EINTR:  # (its handler runs before the next call, and may raise)
+            break
+    if n == -errno.ETIMEDOUT:
+        raise TimeoutError("timed out")
+    raise OSError(-n, os.strerror(-n))
 
 
 def spawn_error(err: int, cgroup_fd: int = -1, borrowed: int = 0) -> Exception:
