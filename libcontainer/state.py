@@ -82,11 +82,23 @@ def make_root(root: str) -> None:
 # would. Unset, a crash point costs one comparison: no syscall, no import.
 # RUNNER_PAUSE_AT=NAME=SECONDS makes it sleep at each crash point whose name starts with
 # NAME instead: a race's window held open (test_daemon.py).
-_crash_env = os.environ.get("RUNNER_CRASH_AT", "")
-_CRASH_AT = int(_crash_env) if _crash_env.isdigit() else 0
-_PAUSE_AT = os.environ.get("RUNNER_PAUSE_AT", "").rpartition("=")[::2]
-_FAULTS = bool(_CRASH_AT or _PAUSE_AT[0])
+_CRASH_AT = 0
+_PAUSE_AT = ("", "")
+_FAULTS = False
 _crash_count = 0
+
+
+def faults_from(env) -> None:
+    """Read RUNNER_CRASH_AT and RUNNER_PAUSE_AT from `env` (at import; a warm server's
+    worker again, from its caller's environment)."""
+    global _CRASH_AT, _PAUSE_AT, _FAULTS
+    crash = env.get("RUNNER_CRASH_AT", "")
+    _CRASH_AT = int(crash) if crash.isdigit() else 0
+    _PAUSE_AT = env.get("RUNNER_PAUSE_AT", "").rpartition("=")[::2]
+    _FAULTS = bool(_CRASH_AT or _PAUSE_AT[0])
+
+
+faults_from(os.environ)
 
 
 def crash_point(name: str) -> None:

@@ -575,8 +575,7 @@ def _refresh_from_env() -> None:
     imported them in its own."""
     from libcontainer import state
 
-    crash = os.environ.get("RUNNER_CRASH_AT", "")
-    state._CRASH_AT = int(crash) if crash.isdigit() else 0
+    state.faults_from(os.environ)
     subids = sys.modules.get("libcontainer.subids")
     if subids is not None:
         subids.HELPER_PATH = os.pathsep.join((os.environ.get("PATH", ""), "/usr/bin",
