@@ -7,14 +7,14 @@ import os
 import sys
 import time
 
-from . import fileio, spec as specmod
+from . import spec as specmod
 from .errors import ConfigError, ContainerError, DamagedState, NotFound, WrongState
+from .listing import FIFO, damaged, is_paused, oci_state, status_of
 from .state import StateDir, crash_point, default_root
 from .state import alive as _alive, proc_stat as _proc_stat
 
 __all__ = ["Container", "load", "list_containers", "NotFound"]
 
-FIFO = "exec.fifo"
 START_TIMEOUT = 10.0  # seconds `start` waits for a live init to take the go (runc has none)
 
 
@@ -67,39 +67,10 @@ class Container:
 
     def status(self) -> str:
         """creating, created, running, paused or stopped (runtime.md "State")."""
-        alive = self.pid > 0 and _alive(self.pid, self._state.get("start_time"))
-        if self._state.get("status") == "creating":
-            # a create still under way, or one whose runner died (delete --force cleans up)
-            return "creating" if alive or self._creator_alive() else "stopped"
-        if not alive:
-            return "stopped"
-        if os.path.exists(f"{self._dir.path}/{FIFO}"):
-            return "created"
-        if self._is_paused():
-            return "paused"
-        return "running"
-
-    def _creator_alive(self) -> bool:
-        return _alive(self._state.get("creator", 0), self._state.get("creator_start"))
+        return status_of(self._state, f"{self._dir.path}/{FIFO}")
 
     def _is_paused(self) -> bool:
-        """Manager.paused(), from the paths in the state, without loading the cgroup
-        package (1-2 ms of a `state` or `list`, the engines' most frequent calls)."""
-        info = self._state.get("cgroups")
-        if not info:
-            return False
-        freezer = (info.get("paths") or {}).get("freezer")
-        try:
-            if freezer:  # v1: FREEZING counts as paused, as Manager.paused says
-                return fileio.read_once(freezer + "/freezer.state").strip() != b"THAWED"
-            unified = info.get("unified")
-            if unified:
-                for line in fileio.read_once(unified + "/cgroup.events").splitlines():
-                    if line.startswith(b"frozen "):
-                        return line.split()[1] == b"1"
-        except OSError:
-            pass
-        return False
+        return is_paused(self._state)
 
     def _cgroups(self):
         """The cgroup manager recorded in the state, if the container has one."""
@@ -111,27 +82,8 @@ class Container:
         return cgroups.load(info)
 
     def state(self, owner_names: dict | None = None) -> dict:
-        """The OCI state (runtime.md: ociVersion, id, status, pid, bundle, annotations) with
-        runc's extra fields in runc's order and types: rootfs, created (RFC 3339 with
-        nanoseconds, as Go prints a time), owner (a user name); annotations only when
-        there are some (runc's omitempty). `owner_names`: see owners.owner_name."""
-        status = self.status()
-        out = {
-            "ociVersion": specmod.OCI_VERSION,
-            "id": self.id,
-            "pid": self.pid if status != "stopped" else 0,
-            "status": status,
-            "bundle": self.bundle,
-            "rootfs": self._state.get("rootfs", ""),
-            "created": self._state.get("created", ""),
-        }
-        annotations = self._state.get("annotations")
-        if annotations:
-            out["annotations"] = annotations
-        from .owners import owner_name
-
-        out["owner"] = owner_name(self._state.get("owner", ""), owner_names)
-        return out
+        """The OCI state with runc's extra fields (listing.oci_state)."""
+        return oci_state(self._state, self.id, self.status(), owner_names)
 
     def _poststart_state(self) -> dict:
         """The state poststart hooks get: the container as `start` left it, running with
@@ -456,9 +408,7 @@ def iter_containers(root: str | None = None):
         except DamagedState as e:
             # shown, so that it can be found and deleted (delete --force)
             _warn(str(e))
-            yield Container(StateDir(root, name),
-                            {"ociVersion": specmod.OCI_VERSION, "id": name,
-                             "status": "stopped", "pid": 0, "bundle": ""})
+            yield Container(StateDir(root, name), damaged(name))
         except ContainerError as e:
             _warn(str(e))
 

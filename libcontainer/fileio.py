@@ -17,13 +17,13 @@ def read(path: str) -> bytes:
     return _read(path, 1)
 
 
-def read_once(path: str) -> bytes:
+def read_once(path: str, dir_fd: int | None = None) -> bytes:
     """A file the kernel hands over whole in one read: a regular file (a short read of
     one is its end), a one-record /proc file (/proc/PID/stat: seq_file fills the read
     from one show), a one-value cgroup file. One read(2), not two (the one that says 0
     costs as much): `list` reads three per container. A read that fills the buffer goes
-    on to the end."""
-    return _read(path, 65536)
+    on to the end. `dir_fd`: `path` is relative to this directory (os.open's dir_fd)."""
+    return _read(path, 65536, dir_fd)
 
 
 def text(path: str) -> str:
@@ -35,9 +35,9 @@ def text(path: str) -> str:
         return ""
 
 
-def _read(path: str, whole_below: int) -> bytes:
+def _read(path: str, whole_below: int, dir_fd: int | None = None) -> bytes:
     """A first read shorter than `whole_below` bytes is the whole file; else read to 0."""
-    fd = os.open(path, _READ)
+    fd = os.open(path, _READ, dir_fd=dir_fd)
     try:
         data = os.read(fd, 65536)
         if len(data) < whole_below:

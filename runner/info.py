@@ -96,14 +96,15 @@ LIST_FLAGS = [Flag("--format,-f", "format", True, "table", "table or json"),
 
 
 def cmd_list(ctx, argv: list) -> int:
-    from libcontainer import container as lc
+    from libcontainer.listing import iter_states
+    from libcontainer.state import default_root
 
     opts, _ = parse(argv, LIST_FLAGS)
     if opts["help"]:
         return flag_help("list", LIST_FLAGS)
     fmt = _format_flag(opts)
     names: dict = {}  # owner uid → name, asked of the user database once each
-    states = [c.state(names) for c in lc.iter_containers(ctx.root)]
+    states = list(iter_states(ctx.root or default_root(), names))
     if opts["quiet"]:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif fmt == "json":
@@ -112,9 +113,10 @@ def cmd_list(ctx, argv: list) -> int:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"])
                  for s in states]
-        widths = [max(len(r[i]) for r in rows) for i in range(6)]
-        for r in rows:
-            sys.stdout.write("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+        # each column as wide as its widest value, three spaces apart (runc's tabwriter);
+        # one format string for every row, not a join of six ljusts per row
+        line = "   ".join(f"{{:<{max(map(len, col))}}}" for col in zip(*rows))
+        sys.stdout.write("".join(line.format(*r).rstrip() + "\n" for r in rows))
     return 0
 
 
