@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 
-from . import fileio, jsonio
+from . import fileio
 from .errors import ContainerError, DamagedState, NotFound
 from .owners import owner_name
 from .spec import OCI_VERSION
-from .state import StateDir, alive
+from .state import StateDir, alive, read_head
 
 FIFO = "exec.fifo"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -46,8 +46,9 @@ def status_of(state: dict, fifo: str, dir_fd: int | None = None) -> str:
 
 def is_paused(state: dict) -> bool:
     """Manager.paused(), from the paths in the state, without loading the cgroup
-    package (1-2 ms of a `state` or `list`, the engines' most frequent calls)."""
-    info = state.get("cgroups")
+    package (1-2 ms of a `state` or `list`, the engines' most frequent calls). A state
+    read by its head alone (state.read_head) has the paths' copy, "pause", instead."""
+    info = state.get("cgroups") or state.get("pause")
     if not info:
         return False
     freezer = (info.get("paths") or {}).get("freezer")
@@ -97,7 +98,8 @@ def iter_states(root: str, owner_names: dict | None = None):
     """The OCI state of every container under `root`, sorted by ID, one at a time: what
     list_containers(root) would give, each `.state(owner_names)`, without a Container or
     a StateDir made for each (a third of a list's time was theirs), with the state files
-    and exec fifos opened relative to the root (shorter path walks)."""
+    and exec fifos opened relative to the root (shorter path walks), each state file
+    parsed only as far as what a list shows (state.read_head)."""
     try:
         names = sorted(os.listdir(root))
         root_fd = os.open(root, _DIR)
@@ -108,7 +110,7 @@ def iter_states(root: str, owner_names: dict | None = None):
             if name[0] == ".":
                 continue  # a create or delete under way (see state.CREATING)
             try:
-                state = jsonio.loads(fileio.read_once(f"{name}/state.json", root_fd))
+                state = read_head(fileio.read_once(f"{name}/state.json", root_fd))
             except (OSError, ValueError):
                 # StateDir.read says what it is, as `load` would have
                 try:

@@ -162,6 +162,35 @@ def alive(pid: int, start_time: int | None) -> bool:
     return st is not None and st[0] not in ("Z", "X") and (start_time is None or st[1] == start_time)
 
 
+# state.json's layout: one compact JSON object; with cgroups, on two lines. The first holds
+# every field but "cgroups" and "pause", a copy of the two paths that say whether the
+# container is paused (is_paused's); the second, after HEAD_END, "cgroups" (two thirds of
+# the file: each hierarchy's path, twice). `list` parses the first line alone (read_head):
+# the cgroups were half of its JSON time. Any reader of the whole file sees one object;
+# an older version's file (one line) is read whole.
+HEAD_END = b',\n"cgroups":'
+
+
+def state_text(state: dict) -> str:
+    cg = state.get("cgroups")
+    if not cg:
+        if "pause" in state:  # (never stale: only ever written beside its cgroups)
+            state = {k: v for k, v in state.items() if k != "pause"}
+        return jsonio.dumps(state)
+    head = {k: v for k, v in state.items() if k != "cgroups"}
+    paths = cg.get("paths") or {}
+    head["pause"] = {"paths": {"freezer": paths["freezer"]} if paths.get("freezer") else {},
+                     "unified": cg.get("unified") or ""}
+    return f"{jsonio.dumps(head)[:-1]}{HEAD_END.decode()}{jsonio.dumps(cg)}}}"
+
+
+def read_head(data: bytes) -> dict:
+    """A state file's first line as a state (without "cgroups"; with "pause"), or the
+    whole state when it has one line."""
+    end = data.find(HEAD_END)
+    return jsonio.loads(data[:end] + b"}" if end > 0 else data)
+
+
 class StateDir:
     def __init__(self, root: str | None, container_id: str):
         check_id(container_id)
@@ -189,7 +218,7 @@ class StateDir:
             lock = _Lock(self, new=True, path=tmp).__enter__()
             try:
                 # no reader sees the private directory before the rename: written in place
-                fileio.create(os.path.join(tmp, "state.json"), jsonio.dumps(state).encode())
+                fileio.create(os.path.join(tmp, "state.json"), state_text(state).encode())
                 crash_point("state dir made")
                 os.rename(tmp, self.path)  # onto nothing, or a bare directory left by hand
             except BaseException:
@@ -214,7 +243,7 @@ class StateDir:
         return os.path.isdir(self.path)
 
     def write(self, state: dict) -> None:
-        write_atomic(os.path.join(self.path, "state.json"), jsonio.dumps(state))
+        write_atomic(os.path.join(self.path, "state.json"), state_text(state))
 
     def read(self) -> dict:
         try:
