@@ -17,10 +17,11 @@ FIFO = "exec.fifo"
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def status_of(state: dict, fifo: str, dir_fd: int | None = None) -> str:
+def status_of(state: dict, fifo: str, dir_fd: int | None = None,
+              dirs: dict | None = None) -> str:
     """creating, created, running, paused or stopped (runtime.md "State") of the container
     whose recorded state is `state` and whose exec fifo is (or was) at `fifo`, a path
-    relative to `dir_fd` when one is given."""
+    relative to `dir_fd` when one is given. `dirs`: see _read_in."""
     pid = state["pid"]
     live = pid > 0 and alive(pid, state.get("start_time"))
     recorded = state.get("status")
@@ -41,28 +42,54 @@ def status_of(state: dict, fifo: str, dir_fd: int | None = None) -> str:
             return "created"
         except OSError:  # (as os.path.exists: whatever cannot be stat'ed is not there)
             pass
-    return "paused" if is_paused(state) else "running"
+    return "paused" if is_paused(state, dirs) else "running"
 
 
-def is_paused(state: dict) -> bool:
+def is_paused(state: dict, dirs: dict | None = None) -> bool:
     """Manager.paused(), from the paths in the state, without loading the cgroup
     package (1-2 ms of a `state` or `list`, the engines' most frequent calls). A state
-    read by its head alone (state.read_head) has the paths' copy, "pause", instead."""
+    read by its head alone (state.read_head) has the paths' copy, "pause", instead.
+    `dirs`: see _read_in."""
     info = state.get("cgroups") or state.get("pause")
     if not info:
         return False
     freezer = (info.get("paths") or {}).get("freezer")
     try:
         if freezer:  # v1: FREEZING counts as paused, as Manager.paused says
-            return fileio.read_once(freezer + "/freezer.state").strip() != b"THAWED"
+            return _read_in(freezer, "freezer.state", dirs).strip() != b"THAWED"
         unified = info.get("unified")
         if unified:
-            for line in fileio.read_once(unified + "/cgroup.events").splitlines():
+            for line in _read_in(unified, "cgroup.events", dirs).splitlines():
                 if line.startswith(b"frozen "):
                     return line.split()[1] == b"1"
     except OSError:
         pass
     return False
+
+
+def _read_in(cgroup: str, name: str, dirs: dict | None) -> bytes:
+    """The file `name` of the cgroup directory `cgroup`. With `dirs` (a list's: parent
+    directory → an fd of it, or a mark), from the second cgroup of a parent on, opened
+    relative to the parent: /sys/fs/cgroup/freezer/runner-ID/freezer.state walks two
+    components, not six with two mount crossings (the freezer's read was the dearest of a
+    list's three). The first of each parent is read by its path, so a list of cgroups
+    that share no parent opens nothing more."""
+    parent, _, leaf = cgroup.rpartition("/")
+    if dirs is not None and parent and leaf:
+        fd = dirs.get(parent)
+        if fd is None:
+            dirs[parent] = _SEEN
+        elif fd == _SEEN:
+            try:
+                dirs[parent] = fd = os.open(parent, _DIR | os.O_PATH)
+            except OSError:
+                dirs[parent] = _FAILED
+        if fd is not None and fd >= 0:
+            return fileio.read_once(f"{leaf}/{name}", fd)
+    return fileio.read_once(f"{cgroup}/{name}")
+
+
+_SEEN, _FAILED = -2, -1  # _read_in's marks: a parent seen once; one that would not open
 
 
 def oci_state(state: dict, container_id: str, status: str,
@@ -105,6 +132,7 @@ def iter_states(root: str, owner_names: dict | None = None):
         root_fd = os.open(root, _DIR)
     except FileNotFoundError:
         return
+    dirs: dict = {}
     try:
         for name in names:
             if name[0] == ".":
@@ -123,10 +151,13 @@ def iter_states(root: str, owner_names: dict | None = None):
                 except ContainerError as e:
                     _warn(str(e))
                     continue
-            yield oci_state(state, name, status_of(state, f"{name}/{FIFO}", root_fd),
+            yield oci_state(state, name, status_of(state, f"{name}/{FIFO}", root_fd, dirs),
                             owner_names)
     finally:
         os.close(root_fd)
+        for fd in dirs.values():
+            if fd >= 0:
+                os.close(fd)
 
 
 def _warn(msg: str) -> None:

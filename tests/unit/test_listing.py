@@ -171,3 +171,42 @@ def test_cli_table_as_before(tmp_path, monkeypatch):
     assert out.getvalue() == want
     assert [line.split() for line in want.splitlines() if line.startswith("bad ")] == \
         [["bad", "0", "stopped"]] and "stopped\n" in want
+
+
+def test_freezers_read_relative_to_their_parent(tmp_path):
+    """list opens a cgroup's parent once it has seen two of its children, and reads the
+    rest relative to it: the same answers as by path, and every fd closed after."""
+    cgs = [_cgroups(tmp_path, f"c{i}", "FROZEN" if i % 2 else "THAWED", None)
+           for i in range(4)]
+    dirs: dict = {}
+    got = [listing.is_paused({"cgroups": cg}, dirs) for cg in cgs]
+    assert got == [False, True, False, True]
+    assert got == [listing.is_paused({"cgroups": cg}) for cg in cgs]
+    fd = dirs[str(tmp_path / "freezer")]
+    assert fd >= 0 and os.path.samefile(f"/proc/self/fd/{fd}", tmp_path / "freezer")
+    os.close(fd)
+    # a parent that cannot be opened any more: by path, as before
+    dirs = {str(tmp_path / "freezer"): -2}
+    os.rename(tmp_path / "freezer", tmp_path / "moved")
+    assert listing.is_paused({"cgroups": cgs[1]}, dirs) is False
+    assert dirs == {str(tmp_path / "freezer"): -1}
+    # a trailing slash has no leaf: by path
+    os.rename(tmp_path / "moved", tmp_path / "freezer")
+    slash = {"paths": {"freezer": cgs[1]["paths"]["freezer"] + "/"}}
+    dirs = {}
+    assert [listing.is_paused({"cgroups": slash}, dirs) for _ in range(3)] == [True] * 3
+    assert dirs == {}
+
+
+def test_list_closes_what_it_opened(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    for i in range(5):
+        _put(root, f"c{i}", _state(f"c{i}", cgroups=_cgroups(tmp_path, f"c{i}", "THAWED",
+                                                              None)), old_layout=False)
+    before = sorted(os.listdir("/proc/self/fd"))
+    assert [s["status"] for s in listing.iter_states(str(root))] == ["running"] * 5
+    it = listing.iter_states(str(root))
+    next(it), next(it), next(it)
+    it.close()  # a caller that stops early
+    assert sorted(os.listdir("/proc/self/fd")) == before
