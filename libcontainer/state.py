@@ -186,9 +186,12 @@ def state_text(state: dict) -> str:
 
 def read_head(data: bytes) -> dict:
     """A state file's first line as a state (without "cgroups"; with "pause"), or the
-    whole state when it has one line."""
+    whole state when it has one line, or when the second does not end as state_text
+    ends it (cut short: the whole parse says it is damaged, as `state` would)."""
     end = data.find(HEAD_END)
-    return jsonio.loads(data[:end] + b"}" if end > 0 else data)
+    if end > 0 and data.endswith(b"}}"):
+        return jsonio.loads(data[:end] + b"}")
+    return jsonio.loads(data)
 
 
 class StateDir:

@@ -83,6 +83,10 @@ def test_every_status_as_load_state_gives_it(tmp_path, old_layout, warnings):
     (root / "l-damaged").mkdir()
     (root / "l-damaged" / "state.json").write_text("{not json")
     (root / "m-no-state").mkdir()  # left by hand
+    # cut short after its head (by something else than this runtime: it renames whole files)
+    (root / "l-damaged-tail").mkdir()
+    text = state_text(_state("l-damaged-tail", cgroups=cg("l", "THAWED")))
+    (root / "l-damaged-tail" / "state.json").write_text(text[:-40])
     (root / "n-a-file").write_text("")  # not a container
     (root / ".creating-1-2-3").mkdir()  # a create under way
 
@@ -94,6 +98,7 @@ def test_every_status_as_load_state_gives_it(tmp_path, old_layout, warnings):
                    "f-created": "created", "g-started": "running", "h-died": "stopped",
                    "i-no-cgroups": "running", "j-creating": "creating",
                    "k-creator-died": "stopped", "l-damaged": "stopped",
+                   "l-damaged-tail": "stopped",
                    "m-no-state": "stopped"}
     assert [s["id"] for s in listed] == sorted(got)
     by_id = {s["id"]: s for s in listed}
@@ -104,6 +109,7 @@ def test_every_status_as_load_state_gives_it(tmp_path, old_layout, warnings):
                                         "rootfs", "created", "owner"]
     said = " ".join(warnings)
     assert "l-damaged" in said and "damaged" in said and "m-no-state" in said
+    assert "l-damaged-tail" in said
 
 
 def test_a_running_record_asks_no_fifo(tmp_path):
