@@ -385,32 +385,28 @@ def load(container_id: str, root: str | None = None) -> Container:
 
 
 def list_containers(root: str | None = None) -> list:
-    """Every container under `root`, sorted by ID."""
-    return list(iter_containers(root))
-
-
-def iter_containers(root: str | None = None):
-    """list_containers one at a time: a caller that keeps only what it shows of each (the
-    CLI's `list`) lets each container's state go before the next is read, and a list of
-    a thousand grows no heap (in a served call's fresh worker, ~1500 page faults fewer)."""
+    """Every container under `root`, sorted by ID. (The CLI's `list` reads only what it
+    shows, without a Container each: listing.iter_states.)"""
     root = root or default_root()
     try:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
-        return
+        return []
+    out = []
     for name in names:
         if name.startswith("."):
             continue  # a create or delete under way (see state.CREATING)
         try:
-            yield load(name, root)
+            out.append(load(name, root))
         except NotFound:
             continue  # deleted meanwhile, or not a container's directory
         except DamagedState as e:
             # shown, so that it can be found and deleted (delete --force)
             _warn(str(e))
-            yield Container(StateDir(root, name), damaged(name))
+            out.append(Container(StateDir(root, name), damaged(name)))
         except ContainerError as e:
             _warn(str(e))
+    return out
 
 
 def _release_host_mounts(state: dict) -> bool:
